@@ -1,0 +1,675 @@
+"""Erasure-based faithfulness of word attributions: ERASER comprehensiveness and sufficiency, AOPC,
+normalised AOPC, decision flip, and a random-ranking baseline.
+
+The core is model-agnostic: every metric takes a :data:`Scorer`, a callable that maps a list of
+word sequences (erased variants of texts) to class probabilities of shape ``(len, C)``, so it can
+be tested on a transparent model. :func:`model_scorer` builds one from (model, tokenizer, task).
+
+Conventions shared by every function here (documented once):
+
+- ``words``: one word list per example, words being whitespace-separated tokens of the text
+  (:func:`split_words`, ``re.finditer(r"\\S+", text)``). No example may be empty.
+- ``attributions``: one score per word of each example; higher = more important for the
+  predicted label. Words are ranked by descending score, ties broken by position (earlier first).
+- y^ = argmax of the scorer on the full, unerased word list; every metric tracks p(y^).
+- k for a fraction f of an n-word text: ``k = max(1, ceil(f * n))`` (at least one word); f * n is
+  rounded to 9 decimals first so float noise (0.14 * 50 = 7.000000000000001) adds no word.
+- ``erasure="delete"`` removes the erased words; ``erasure="replace"`` puts ``replacement`` in
+  their place (the text keeps its length).
+- Batching: each public function gathers all erased variants of all examples (every fraction,
+  both metrics, every ranking, the bound search), deduplicates them by content and scores them in
+  one scorer call; only the beam search for NAOPC bounds of long texts adds one call per step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Scorer = Callable[[Sequence[Sequence[str]]], np.ndarray]
+"""Word sequences (n of them) -> class probabilities, an array of shape (n, C)."""
+
+FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
+ERASURES: tuple[str, ...] = ("delete", "replace")
+RANDOM = "random"
+EXACT_MAX_WORDS = 8
+# A text whose AOPC bounds differ by no more than this has no room to rank orderings: NAOPC is NaN.
+FLAT_BOUNDS_TOL = 1e-12
+
+METRICS: tuple[str, ...] = (
+    "aopc_comprehensiveness",
+    "aopc_sufficiency",
+    "naopc_comprehensiveness",
+    "naopc_sufficiency",
+    "flip_rate",
+    "fraction_flip",
+)
+
+_Variant = tuple[str, ...]
+_WORD = re.compile(r"\S+")
+
+
+def split_words(text: str) -> list[str]:
+    """The words of ``text``: maximal runs of non-whitespace, ``re.finditer(r"\\S+", text)``."""
+    return [m.group() for m in _WORD.finditer(text)]
+
+
+def k_for_fraction(fraction: float, n_words: int) -> int:
+    """Number of top-ranked words a fraction stands for: ``k = max(1, ceil(fraction * n_words))``."""
+    return max(1, math.ceil(round(fraction * n_words, 9)))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_words(words: Sequence[Sequence[str]]) -> list[_Variant]:
+    if isinstance(words, str):
+        raise ValueError("words must be a list of word lists, got one str; use [split_words(text)]")
+    checked = []
+    for i, example in enumerate(words):
+        if isinstance(example, str):
+            raise ValueError(f"example {i} is a str ({example[:30]!r}); pass word lists, e.g. split_words(text)")
+        example = tuple(example)
+        if len(example) == 0:
+            raise ValueError(f"example {i} has zero words; every example needs at least one word")
+        if not all(isinstance(w, str) for w in example):
+            raise ValueError(f"example {i} holds non-str words; expected a sequence of str")
+        checked.append(example)
+    if not checked:
+        raise ValueError("words is empty; expected at least one example")
+    return checked
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    fractions = tuple(float(f) for f in fractions)
+    if not fractions:
+        raise ValueError("fractions is empty; expected fractions in (0, 1], e.g. FRACTIONS = (0.01, ..., 0.5)")
+    bad = [f for f in fractions if not 0.0 < f <= 1.0]
+    if bad:
+        raise ValueError(f"fractions {bad} outside (0, 1]; expected fractions of the words, e.g. 0.1 for 10%")
+    return fractions
+
+
+def _check_attributions(attributions: Sequence[Any], words: list[_Variant], name: str) -> list[np.ndarray]:
+    if len(attributions) != len(words):
+        raise ValueError(f"{name} has {len(attributions)} entries for {len(words)} examples")
+    checked = []
+    for i, (a, w) in enumerate(zip(attributions, words)):
+        a = np.asarray(a, dtype=float)
+        if a.ndim != 1 or a.shape[0] != len(w):
+            raise ValueError(f"{name}[{i}] has shape {a.shape}; expected ({len(w)},), one score per word")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}[{i}] has non-finite scores at words {np.flatnonzero(~np.isfinite(a)).tolist()}")
+        checked.append(a)
+    return checked
+
+
+def _check_positive_int(value: int, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}={value!r}; expected an int >= {minimum}")
+    return int(value)
+
+
+def ranking(attribution: np.ndarray) -> np.ndarray:
+    """Word indices by descending attribution, ties broken by position (a stable sort)."""
+    return np.argsort(-np.asarray(attribution, dtype=float), kind="stable")
+
+
+# ----------------------------------------------------------------------------- erasure and batching
+
+
+@dataclass(frozen=True)
+class _Erasure:
+    mode: str
+    replacement: str
+
+    @staticmethod
+    def of(mode: str, replacement: str) -> _Erasure:
+        if mode not in ERASURES:
+            raise ValueError(f"unknown erasure {mode!r}; expected one of {list(ERASURES)}")
+        if not isinstance(replacement, str):
+            raise ValueError(f"replacement={replacement!r}; expected a str")
+        return _Erasure(mode, replacement)
+
+    def apply(self, words: _Variant, erased: Iterable[int]) -> _Variant:
+        gone = set(int(i) for i in erased)
+        if self.mode == "delete":
+            return tuple(w for i, w in enumerate(words) if i not in gone)
+        return tuple(self.replacement if i in gone else w for i, w in enumerate(words))
+
+    def keep(self, words: _Variant, kept: Iterable[int]) -> _Variant:
+        kept = set(int(i) for i in kept)
+        return self.apply(words, (i for i in range(len(words)) if i not in kept))
+
+
+class _Pool:
+    """Deduplicating queue of word sequences; ``flush`` scores the queued ones in one scorer call."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self._scorer = scorer
+        self._ids: dict[_Variant, int] = {}
+        self._pending: list[_Variant] = []
+        self._probs: list[np.ndarray] = []
+
+    def add(self, variant: _Variant) -> int:
+        idx = self._ids.get(variant)
+        if idx is None:
+            idx = self._ids[variant] = len(self._ids)
+            self._pending.append(variant)
+        return idx
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        probs = np.asarray(self._scorer([list(v) for v in batch]), dtype=float)
+        if probs.ndim != 2 or probs.shape[0] != len(batch) or probs.shape[1] < 2:
+            raise ValueError(f"scorer returned shape {probs.shape} for {len(batch)} texts; expected ({len(batch)}, C>=2)")
+        if not np.all(np.isfinite(probs)):
+            raise ValueError("scorer returned non-finite probabilities")
+        self._probs.extend(probs)
+
+    def __getitem__(self, idx: int) -> np.ndarray:
+        return self._probs[idx]
+
+
+@dataclass(frozen=True)
+class _Options:
+    fractions: tuple[float, ...]
+    erasure: _Erasure
+    exact_max_words: int = EXACT_MAX_WORDS
+    beam_width: int = 5
+
+
+def _options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, beam_width=5) -> _Options:
+    return _Options(
+        _check_fractions(fractions),
+        _Erasure.of(erasure, replacement),
+        _check_positive_int(exact_max_words, "exact_max_words", 0),
+        _check_positive_int(beam_width, "beam_width", 1),
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One ranking of one example's words to evaluate."""
+
+    example: int
+    method: str
+    ranking: int  # index of a random ranking; -1 for a given attribution
+    order: np.ndarray
+
+
+def _levels(n_words: int, fractions: tuple[float, ...]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Distinct k's of the fraction grid (ascending) and their weights (share of fractions)."""
+    ks = [k_for_fraction(f, n_words) for f in fractions]
+    levels = tuple(sorted(set(ks)))
+    return levels, tuple(ks.count(k) / len(ks) for k in levels)
+
+
+# ----------------------------------------------------------------------------- NAOPC bounds
+
+
+def _chain_extremes(g: Mapping[frozenset, float], levels: tuple[int, ...], weights: tuple[float, ...]) -> tuple[float, float]:
+    """Min and max over nested chains S_1 c ... c S_L (|S_j| = levels[j]) of sum_j w_j g(S_j), by DP."""
+    by_size: dict[int, list[frozenset]] = {k: [] for k in levels}
+    for s in g:
+        by_size[len(s)].append(s)
+    lo = {s: weights[0] * g[s] for s in by_size[levels[0]]}
+    hi = dict(lo)
+    for j in range(1, len(levels)):
+        new_lo, new_hi = {}, {}
+        for s in by_size[levels[j]]:
+            subs = [frozenset(c) for c in itertools.combinations(sorted(s), levels[j - 1])]
+            new_lo[s] = weights[j] * g[s] + min(lo[t] for t in subs)
+            new_hi[s] = weights[j] * g[s] + max(hi[t] for t in subs)
+        lo, hi = new_lo, new_hi
+    return min(lo.values()), max(hi.values())
+
+
+class _ExactBounds:
+    """Every subset of each level's size scored once; the chain DP replaces the n! orderings."""
+
+    def __init__(self, pool: _Pool, words: _Variant, opts: _Options) -> None:
+        self.levels, self.weights = _levels(len(words), opts.fractions)
+        self.ids = {}
+        for k in self.levels:
+            for c in itertools.combinations(range(len(words)), k):
+                s = frozenset(c)
+                self.ids[s] = (pool.add(opts.erasure.apply(words, s)), pool.add(opts.erasure.keep(words, s)))
+
+    def bounds(self, pool: _Pool, p_full: float, label: int) -> dict[str, float]:
+        comp = {s: p_full - pool[i][label] for s, (i, _) in self.ids.items()}
+        suff = {s: p_full - pool[j][label] for s, (_, j) in self.ids.items()}
+        c_lo, c_hi = _chain_extremes(comp, self.levels, self.weights)
+        s_lo, s_hi = _chain_extremes(suff, self.levels, self.weights)
+        return {"comprehensiveness_lower": c_lo, "comprehensiveness_upper": c_hi,
+                "sufficiency_lower": s_lo, "sufficiency_upper": s_hi}
+
+
+class _Beam:
+    """Beam search for one extreme (sign=+1: max, -1: min) of one metric's AOPC over orderings.
+
+    Words are added one at a time; a partial chain S is ranked by its objective so far plus the
+    next level's weight times its current erasure effect g(S) (a greedy look-ahead). Every chain it
+    returns is a real ordering, so its max is <= the exact max and its min >= the exact min.
+    """
+
+    def __init__(self, words: _Variant, opts: _Options, metric: str, sign: int, p_full: float, label: int) -> None:
+        self.words, self.opts, self.metric, self.sign = words, opts, metric, sign
+        self.p_full, self.label = p_full, label
+        levels, weights = _levels(len(words), opts.fractions)
+        self.weight = dict(zip(levels, weights))
+        self.last = levels[-1]
+        self.beam: list[tuple[frozenset, float]] = [(frozenset(), 0.0)]
+        self.pending: list[tuple[frozenset, float, int]] = []
+        self.value = math.nan
+
+    @property
+    def done(self) -> bool:
+        return not math.isnan(self.value)
+
+    def request(self, pool: _Pool) -> None:
+        erase = self.opts.erasure.apply if self.metric == "comprehensiveness" else self.opts.erasure.keep
+        self.pending = [
+            (s | {i}, a, pool.add(erase(self.words, s | {i})))
+            for s, a in self.beam
+            for i in range(len(self.words))
+            if i not in s
+        ]
+
+    def advance(self, pool: _Pool) -> None:
+        size = len(self.pending[0][0])
+        w_here = self.weight.get(size, 0.0)
+        w_next = next((self.weight[k] for k in sorted(self.weight) if k > size), 0.0)
+        best: dict[frozenset, tuple[float, float]] = {}
+        for s, a, idx in self.pending:
+            g = self.p_full - pool[idx][self.label]
+            total = a + w_here * g
+            key = self.sign * (total + w_next * g)
+            if s not in best or key > best[s][0]:
+                best[s] = (key, total)
+        ranked = sorted(best.items(), key=lambda item: -item[1][0])[: self.opts.beam_width]
+        self.beam = [(s, total) for s, (_, total) in ranked]
+        if size == self.last:
+            self.value = self.sign * max(self.sign * total for _, total in self.beam)
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+@dataclass
+class _Results:
+    curves: pd.DataFrame | None
+    flips: pd.DataFrame | None
+    bounds: pd.DataFrame | None
+
+
+def _evaluate(
+    scorer: Scorer, words: list[_Variant], jobs: list[_Job], opts: _Options,
+    *, curves: bool = False, flips: bool = False, bounds: bool = False,
+) -> _Results:
+    """Score everything asked for in as few scorer calls as possible, then read the tables."""
+    pool = _Pool(scorer)
+    full = [pool.add(w) for w in words]
+    curve_ids, flip_ids = [], []
+    for job in jobs:
+        w, order = words[job.example], job.order
+        if curves:
+            ks = [k_for_fraction(f, len(w)) for f in opts.fractions]
+            curve_ids.append([(k, pool.add(opts.erasure.apply(w, order[:k])), pool.add(opts.erasure.keep(w, order[:k])))
+                              for k in ks])
+        if flips:
+            flip_ids.append([pool.add(opts.erasure.apply(w, order[:k])) for k in range(1, len(w) + 1)])
+    exact = {i: _ExactBounds(pool, w, opts) for i, w in enumerate(words)
+             if bounds and len(w) <= opts.exact_max_words}
+    pool.flush()
+
+    p_full = np.stack([pool[i] for i in full])
+    labels = p_full.argmax(axis=1)
+    p_y = p_full[np.arange(len(words)), labels]
+    base = [{"example": i, "n_words": len(w), "label": int(labels[i]), "p_full": float(p_y[i])} for i, w in enumerate(words)]
+
+    curve_df = None
+    if curves:
+        rows = []
+        for job, ids in zip(jobs, curve_ids):
+            e, y = job.example, labels[job.example]
+            for f, (k, ci, si) in zip(opts.fractions, ids):
+                p_comp, p_suff = pool[ci][y], pool[si][y]
+                rows.append({**base[e], "method": job.method, "ranking": job.ranking, "fraction": f, "k": k, "p_comp": p_comp, "p_suff": p_suff,
+                             "comprehensiveness": p_y[e] - p_comp, "sufficiency": p_y[e] - p_suff})
+        curve_df = pd.DataFrame(rows)
+
+    flip_df = None
+    if flips:
+        rows = []
+        for job, ids in zip(jobs, flip_ids):
+            e = job.example
+            hit = next((k for k, idx in enumerate(ids, start=1) if pool[idx].argmax() != labels[e]), None)
+            n = len(words[e])
+            rows.append({**base[e], "method": job.method, "ranking": job.ranking, "flipped": hit is not None,
+                         "k": math.nan if hit is None else float(hit),
+                         "fraction": math.nan if hit is None else hit / n})
+        flip_df = pd.DataFrame(rows)
+
+    bound_df = None
+    if bounds:
+        found = {i: {"bound_method": "exact", **b.bounds(pool, p_y[i], labels[i])} for i, b in exact.items()}
+        beams = {}
+        for i, w in enumerate(words):
+            if i not in exact:
+                beams[i] = {f"{m}_{side}": _Beam(w, opts, m, sign, p_y[i], labels[i])
+                            for m in ("comprehensiveness", "sufficiency")
+                            for side, sign in (("lower", -1), ("upper", 1))}
+        searches = [s for group in beams.values() for s in group.values()]
+        while not all(s.done for s in searches):
+            live = [s for s in searches if not s.done]
+            for s in live:
+                s.request(pool)
+            pool.flush()
+            for s in live:
+                s.advance(pool)
+        for i, group in beams.items():
+            found[i] = {"bound_method": "beam", **{name: s.value for name, s in group.items()}}
+        bound_df = pd.DataFrame([{**base[i], **found[i]} for i in range(len(words))])
+    return _Results(curve_df, flip_df, bound_df)
+
+
+def _jobs_for(attributions: Sequence[np.ndarray], method: str) -> list[_Job]:
+    return [_Job(i, method, -1, ranking(a)) for i, a in enumerate(attributions)]
+
+
+def _random_jobs(words: list[_Variant], n_rankings: int, seed: int) -> list[_Job]:
+    """R seeded random rankings per example; example i uses rng([seed, i]), independent of the others."""
+    jobs = []
+    for i, w in enumerate(words):
+        rng = np.random.default_rng([seed, i])
+        jobs += [_Job(i, RANDOM, r, rng.permutation(len(w))) for r in range(n_rankings)]
+    return jobs
+
+
+_KEYS = ["example", "method", "ranking"]
+_BOUND_COLS = ["bound_method", "comprehensiveness_lower", "comprehensiveness_upper", "sufficiency_lower", "sufficiency_upper"]
+
+
+def _aopc_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """AOPC = mean of the curve over the fractions, per ranking."""
+    out = curves.groupby(_KEYS, sort=False).agg(
+        n_words=("n_words", "first"), label=("label", "first"), p_full=("p_full", "first"),
+        aopc_comprehensiveness=("comprehensiveness", "mean"), aopc_sufficiency=("sufficiency", "mean"),
+    )
+    return out.reset_index()
+
+
+def _normalise(aopc: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
+    out = aopc.merge(bounds[["example", *_BOUND_COLS]], on="example", how="left")
+    for m in ("comprehensiveness", "sufficiency"):
+        lo, hi = out[f"{m}_lower"], out[f"{m}_upper"]
+        span = hi - lo
+        out[f"naopc_{m}"] = ((out[f"aopc_{m}"] - lo) / span).where(span > FLAT_BOUNDS_TOL)
+    return out
+
+
+# ----------------------------------------------------------------------------- public metrics
+
+
+def erasure_curves(
+    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+) -> pd.DataFrame:
+    """Comprehensiveness and sufficiency of the top-k attributed words at each fraction.
+
+    comp_k = p(y^ | x) - p(y^ | x without r_k),   suff_k = p(y^ | x) - p(y^ | r_k only),
+    r_k = the k top-ranked words. DeYoung et al. 2020, "ERASER: A Benchmark to Evaluate
+    Rationalized NLP Models", https://arxiv.org/abs/1911.03429. Conventions: module docstring.
+
+    Args:
+        scorer: word sequences -> class probabilities (n, C).
+        words: one word list per example.
+        attributions: one score per word per example.
+        fractions: fractions of the words in (0, 1]; default ERASER's (1, 5, 10, 20, 50)%.
+        erasure: "delete" or "replace".
+        replacement: the token put in place of an erased word when erasure="replace".
+
+    Returns:
+        One row per (example, fraction): example, n_words, label (y^), fraction, k, p_full,
+        p_comp, p_suff, comprehensiveness, sufficiency.
+    """
+    words = _check_words(words)
+    attributions = _check_attributions(attributions, words, "attributions")
+    opts = _options(fractions, erasure, replacement)
+    curves = _evaluate(scorer, words, _jobs_for(attributions, ""), opts, curves=True).curves
+    return curves.drop(columns=["method", "ranking"]).reset_index(drop=True)
+
+
+def aopc(
+    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+) -> pd.DataFrame:
+    """Area over the perturbation curve: the mean of comp_k (or suff_k) over the fractions.
+
+    AOPC_comp = 1/|B| sum_{f in B} comp_{k(f)}, the same for sufficiency (higher comp, lower suff
+    = more faithful). ERASER (DeYoung et al. 2020) prints a 1/(|B|+1) sum over k = 0..|B|
+    normalisation; its released scorer (rationale_benchmark/metrics.py, ``_instances_aopc``)
+    averages over the |B| thresholds with ``np.average``, and so do we. Counting a 0% bin (whose
+    comp is 0) would scale our value by |B|/(|B|+1). Arguments as :func:`erasure_curves`.
+
+    Returns:
+        One row per example: example, n_words, label, p_full, aopc_comprehensiveness, aopc_sufficiency.
+    """
+    curves = erasure_curves(scorer, words, attributions, fractions=fractions, erasure=erasure, replacement=replacement)
+    out = curves.assign(method="", ranking=-1)
+    return _aopc_table(out).drop(columns=["method", "ranking"])
+
+
+def aopc_bounds(
+    scorer: Scorer, words: Sequence[Sequence[str]],
+    *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+    exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = 5,
+) -> pd.DataFrame:
+    """Lower and upper bound of each example's AOPC over all orderings of its words.
+
+    lower = min_pi AOPC(pi), upper = max_pi AOPC(pi), for comprehensiveness and for sufficiency
+    (Edin et al. 2025, "Normalized AOPC: Fixing Misleading Faithfulness Metrics for Feature
+    Attribution Explainability", https://arxiv.org/abs/2408.08137). On the fraction grid the AOPC
+    of an ordering depends only on its nested top-k sets for the distinct k's, so texts of
+    <= ``exact_max_words`` words are solved exactly: each subset of a needed size is scored once
+    and a DP over chains takes the min and max. Longer texts use a beam search (as the paper's
+    NAOPC_beam): its bounds are attained by real orderings, so lower >= exact lower and
+    upper <= exact upper (equal when greedy is optimal, e.g. an additive logit model).
+
+    Args:
+        exact_max_words: longest text solved exactly (scores sum_k C(n, k) subsets).
+        beam_width: chains kept per step of the beam search; it costs one scorer call per word
+            up to the largest k, each with about 4 * beam_width * n variants per example.
+        Others: as :func:`erasure_curves`.
+
+    Returns:
+        One row per example: example, n_words, label, p_full, bound_method ("exact" | "beam"),
+        comprehensiveness_lower, comprehensiveness_upper, sufficiency_lower, sufficiency_upper.
+    """
+    words = _check_words(words)
+    opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
+    return _evaluate(scorer, words, [], opts, bounds=True).bounds
+
+
+def naopc(
+    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+    exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = 5,
+) -> pd.DataFrame:
+    """AOPC min-max normalised per example between its bounds over orderings (Edin et al. 2025).
+
+    NAOPC = (AOPC - lower) / (upper - lower), for comprehensiveness (1 = the most comprehensive
+    ordering; higher is better) and for sufficiency (0 = the most sufficient ordering; lower is
+    better), each with its own bounds (:func:`aopc_bounds`). When upper - lower <=
+    FLAT_BOUNDS_TOL (1e-12) no ordering is better than another and NAOPC is NaN. With beam
+    bounds an attribution can beat the searched chains, giving values slightly outside [0, 1].
+    Arguments as :func:`erasure_curves` and :func:`aopc_bounds`.
+
+    Returns:
+        One row per example: example, n_words, label, p_full, aopc_comprehensiveness,
+        aopc_sufficiency, bound_method, comprehensiveness_lower, comprehensiveness_upper,
+        sufficiency_lower, sufficiency_upper, naopc_comprehensiveness, naopc_sufficiency.
+    """
+    words = _check_words(words)
+    attributions = _check_attributions(attributions, words, "attributions")
+    opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
+    res = _evaluate(scorer, words, _jobs_for(attributions, ""), opts, curves=True, bounds=True)
+    return _normalise(_aopc_table(res.curves), res.bounds).drop(columns=["method", "ranking"])
+
+
+def decision_flip(
+    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    *, erasure: str = "delete", replacement: str = "...",
+) -> pd.DataFrame:
+    """Smallest number of top-ranked words whose erasure changes the predicted label.
+
+    k_flip = min {k in 1..n : argmax p(. | x without r_k) != y^}, or "never" (NaN, flipped=False).
+    Every k is tried (not only the fraction grid), in one batched call. Ties in argmax go to the
+    lower class index (numpy). Cf. the "decision flip" of Chrysostomou & Aletras 2021 and
+    ERASER's "tokens_to_flip". Arguments as :func:`erasure_curves`.
+
+    Returns:
+        One row per example: example, n_words, label, p_full, flipped (bool), k (float, NaN if
+        never), fraction (k / n_words, NaN if never).
+    """
+    words = _check_words(words)
+    attributions = _check_attributions(attributions, words, "attributions")
+    opts = _options(FRACTIONS, erasure, replacement)
+    return _evaluate(scorer, words, _jobs_for(attributions, ""), opts, flips=True).flips.drop(columns=["method", "ranking"])
+
+
+def _metric_table(res: _Results) -> pd.DataFrame:
+    """Per-ranking AOPC, NAOPC and flip columns from the engine's tables."""
+    table = _normalise(_aopc_table(res.curves), res.bounds)
+    flips = res.flips[_KEYS + ["flipped", "fraction"]].rename(columns={"fraction": "fraction_flip"})
+    table = table.merge(flips, on=_KEYS, how="left")
+    table["flip_rate"] = table.pop("flipped").astype(float)
+    return table
+
+
+def _average_rankings(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over a method's rankings per example (fraction_flip over the rankings that flipped)."""
+    first = ["n_words", "label", "p_full", *_BOUND_COLS]
+    agg = {c: (c, "first") for c in first} | {m: (m, "mean") for m in METRICS}
+    out = table.groupby(["example", "method"], sort=False).agg(**agg, n_rankings=("ranking", "size"))
+    return out.reset_index()
+
+
+def random_baseline(
+    scorer: Scorer, words: Sequence[Sequence[str]],
+    *, n_rankings: int = 10, seed: int = 0, per_ranking: bool = False,
+    fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+    exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = 5,
+) -> pd.DataFrame:
+    """The metrics of R seeded random rankings, the chance level to read a method's scores against.
+
+    Example i draws its R rankings from ``np.random.default_rng([seed, i])``. Other arguments as
+    :func:`erasure_curves` and :func:`aopc_bounds`.
+
+    Args:
+        n_rankings: R, random rankings per example.
+        seed: seed of the rankings.
+        per_ranking: return one row per (example, ranking) instead of the per-example mean.
+
+    Returns:
+        One row per example (or per (example, ranking)): example, method ("random"), n_words,
+        label, p_full, bound columns as :func:`aopc_bounds`, aopc_comprehensiveness,
+        aopc_sufficiency, naopc_comprehensiveness, naopc_sufficiency, flip_rate (share of the
+        rankings whose erasure flips the label), fraction_flip (mean over those that flip, NaN if
+        none), n_rankings (or ranking).
+    """
+    words = _check_words(words)
+    n_rankings = _check_positive_int(n_rankings, "n_rankings", 1)
+    opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
+    jobs = _random_jobs(words, n_rankings, seed)
+    table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=True))
+    return table if per_ranking else _average_rankings(table)
+
+
+def faithfulness_report(
+    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Mapping[str, Sequence[np.ndarray]],
+    *, n_random: int = 10, seed: int = 0, n_boot: int = 1000, alpha: float = 0.05,
+    fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+    exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = 5,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """AOPC, NAOPC and decision flip of each attribution method beside a random baseline.
+
+    All methods, the R random rankings and the bound search share one deduplicated batch of
+    erased variants. The aggregate gives, per method, the mean over examples of each metric with
+    a seeded percentile-bootstrap CI over examples (``toolkit.stats.mean_ci``); NaN values
+    (flat bounds, never-flipped examples for fraction_flip) are left out and counted in
+    ``n_<metric>``.
+
+    Args:
+        attributions: method name -> one score array per example ("random" is reserved).
+        n_random: random rankings per example (0 leaves the baseline out).
+        seed: seed of the random rankings and of the bootstrap.
+        n_boot: bootstrap resamples.
+        alpha: 1 - confidence level of the intervals.
+        Others: as :func:`erasure_curves` and :func:`aopc_bounds`.
+
+    Returns:
+        (per_example, aggregate). per_example: one row per (example, method) with the columns of
+        :func:`random_baseline` (n_rankings = 1 for a method). aggregate: one row per method:
+        method, n_examples, and for each metric in METRICS: <metric>, <metric>_low,
+        <metric>_high, n_<metric>.
+    """
+    words = _check_words(words)
+    if not isinstance(attributions, Mapping) or not attributions:
+        raise ValueError("attributions must be a non-empty mapping: method name -> one score array per example")
+    if RANDOM in attributions:
+        raise ValueError(f"method name {RANDOM!r} is reserved for the random baseline; rename it")
+    n_random = _check_positive_int(n_random, "n_random", 0)
+    opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
+    jobs = []
+    for name, attr in attributions.items():
+        jobs += _jobs_for(_check_attributions(attr, words, f"attributions[{name!r}]"), str(name))
+    jobs += _random_jobs(words, n_random, seed)
+    table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=True))
+    per_example = _average_rankings(table)
+
+    from toolkit.stats import mean_ci  # a sibling module; imported where it is needed
+
+    rows = []
+    for method, group in per_example.groupby("method", sort=False):
+        row: dict[str, Any] = {"method": method, "n_examples": len(group)}
+        for m in METRICS:
+            values = group[m].to_numpy(dtype=float)
+            values = values[~np.isnan(values)]
+            if len(values):
+                ci = mean_ci(values, n_boot=n_boot, alpha=alpha, seed=seed)
+                row |= {m: ci.estimate, f"{m}_low": ci.low, f"{m}_high": ci.high}
+            else:
+                row |= {m: math.nan, f"{m}_low": math.nan, f"{m}_high": math.nan}
+            row[f"n_{m}"] = len(values)
+        rows.append(row)
+    return per_example, pd.DataFrame(rows)
+
+
+def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16, progress: bool = False) -> Scorer:
+    """A :data:`Scorer` backed by a language model: label probabilities of the task's prompt.
+
+    Each word sequence is joined with single spaces and put through
+    ``toolkit.scoring.label_probs(model, tokenizer, task, texts, batch_size=, progress=)``, which
+    rebuilds the prompt around the (erased) text. The full text goes through the same join, so
+    erasing nothing reproduces p(y^ | x) exactly (comp = 0 at k = 0).
+    """
+    from toolkit.scoring import label_probs  # imported here: scoring pulls in torch and the model stack
+
+    batch_size = _check_positive_int(batch_size, "batch_size", 1)
+
+    def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
+        texts = [" ".join(v) for v in variants]
+        return np.asarray(label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress), dtype=float)
+
+    return score
