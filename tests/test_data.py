@@ -208,7 +208,7 @@ def test_demonstrations_k_zero_and_bad_k():
     assert demonstrations("uci_amazon", 0) == ()
     pool = len(load_dataset("uci_amazon", split="train"))
     assert len(demonstrations("uci_amazon", pool)) == pool
-    with pytest.raises(ValueError, match=r"k=199 is larger than the train pool"):
+    with pytest.raises(ValueError, match=rf"k={pool + 1} is larger than the train pool of dataset .uci_amazon. \({pool} examples\)"):
         demonstrations("uci_amazon", pool + 1)
     with pytest.raises(ValueError, match=r"k must be an int >= 0, got -1"):
         demonstrations("uci_amazon", -1)
