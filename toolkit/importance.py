@@ -1,0 +1,264 @@
+"""Attention-layer importance scores and layer selection.
+
+Similarity metrics follow LLM-Drop (He et al. 2024, "What Matters in Transformers? Not All
+Attention is Needed", https://arxiv.org/abs/2406.15786): with X the residual stream entering a
+layer and Y = X + Attn(LN(X)) the stream after the attention sub-layer,
+
+    cosine(l)          = 1 - mean_t cos(X_t, Y_t)
+    angular(l)         = mean_t arccos(cos(X_t, Y_t)) / pi                (Gromov et al. 2024)
+    block_influence(l) = 1 - mean_t cos(X_t, Block(X)_t)                  (ShortGPT, Men et al. 2024)
+
+averaged over all non-padding tokens t of all texts. A low score means the sub-layer barely
+changes the stream, so it is the first to drop. All three come from one forward pass per batch:
+hooks add per-layer running sums, nothing keeps activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .models import adapter_for, decoder_layers
+from .pruning import _checked_layers, drop_attention
+
+__all__ = ["IMPORTANCE_METRICS", "attention_importance", "choose_layers", "select_layers"]
+
+IMPORTANCE_METRICS = ("cosine", "angular", "block_influence", "loss_delta", "random")
+SELECTION_STRATEGIES = ("one_shot", "iterative")
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings, got a single string")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty; importance needs at least one text")
+    return texts
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, device: torch.device) -> dict:
+    tokenizer.padding_side = "left"
+    enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+    mask = enc["attention_mask"]
+    return {
+        "input_ids": enc["input_ids"].to(device),
+        "attention_mask": mask.to(device),
+        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device),
+    }
+
+
+@torch.no_grad()
+def _similarity_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """Per-layer cosine / angular / block-influence scores from one forward pass per batch."""
+    adapter = adapter_for(model)
+    layers = decoder_layers(model)
+    n = len(layers)
+    device = next(model.parameters()).device
+    sums = {k: torch.zeros(n, dtype=torch.float64) for k in ("cos", "ang", "block")}
+    count = torch.zeros((), dtype=torch.float64)
+    state: dict[str, torch.Tensor] = {}
+    x_in: dict[int, torch.Tensor] = {}
+
+    def cos_to_x(i: int, y: torch.Tensor) -> torch.Tensor:
+        x = x_in[i].float()
+        return torch.nn.functional.cosine_similarity(x, y.float(), dim=-1, eps=1e-8)
+
+    def pre_layer(i: int):
+        def hook(module, args, kwargs):
+            x_in[i] = kwargs.get("hidden_states", args[0] if args else None)
+
+        return hook
+
+    def post_attn(i: int):
+        def hook(module, args, output):
+            a = output[0] if isinstance(output, tuple) else output
+            for name in adapter.post_attn_norms:  # Gemma 2/3 normalise the attention output
+                a = getattr(layers[i], name)(a)
+            c = cos_to_x(i, x_in[i].float() + a.float())
+            m = state["mask"]
+            sums["cos"][i] += (c * m).sum().double().cpu()
+            sums["ang"][i] += (torch.arccos(c.clamp(-1, 1)) * m).sum().double().cpu()
+
+        return hook
+
+    def post_layer(i: int):
+        def hook(module, args, kwargs, output):
+            y = output[0] if isinstance(output, tuple) else output
+            sums["block"][i] += (cos_to_x(i, y) * state["mask"]).sum().double().cpu()
+            del x_in[i]
+
+        return hook
+
+    handles = []
+    try:
+        for i, layer in enumerate(layers):
+            handles.append(layer.register_forward_pre_hook(pre_layer(i), with_kwargs=True))
+            handles.append(getattr(layer, adapter.attention).register_forward_hook(post_attn(i)))
+            handles.append(layer.register_forward_hook(post_layer(i), with_kwargs=True))
+        for start in tqdm(range(0, len(texts), batch_size), desc="importance", disable=not progress, leave=False):
+            enc = _encode(tokenizer, texts[start : start + batch_size], max_length, device)
+            state["mask"] = enc["attention_mask"].float()
+            count += enc["attention_mask"].sum().double().cpu()
+            # Only the residual stream is needed: run the base model, skip the LM head.
+            model.get_decoder()(**enc, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+        x_in.clear()
+    return {
+        "cosine": (1 - sums["cos"] / count).numpy(),
+        "angular": (sums["ang"] / count / np.pi).numpy(),
+        "block_influence": (1 - sums["block"] / count).numpy(),
+    }
+
+
+@torch.no_grad()
+def _lm_loss(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, max_length: int
+) -> float:
+    """Mean next-token cross-entropy (nats) over all non-padding target tokens."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        enc = _encode(tokenizer, texts[start : start + batch_size], max_length, device)
+        logits = model(**enc, use_cache=False).logits[:, :-1].float()
+        target = enc["input_ids"][:, 1:]
+        mask = enc["attention_mask"][:, 1:] * enc["attention_mask"][:, :-1]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        total += float((nll * mask).sum())
+        count += int(mask.sum())
+    if count == 0:
+        raise ValueError("the texts hold no next-token targets (each is at most one token long)")
+    return total / count
+
+
+def _label_loss(model, tokenizer, task, texts, labels, batch_size) -> float:
+    """Mean negative log-probability of the true label (restricted to the verbalizers)."""
+    from .scoring import label_probs  # scoring sits beside importance, not below it
+
+    probs = label_probs(model, tokenizer, task, texts, batch_size=batch_size)
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
+
+
+def attention_importance(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    metric: str = "cosine",
+    batch_size: int = 8,
+    max_length: int = 256,
+    task=None,
+    labels: Sequence[int] | None = None,
+    exclude: Sequence[int] = (),
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.Series:
+    """Importance of each decoder layer's attention sub-layer (low = safest to drop).
+
+    Metrics: `cosine`, `angular`, `block_influence` (see the module docstring; one forward pass per
+    batch, float32, padding masked), `loss_delta` (task-aware: the loss with that one attention
+    sub-layer skipped minus the loss of the model as it is: the true label's negative log-probability
+    when `task` and `labels` are given, else the texts' next-token cross-entropy; one pass per layer),
+    and `random` (seeded uniform scores, a control).
+
+    Args:
+        texts: the texts to measure on (for `loss_delta` with a task: the example texts).
+        metric: one of `IMPORTANCE_METRICS`.
+        exclude: layers already dropped; they get NaN and are never selected.
+
+    Returns:
+        `pandas.Series` indexed by layer (name `metric`), one score per decoder layer.
+    """
+    if metric not in IMPORTANCE_METRICS:
+        raise ValueError(f"unknown importance metric {metric!r}; expected one of {list(IMPORTANCE_METRICS)}")
+    texts = _check_texts(texts)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(decoder_layers(model))
+    exclude = set(_checked_layers(model, exclude)) if exclude else set()
+    if metric == "random":
+        scores = np.random.default_rng(seed).random(n)
+    elif metric == "loss_delta":
+        if (task is None) != (labels is None):
+            raise ValueError("loss_delta needs both task= and labels= (or neither, for the LM loss on texts)")
+        if labels is not None and len(labels) != len(texts):
+            raise ValueError(f"labels has {len(labels)} entries but texts has {len(texts)}")
+
+        def loss() -> float:
+            if task is None:
+                return _lm_loss(model, tokenizer, texts, batch_size, max_length)
+            return _label_loss(model, tokenizer, task, texts, np.asarray(labels), batch_size)
+
+        base = loss()
+        scores = np.full(n, np.nan)
+        for i in tqdm(range(n), desc="loss_delta", disable=not progress, leave=False):
+            if i in exclude:
+                continue
+            with drop_attention(model, [i]):
+                scores[i] = loss() - base
+    else:
+        scores = _similarity_scores(
+            model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress
+        )[metric]
+    scores = np.asarray(scores, dtype=np.float64)
+    for i in exclude:
+        scores[i] = np.nan
+    return pd.Series(scores, index=pd.RangeIndex(n, name="layer"), name=metric)
+
+
+def select_layers(importance: pd.Series, k: int) -> list[int]:
+    """The `k` layers with the lowest importance (NaN never chosen), in ascending layer order."""
+    valid = importance.dropna()
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    if k > len(valid):
+        raise ValueError(f"k={k} is larger than the {len(valid)} layers that can be selected")
+    # Stable: ties broken by layer index.
+    order = valid.sort_values(kind="stable").index[:k]
+    return sorted(int(i) for i in order)
+
+
+def choose_layers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    k: int,
+    *,
+    metric: str = "cosine",
+    strategy: str = "one_shot",
+    **importance_options,
+) -> list[int]:
+    """Pick `k` attention layers to drop, one-shot or iteratively (LLM-Drop offers both).
+
+    `one_shot` ranks once and takes the `k` least important; `iterative` drops the least important
+    layer, recomputes importance on the pruned model, and repeats `k` times.
+    `importance_options` are passed to `attention_importance` (its keyword arguments only).
+    """
+    if strategy not in SELECTION_STRATEGIES:
+        raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
+    n = len(decoder_layers(model))
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
+        raise ValueError(f"k must be an integer in [0, {n}], got {k!r}")
+    if strategy == "one_shot" or metric == "random" or k == 0:
+        scores = attention_importance(model, tokenizer, texts, metric=metric, **importance_options)
+        return select_layers(scores, k)
+    chosen: list[int] = []
+    for _ in range(k):
+        with drop_attention(model, chosen):
+            scores = attention_importance(model, tokenizer, texts, metric=metric, exclude=chosen, **importance_options)
+        chosen = sorted(chosen + select_layers(scores, 1))
+    return chosen

@@ -1,0 +1,272 @@
+"""Label scoring: prompts, verbalizer tokens, and batched label probabilities.
+
+A classification example is posed to the LM as a prompt (the task's instruction, optional k-shot
+demonstrations, the text, an answer format); the answer is read off the next-token distribution at
+the end of the prompt, restricted to the label verbalizers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .data import Dataset, Example, Task, demonstrations
+
+__all__ = ["Prompt", "encode_prompts", "label_probs", "predict", "render_prompt", "verbalizer_ids"]
+
+_SLOT = "\u241fTOOLKIT_TEXT\u241f"  # placeholder located after templating, then replaced by the text
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt and where the example's own text sits in it.
+
+    Attributes:
+        text: the full prompt string (chat template applied where used).
+        span: `(start, end)` character offsets of the example text inside `text`; attribution and
+            erasure only rank and remove words inside this span.
+        chat: whether the chat template was used (decides the verbalizers' leading space).
+    """
+
+    text: str
+    span: tuple[int, int]
+    chat: bool
+
+
+def _uses_chat(task: Task, tokenizer: PreTrainedTokenizerBase) -> bool:
+    return bool(task.use_chat_template and getattr(tokenizer, "chat_template", None))
+
+
+def _user_message(task: Task, text: str) -> str:
+    options = " or ".join(task.verbalizers)
+    return f"{task.instruction}\n\n{task.input_name}: {text}\nAnswer with one word: {options}."
+
+
+def render_prompt(
+    task: Task, tokenizer: PreTrainedTokenizerBase, text: str, *, demos: Sequence[Example] = ()
+) -> Prompt:
+    """Render `text` as a prompt for `task`; demonstrations become earlier chat turns (or blocks).
+
+    With a chat template the answer is the assistant's first word; without one the prompt ends
+    in "Answer:" and verbalizers are scored with a leading space.
+    """
+    chat = _uses_chat(task, tokenizer)
+    if chat:
+        messages: list[dict[str, str]] = []
+        for demo in demos:
+            messages.append({"role": "user", "content": _user_message(task, demo.text)})
+            messages.append({"role": "assistant", "content": task.verbalizers[demo.label]})
+        messages.append({"role": "user", "content": _user_message(task, _SLOT)})
+        template = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        blocks = [f"{task.instruction}\n"]
+        for demo in demos:
+            blocks.append(f"{task.input_name}: {demo.text}\nAnswer: {task.verbalizers[demo.label]}\n")
+        blocks.append(f"{task.input_name}: {_SLOT}\nAnswer:")
+        template = "\n".join(blocks)
+    if template.count(_SLOT) != 1:
+        raise ValueError("the chat template did not keep the example text exactly once")
+    start = template.index(_SLOT)
+    full = template.replace(_SLOT, text)
+    return Prompt(text=full, span=(start, start + len(text)), chat=chat)
+
+
+def verbalizer_ids(task: Task, tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Token ids of each label's verbalizer as it follows the prompt.
+
+    Raises:
+        ValueError: when two labels encode to the same token sequence (or, for single-token
+            verbalizers, the same token), since the scores could not tell them apart.
+    """
+    prefix = "" if _uses_chat(task, tokenizer) else " "
+    ids = [tokenizer.encode(prefix + v, add_special_tokens=False) for v in task.verbalizers]
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            if ids[i] == ids[j]:
+                raise ValueError(
+                    f"verbalizers {task.verbalizers[i]!r} and {task.verbalizers[j]!r} of task {task.name!r} "
+                    f"encode to the same tokens {ids[i]}; choose distinct words"
+                )
+    if any(not seq for seq in ids):
+        raise ValueError(f"a verbalizer of task {task.name!r} encodes to no token: {task.verbalizers}")
+    return ids
+
+
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Left-padded batch with `position_ids` counted from each row's first real token.
+
+    transformers 5 derives positions from the cache position, not the attention mask, so a plain
+    forward on a left-padded batch would shift every padded row; passing `position_ids` keeps
+    batched scores equal to one-at-a-time scores.
+    """
+    tokenizer.padding_side = "left"
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    mask = enc["attention_mask"]
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": mask.to(device), "position_ids": position_ids.to(device)}
+
+
+def _batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _device(model: PreTrainedModel) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def _score_prompts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    verbalizers: list[list[int]],
+    *,
+    batch_size: int,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood of each verbalizer after each prompt, and the vocabulary mass on them.
+
+    Returns:
+        `(loglik, mass)`: loglik is (n, C), the summed log-probability of each label's tokens;
+        mass is (n,), the total probability of the label sequences under the full vocabulary.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n, n_labels = len(prompts), len(verbalizers)
+    loglik = np.zeros((n, n_labels), dtype=np.float64)
+    device = _device(model)
+    single = all(len(v) == 1 for v in verbalizers)
+    # Sort by length so each batch pads little; results are written back in the input order.
+    lengths = np.array([len(p) for p in prompts])
+    order = np.argsort(-lengths, kind="stable")
+    bar = tqdm(total=n, desc="scoring", disable=not progress, leave=False)
+    for idx in _batches(order, batch_size):
+        batch = [prompts[i] for i in idx]
+        if single:
+            enc = encode_prompts(tokenizer, batch, device)
+            logits = model(**enc, use_cache=False, logits_to_keep=1).logits[:, -1, :].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            label_tok = torch.tensor([v[0] for v in verbalizers], device=device)
+            loglik[idx] = logp[:, label_tok].double().cpu().numpy()
+        else:
+            for c, seq in enumerate(verbalizers):
+                loglik[idx, c] = _sequence_loglik(model, tokenizer, batch, seq, device)
+        bar.update(len(idx))
+    bar.close()
+    mass = np.exp(loglik).sum(axis=1)
+    return loglik, mass
+
+
+def _sequence_loglik(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], seq: list[int], device: torch.device
+) -> np.ndarray:
+    """Summed log-probability of the token sequence `seq` after each prompt (teacher forcing)."""
+    enc = encode_prompts(tokenizer, prompts, device)
+    k = len(seq)
+    tail = torch.tensor(seq, device=device).expand(len(prompts), k)
+    input_ids = torch.cat([enc["input_ids"], tail], dim=1)
+    mask = torch.cat([enc["attention_mask"], torch.ones_like(tail)], dim=1)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits
+    logp = torch.log_softmax(logits[:, -k - 1 : -1, :].float(), dim=-1)
+    picked = logp.gather(-1, tail.unsqueeze(-1)).squeeze(-1)
+    return picked.sum(-1).double().cpu().numpy()
+
+
+def _prompts_for(
+    task: Task, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], demos: Sequence[Example] | None
+) -> list[str]:
+    if demos is None:
+        demos = demonstrations(task.name, task.n_shot) if task.n_shot > 0 else ()
+    return [render_prompt(task, tokenizer, t, demos=demos).text for t in texts]
+
+
+def label_probs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+    demos: Sequence[Example] | None = None,
+) -> np.ndarray:
+    """Class probabilities for raw texts: softmax over the label verbalizers' log-likelihoods.
+
+    p(c | x) = exp(l_c) / sum_j exp(l_j),   l_c = log p_LM(verbalizer_c | prompt(x))
+
+    Args:
+        texts: the example texts (the prompt is built around each one).
+        demos: k-shot demonstrations; default: the task's `n_shot` from the train split.
+
+    Returns:
+        Array of shape (len(texts), n_classes).
+    """
+    if len(texts) == 0:
+        raise ValueError("texts is empty; pass at least one text")
+    verbalizers = verbalizer_ids(task, tokenizer)
+    prompts = _prompts_for(task, tokenizer, texts, demos)
+    loglik, _ = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
+    return _softmax(loglik)
+
+
+def _softmax(loglik: np.ndarray) -> np.ndarray:
+    z = loglik - loglik.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Dataset | Sequence[Example],
+    *,
+    task: Task | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    demos: Sequence[Example] | None = None,
+) -> pd.DataFrame:
+    """Score labelled examples: one row per example.
+
+    Args:
+        data: a `Dataset` (its task is used) or a sequence of `Example` with `task=` given.
+        task: overrides the dataset's task (e.g. another instruction or `n_shot`).
+
+    Returns:
+        DataFrame with columns `id`, `label`, `pred`, `p_<label name>` (one per class, in label
+        order), `label_mass` (probability the full vocabulary puts on the label verbalizers),
+        `confidence` (max class probability), `correct`. `df.attrs["label_names"]` holds the names.
+    """
+    if isinstance(data, Dataset):
+        task = task or data.task
+        examples: Sequence[Example] = data.examples
+    else:
+        examples = list(data)
+        if task is None:
+            raise ValueError("task is required when data is a list of examples")
+    if len(examples) == 0:
+        raise ValueError("no examples to score: the example list is empty")
+    verbalizers = verbalizer_ids(task, tokenizer)
+    prompts = _prompts_for(task, tokenizer, [e.text for e in examples], demos)
+    loglik, mass = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
+    probs = _softmax(loglik)
+    labels = np.array([e.label for e in examples])
+    pred = probs.argmax(axis=1)
+    df = pd.DataFrame({"id": [e.id for e in examples], "label": labels, "pred": pred})
+    for c, name in enumerate(task.label_names):
+        df[f"p_{name}"] = probs[:, c]
+    df["label_mass"] = mass
+    df["confidence"] = probs.max(axis=1)
+    df["correct"] = pred == labels
+    df.attrs["label_names"] = tuple(task.label_names)
+    df.attrs["task"] = task.name
+    return df
