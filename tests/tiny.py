@@ -57,3 +57,33 @@ def tiny_model(architecture: str = "LlamaForCausalLM", seed: int = 0):
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
     assert type(model).__name__ == architecture, type(model).__name__
     return model
+
+
+WORDS = (
+    "<pad> <s> </s> <unk> negative positive good bad great awful movie food the was is a not very "
+    "review sentiment of this or answer with one word : . ? ! , and it i liked hated service plot"
+).split()
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def tiny_tokenizer(chat: bool = False):
+    """A whitespace word-level tokenizer over `WORDS` (+ role markers), vocab < 128, left padding."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(WORDS + ["<|user|>", "<|assistant|>", "<|system|>"])}
+    assert len(vocab) <= VOCAB
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.padding_side = "left"
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
+    return fast

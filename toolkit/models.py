@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,20 +265,32 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     plain.load_state_dict(src.state_dict())
     plain.tie_weights()
     del src
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "converted_by": "toolkit.models"}, indent=1))
+
+    _write_atomically(target, write)
+    log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - t0)
+
+
+def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(tmp)` on a fresh temporary folder beside `target`, then rename it to `target`.
+
+    A crash or exception inside `write` leaves neither `target` nor the temporary folder behind.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
         try:
             os.replace(tmp, target)
         except OSError:
-            if not (target / "SOURCE.json").exists():  # someone else finished first is fine
+            if not target.is_dir():  # another process finishing first is fine; anything else is not
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - t0)
 
 
 def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
