@@ -1,0 +1,136 @@
+"""Label scoring: prompts, verbalizers, batching, against unbatched hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tiny import tiny_model, tiny_tokenizer
+from toolkit import Example, Task, label_probs, predict, render_prompt, verbalizer_ids
+from toolkit.scoring import encode_prompts
+
+TASK = Task(
+    name="tiny_sentiment",
+    instruction="sentiment of this review ?",
+    label_names=("negative", "positive"),
+    verbalizers=("negative", "positive"),
+    input_name="review",
+    use_chat_template=False,
+)
+EXAMPLES = [
+    Example("a", "the movie was very good .", 1),
+    Example("b", "i hated the food", 0),
+    Example("c", "service was not bad and the plot great !", 1),
+    Example("d", "awful", 0),
+    Example("e", "the food was bad , the service was bad and the movie was awful .", 0),
+]
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_prompt_span_points_at_the_text(chat):
+    tok = tiny_tokenizer(chat=chat)
+    task = Task(**{**TASK.__dict__, "use_chat_template": True})
+    demos = [Example("x", "good movie", 1)]
+    p = render_prompt(task, tok, "the food was bad", demos=demos)
+    assert p.chat is chat
+    assert p.text[p.span[0] : p.span[1]] == "the food was bad"
+    assert p.text.count("good movie") == 1
+    if chat:
+        assert p.text.endswith("<|assistant|> ")
+
+
+def reference_probs(model, tok, task, text):
+    """Unbatched, unpadded: softmax over the verbalizer tokens' logits at the last position."""
+    ids = tok(render_prompt(task, tok, text).text, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        logits = model(ids).logits[0, -1]
+    label_tok = [v[0] for v in verbalizer_ids(task, tok)]
+    return torch.softmax(logits[label_tok], dim=-1).numpy()
+
+
+def test_label_probs_match_hand_computation_and_batching():
+    model, tok = tiny_model(), tiny_tokenizer()
+    texts = [e.text for e in EXAMPLES]
+    batched = label_probs(model, tok, TASK, texts, batch_size=4)
+    single = np.stack([label_probs(model, tok, TASK, [t], batch_size=1)[0] for t in texts])
+    expected = np.stack([reference_probs(model, tok, TASK, t) for t in texts])
+    np.testing.assert_allclose(batched, expected, atol=1e-5)  # fp32; observed ~1e-7
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_predict_frame():
+    model, tok = tiny_model(), tiny_tokenizer()
+    df = predict(model, tok, EXAMPLES, task=TASK, batch_size=2, progress=False)
+    assert list(df.columns) == ["id", "label", "pred", "p_negative", "p_positive", "label_mass", "confidence", "correct"]
+    assert df.attrs["label_names"] == ("negative", "positive")
+    probs = df[["p_negative", "p_positive"]].to_numpy()
+    np.testing.assert_array_equal(df.pred, probs.argmax(1))
+    np.testing.assert_allclose(df.confidence, probs.max(1))
+    np.testing.assert_array_equal(df.correct, df.pred == df.label)
+    # label_mass: the full-vocabulary probability of the two label tokens, recomputed by hand
+    ids = tok(render_prompt(TASK, tok, EXAMPLES[0].text).text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        p = torch.softmax(model(ids).logits[0, -1], -1)
+    lt = [v[0] for v in verbalizer_ids(TASK, tok)]
+    assert df.label_mass[0] == pytest.approx(p[lt].sum().item(), abs=1e-6)
+
+
+def test_multi_token_verbalizers_use_summed_loglik():
+    model, tok = tiny_model(), tiny_tokenizer()
+    task = Task(**{**TASK.__dict__, "verbalizers": ("very bad", "very good")})
+    ids = verbalizer_ids(task, tok)
+    assert all(len(v) == 2 for v in ids)
+    probs = label_probs(model, tok, task, [EXAMPLES[0].text, EXAMPLES[3].text], batch_size=2)
+    # by hand: log p(very | prompt) + log p(bad|good | prompt + very), one text at a time
+    for row, text in zip(probs, [EXAMPLES[0].text, EXAMPLES[3].text]):
+        prompt = tok(render_prompt(task, tok, text).text, return_tensors="pt", add_special_tokens=False).input_ids
+        ll = []
+        for seq in ids:
+            full = torch.cat([prompt, torch.tensor([seq])], dim=1)
+            with torch.no_grad():
+                logp = torch.log_softmax(model(full).logits[0], -1)
+            n = prompt.shape[1]
+            ll.append(logp[n - 1, seq[0]].item() + logp[n, seq[1]].item())
+        expected = np.exp(ll) / np.exp(ll).sum()
+        np.testing.assert_allclose(row, expected, atol=1e-5)
+
+
+def test_encode_prompts_positions_start_at_first_real_token():
+    tok = tiny_tokenizer()
+    enc = encode_prompts(tok, ["good", "the movie was good"])
+    assert enc["input_ids"][0, 0].item() == tok.pad_token_id
+    assert enc["position_ids"][0].tolist() == [0, 0, 0, 0]
+    assert enc["position_ids"][1].tolist() == [0, 1, 2, 3]
+
+
+def test_colliding_verbalizers_are_refused():
+    tok = tiny_tokenizer()
+    # both words are outside the tiny vocabulary, so both encode to <unk>
+    task = Task(**{**TASK.__dict__, "verbalizers": ("meh", "nope")})
+    with pytest.raises(ValueError, match="verbalizers 'meh' and 'nope' .* encode to the same tokens"):
+        verbalizer_ids(task, tok)
+
+
+def test_empty_inputs_are_refused():
+    model, tok = tiny_model(), tiny_tokenizer()
+    with pytest.raises(ValueError, match="example list is empty"):
+        predict(model, tok, [], task=TASK)
+    with pytest.raises(ValueError, match="texts is empty"):
+        label_probs(model, tok, TASK, [])
+    with pytest.raises(ValueError, match="task is required"):
+        predict(model, tok, EXAMPLES)
+
+
+@pytest.mark.slow
+def test_smollm2_batched_equals_single_and_beats_chance(smollm2):
+    from toolkit import load_dataset
+
+    model, tok = smollm2
+    ds = load_dataset("uci_yelp", n=24, split="validation")
+    batched = predict(model, tok, ds, batch_size=8, progress=False)
+    single = predict(model, tok, ds.examples[:4], task=ds.task, batch_size=1, progress=False)
+    cols = [f"p_{n}" for n in ds.task.label_names]
+    np.testing.assert_allclose(batched[cols].to_numpy()[:4], single[cols].to_numpy(), atol=1e-5)
+    assert batched.correct.mean() >= 0.6  # measured 0.85 on 48 validation sentences; chance is 0.5
