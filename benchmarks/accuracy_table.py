@@ -45,7 +45,7 @@ def main() -> None:
                              ece=ece15(df), seconds=time.perf_counter() - t0))
             print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1, index=False), flush=True)
     table = pd.DataFrame(rows)
-    print(table.pivot(index="dataset", columns="prompt", values="accuracy").round(3).to_markdown())
+    print(table.pivot(index="dataset", columns="prompt", values="accuracy").round(3).to_string())
 
 
 if __name__ == "__main__":

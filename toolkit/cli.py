@@ -1,0 +1,152 @@
+"""Command line: `python -m toolkit {study,importance,prune,list}`; `--help` on each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from err
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .study import StudyConfig, run_study, summary
+
+    profile = "quick" if args.quick else args.profile
+    overrides = {"output_dir": args.output_dir}
+    if args.model:
+        overrides["models"] = tuple(args.model)
+    if args.dataset:
+        overrides["datasets"] = tuple(args.dataset)
+    if args.config:
+        base = StudyConfig.from_file(args.config).to_dict()
+        config = StudyConfig.from_dict({**base, **overrides})
+    else:
+        config = StudyConfig.profile(profile, **overrides)
+    print(f"study {config.digest()} -> {config.run_dir()}", flush=True)
+    table = run_study(config, progress=not args.no_progress)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary(table).round(3).to_string(index=False))
+    print(f"\nreport: {config.run_dir() / 'report.md'}")
+    return 0
+
+
+def _cmd_importance(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import attention_importance, load_dataset, load_model
+
+    model, tok = load_model(args.model)
+    ds = load_dataset(args.dataset, n=args.n, split="train")
+    columns = {}
+    for metric in args.metric:
+        kwargs = dict(task=ds.task, labels=ds.labels) if metric == "loss_delta" else {}
+        columns[metric] = attention_importance(model, tok, ds.texts, metric=metric, progress=True, **kwargs)
+    table = pd.DataFrame(columns)
+    print(table.round(4).to_string())
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .plots import importance_profile
+
+        ax = importance_profile(table)
+        ax.figure.savefig(args.plot, dpi=110, bbox_inches="tight")
+        print(f"saved {args.plot}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from . import choose_layers, load_dataset, load_model, n_parameters, prune_attention, save_pruned
+
+    model, tok = load_model(args.model)
+    before = n_parameters(model)
+    if args.layers is not None:
+        layers = args.layers
+    else:
+        ds = load_dataset(args.dataset, n=args.n, split="train")
+        layers = choose_layers(model, tok, ds.texts, args.k, metric=args.metric)
+    prune_attention(model, layers)
+    path = save_pruned(model, args.output, tokenizer=tok)
+    print(f"dropped attention in layers {sorted(layers)}; parameters {before:,} -> {n_parameters(model):,}")
+    print(f"saved to {path} (load with toolkit.load_model({str(path)!r}))")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import IMPORTANCE_METRICS, list_datasets, list_models
+    from .attribution import list_methods
+
+    print("models:", ", ".join(list_models()), "(or any HF id / local folder)")
+    print("importance metrics:", ", ".join(IMPORTANCE_METRICS))
+    print("attribution methods:", ", ".join(list_methods()))
+    print("\ndatasets:")
+    print(list_datasets()[["name", "n", "n_classes", "labels", "licence"]].to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m toolkit",
+        description="What does pruning attention layers do to accuracy, faithfulness and calibration?",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("study", help="run (or resume) a study and print its summary")
+    p.add_argument("--config", help="JSON/YAML/TOML file with StudyConfig fields")
+    p.add_argument("--profile", choices=["full", "quick", "ci"], default=os.environ.get("TOOLKIT_PROFILE", "full"),
+                   help="size preset (default: $TOOLKIT_PROFILE or full)")
+    p.add_argument("--quick", action="store_true", help="same as --profile quick")
+    p.add_argument("--model", action="append", help="model name/path (repeatable; default smollm2-135m)")
+    p.add_argument("--dataset", action="append", help="dataset name (repeatable)")
+    p.add_argument("--output-dir", default="results")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("importance", help="print (and plot) a model's attention-layer importances")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--dataset", default="uci_yelp")
+    p.add_argument("--n", type=int, default=64, help="texts from the train split")
+    p.add_argument("--metric", action="append", default=None, help="metric (repeatable; default cosine)")
+    p.add_argument("--plot", help="save the profile to this PNG")
+    p.set_defaults(func=_cmd_importance)
+
+    p = sub.add_parser("prune", help="drop attention layers structurally and save the smaller model")
+    p.add_argument("output", help="folder to write")
+    p.add_argument("--model", default="smollm2-135m")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--layers", type=_int_list, help="explicit layer indices, e.g. 3,7,12")
+    group.add_argument("--k", type=int, help="number of layers, chosen by --metric")
+    p.add_argument("--metric", default="cosine")
+    p.add_argument("--dataset", default="uci_yelp")
+    p.add_argument("--n", type=int, default=64)
+    p.set_defaults(func=_cmd_prune)
+
+    p = sub.add_parser("list", help="list built-in models, datasets, metrics and methods")
+    p.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "metric", None) is None and args.command == "importance":
+        args.metric = ["cosine"]
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+"""The study runner: models x datasets x pruning levels x layer selections x attribution methods.
+
+Every cell (one model, dataset, selection metric and number k of dropped attention layers) scores
+the test examples, fits a temperature on the validation examples, explains a subset of the test
+examples with each attribution method and measures erasure faithfulness beside a random ranking
+baseline. Each finished cell is appended to `<output_dir>/<config hash>/cells.jsonl` at once, so a
+killed run resumes where it stopped and the final table is the same as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .calibration import TemperatureScaler, calibration_report, ece
+from .data import load_dataset
+from .faithfulness import faithfulness_report, model_scorer
+from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
+from .models import decoder_layers, load_model
+from .pruning import drop_attention
+from .scoring import predict
+from .stats import mean_ci, paired_bootstrap
+
+__all__ = ["StudyConfig", "load_results", "run_study", "summary"]
+
+PROFILES = ("full", "quick", "ci")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What a study measures. Defaults describe the default study (<= 15 min on 2 CPU cores).
+
+    Attributes:
+        models: built-in names, local folders or hub ids.
+        datasets: bundled or registered dataset names.
+        levels: numbers k of attention layers to drop (0 = unpruned reference).
+        selections: how the k layers are chosen: importance metrics (`IMPORTANCE_METRICS`).
+        strategy: `one_shot` or `iterative` selection.
+        methods: attribution methods for faithfulness.
+        attribution_backend: `fast` (batched gradients) or `inseq`.
+        n_eval: test examples per dataset for accuracy and calibration.
+        n_validation: validation examples for temperature scaling.
+        n_importance: train texts for similarity importance; labelled validation examples for loss_delta.
+        n_faithfulness: test examples explained per cell (a prefix of the n_eval examples).
+        n_random: random rankings per example for the faithfulness baseline.
+        n_boot: bootstrap resamples for every CI.
+        seed: seeds subsampling, random selections, random rankings and bootstraps.
+        batch_size: examples per forward pass.
+        output_dir: where results, figures and the report go.
+    """
+
+    models: tuple[str, ...] = ("smollm2-135m",)
+    datasets: tuple[str, ...] = ("uci_yelp",)
+    levels: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8, 10)
+    selections: tuple[str, ...] = ("cosine", "loss_delta", "random")
+    strategy: str = "one_shot"
+    methods: tuple[str, ...] = ("saliency", "input_x_gradient")
+    attribution_backend: str = "fast"
+    n_eval: int = 150
+    n_validation: int = 60
+    n_importance: int = 32
+    n_faithfulness: int = 16
+    n_random: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+    batch_size: int = 16
+    output_dir: str = "results"
+
+    def __post_init__(self) -> None:
+        for name in ("models", "datasets", "levels", "selections", "methods"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int)):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
+            if not getattr(self, name):
+                raise ValueError(f"StudyConfig.{name} is empty; give at least one")
+        for s in self.selections:
+            if s not in IMPORTANCE_METRICS:
+                raise ValueError(f"unknown selection {s!r}; expected one of {list(IMPORTANCE_METRICS)}")
+        if self.strategy not in SELECTION_STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
+        if self.attribution_backend not in ("fast", "inseq"):
+            raise ValueError(f"unknown attribution_backend {self.attribution_backend!r}; expected 'fast' or 'inseq'")
+        for k in self.levels:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                raise ValueError(f"levels must be non-negative integers, got {k!r}")
+        for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"StudyConfig.{name} must be a positive integer, got {v!r}")
+        if self.n_faithfulness > self.n_eval:
+            raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
+
+    # ---- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown study option(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> StudyConfig:
+        """Read a config from JSON, YAML or TOML (by file extension)."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            raise ValueError(f"config file {str(path)!r} must end in .json, .yaml, .yml or .toml")
+        return cls.from_dict(data or {})
+
+    @classmethod
+    def profile(cls, name: str = "full", **overrides: Any) -> StudyConfig:
+        """The default study (`full`), a `quick` one for a first look, or the tiny `ci` one."""
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; expected one of {list(PROFILES)}")
+        sizes = {
+            "full": {},
+            "quick": dict(levels=(0, 2, 4, 8), selections=("cosine", "random"), n_eval=60, n_validation=30,
+                          n_importance=16, n_faithfulness=8, n_random=3, n_boot=300),
+            "ci": dict(levels=(0, 2, 6), selections=("cosine", "random"), methods=("saliency",), n_eval=24,
+                       n_validation=16, n_importance=8, n_faithfulness=4, n_random=2, n_boot=100),
+        }[name]
+        return cls(**{**sizes, **overrides})
+
+    def digest(self) -> str:
+        """Content hash of everything that changes results (not where they are written)."""
+        data = {k: v for k, v in self.to_dict().items() if k != "output_dir"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.digest()
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    dataset: str
+    selection: str
+    k: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}|{self.dataset}|{self.selection}|{self.k}"
+
+    def seed(self, base: int) -> int:
+        """A per-cell seed: results never depend on which cells ran earlier in the process."""
+        return (base * 1_000_003 + zlib.crc32(self.key.encode())) % (2**31)
+
+
+def _cells(config: StudyConfig) -> Iterator[Cell]:
+    """Cells in run order; k = 0 once per (model, dataset) under the name 'none'."""
+    for model in config.models:
+        for dataset in config.datasets:
+            if 0 in config.levels:
+                yield Cell(model, dataset, "none", 0)
+            for selection in config.selections:
+                for k in config.levels:
+                    if k > 0:
+                        yield Cell(model, dataset, selection, k)
+
+
+# ---- the persisted cell log --------------------------------------------------------------------
+def _read_cells(path: Path) -> dict[str, dict]:
+    """Finished cells by key. A truncated last line (a killed write) is ignored; first record wins."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    with path.open() as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done.setdefault(record["cell"], record)
+    return done
+
+
+def _append_cell(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with path.open("a") as f:
+        # A previous run killed mid-write may have left a partial line: start on a fresh one.
+        if f.tell() > 0:
+            with path.open("rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    f.write("\n")
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# ---- one cell ----------------------------------------------------------------------------------
+def _layers_for(
+    cell: Cell, config: StudyConfig, model, tok, importance_cache: dict, data: dict
+) -> tuple[list[int], pd.Series | None]:
+    if cell.k == 0:
+        return [], None
+    n_layers = len(decoder_layers(model))
+    if cell.k > n_layers:
+        raise ValueError(f"level k={cell.k} exceeds the {n_layers} layers of {cell.model!r}")
+    opts: dict[str, Any] = dict(batch_size=min(config.batch_size, 8), seed=cell.seed(config.seed))
+    if cell.selection == "loss_delta":
+        val = data["importance_labelled"]
+        opts.update(task=val.task, labels=val.labels)
+        texts = val.texts
+    else:
+        texts = data["importance_texts"]
+    if config.strategy == "iterative" and cell.selection != "random":
+        return choose_layers(model, tok, texts, cell.k, metric=cell.selection, strategy="iterative", **opts), None
+    key = (cell.model, cell.dataset, cell.selection)
+    if key not in importance_cache:
+        if cell.selection == "random":
+            opts["seed"] = Cell(cell.model, cell.dataset, "random", 0).seed(config.seed)
+        importance_cache[key] = attention_importance(model, tok, texts, metric=cell.selection, **opts)
+    return select_layers(importance_cache[key], cell.k), importance_cache[key]
+
+
+def _probs(df: pd.DataFrame) -> np.ndarray:
+    return df[[f"p_{n}" for n in df.attrs["label_names"]]].to_numpy()
+
+
+def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance_cache: dict) -> dict:
+    from .attribution import attribute  # heavy (inseq); imported when a study runs
+
+    t0 = time.perf_counter()
+    layers, importance = _layers_for(cell, config, model, tok, importance_cache, data)
+    seed = cell.seed(config.seed)
+    test, val = data["test"], data["validation"]
+    faith_examples = test.examples[: config.n_faithfulness]
+    with drop_attention(model, layers):
+        pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
+        val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)
+        attributions = {
+            m: attribute(model, tok, test.task, faith_examples, method=m, backend=config.attribution_backend,
+                         batch_size=config.batch_size)
+            for m in config.methods
+        }
+        words = [a.words for a in attributions[config.methods[0]]]
+        scorer = model_scorer(model, tok, test.task, batch_size=config.batch_size)
+        per_example, _ = faithfulness_report(
+            scorer, words, {m: [a.scores for a in attributions[m]] for m in config.methods},
+            n_random=config.n_random, seed=seed, n_boot=config.n_boot,
+        )
+    # log-probabilities are valid logits for the restricted softmax: T rescales them
+    scaler = TemperatureScaler().fit(np.log(np.clip(_probs(val_pred), 1e-300, None)), val_pred.label.to_numpy())
+    scaled = scaler.transform(np.log(np.clip(_probs(pred), 1e-300, None)))
+    return {
+        "cell": cell.key,
+        "model": cell.model,
+        "dataset": cell.dataset,
+        "selection": cell.selection,
+        "k": cell.k,
+        "layers": layers,
+        "importance": None if importance is None else [None if np.isnan(v) else float(v) for v in importance],
+        "ids": pred.id.tolist(),
+        "labels": pred.label.tolist(),
+        "probs": _probs(pred).tolist(),
+        "label_names": list(pred.attrs["label_names"]),
+        "label_mass": pred.label_mass.tolist(),
+        "temperature": float(scaler.temperature_),
+        "ece_scaled": float(ece(scaled, pred.label.to_numpy())),
+        "faithfulness": json.loads(per_example.to_json(orient="records")),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# ---- the table ---------------------------------------------------------------------------------
+def _pred_frame(record: dict) -> pd.DataFrame:
+    probs = np.asarray(record["probs"])
+    labels = np.asarray(record["labels"])
+    df = pd.DataFrame({"id": record["ids"], "label": labels, "pred": probs.argmax(1)})
+    for c, name in enumerate(record["label_names"]):
+        df[f"p_{name}"] = probs[:, c]
+    df["label_mass"] = record["label_mass"]
+    df["confidence"] = probs.max(1)
+    df["correct"] = df.pred == df.label
+    df.attrs["label_names"] = tuple(record["label_names"])
+    return df
+
+
+def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
+    """One row per (cell, metric): value, CI, and the paired difference against the unpruned cell."""
+    rows: list[dict] = []
+    refs = {(r["model"], r["dataset"]): r for r in records if r["k"] == 0}
+    for r in records:
+        base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], k=r["k"],
+                    layers=" ".join(map(str, r["layers"])))
+        seed = Cell(r["model"], r["dataset"], r["selection"], r["k"]).seed(config.seed)
+        pred = _pred_frame(r)
+        report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
+        ref = refs.get((r["model"], r["dataset"]))
+        ref_pred = _pred_frame(ref) if ref is not None else None
+        for metric in ("accuracy", "ece", "mce", "adaptive_ece", "smooth_ece", "brier", "nll"):
+            row = dict(base, metric=metric, value=float(report[metric]), low=float(report[f"{metric}_low"]),
+                       high=float(report[f"{metric}_high"]))
+            if ref_pred is not None:
+                row.update(_paired(metric, ref_pred, pred, config, seed))
+            rows.append(row)
+        rows.append(dict(base, metric="ece_temperature_scaled", value=r["ece_scaled"], low=np.nan, high=np.nan))
+        rows.append(dict(base, metric="temperature", value=r["temperature"], low=np.nan, high=np.nan))
+        rows.append(dict(base, metric="label_mass", value=float(np.mean(r["label_mass"])), low=np.nan, high=np.nan))
+        faith = pd.DataFrame(r["faithfulness"])
+        ref_faith = pd.DataFrame(ref["faithfulness"]) if ref is not None else None
+        for method, group in faith.groupby("method", sort=True):
+            for metric in ("aopc_comprehensiveness", "aopc_sufficiency", "naopc_comprehensiveness",
+                           "naopc_sufficiency", "fraction_flip", "flip_rate"):
+                if metric not in group:
+                    continue
+                values = group[metric].to_numpy(dtype=float)
+                ok = ~np.isnan(values)
+                if not ok.any():
+                    continue
+                ci = mean_ci(values[ok], n_boot=config.n_boot, seed=seed)
+                row = dict(base, metric=f"{metric}:{method}", value=ci.estimate, low=ci.low, high=ci.high)
+                if ref_faith is not None:
+                    ref_vals = ref_faith[ref_faith.method == method].set_index("example")[metric]
+                    cur = group.set_index("example")[metric]
+                    both = pd.concat([ref_vals, cur], axis=1, keys=["a", "b"]).dropna()
+                    if len(both) > 0:
+                        d = paired_bootstrap(np.mean, (both.a.to_numpy(),), (both.b.to_numpy(),),
+                                             n_boot=config.n_boot, seed=seed)
+                        row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high)
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    for col in ("delta", "delta_low", "delta_high"):
+        if col not in table:
+            table[col] = np.nan
+    return table
+
+
+def _paired(metric: str, ref: pd.DataFrame, cur: pd.DataFrame, config: StudyConfig, seed: int) -> dict:
+    from .calibration import compare_calibration
+
+    diff = compare_calibration(ref, cur, n_boot=config.n_boot, seed=seed).set_index("metric")
+    if metric not in diff.index:
+        return {}
+    d = diff.loc[metric]
+    return dict(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]))
+
+
+def load_results(config: StudyConfig) -> list[dict]:
+    """The persisted cells of a study (finished ones only), in run order."""
+    done = _read_cells(config.run_dir() / "cells.jsonl")
+    return [done[c.key] for c in _cells(config) if c.key in done]
+
+
+def run_study(config: StudyConfig | None = None, *, progress: bool = True, report: bool = True) -> pd.DataFrame:
+    """Run (or resume) a study and return its tidy table.
+
+    Returns:
+        DataFrame, one row per (cell, metric): model, dataset, selection, k, layers, metric, value,
+        low, high (bootstrap CI), delta, delta_low, delta_high (paired difference against the
+        unpruned model on the same examples). Metrics: accuracy, ece, mce, adaptive_ece,
+        smooth_ece, brier, nll, ece_temperature_scaled, temperature, label_mass, and
+        `<faithfulness metric>:<method>` for each attribution method and `random`.
+    """
+    config = config or StudyConfig()
+    run_dir = config.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    log_path = run_dir / "cells.jsonl"
+    done = _read_cells(log_path)
+    cells = list(_cells(config))
+    todo = [c for c in cells if c.key not in done]
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="study cells", disable=not progress)
+    importance_cache: dict = {}
+    for model_name in config.models:
+        model_cells = [c for c in todo if c.model == model_name]
+        if not model_cells:
+            continue
+        model, tok = load_model(model_name)
+        for dataset in config.datasets:
+            ds_cells = [c for c in model_cells if c.dataset == dataset]
+            if not ds_cells:
+                continue
+            data = _study_data(dataset, config)
+            for cell in ds_cells:
+                torch.manual_seed(cell.seed(config.seed))
+                record = _run_cell(cell, config, model, tok, data, importance_cache)
+                _append_cell(log_path, record)
+                bar.update(1)
+        del model
+    bar.close()
+    table = _tidy(load_results(config), config)
+    table.to_csv(run_dir / "table.csv", index=False)
+    if report:
+        from .report import write_report
+
+        write_report(table, load_results(config), config)
+    return table
+
+
+def _study_data(dataset: str, config: StudyConfig) -> dict:
+    return {
+        "test": load_dataset(dataset, n=config.n_eval, split="test", seed=config.seed),
+        "validation": load_dataset(dataset, n=config.n_validation, split="validation", seed=config.seed),
+        "importance_texts": load_dataset(dataset, n=config.n_importance, split="train", seed=config.seed).texts,
+        "importance_labelled": load_dataset(dataset, n=config.n_importance, split="validation", seed=config.seed + 1),
+    }
+
+
+# ---- the headline views ------------------------------------------------------------------------
+def summary(table: pd.DataFrame, *, method: str | None = None) -> pd.DataFrame:
+    """Per model, dataset, selection and k: accuracy, ECE, NAOPC and their deltas vs unpruned.
+
+    Adds a `misaligned` column answering the question of the 2026 study: accuracy stays within
+    its paired CI of the unpruned model (the CI of the difference contains 0) while ECE or NAOPC
+    moves (its paired CI excludes 0).
+    """
+    if method is None:
+        methods = sorted({m.split(":", 1)[1] for m in table.metric if m.startswith("naopc_comprehensiveness:")} - {"random"})
+        method = methods[0] if methods else "random"
+    naopc = f"naopc_comprehensiveness:{method}"
+    keys = ["model", "dataset", "selection", "k", "layers"]
+    wanted = {"accuracy": "accuracy", "ece": "ece", naopc: "naopc", "ece_temperature_scaled": "ece_ts"}
+    sub = table[table.metric.isin(wanted)].copy()
+    sub["name"] = sub.metric.map(wanted)
+    value = sub.pivot_table(index=keys, columns="name", values="value", aggfunc="first")
+    delta = sub.pivot_table(index=keys, columns="name", values="delta", aggfunc="first").add_prefix("d_")
+    lo = sub.pivot_table(index=keys, columns="name", values="delta_low", aggfunc="first")
+    hi = sub.pivot_table(index=keys, columns="name", values="delta_high", aggfunc="first")
+    out = value.join(delta)
+
+    def moved(name: str) -> pd.Series:
+        if name not in lo:
+            return pd.Series(False, index=out.index)
+        return (lo[name] > 0) | (hi[name] < 0)
+
+    k = out.index.get_level_values("k")
+    out["accuracy_holds"] = ~moved("accuracy") & (k > 0)
+    out["misaligned"] = out["accuracy_holds"] & (moved("ece") | moved("naopc"))
+    out = out.reset_index().sort_values(["model", "dataset", "k", "selection"], kind="stable")
+    cols = keys + [c for c in ("accuracy", "d_accuracy", "ece", "d_ece", "ece_ts", "naopc", "d_naopc",
+                               "accuracy_holds", "misaligned") if c in out]
+    out = out[cols].reset_index(drop=True)
+    out.attrs["method"] = method
+    return out
