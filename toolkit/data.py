@@ -212,8 +212,16 @@ _VADER = ("VADER ground truth (Hutto & Gilbert 2014), {}_GroundTruth.txt via PyP
 _BB = "BIG-bench (Srivastava et al. 2023) task {} via PyPI bigbench==1.0.0 bigbench/benchmark_tasks/{}/task.json"
 
 
+# Bundled tasks use the plain prompt ("...\nReview: <text>\nAnswer:"), not the chat template: on SmolLM2-135M-
+# Instruct the chat template made the restricted answer almost always "negative" (UCI amazon 0.53, imdb 0.51 on
+# 100 test sentences each, ~95% predicted negative) while the plain prompt gave 0.79 / 0.85 (amazon / yelp).
+# Users' tasks default to the chat template (Task.use_chat_template=True). Measured by benchmarks/accuracy_table.py.
+_PLAIN = False
+
+
 def _sentiment_task(name: str, what: str, input_name: str) -> Task:
-    return Task(name, f"Is the sentiment of this {what} positive or negative?", _SENTIMENT, _SENTIMENT, input_name)
+    return Task(name, f"Is the sentiment of this {what} positive or negative?", _SENTIMENT, _SENTIMENT, input_name,
+                use_chat_template=_PLAIN)
 
 
 _BUNDLED: dict[str, DatasetSpec] = {
@@ -236,7 +244,8 @@ _BUNDLED: dict[str, DatasetSpec] = {
                              _VADER.format("nytEditorialSnippets"), "MIT"),
     "bb_strategyqa": DatasetSpec(
         Path("bb_strategyqa.jsonl"),
-        Task("bb_strategyqa", "Answer this yes-or-no question.", ("no", "yes"), ("no", "yes"), "Question"),
+        Task("bb_strategyqa", "Answer this yes-or-no question.", ("no", "yes"), ("no", "yes"), "Question",
+             use_chat_template=_PLAIN),
         _BB.format("strategyqa", "strategyqa") + "; StrategyQA (Geva et al. 2021)",
         "Apache-2.0 (BIG-bench)"),
     "bb_vitaminc": DatasetSpec(
@@ -244,7 +253,8 @@ _BUNDLED: dict[str, DatasetSpec] = {
         Task("bb_vitaminc",
              "Based only on the information in the Wikipedia passage, is the claim true, false, or neither? "
              "Answer neither when the passage does not give the information needed to decide.",
-             ("true", "false", "neither"), ("true", "false", "neither"), "Passage"),
+             ("true", "false", "neither"), ("true", "false", "neither"), "Passage",
+             use_chat_template=_PLAIN),
         _BB.format("vitaminc_fact_verification", "vitaminc_fact_verification")
         + "; VitaminC (Schuster et al. 2021)",
         "Apache-2.0 (BIG-bench); upstream VitaminC CC BY-SA 3.0"),
@@ -253,7 +263,7 @@ _BUNDLED: dict[str, DatasetSpec] = {
         Task("bb_presuppositions_nli",
              "Does Sentence 1 entail Sentence 2, contradict it, or neither (neutral)?",
              ("entailment", "neutral", "contradiction"), ("entailment", "neutral", "contradiction"),
-             "Sentence 1"),
+             "Sentence 1", use_chat_template=_PLAIN),
         _BB.format("presuppositions_as_nli", "presuppositions_as_nli"),
         "Apache-2.0 (BIG-bench)"),
 }
