@@ -171,7 +171,8 @@ class _Pool:
         batch, self._pending = self._pending, []
         probs = np.asarray(self._scorer([list(v) for v in batch]), dtype=float)
         if probs.ndim != 2 or probs.shape[0] != len(batch) or probs.shape[1] < 2:
-            raise ValueError(f"scorer returned shape {probs.shape} for {len(batch)} texts; expected ({len(batch)}, C>=2)")
+            raise ValueError(
+                f"scorer returned shape {probs.shape} for {len(batch)} texts; expected ({len(batch)}, C>=2)")
         if not np.all(np.isfinite(probs)):
             raise ValueError("scorer returned non-finite probabilities")
         self._probs.extend(probs)
@@ -217,7 +218,9 @@ def _levels(n_words: int, fractions: tuple[float, ...]) -> tuple[tuple[int, ...]
 # ----------------------------------------------------------------------------- NAOPC bounds
 
 
-def _chain_extremes(g: Mapping[frozenset, float], levels: tuple[int, ...], weights: tuple[float, ...]) -> tuple[float, float]:
+def _chain_extremes(
+    g: Mapping[frozenset, float], levels: tuple[int, ...], weights: tuple[float, ...]
+) -> tuple[float, float]:
     """Min and max over nested chains S_1 c ... c S_L (|S_j| = levels[j]) of sum_j w_j g(S_j), by DP."""
     by_size: dict[int, list[frozenset]] = {k: [] for k in levels}
     for s in g:
@@ -312,75 +315,95 @@ class _Results:
     bounds: pd.DataFrame | None
 
 
+@dataclass(frozen=True)
+class _Full:
+    """What the unerased texts say: y^ per example, p(y^|x), and the rows' leading columns."""
+
+    labels: np.ndarray
+    p_y: np.ndarray
+    base: list[dict[str, Any]]
+
+    @staticmethod
+    def read(pool: _Pool, ids: list[int], words: list[_Variant]) -> _Full:
+        p_full = np.stack([pool[i] for i in ids])
+        labels = p_full.argmax(axis=1)
+        p_y = p_full[np.arange(len(words)), labels]
+        base = [{"example": i, "n_words": len(w), "label": int(labels[i]), "p_full": float(p_y[i])}
+                for i, w in enumerate(words)]
+        return _Full(labels, p_y, base)
+
+    def row(self, job: _Job) -> dict[str, Any]:
+        return {**self.base[job.example], "method": job.method, "ranking": job.ranking}
+
+
+def _curve_rows(pool: _Pool, full: _Full, jobs: list[_Job], ids: list, fractions: tuple[float, ...]) -> pd.DataFrame:
+    rows = []
+    for job, job_ids in zip(jobs, ids):
+        y, p = full.labels[job.example], full.p_y[job.example]
+        for f, (k, comp_id, suff_id) in zip(fractions, job_ids):
+            p_comp, p_suff = pool[comp_id][y], pool[suff_id][y]
+            rows.append({**full.row(job), "fraction": f, "k": k, "p_comp": p_comp, "p_suff": p_suff,
+                         "comprehensiveness": p - p_comp, "sufficiency": p - p_suff})
+    return pd.DataFrame(rows)
+
+
+def _flip_rows(pool: _Pool, full: _Full, jobs: list[_Job], ids: list) -> pd.DataFrame:
+    rows = []
+    for job, job_ids in zip(jobs, ids):
+        y = full.labels[job.example]
+        hit = next((k for k, idx in enumerate(job_ids, start=1) if pool[idx].argmax() != y), None)
+        rows.append({**full.row(job), "flipped": hit is not None,
+                     "k": math.nan if hit is None else float(hit),
+                     "fraction": math.nan if hit is None else hit / len(job_ids)})
+    return pd.DataFrame(rows)
+
+
+def _bound_rows(pool: _Pool, full: _Full, words: list[_Variant], exact: dict[int, _ExactBounds],
+                opts: _Options) -> pd.DataFrame:
+    """Exact bounds from the scored subsets; beam searches for the rest, all examples in step."""
+    found = {i: {"bound_method": "exact", **b.bounds(pool, full.p_y[i], full.labels[i])} for i, b in exact.items()}
+    beams = {
+        i: {f"{m}_{side}": _Beam(w, opts, m, sign, full.p_y[i], full.labels[i])
+            for m in ("comprehensiveness", "sufficiency") for side, sign in (("lower", -1), ("upper", 1))}
+        for i, w in enumerate(words) if i not in exact
+    }
+    searches = [s for group in beams.values() for s in group.values()]
+    while live := [s for s in searches if not s.done]:
+        for s in live:
+            s.request(pool)
+        pool.flush()
+        for s in live:
+            s.advance(pool)
+    for i, group in beams.items():
+        found[i] = {"bound_method": "beam", **{name: s.value for name, s in group.items()}}
+    return pd.DataFrame([{**full.base[i], **found[i]} for i in range(len(words))])
+
+
 def _evaluate(
     scorer: Scorer, words: list[_Variant], jobs: list[_Job], opts: _Options,
     *, curves: bool = False, flips: bool = False, bounds: bool = False,
 ) -> _Results:
-    """Score everything asked for in as few scorer calls as possible, then read the tables."""
-    pool = _Pool(scorer)
-    full = [pool.add(w) for w in words]
+    """Queue every variant asked for, score them in one call (+ beam steps), read the tables."""
+    pool, erasure = _Pool(scorer), opts.erasure
+    full_ids = [pool.add(w) for w in words]
     curve_ids, flip_ids = [], []
     for job in jobs:
         w, order = words[job.example], job.order
         if curves:
             ks = [k_for_fraction(f, len(w)) for f in opts.fractions]
-            curve_ids.append([(k, pool.add(opts.erasure.apply(w, order[:k])), pool.add(opts.erasure.keep(w, order[:k])))
+            curve_ids.append([(k, pool.add(erasure.apply(w, order[:k])), pool.add(erasure.keep(w, order[:k])))
                               for k in ks])
         if flips:
-            flip_ids.append([pool.add(opts.erasure.apply(w, order[:k])) for k in range(1, len(w) + 1)])
+            flip_ids.append([pool.add(erasure.apply(w, order[:k])) for k in range(1, len(w) + 1)])
     exact = {i: _ExactBounds(pool, w, opts) for i, w in enumerate(words)
              if bounds and len(w) <= opts.exact_max_words}
     pool.flush()
-
-    p_full = np.stack([pool[i] for i in full])
-    labels = p_full.argmax(axis=1)
-    p_y = p_full[np.arange(len(words)), labels]
-    base = [{"example": i, "n_words": len(w), "label": int(labels[i]), "p_full": float(p_y[i])} for i, w in enumerate(words)]
-
-    curve_df = None
-    if curves:
-        rows = []
-        for job, ids in zip(jobs, curve_ids):
-            e, y = job.example, labels[job.example]
-            for f, (k, ci, si) in zip(opts.fractions, ids):
-                p_comp, p_suff = pool[ci][y], pool[si][y]
-                rows.append({**base[e], "method": job.method, "ranking": job.ranking, "fraction": f, "k": k, "p_comp": p_comp, "p_suff": p_suff,
-                             "comprehensiveness": p_y[e] - p_comp, "sufficiency": p_y[e] - p_suff})
-        curve_df = pd.DataFrame(rows)
-
-    flip_df = None
-    if flips:
-        rows = []
-        for job, ids in zip(jobs, flip_ids):
-            e = job.example
-            hit = next((k for k, idx in enumerate(ids, start=1) if pool[idx].argmax() != labels[e]), None)
-            n = len(words[e])
-            rows.append({**base[e], "method": job.method, "ranking": job.ranking, "flipped": hit is not None,
-                         "k": math.nan if hit is None else float(hit),
-                         "fraction": math.nan if hit is None else hit / n})
-        flip_df = pd.DataFrame(rows)
-
-    bound_df = None
-    if bounds:
-        found = {i: {"bound_method": "exact", **b.bounds(pool, p_y[i], labels[i])} for i, b in exact.items()}
-        beams = {}
-        for i, w in enumerate(words):
-            if i not in exact:
-                beams[i] = {f"{m}_{side}": _Beam(w, opts, m, sign, p_y[i], labels[i])
-                            for m in ("comprehensiveness", "sufficiency")
-                            for side, sign in (("lower", -1), ("upper", 1))}
-        searches = [s for group in beams.values() for s in group.values()]
-        while not all(s.done for s in searches):
-            live = [s for s in searches if not s.done]
-            for s in live:
-                s.request(pool)
-            pool.flush()
-            for s in live:
-                s.advance(pool)
-        for i, group in beams.items():
-            found[i] = {"bound_method": "beam", **{name: s.value for name, s in group.items()}}
-        bound_df = pd.DataFrame([{**base[i], **found[i]} for i in range(len(words))])
-    return _Results(curve_df, flip_df, bound_df)
+    full = _Full.read(pool, full_ids, words)
+    return _Results(
+        _curve_rows(pool, full, jobs, curve_ids, opts.fractions) if curves else None,
+        _flip_rows(pool, full, jobs, flip_ids) if flips else None,
+        _bound_rows(pool, full, words, exact, opts) if bounds else None,
+    )
 
 
 def _jobs_for(attributions: Sequence[np.ndarray], method: str) -> list[_Job]:
@@ -397,7 +420,8 @@ def _random_jobs(words: list[_Variant], n_rankings: int, seed: int) -> list[_Job
 
 
 _KEYS = ["example", "method", "ranking"]
-_BOUND_COLS = ["bound_method", "comprehensiveness_lower", "comprehensiveness_upper", "sufficiency_lower", "sufficiency_upper"]
+_BOUND_COLS = ["bound_method", "comprehensiveness_lower", "comprehensiveness_upper",
+               "sufficiency_lower", "sufficiency_upper"]
 
 
 def _aopc_table(curves: pd.DataFrame) -> pd.DataFrame:
@@ -545,7 +569,8 @@ def decision_flip(
     words = _check_words(words)
     attributions = _check_attributions(attributions, words, "attributions")
     opts = _options(FRACTIONS, erasure, replacement)
-    return _evaluate(scorer, words, _jobs_for(attributions, ""), opts, flips=True).flips.drop(columns=["method", "ranking"])
+    flips = _evaluate(scorer, words, _jobs_for(attributions, ""), opts, flips=True).flips
+    return flips.drop(columns=["method", "ranking"])
 
 
 def _metric_table(res: _Results) -> pd.DataFrame:
@@ -670,6 +695,7 @@ def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16,
 
     def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
         texts = [" ".join(v) for v in variants]
-        return np.asarray(label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress), dtype=float)
+        probs = label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress)
+        return np.asarray(probs, dtype=float)
 
     return score
