@@ -1,0 +1,133 @@
+"""Tests for toolkit.plots (Agg backend): Axes out, the right artists, no global state changed."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib as mpl  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+
+from toolkit.calibration import reliability_table  # noqa: E402
+from toolkit.plots import metric_vs_pruning, reliability_diagram  # noqa: E402
+
+
+def _predict_df(n: int, temp: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2)) * 2
+    p = np.exp(z / temp)
+    p /= p.sum(axis=1, keepdims=True)
+    q = np.exp(z)
+    q /= q.sum(axis=1, keepdims=True)
+    y = (rng.uniform(size=n) < q[:, 1]).astype(int)
+    df = pd.DataFrame({"id": np.arange(n), "label": y, "pred": p.argmax(1), "p_negative": p[:, 0], "p_positive": p[:, 1]})
+    df["confidence"] = p.max(axis=1)
+    df["correct"] = df["pred"] == df["label"]
+    df.attrs["label_names"] = ("negative", "positive")
+    return df
+
+
+@pytest.fixture(autouse=True)
+def _rc_unchanged():
+    before = dict(mpl.rcParams)
+    yield
+    after = dict(mpl.rcParams)
+    assert before == after, [k for k in before if before[k] != after[k]]
+    plt.close("all")
+
+
+def _data_lines(ax: Axes) -> list:
+    return [line for line in ax.lines if len(line.get_xdata()) > 0]
+
+
+def test_reliability_diagram_single_model_bars():
+    df = _predict_df(500, temp=0.5, seed=0)
+    ax = reliability_diagram(df, n_bins=10)
+    assert isinstance(ax, Axes)
+    filled = int((reliability_table(df, n_bins=10)["count"] > 0).sum())
+    assert len(ax.patches) == 2 * filled  # accuracy bar + gap bar per non-empty bin
+    assert len(_data_lines(ax)) == 1  # the diagonal
+    (hist,) = ax.child_axes
+    assert len(hist.patches) == filled
+    heights = sorted(p.get_height() for p in hist.patches)
+    assert sum(heights) == pytest.approx(1.0)  # fractions of examples
+
+
+def test_reliability_diagram_from_arrays_and_given_ax():
+    df = _predict_df(300, temp=1.0, seed=1)
+    fig, axes = plt.subplots(1, 2)
+    out = reliability_diagram(df[["p_negative", "p_positive"]].to_numpy(), df["label"].to_numpy(), ax=axes[1],
+                              binning="mass", n_bins=5)
+    assert out is axes[1]
+    assert len(out.patches) == 10  # 5 equal-mass bins, all non-empty
+    assert len(fig.axes) == 2 and len(out.child_axes) == 1  # the histogram is an inset of ax
+    assert len(axes[0].patches) == 0 and not axes[0].child_axes  # the other subplot is untouched
+
+
+def test_reliability_diagram_overlays_dict_and_long_frame():
+    models = {"k=0": _predict_df(400, 1.0, 2), "k=4": _predict_df(400, 0.5, 3), "k=8": _predict_df(400, 0.3, 4)}
+    ax = reliability_diagram(models)
+    assert len(_data_lines(ax)) == 3 + 1  # one line per model + diagonal
+    assert len(ax.collections) == 3  # gap shading per model
+    assert len(_data_lines(ax.child_axes[0])) == 3
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("k=0 (ECE ") and "perfect calibration" in labels
+
+    long = pd.concat([df.assign(k=k) for k, df in zip([0, 4, 8], models.values())], ignore_index=True)
+    long.attrs = dict(models["k=0"].attrs)
+    ax2 = reliability_diagram(long, by="k")
+    assert len(_data_lines(ax2)) == 4
+    # same points as the dict version, model by model
+    for l1, l2 in zip(_data_lines(ax)[:3], _data_lines(ax2)[:3]):
+        np.testing.assert_allclose(l1.get_xydata(), l2.get_xydata())
+
+
+def test_reliability_diagram_errors():
+    df = _predict_df(50, 1.0, 5)
+    with pytest.raises(ValueError, match="by='level' is not a column"):
+        reliability_diagram(df, by="level")
+    with pytest.raises(ValueError, match="unknown binning 'quantile'"):
+        reliability_diagram(df, binning="quantile")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="labels is required"):
+        reliability_diagram(np.array([[0.5, 0.5]]))
+    with pytest.raises(ValueError, match="empty dict"):
+        reliability_diagram({})
+
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for sel, slope in (("importance", 0.01), ("random", 0.02)):
+        for k in (0, 2, 4, 8):
+            for metric, base in (("ece", 0.05), ("accuracy", 0.8)):
+                v = base + slope * k
+                rows.append({"k": k, "selection": sel, "metric": metric, "value": v, "low": v - 0.01, "high": v + 0.02})
+    return pd.DataFrame(rows)
+
+
+def test_metric_vs_pruning_lines_and_bands():
+    table = _table()
+    ax = metric_vs_pruning(table, "ece", hue="selection")
+    lines = _data_lines(ax)
+    assert len(lines) == 2 and len(ax.collections) == 2  # a line and a CI band per selection
+    np.testing.assert_allclose(lines[0].get_xdata(), [0, 2, 4, 8])
+    np.testing.assert_allclose(lines[0].get_ydata(), [0.05, 0.07, 0.09, 0.13])
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(0.04) and band[:, 1].max() == pytest.approx(0.15)
+    assert ax.get_ylabel() == "ece" and ax.get_xlabel() == "k"
+    one = metric_vs_pruning(table[table["selection"] == "random"], "accuracy")
+    assert len(_data_lines(one)) == 1 and len(one.collections) == 1
+
+
+def test_metric_vs_pruning_errors():
+    table = _table()
+    with pytest.raises(ValueError, match=r"unknown metric 'ECE'; expected one of \['accuracy', 'ece'\]"):
+        metric_vs_pruning(table, "ECE")
+    with pytest.raises(ValueError, match="several rows"):
+        metric_vs_pruning(table, "ece")  # two selections per k without hue
+    with pytest.raises(ValueError, match=r"lacks columns \['low'\]"):
+        metric_vs_pruning(table.drop(columns="low"), "ece")

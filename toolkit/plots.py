@@ -1,0 +1,182 @@
+"""Figures: tidy DataFrame (or arrays) in, matplotlib Axes out.
+
+Every function draws on ``ax`` when given, else on a new figure; none changes global
+matplotlib state (no rcParams, style or theme calls). Numbers come from the compute modules
+(e.g. :func:`toolkit.calibration.reliability_table`); this module only draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from numpy.typing import ArrayLike
+
+from .calibration import BINNINGS, Binning, _check, ece, probs_labels, reliability_table
+
+__all__ = ["metric_vs_pruning", "reliability_diagram"]
+
+_GAP_COLOR = "#d62728"
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _models(data: object, labels: ArrayLike | None, by: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Normalise the accepted inputs to {name: (probs, labels)} (one entry for a single model)."""
+    if isinstance(data, Mapping):
+        if labels is not None or by is not None:
+            raise ValueError("labels and by must be None when data is a dict {name: predict() DataFrame}")
+        if not data:
+            raise ValueError("data is an empty dict; expected at least one {name: predict() DataFrame}")
+        out = {}
+        for name, df in data.items():
+            if not isinstance(df, pd.DataFrame):
+                raise ValueError(f"data[{name!r}] is a {type(df).__name__}; expected a predict() DataFrame")
+            out[str(name)] = probs_labels(df)
+        return out
+    if isinstance(data, pd.DataFrame):
+        if labels is not None:
+            raise ValueError("labels must be None when data is a DataFrame (its 'label' column is used)")
+        if by is None:
+            return {"model": probs_labels(data)}
+        if by not in data.columns:
+            raise ValueError(f"by={by!r} is not a column; columns are {list(data.columns)}")
+        out = {}
+        for key, group in data.groupby(by, sort=True):
+            group = group.copy()
+            group.attrs = dict(data.attrs)
+            out[str(key)] = probs_labels(group)
+        return out
+    if by is not None:
+        raise ValueError("by needs a long DataFrame holding a column of that name")
+    if labels is None:
+        raise ValueError("labels is required when data is a probability array")
+    return {"model": _check(np.asarray(data), labels)}
+
+
+def reliability_diagram(
+    data: ArrayLike | pd.DataFrame | Mapping[str, pd.DataFrame],
+    labels: ArrayLike | None = None,
+    *,
+    by: str | None = None,
+    n_bins: int = 15,
+    binning: Binning = "width",
+    ax: Axes | None = None,
+) -> Axes:
+    """Reliability diagram: per-bin accuracy vs mean confidence of the top label, with the
+    diagonal, the calibration gap shaded, and bin counts in a small histogram underneath.
+
+    One model draws Guo et al. (2017) style bars (accuracy, and the gap up or down to the bin's
+    mean confidence, hatched). Several models (e.g. pruning levels) are overlaid as lines of
+    (confidence, accuracy) per non-empty bin, each with its gap to the diagonal shaded; the
+    legend gives each model's ECE. Numbers come from
+    :func:`toolkit.calibration.reliability_table`.
+
+    Args:
+        data: probabilities (n, C) with ``labels``; a predict() DataFrame; a dict
+            {name: predict() DataFrame}; or a long DataFrame of several models with a ``by`` column.
+        labels: integer labels for array input, else None.
+        by: column of a long DataFrame naming the model of each row (e.g. "k").
+        n_bins: number of bins.
+        binning: "width" or "mass" (as :func:`toolkit.calibration.ece`).
+        ax: Axes to draw on; None creates a figure. The histogram is an inset below ``ax``
+            (``ax.child_axes[0]``).
+
+    Returns:
+        The main Axes.
+    """
+    if binning not in BINNINGS:
+        raise ValueError(f"unknown binning {binning!r}; expected one of {list(BINNINGS)}")
+    models = _models(data, labels, by)
+    ax = _new_axes(ax, (4.8, 5.6))
+    hist = ax.inset_axes((0.0, -0.36, 1.0, 0.24), sharex=ax)
+    colors = sns.color_palette(n_colors=max(len(models), 1))
+    if len(models) == 1:
+        (probs, y), = models.values()
+        table = reliability_table(probs, y, n_bins=n_bins, binning=binning)
+        full = table[table["count"] > 0]
+        width = full["upper"] - full["lower"]
+        score = ece(probs, y, n_bins=n_bins, binning=binning)
+        ax.bar(full["lower"], full["accuracy"], width=width, align="edge", color=colors[0],
+               edgecolor="white", label=f"accuracy (ECE {score:.3f})")
+        ax.bar(full["lower"], full["gap"], bottom=full["accuracy"], width=width, align="edge",
+               color=_GAP_COLOR, alpha=0.3, hatch="//", edgecolor=_GAP_COLOR, label="gap")
+        hist.bar(full["lower"], full["count"] / table["count"].sum(), width=width, align="edge",
+                 color=colors[0], edgecolor="white")
+    else:
+        for (name, (probs, y)), color in zip(models.items(), colors):
+            table = reliability_table(probs, y, n_bins=n_bins, binning=binning)
+            full = table[table["count"] > 0]
+            label = f"{name} (ECE {ece(probs, y, n_bins=n_bins, binning=binning):.3f})"
+            sns.lineplot(x=full["confidence"].to_numpy(), y=full["accuracy"].to_numpy(), color=color, label=label,
+                         marker="o", errorbar=None, sort=True, ax=ax)
+            ax.fill_between(full["confidence"], full["accuracy"], full["confidence"], color=color, alpha=0.15, linewidth=0)
+            centers = (full["lower"] + full["upper"]) / 2.0
+            hist.plot(centers, full["count"] / table["count"].sum(), marker=".", color=color)
+    ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="gray", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("accuracy")
+    ax.set_xlabel("")
+    ax.tick_params(labelbottom=False)
+    ax.legend(loc="upper left", fontsize="small", title=by)
+    hist.set_xlabel("confidence (top label)")
+    hist.set_ylabel("fraction")
+    return ax
+
+
+def metric_vs_pruning(
+    table: pd.DataFrame,
+    metric: str,
+    *,
+    x: str = "k",
+    hue: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """A metric against the pruning level, one line per ``hue`` group, with its CI as a band.
+
+    Args:
+        table: tidy DataFrame with columns ``x`` (default ``k``: number of pruned layers),
+            ``metric``, ``value``, ``low``, ``high`` (e.g. from ``stats.Interval``), and ``hue``
+            if given (e.g. ``selection``). One row per (hue, x) for this metric.
+        metric: which rows of ``table["metric"]`` to draw.
+        x: the column on the horizontal axis.
+        hue: optional grouping column; one line and band per value.
+        ax: Axes to draw on; None creates a figure.
+
+    Returns:
+        The Axes.
+    """
+    needed = [x, "metric", "value", "low", "high"] + ([hue] if hue is not None else [])
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}; expected {needed}, got {list(table.columns)}")
+    sub = table[table["metric"] == metric]
+    if sub.empty:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(map(str, table['metric'].unique()))}")
+    keys = [x] + ([hue] if hue is not None else [])
+    dup = sub.duplicated(keys)
+    if dup.any():
+        raise ValueError(f"several rows for the same {keys} (first: {sub.loc[dup, keys].iloc[0].tolist()}); aggregate first")
+    ax = _new_axes(ax, (5.0, 3.6))
+    groups = [(None, sub)] if hue is None else list(sub.groupby(hue, sort=True))
+    colors = sns.color_palette(n_colors=len(groups))
+    for (name, g), color in zip(groups, colors):
+        g = g.sort_values(x)
+        sns.lineplot(x=g[x].to_numpy(), y=g["value"].to_numpy(), color=color, label=None if hue is None else str(name),
+                     marker="o", errorbar=None, sort=True, ax=ax)
+        ax.fill_between(g[x], g["low"], g["high"], color=color, alpha=0.2, linewidth=0)
+    if hue is not None:
+        ax.legend(title=hue, fontsize="small")
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    return ax
