@@ -1,0 +1,587 @@
+"""What dropping attention saves: analytical FLOPs, parameter and KV-cache bytes, measured latency.
+
+FLOPs here are the FLOPs of the matrix multiplications of one forward call, a multiply-add
+counted as 2 FLOPs (the convention of `torch.utils.flop_counter.FlopCounterMode`, Kaplan et al.
+2020 "Scaling Laws for Neural Language Models", https://arxiv.org/abs/2001.08361, Table 1).
+For a call with B rows, q new tokens, p tokens already in the KV cache, per decoder layer
+(h = hidden size, H_q / H_kv query / key-value heads of size d_h, I = MLP width, m = 3 MLP
+matrices for gated MLPs (Llama family), 2 otherwise):
+
+    attention_proj   = 2 B q h (H_q d_h + 2 H_kv d_h) + 2 B q H_q d_h h      (q, k, v; o)
+    attention_scores = 2 B H_q q (p + q) d_h  (Q K^T)  +  2 B H_q q (p + q) d_h  (A V)
+    mlp              = m * 2 B q h I
+    lm_head          = 2 B n_logits h V          (n_logits = q, or `logits_to_keep`)
+
+`attention_scores` counts the full q x (p + q) score matrix because eager attention computes
+it and only then adds the causal mask (the masked half is computed and thrown away); a causal
+kernel would do about half of the prefill part. Element-wise work (softmax, norms, rotary,
+residual adds) is not counted: it is a few percent of the FLOPs but not of the time on a CPU,
+which is one reason measured savings can differ from FLOP-ideal ones.
+
+Dropping the attention of a layer removes its `attention_proj` and `attention_scores`, so the
+FLOP-ideal saving of dropping layers S is  sum_{l in S} attn_l / total.
+
+Timings follow the hygiene a shared machine needs: a warm-up round, configurations interleaved
+(ABCABC..., never AAABBB), medians reported, everything under `torch.inference_mode()`, and the
+torch thread count recorded in the result (`df.attrs["threads"]`); set it before calling.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from .models import decoder_layers
+from .pruning import drop_attention, dropped_layers, n_parameters, prune_attention
+
+__all__ = [
+    "EFFICIENCY_MODES",
+    "attention_flop_share",
+    "efficiency_table",
+    "flop_ideal_saving",
+    "flops_per_token",
+    "forward_flops",
+    "importance_overhead",
+    "kv_cache_bytes",
+    "measure_latency",
+    "model_bytes",
+    "time_interleaved",
+]
+
+EFFICIENCY_MODES = ("structural", "reversible")
+
+# MLP shape per `config.model_type`: (number of h x I matrices, config attribute holding I).
+# Gated MLPs (gate, up, down; Phi-3 fuses gate and up into one 2I-wide matrix) have 3.
+MLP_SHAPES: dict[str, tuple[int, str]] = {
+    "llama": (3, "intermediate_size"),
+    "mistral": (3, "intermediate_size"),
+    "qwen2": (3, "intermediate_size"),
+    "qwen3": (3, "intermediate_size"),
+    "gemma": (3, "intermediate_size"),
+    "gemma2": (3, "intermediate_size"),
+    "gemma3": (3, "intermediate_size"),
+    "gemma3_text": (3, "intermediate_size"),
+    "phi3": (3, "intermediate_size"),
+    "gpt2": (2, "n_inner"),  # None means 4 h
+    "gpt_neox": (2, "intermediate_size"),
+    "opt": (2, "ffn_dim"),
+}
+
+FLOP_PARTS = ("attention_proj", "attention_scores", "mlp", "lm_head")
+
+# A fixed English passage, repeated to build latency inputs from a tokenizer (content does not
+# change the cost; real text just keeps the token ids realistic).
+_PASSAGE = (
+    "The restaurant was quiet when we arrived, and the waiter brought the menus without a word. "
+    "We ordered the soup of the day, a plate of grilled vegetables and two glasses of water. "
+    "The food came quickly; it was warm, well seasoned and generous, though the bread was stale. "
+    "Later the room filled up, the music grew louder, and the service slowed to a crawl. "
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Analytical FLOPs
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Dims:
+    n_layers: int
+    hidden: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    intermediate: int
+    mlp_matrices: int
+    vocab: int
+
+
+def _config_of(model: PreTrainedModel | PreTrainedConfig) -> PreTrainedConfig:
+    config = model if isinstance(model, PreTrainedConfig) else getattr(model, "config", None)
+    if not isinstance(config, PreTrainedConfig):
+        raise TypeError(f"expected a transformers model or config, got {type(model).__name__}")
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _dims(config: PreTrainedConfig) -> _Dims:
+    if config.model_type not in MLP_SHAPES:
+        raise ValueError(
+            f"no FLOP formula for model_type {config.model_type!r}; supported: {sorted(MLP_SHAPES)}"
+        )
+    matrices, width_attr = MLP_SHAPES[config.model_type]
+    hidden = int(config.hidden_size)
+    heads = int(config.num_attention_heads)
+    width = getattr(config, width_attr, None)
+    return _Dims(
+        n_layers=int(config.num_hidden_layers),
+        hidden=hidden,
+        n_heads=heads,
+        n_kv_heads=int(getattr(config, "num_key_value_heads", None) or heads),
+        head_dim=int(getattr(config, "head_dim", None) or hidden // heads),
+        intermediate=int(width if width is not None else 4 * hidden),
+        mlp_matrices=matrices,
+        vocab=int(config.vocab_size),
+    )
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _layer_set(layers: Iterable[int], n_layers: int, name: str = "layers_dropped") -> set[int]:
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise ValueError(f"{name} must be a sequence of layer indices in [0, {n_layers}), got {layers!r}")
+    out = set()
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < n_layers:
+            raise ValueError(f"{name} holds {layer!r}; allowed: integers in [0, {n_layers})")
+        out.add(int(layer))
+    return out
+
+
+def forward_flops(
+    model: PreTrainedModel | PreTrainedConfig,
+    seq_len: int,
+    *,
+    batch: int = 1,
+    past_len: int = 0,
+    logits_to_keep: int = 0,
+    layers_dropped: Sequence[int] = (),
+) -> dict[str, int]:
+    """Matrix-multiplication FLOPs of one eager forward call (formulas in the module docstring).
+
+    Matches `torch.utils.flop_counter.FlopCounterMode` exactly for the supported architectures
+    (tested on tiny models) when every layer attends to the whole cache; sliding-window layers
+    (Gemma 2/3) whose cache holds fewer than `past_len` keys are over-counted in decoding.
+
+    Args:
+        model: a model (its attention already dropped or pruned is not counted) or a config.
+        seq_len: q, the tokens fed in this call (the prompt for a prefill, 1 for a decode step).
+        batch: B, rows in the batch.
+        past_len: p, tokens already in the KV cache.
+        logits_to_keep: as in transformers: 0 computes logits for all q positions, n > 0 for the
+            last n (generation's prefill uses 1).
+        layers_dropped: further layers whose attention is treated as dropped.
+
+    Returns:
+        `{"attention_proj", "attention_scores", "mlp", "lm_head", "total"}`, summed over layers and
+        the batch, as Python ints.
+    """
+    config = _config_of(model)
+    dims = _dims(config)
+    q = _check_int(seq_len, "seq_len", 1)
+    b = _check_int(batch, "batch", 1)
+    p = _check_int(past_len, "past_len", 0)
+    keep = _check_int(logits_to_keep, "logits_to_keep", 0)
+    dropped = _layer_set(layers_dropped, dims.n_layers)
+    if isinstance(model, nn.Module):
+        dropped |= set(dropped_layers(model))
+    h, hq, hkv, dh = dims.hidden, dims.n_heads, dims.n_kv_heads, dims.head_dim
+    kept = dims.n_layers - len(dropped)
+    proj = 2 * b * q * h * (hq * dh + 2 * hkv * dh) + 2 * b * q * hq * dh * h
+    scores = 2 * (2 * b * hq * q * (p + q) * dh)
+    mlp = dims.mlp_matrices * 2 * b * q * h * dims.intermediate
+    n_logits = q if keep == 0 else min(keep, q)
+    out = {
+        "attention_proj": kept * proj,
+        "attention_scores": kept * scores,
+        "mlp": dims.n_layers * mlp,
+        "lm_head": 2 * b * n_logits * h * dims.vocab,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def flops_per_token(
+    model: PreTrainedModel | PreTrainedConfig, seq_len: int, *, layers_dropped: Sequence[int] = ()
+) -> float:
+    """Prefill FLOPs per token: `forward_flops(model, seq_len)["total"] / seq_len` (logits everywhere)."""
+    return forward_flops(model, seq_len, layers_dropped=layers_dropped)["total"] / seq_len
+
+
+def flop_ideal_saving(
+    model: PreTrainedModel | PreTrainedConfig,
+    layers: Sequence[int],
+    *,
+    seq_len: int,
+    batch: int = 1,
+    past_len: int = 0,
+    logits_to_keep: int = 0,
+) -> float:
+    """Share of one forward call's FLOPs removed by dropping `layers`' attention.
+
+    saving = 1 - F(dropped = layers) / F(as is)  (F = `forward_flops` total, same arguments)
+
+    Every term is linear in the batch size B, so B cancels; it is accepted for symmetry with
+    `forward_flops`. Dropping disjoint sets adds up: saving(A | B) = saving(A) + saving(B).
+    """
+    kwargs = dict(batch=batch, past_len=past_len, logits_to_keep=logits_to_keep)
+    full = forward_flops(model, seq_len, **kwargs)["total"]
+    return 1.0 - forward_flops(model, seq_len, layers_dropped=layers, **kwargs)["total"] / full
+
+
+def attention_flop_share(
+    model: PreTrainedModel | PreTrainedConfig, seq_len: int, *, layers: Sequence[int] | None = None
+) -> float:
+    """Share of a length-`seq_len` prefill's FLOPs (logits everywhere) spent in attention.
+
+    With `layers` given, only those layers' attention: the FLOP-ideal saving of dropping them.
+    """
+    n = _dims(_config_of(model)).n_layers
+    return flop_ideal_saving(model, range(n) if layers is None else layers, seq_len=seq_len)
+
+
+def _decode_flops(model: PreTrainedModel | PreTrainedConfig, batch: int, prompt: int, steps: int,
+                  layers: Sequence[int]) -> int:
+    """FLOPs of `steps` greedy decode steps after a `prompt`-token prefill (step t sees prompt + t keys)."""
+    return sum(
+        forward_flops(model, 1, batch=batch, past_len=prompt + t, layers_dropped=layers)["total"] for t in range(steps)
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Bytes
+# --------------------------------------------------------------------------------------------------
+def kv_cache_bytes(cache: Any) -> int:
+    """Bytes held by the key and value tensors of a transformers cache.
+
+    Sums `numel * element_size` over `cache.layers[i].keys` and `.values`; layers that keep no KV
+    (`DummyLayer`, whose keys and values are None) add 0. Accepts a `Cache`, an
+    `EncoderDecoderCache` (its self-attention part) or a legacy tuple of `(key, value)` pairs.
+    """
+    cache = getattr(cache, "self_attention_cache", cache)
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        pairs = [(getattr(layer, "keys", None), getattr(layer, "values", None)) for layer in layers]
+    elif isinstance(cache, (tuple, list)):
+        pairs = [tuple(entry)[:2] if entry is not None else (None, None) for entry in cache]
+    else:
+        raise TypeError(f"expected a transformers Cache or a tuple of (key, value) pairs, got {type(cache).__name__}")
+    return sum(t.numel() * t.element_size() for pair in pairs for t in pair if isinstance(t, torch.Tensor))
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes of the model's parameters and buffers, each tensor counted once (tied weights once)."""
+    seen: dict[tuple[int, int], int] = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        seen[(t.data_ptr(), t.numel())] = t.numel() * t.element_size()
+    return sum(seen.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+def _interleaved(
+    runs: Mapping[str, Callable[[], Mapping[str, float]]], *, repeats: int, warmup: int
+) -> pd.DataFrame:
+    """Call every run once per round, in the given order, `warmup + repeats` rounds; keep the last `repeats`."""
+    repeats = _check_int(repeats, "repeats", 1)
+    warmup = _check_int(warmup, "warmup", 0)
+    if not runs:
+        raise ValueError("runs is empty; pass at least one named callable")
+    rows = []
+    for r in range(warmup + repeats):
+        for name, run in runs.items():
+            result = dict(run())
+            if r >= warmup:
+                rows.append({"name": name, "repeat": r - warmup, **result})
+    return pd.DataFrame(rows)
+
+
+def time_interleaved(
+    runs: Mapping[str, Callable[[], Any]], *, repeats: int = 3, warmup: int = 1
+) -> pd.DataFrame:
+    """Wall-clock time of each callable, interleaved ABCABC... after `warmup` untimed-kept rounds.
+
+    Returns:
+        Long DataFrame with columns `name`, `repeat`, `seconds` (one row per timed call);
+        `df.attrs["threads"]` is `torch.get_num_threads()`. Take medians per name.
+    """
+
+    def timed(fn: Callable[[], Any]) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            t0 = time.perf_counter()
+            fn()
+            return {"seconds": time.perf_counter() - t0}
+
+        return run
+
+    df = _interleaved({name: timed(fn) for name, fn in runs.items()}, repeats=repeats, warmup=warmup)
+    df.attrs["threads"] = torch.get_num_threads()
+    return df
+
+
+def _input_ids(
+    inputs: PreTrainedTokenizerBase | torch.Tensor, batch: int | None, prefill_tokens: int | None
+) -> torch.Tensor:
+    """A (batch, prefill_tokens) LongTensor: `inputs` itself, or a fixed passage tokenized and tiled."""
+    if isinstance(inputs, torch.Tensor):
+        if inputs.dim() != 2 or inputs.dtype != torch.long:
+            raise ValueError(f"input_ids must be a 2-D LongTensor (batch, tokens), got {inputs.dtype} {tuple(inputs.shape)}")
+        for name, want, got in (("batch", batch, inputs.shape[0]), ("prefill_tokens", prefill_tokens, inputs.shape[1])):
+            if want is not None and want != got:
+                raise ValueError(f"{name}={want} disagrees with input_ids of shape {tuple(inputs.shape)}; pass None")
+        return inputs
+    if not isinstance(inputs, PreTrainedTokenizerBase):
+        raise TypeError(f"inputs must be a tokenizer or a LongTensor of input ids, got {type(inputs).__name__}")
+    b = _check_int(4 if batch is None else batch, "batch", 1)
+    n = _check_int(256 if prefill_tokens is None else prefill_tokens, "prefill_tokens", 1)
+    ids = inputs.encode(_PASSAGE, add_special_tokens=False)
+    reps = -(-(n + b) // len(ids))
+    ids = torch.tensor(ids * reps, dtype=torch.long)
+    return torch.stack([ids[r : r + n] for r in range(b)])  # each row starts one token later
+
+
+def _prefill_decode(model: PreTrainedModel, input_ids: torch.Tensor, new_tokens: int) -> dict[str, float]:
+    """Time one prefill (logits for the last position, as `generate` does) and `new_tokens` greedy steps."""
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        t1 = time.perf_counter()
+        cache = out.cache
+        kv = kv_cache_bytes(cache)
+        for _ in range(new_tokens):
+            out = model(input_ids=token, cache=cache, use_cache=True)
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+        t2 = time.perf_counter()
+    return {"prefill_s": t1 - t0, "decode_s_per_token": (t2 - t1) / max(new_tokens, 1), "kv_bytes": float(kv)}
+
+
+def measure_latency(
+    model: PreTrainedModel,
+    inputs: PreTrainedTokenizerBase | torch.Tensor,
+    *,
+    batch: int | None = None,
+    prefill_tokens: int | None = None,
+    new_tokens: int = 64,
+    repeats: int = 3,
+    warmup: int = 1,
+) -> dict[str, float]:
+    """Prefill latency, per-token decode latency and KV bytes of one model (medians over `repeats`).
+
+    The decode is a manual greedy loop over the model's own KV cache; only the decode steps are
+    timed for `decode_s_per_token` (the prefill is timed separately).
+
+    Args:
+        inputs: a tokenizer (a fixed English passage is tokenized and tiled into `batch` rows of
+            `prefill_tokens`, defaults 4 x 256) or a (batch, tokens) LongTensor used as is.
+        new_tokens: decode steps after the prefill.
+        repeats: timed runs; `warmup`: untimed runs before them.
+
+    Returns:
+        `{"prefill_s", "decode_s_per_token", "kv_bytes", "model_bytes", "params", "batch",
+        "prefill_tokens", "new_tokens", "threads"}`; kv_bytes is after the prefill.
+    """
+    ids = _input_ids(inputs, batch, prefill_tokens)
+    new_tokens = _check_int(new_tokens, "new_tokens", 1)
+    df = _interleaved({"model": lambda: _prefill_decode(model, ids, new_tokens)}, repeats=repeats, warmup=warmup)
+    return {
+        "prefill_s": float(df.prefill_s.median()),
+        "decode_s_per_token": float(df.decode_s_per_token.median()),
+        "kv_bytes": int(df.kv_bytes.iloc[0]),
+        "model_bytes": model_bytes(model),
+        "params": n_parameters(model),
+        "batch": int(ids.shape[0]),
+        "prefill_tokens": int(ids.shape[1]),
+        "new_tokens": new_tokens,
+        "threads": torch.get_num_threads(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------------
+TABLE_COLUMNS = (
+    "mode", "k", "layers", "params", "model_bytes", "kv_bytes", "kv_ratio", "kv_ratio_ideal",
+    "prefill_s", "decode_s_per_token", "flop_ideal_saving", "measured_prefill_saving", "saving_vs_ideal",
+    "flop_ideal_decode_saving", "measured_decode_saving", "decode_saving_vs_ideal",
+    "prefill_vs_structural", "decode_vs_structural",
+)  # fmt: skip
+
+
+def _checked_plan(model: PreTrainedModel, layers_by_k: Mapping[int, Sequence[int]]) -> dict[int, tuple[int, ...]]:
+    n = len(decoder_layers(model))
+    if not isinstance(layers_by_k, Mapping):
+        raise ValueError(f"layers_by_k must map k to the k layer indices to drop, got {type(layers_by_k).__name__}")
+    plan = {}
+    for k, layers in layers_by_k.items():
+        k = _check_int(k, "k", 0)
+        chosen = tuple(sorted(_layer_set(layers, n, f"layers_by_k[{k}]")))
+        if len(chosen) != k or len(list(layers)) != k:
+            raise ValueError(f"layers_by_k[{k}] must hold {k} distinct layers, got {list(layers)}")
+        if k:
+            plan[k] = chosen
+    return plan
+
+
+def efficiency_table(
+    model: PreTrainedModel,
+    inputs: PreTrainedTokenizerBase | torch.Tensor,
+    layers_by_k: Mapping[int, Sequence[int]],
+    *,
+    modes: Sequence[str] = EFFICIENCY_MODES,
+    batch: int | None = None,
+    prefill_tokens: int | None = None,
+    new_tokens: int = 64,
+    repeats: int = 3,
+    warmup: int = 1,
+) -> pd.DataFrame:
+    """Savings of dropping attention, FLOP-ideal next to measured, per (mode, k), from one run.
+
+    Configurations: the model as given (`mode="baseline"`, k=0) and, for each k and mode,
+    `structural` = `prune_attention(copy.deepcopy(model), layers)` and `reversible` =
+    `with drop_attention(model, layers)` (entered around each run, outside the timers). Runs are
+    interleaved (baseline, structural k1, reversible k1, ... then again) after `warmup` rounds.
+
+        measured saving = 1 - median_t(config) / median_t(baseline)
+        saving_vs_ideal = measured saving / FLOP-ideal saving   (1.0 = as good as the FLOPs promise)
+
+    The prefill ideal is `flop_ideal_saving(..., logits_to_keep=1)` (what the timed prefill runs);
+    the decode ideal sums `forward_flops` over the decode steps (step t attends to prompt + t keys).
+
+    Args:
+        model: the unpruned model (not modified; deep-copied for the structural mode).
+        inputs, batch, prefill_tokens, new_tokens, repeats, warmup: as in `measure_latency`.
+        layers_by_k: `{k: layers}`, e.g. from `choose_layers`; k=0 is the baseline, always run.
+        modes: a subset of `EFFICIENCY_MODES`.
+
+    Returns:
+        One row per configuration, columns `TABLE_COLUMNS`: mode, k, layers, params,
+        model_bytes, kv_bytes (after the prefill), kv_ratio (vs baseline), kv_ratio_ideal
+        (kept / L), prefill_s, decode_s_per_token (medians), flop_ideal_saving,
+        measured_prefill_saving, saving_vs_ideal, flop_ideal_decode_saving,
+        measured_decode_saving, decode_saving_vs_ideal, prefill_vs_structural and
+        decode_vs_structural (reversible rows: measured saving / the structural one at the same
+        k). `attrs`: threads, batch, prefill_tokens, new_tokens, repeats, timings (raw rows).
+    """
+    unknown = [m for m in modes if m not in EFFICIENCY_MODES]
+    if unknown or not modes:
+        raise ValueError(f"unknown modes {unknown or list(modes)}; expected a non-empty subset of {list(EFFICIENCY_MODES)}")
+    plan = _checked_plan(model, layers_by_k)
+    ids = _input_ids(inputs, batch, prefill_tokens)
+    new_tokens = _check_int(new_tokens, "new_tokens", 1)
+    b, s = int(ids.shape[0]), int(ids.shape[1])
+    n_layers = len(decoder_layers(model))
+
+    configs: dict[str, tuple[str, int, tuple[int, ...], PreTrainedModel, Callable[[], Any]]] = {
+        "baseline": ("baseline", 0, (), model, nullcontext)
+    }
+    for k, layers in plan.items():
+        for mode in modes:
+            if mode == "structural":
+                pruned = prune_attention(copy.deepcopy(model), layers)
+                configs[f"structural/{k}"] = (mode, k, layers, pruned, nullcontext)
+            else:
+                configs[f"reversible/{k}"] = (mode, k, layers, model, lambda layers=layers: drop_attention(model, layers))
+
+    def runner(m: PreTrainedModel, ctx: Callable[[], Any]) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            with ctx():
+                return _prefill_decode(m, ids, new_tokens)
+
+        return run
+
+    raw = _interleaved({name: runner(c[3], c[4]) for name, c in configs.items()}, repeats=repeats, warmup=warmup)
+    med = raw.groupby("name", sort=False)[["prefill_s", "decode_s_per_token", "kv_bytes"]].median()
+
+    base_pre, base_dec = med.loc["baseline", "prefill_s"], med.loc["baseline", "decode_s_per_token"]
+    base_kv = med.loc["baseline", "kv_bytes"]
+    base_decode_flops = _decode_flops(model, b, s, new_tokens, ())
+    rows = []
+    for name, (mode, k, layers, m, _) in configs.items():
+        ideal_pre = flop_ideal_saving(model, layers, seq_len=s, batch=b, logits_to_keep=1)
+        ideal_dec = 1.0 - _decode_flops(model, b, s, new_tokens, layers) / base_decode_flops
+        pre, dec = med.loc[name, "prefill_s"], med.loc[name, "decode_s_per_token"]
+        saving_pre, saving_dec = 1.0 - pre / base_pre, 1.0 - dec / base_dec
+        rows.append({
+            "mode": mode, "k": k, "layers": list(layers), "params": n_parameters(m), "model_bytes": model_bytes(m),
+            "kv_bytes": int(med.loc[name, "kv_bytes"]), "kv_ratio": med.loc[name, "kv_bytes"] / base_kv,
+            "kv_ratio_ideal": (n_layers - k) / n_layers, "prefill_s": pre, "decode_s_per_token": dec,
+            "flop_ideal_saving": ideal_pre, "measured_prefill_saving": saving_pre,
+            "saving_vs_ideal": saving_pre / ideal_pre if k else np.nan,
+            "flop_ideal_decode_saving": ideal_dec, "measured_decode_saving": saving_dec,
+            "decode_saving_vs_ideal": saving_dec / ideal_dec if k else np.nan,
+        })  # fmt: skip
+    df = pd.DataFrame(rows)
+    df["prefill_vs_structural"] = np.nan
+    df["decode_vs_structural"] = np.nan
+    for i, row in df[df["mode"] == "reversible"].iterrows():
+        ref = df[(df["mode"] == "structural") & (df["k"] == row["k"])]
+        if len(ref):
+            df.loc[i, "prefill_vs_structural"] = row["measured_prefill_saving"] / ref["measured_prefill_saving"].iloc[0]
+            df.loc[i, "decode_vs_structural"] = row["measured_decode_saving"] / ref["measured_decode_saving"].iloc[0]
+    df = df[list(TABLE_COLUMNS)]
+    df.attrs.update(
+        threads=torch.get_num_threads(), batch=b, prefill_tokens=s, new_tokens=new_tokens, repeats=repeats,
+        timings=raw,
+    )
+    return df
+
+
+# --------------------------------------------------------------------------------------------------
+# Importance scoring overhead
+# --------------------------------------------------------------------------------------------------
+def importance_overhead(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    metric: str = "cosine",
+    batch_size: int = 8,
+    max_length: int = 256,
+    repeats: int = 3,
+    warmup: int = 1,
+) -> pd.DataFrame:
+    """Cost of `attention_importance` next to plain forwards over the same texts and batches.
+
+    Three runs, interleaved: `importance` (hooks; it runs the decoder only, no LM head),
+    `full_forward` (the causal LM, logits at every position) and `decoder_forward` (the decoder
+    only: the like-for-like reference). Each includes tokenization, encoded exactly as importance
+    encodes (left padding, truncation to `max_length`, position ids from the mask).
+
+    Returns:
+        One row per run: `run`, `seconds` (median), `vs_full_forward`, `vs_decoder_forward`
+        (ratios of medians); `attrs["timings"]` holds the raw rows, `attrs["threads"]` the threads.
+    """
+    from .importance import _check_texts, _encode, attention_importance  # importance builds on pruning, as we do
+
+    texts = _check_texts(texts)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    device = next(model.parameters()).device
+
+    def forward(decoder_only: bool) -> Callable[[], None]:
+        net = model.get_decoder() if decoder_only else model
+
+        def run() -> None:
+            with torch.inference_mode():
+                for start in range(0, len(texts), batch_size):
+                    net(**_encode(tokenizer, texts[start : start + batch_size], max_length, device), use_cache=False)
+
+        return run
+
+    def importance() -> None:
+        with torch.inference_mode():  # same autograd mode as the plain forwards
+            attention_importance(model, tokenizer, texts, metric=metric, batch_size=batch_size, max_length=max_length)
+
+    raw = time_interleaved(
+        {"importance": importance, "full_forward": forward(False), "decoder_forward": forward(True)},
+        repeats=repeats, warmup=warmup,
+    )  # fmt: skip
+    med = raw.groupby("name", sort=False)["seconds"].median()
+    df = pd.DataFrame({"run": med.index, "seconds": med.to_numpy()})
+    df["vs_full_forward"] = df["seconds"] / med["full_forward"]
+    df["vs_decoder_forward"] = df["seconds"] / med["decoder_forward"]
+    df.attrs.update(threads=raw.attrs["threads"], timings=raw, n_texts=len(texts), batch_size=batch_size)
+    return df
