@@ -25,7 +25,8 @@ def _predict_df(n: int, temp: float, seed: int) -> pd.DataFrame:
     q = np.exp(z)
     q /= q.sum(axis=1, keepdims=True)
     y = (rng.uniform(size=n) < q[:, 1]).astype(int)
-    df = pd.DataFrame({"id": np.arange(n), "label": y, "pred": p.argmax(1), "p_negative": p[:, 0], "p_positive": p[:, 1]})
+    df = pd.DataFrame({"id": np.arange(n), "label": y, "pred": p.argmax(1)})
+    df["p_negative"], df["p_positive"] = p[:, 0], p[:, 1]
     df["confidence"] = p.max(axis=1)
     df["correct"] = df["pred"] == df["label"]
     df.attrs["label_names"] = ("negative", "positive")
@@ -131,3 +132,20 @@ def test_metric_vs_pruning_errors():
         metric_vs_pruning(table, "ece")  # two selections per k without hue
     with pytest.raises(ValueError, match=r"lacks columns \['low'\]"):
         metric_vs_pruning(table.drop(columns="low"), "ece")
+
+
+def test_importance_profile_draws_one_bar_per_layer_and_one_line_per_metric():
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+
+    from toolkit.plots import importance_profile
+
+    before = dict(matplotlib.rcParams)
+    ax = importance_profile(pd.Series(np.linspace(0, 1, 7), name="cosine"))
+    assert len(ax.patches) == 7 and ax.get_ylabel() == "cosine"
+    ax = importance_profile(pd.DataFrame({"cosine": np.arange(7.0), "angular": np.ones(7)}))
+    assert len([l for l in ax.lines if len(l.get_xdata()) == 7]) == 2
+    assert dict(matplotlib.rcParams) == before
+    with pytest.raises(ValueError, match="importance is empty"):
+        importance_profile(pd.DataFrame())

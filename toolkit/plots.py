@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 
 from .calibration import BINNINGS, Binning, _check, ece, probs_labels, reliability_table
 
-__all__ = ["metric_vs_pruning", "reliability_diagram"]
+__all__ = ["importance_profile", "metric_vs_pruning", "reliability_diagram"]
 
 _GAP_COLOR = "#d62728"
 
@@ -119,7 +119,8 @@ def reliability_diagram(
             label = f"{name} (ECE {ece(probs, y, n_bins=n_bins, binning=binning):.3f})"
             sns.lineplot(x=full["confidence"].to_numpy(), y=full["accuracy"].to_numpy(), color=color, label=label,
                          marker="o", errorbar=None, sort=True, ax=ax)
-            ax.fill_between(full["confidence"], full["accuracy"], full["confidence"], color=color, alpha=0.15, linewidth=0)
+            ax.fill_between(full["confidence"], full["accuracy"], full["confidence"], color=color, alpha=0.15,
+                            linewidth=0)
             centers = (full["lower"] + full["upper"]) / 2.0
             hist.plot(centers, full["count"] / table["count"].sum(), marker=".", color=color)
     ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="gray", linewidth=1, label="perfect calibration")
@@ -166,7 +167,8 @@ def metric_vs_pruning(
     keys = [x] + ([hue] if hue is not None else [])
     dup = sub.duplicated(keys)
     if dup.any():
-        raise ValueError(f"several rows for the same {keys} (first: {sub.loc[dup, keys].iloc[0].tolist()}); aggregate first")
+        first = sub.loc[dup, keys].iloc[0].tolist()
+        raise ValueError(f"several rows for the same {keys} (first: {first}); aggregate first")
     ax = _new_axes(ax, (5.0, 3.6))
     groups = [(None, sub)] if hue is None else list(sub.groupby(hue, sort=True))
     colors = sns.color_palette(n_colors=len(groups))
@@ -179,4 +181,29 @@ def metric_vs_pruning(
         ax.legend(title=hue, fontsize="small")
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
+    return ax
+
+
+def importance_profile(importance: pd.DataFrame | pd.Series, *, ax: Axes | None = None) -> Axes:
+    """Attention importance per layer, one bar group (or line) per metric; low = first to drop.
+
+    Args:
+        importance: a Series indexed by layer (from `attention_importance`) or a DataFrame with
+            one column per metric.
+        ax: Axes to draw on; None creates a figure.
+
+    Returns:
+        The Axes.
+    """
+    frame = importance.to_frame() if isinstance(importance, pd.Series) else importance
+    if frame.empty:
+        raise ValueError("importance is empty; expected one score per layer")
+    ax = _new_axes(ax, (max(6.0, 0.3 * len(frame)), 3.0))
+    long = frame.rename_axis("layer").reset_index().melt(id_vars="layer", var_name="metric", value_name="importance")
+    if frame.shape[1] == 1:
+        sns.barplot(long, x="layer", y="importance", color="C0", ax=ax)
+    else:
+        sns.lineplot(long, x="layer", y="importance", hue="metric", marker="o", ax=ax)
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel(str(frame.columns[0]) if frame.shape[1] == 1 else "importance")
     return ax
