@@ -130,7 +130,9 @@ def _check(probs: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], ND
     out = (y < 0) | (y >= p.shape[1])
     if out.any():
         i = int(np.flatnonzero(out)[0])
-        raise ValueError(f"labels[{i}] = {y[i]} is out of range; expected integers in [0, {p.shape[1] - 1}] for C={p.shape[1]}")
+        raise ValueError(
+            f"labels[{i}] = {y[i]} is out of range; expected integers in [0, {p.shape[1] - 1}] for C={p.shape[1]}"
+        )
     return p, y
 
 
@@ -223,8 +225,8 @@ def _bin_sums(
     Bins are (lower, upper]: a value equal to an edge belongs to the lower bin, 0 to the first
     bin and 1 to the last (Guo et al. 2017; never a phantom bin past 1). ``width``: edges m/M,
     the same for every row, so all sums are one matrix product w @ [1, f, y] one-hot by bin.
-    ``mass``: edges depend on each row's resample (:func:`_mass_edges`); sums are differences
-    of cumulative sums in confidence order.
+    ``mass``: edges depend on each row's resample (:func:`_mass_edges`); bins are then runs of
+    the confidence-sorted examples, summed per row with one ``np.add.reduceat``.
     """
     b = w.shape[0]
     if binning == "width":
@@ -241,16 +243,25 @@ def _bin_sums(
     cum = np.cumsum(ws, axis=1)
     edges = _mass_edges(cs, cum, n_bins)
     pos = np.searchsorted(cs, edges.ravel(), side="right").reshape(edges.shape)
-    bounds = np.concatenate([np.zeros((b, 1), np.int64), pos, np.full((b, 1), cs.size)], axis=1)
+    n = cs.size
+    starts = np.concatenate([np.zeros((b, 1), np.int64), pos], axis=1)  # (B, M) first sorted position per bin
+    ends = np.concatenate([pos, np.full((b, 1), n)], axis=1)
+    empty = starts >= ends
+    flat = (starts + (np.arange(b) * n)[:, None]).ravel()  # non-decreasing; == b*n only at the tail
+    inside = flat < b * n
 
-    def per_bin(c: NDArray[np.float64]) -> NDArray[np.float64]:
-        c0 = np.concatenate([np.zeros((b, 1)), c], axis=1)
-        return np.diff(np.take_along_axis(c0, bounds, axis=1), axis=1)
+    def per_bin(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        # segment sums over the flattened rows (one pass, no cumulative array); reduceat gives
+        # values[i] for an empty segment, hence the mask
+        sums = np.zeros(b * n_bins)
+        sums[inside] = np.add.reduceat(values.ravel(), flat[inside])
+        return np.where(empty, 0.0, sums.reshape(b, n_bins))
 
-    sum_conf = per_bin(np.cumsum(ws * cs, axis=1))
+    cum_end = np.where(ends > 0, np.take_along_axis(cum, np.maximum(ends - 1, 0), axis=1), 0.0)
+    counts = np.diff(cum_end, axis=1, prepend=0.0)
+    sum_conf = per_bin(ws * cs)
     ws *= ts  # in place: ws is a fresh copy and its counts already live in cum
-    sum_target = per_bin(np.cumsum(ws, axis=1))
-    return per_bin(cum), sum_conf, sum_target, edges
+    return counts, sum_conf, per_bin(ws), edges
 
 
 def _binned_error(counts: NDArray, sum_conf: NDArray, sum_target: NDArray, norm: str) -> NDArray[np.float64]:
@@ -592,7 +603,9 @@ def _smooth_fixed_points(coef: _SmoothCoefficients, n_rows: int, eps: float) -> 
     return sig_out, val_out
 
 
-def _smooth_setup(probs: Data, labels: ArrayLike | None, weights: ArrayLike | None, eps: float) -> tuple[_SmoothCoefficients, int, bool]:
+def _smooth_setup(
+    probs: Data, labels: ArrayLike | None, weights: ArrayLike | None, eps: float
+) -> tuple[_SmoothCoefficients, int, bool]:
     if not (isinstance(eps, (int, float)) and 0 < eps < 1):
         raise ValueError(f"eps={eps!r} is invalid; expected a float in (0, 1)")
     p, y = _inputs(probs, labels)
@@ -662,7 +675,9 @@ def _mean(values: NDArray[np.float64], w: NDArray[np.float64], scalar: bool) -> 
     return _out((w @ values) / w.sum(axis=1), scalar)
 
 
-def brier(probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None) -> float | NDArray[np.float64]:
+def brier(
+    probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None
+) -> float | NDArray[np.float64]:
     """Multi-class Brier score (supports ``weights``).
 
     BS = (1/n) sum_i sum_c (p_ic - 1[y_i = c])^2, in [0, 2] (Brier 1950, "Verification of
@@ -678,7 +693,9 @@ def brier(probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | 
     return _mean(((p - onehot) ** 2).sum(axis=1), w, scalar)
 
 
-def nll(probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None) -> float | NDArray[np.float64]:
+def nll(
+    probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None
+) -> float | NDArray[np.float64]:
     """Negative log-likelihood (cross-entropy, nats; supports ``weights``).
 
     NLL = -(1/n) sum_i log max(p_{i, y_i}, 1e-15): the floor keeps a zero probability finite
@@ -692,7 +709,9 @@ def nll(probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | No
     return _mean(-np.log(np.maximum(p[np.arange(p.shape[0]), y], NLL_FLOOR)), w, scalar)
 
 
-def accuracy(probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None) -> float | NDArray[np.float64]:
+def accuracy(
+    probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None
+) -> float | NDArray[np.float64]:
     """Top-1 accuracy (1/n) sum_i 1[argmax_c p_ic = y_i] (supports ``weights``).
 
     Args:
@@ -769,7 +788,9 @@ def _check_logits(logits: ArrayLike, labels: ArrayLike | None) -> tuple[NDArray[
         raise ValueError(f"logits has shape {z.shape}; expected (n >= 1, C >= 2)")
     if not np.all(np.isfinite(z)):
         i, j = np.argwhere(~np.isfinite(z))[0]
-        raise ValueError(f"logits[{i}, {j}] = {float(z[i, j])} is not finite; expected finite logits (clip log-probs first)")
+        raise ValueError(
+            f"logits[{i}, {j}] = {float(z[i, j])} is not finite; expected finite logits (clip log-probs first)"
+        )
     if labels is None:
         return z, None
     uniform = np.full_like(z, 1.0 / z.shape[1])
@@ -805,7 +826,9 @@ class TemperatureScaler:
         self.max_temperature = float(max_temperature)
 
     @staticmethod
-    def _nll_and_grad(log_t: NDArray[np.float64], z: NDArray[np.float64], y: NDArray[np.int64]) -> tuple[float, NDArray]:
+    def _nll_and_grad(
+        log_t: NDArray[np.float64], z: NDArray[np.float64], y: NDArray[np.int64]
+    ) -> tuple[float, NDArray[np.float64]]:
         t = float(np.exp(log_t[0]))
         zt = z / t
         lse = special.logsumexp(zt, axis=1)
@@ -964,7 +987,9 @@ def _paired_inputs(a: Data, b: Data, labels: ArrayLike | None) -> tuple[NDArray,
         pa, ya = probs_labels(a)
         pb, yb = probs_labels(b)
         if not np.array_equal(ya, yb):
-            raise ValueError("a and b have different labels for the same examples; a paired comparison needs the same data")
+            raise ValueError(
+                "a and b have different labels for the same examples; a paired comparison needs the same data"
+            )
         return pa, pb, ya
     if isinstance(a, pd.DataFrame) or isinstance(b, pd.DataFrame):
         raise ValueError("pass two predict() DataFrames or two probability arrays with labels, not a mix")

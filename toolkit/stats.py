@@ -230,7 +230,9 @@ def paired_bootstrap(
     data_b = _check_arrays(arrays_b, "arrays_b")
     n_a, n_b = data_a[0].shape[0], data_b[0].shape[0]
     if n_a != n_b:
-        raise ValueError(f"arrays_a has n={n_a} examples but arrays_b has n={n_b}; a paired bootstrap needs the same examples")
+        raise ValueError(
+            f"arrays_a has n={n_a} examples but arrays_b has n={n_b}; a paired bootstrap needs the same examples"
+        )
     vectorised = _accepts_weights(metric_fn)
     estimate = _as_float(metric_fn(*data_b), "metric_fn") - _as_float(metric_fn(*data_a), "metric_fn")
 
@@ -273,5 +275,7 @@ def mean_ci(values: ArrayLike, *, n_boot: int = 1000, alpha: float = 0.05, seed:
         raise ValueError(f"values has shape {v.shape}; expected a 1-D array of per-example scores")
     if v.size and not np.all(np.isfinite(v)):
         bad = np.flatnonzero(~np.isfinite(v))
-        raise ValueError(f"values contain non-finite entries (first at index {bad[0]}: {v[bad[0]]}); expected finite scores")
+        raise ValueError(
+            f"values contain non-finite entries (first at index {bad[0]}: {float(v[bad[0]])}); expected finite scores"
+        )
     return bootstrap_ci(_weighted_mean, v, n_boot=n_boot, alpha=alpha, seed=seed)
