@@ -606,7 +606,7 @@ def _smooth_fixed_points(coef: _SmoothCoefficients, n_rows: int, eps: float) -> 
 def _smooth_setup(
     probs: Data, labels: ArrayLike | None, weights: ArrayLike | None, eps: float
 ) -> tuple[_SmoothCoefficients, int, bool]:
-    if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+    if not (isinstance(eps, (int, float, np.floating)) and 0 < eps < 1):
         raise ValueError(f"eps={eps!r} is invalid; expected a float in (0, 1)")
     p, y = _inputs(probs, labels)
     w, scalar = _weights(weights, p.shape[0])
@@ -639,7 +639,7 @@ def smooth_ece(
     Returns:
         The smooth ECE in [0, 1]: a float, or an array (B,) for 2-D weights.
     """
-    if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0):
+    if sigma is not None and not (isinstance(sigma, (int, float, np.floating)) and sigma > 0):
         raise ValueError(f"sigma={sigma!r} is invalid; expected a float > 0 or None (fixed point)")
     coef, b, scalar = _smooth_setup(probs, labels, weights, eps)
     if sigma is not None:
@@ -896,7 +896,7 @@ def with_temperature(df: pd.DataFrame, temperature: float) -> pd.DataFrame:
     Returns:
         New DataFrame (same columns and attrs) with ``p_*`` and ``confidence`` updated.
     """
-    if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
+    if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature={temperature!r} is invalid; expected a finite float > 0")
     p, _ = probs_labels(df)
     names = df.attrs.get("label_names")
