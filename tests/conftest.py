@@ -17,3 +17,9 @@ def smollm2():
     from toolkit import load_model
 
     return load_model("smollm2-135m")
+
+# Unit tests use tiny models: one intra-op thread avoids thread hand-off overhead (and, on a busy
+# 2-core machine, oversubscription that made tiny matmuls 100x slower).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)

@@ -85,11 +85,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import IMPORTANCE_METRICS, list_datasets, list_models
-    from .attribution import list_methods
+    from .attribution import list_attribution_methods
 
     print("models:", ", ".join(list_models()), "(or any HF id / local folder)")
     print("importance metrics:", ", ".join(IMPORTANCE_METRICS))
-    print("attribution methods:", ", ".join(list_methods()))
+    print("attribution methods:", ", ".join(list_attribution_methods()))
     print("\ndatasets:")
     print(list_datasets()[["name", "n", "n_classes", "labels", "licence"]].to_string(index=False))
     return 0

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import TemperatureScaler, calibration_report, ece
+from .calibration import TemperatureScaler, calibration_report, compare_calibration, ece
 from .data import load_dataset
 from .faithfulness import faithfulness_report, model_scorer
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
@@ -317,12 +317,17 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         pred = _pred_frame(r)
         report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
         ref = refs.get((r["model"], r["dataset"]))
-        ref_pred = _pred_frame(ref) if ref is not None else None
+        paired = (
+            compare_calibration(_pred_frame(ref), pred, n_boot=config.n_boot, seed=seed).set_index("metric")
+            if ref is not None
+            else None
+        )
         for metric in ("accuracy", "ece", "mce", "adaptive_ece", "smooth_ece", "brier", "nll"):
             row = dict(base, metric=metric, value=float(report[metric]), low=float(report[f"{metric}_low"]),
                        high=float(report[f"{metric}_high"]))
-            if ref_pred is not None:
-                row.update(_paired(metric, ref_pred, pred, config, seed))
+            if paired is not None and metric in paired.index:
+                d = paired.loc[metric]
+                row.update(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]))
             rows.append(row)
         rows.append(dict(base, metric="ece_temperature_scaled", value=r["ece_scaled"], low=np.nan, high=np.nan))
         rows.append(dict(base, metric="temperature", value=r["temperature"], low=np.nan, high=np.nan))
@@ -354,16 +359,6 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         if col not in table:
             table[col] = np.nan
     return table
-
-
-def _paired(metric: str, ref: pd.DataFrame, cur: pd.DataFrame, config: StudyConfig, seed: int) -> dict:
-    from .calibration import compare_calibration
-
-    diff = compare_calibration(ref, cur, n_boot=config.n_boot, seed=seed).set_index("metric")
-    if metric not in diff.index:
-        return {}
-    d = diff.loc[metric]
-    return dict(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]))
 
 
 def load_results(config: StudyConfig) -> list[dict]:
