@@ -225,7 +225,7 @@ def test_time_interleaved_runs_abcabc_and_keeps_only_timed_rounds():
     df = time_interleaved(runs, repeats=2, warmup=1)
     assert calls == list("ABCABCABC")
     assert list(df.name) == list("ABCABC") and list(df.repeat) == [0, 0, 0, 1, 1, 1]
-    assert (df.seconds >= 0).all() and df.attrs["threads"] == 1
+    assert (df.seconds >= 0).all() and (df.cpu_seconds >= 0).all() and df.attrs["threads"] == 1
     with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
         time_interleaved(runs, repeats=0)
 
@@ -245,7 +245,7 @@ def test_measure_latency_reports_kv_and_model_bytes():
     out = measure_latency(model, ids(), new_tokens=2, repeats=1, warmup=0)
     assert out["kv_bytes"] == kv_cache_bytes(prefill_cache(model, ids()))
     assert out["model_bytes"] == model_bytes(model) and (out["batch"], out["prefill_tokens"]) == (B, S)
-    assert out["prefill_s"] > 0 and out["decode_s_per_token"] > 0
+    assert out["prefill_s"] > 0 and out["decode_s_per_token"] > 0 and out["prefill_s_cpu"] > 0
 
 
 def test_efficiency_table_columns_and_invariants():
@@ -266,7 +266,10 @@ def test_efficiency_table_columns_and_invariants():
     assert (rev.model_bytes == base.model_bytes).all() and (struct.model_bytes < base.model_bytes).all()
     for _, row in df.iloc[1:].iterrows():
         assert row.flop_ideal_saving == flop_ideal_saving(model, row.layers, seq_len=S, batch=B, logits_to_keep=1)
-    assert df.prefill_vs_structural.notna().tolist() == [False, False, True, False, True]
+    for col in ("prefill_vs_structural", "decode_vs_structural_cpu"):
+        assert df[col].notna().tolist() == [False, False, True, False, True]
+    assert df.saving_vs_ideal_cpu.isna().tolist() == [True, False, False, False, False]
+    assert (df.measured_prefill_saving == 1 - df.prefill_s / df.prefill_s[0]).all()
     assert len(df.attrs["timings"]) == 5 and df.attrs["threads"] == torch.get_num_threads()
     # the model is untouched afterwards
     with torch.no_grad():
@@ -287,5 +290,5 @@ def test_importance_overhead_table():
     texts = ["the movie was good", "awful food and bad service", "i liked it"] * 3
     df = importance_overhead(model, tiny_tokenizer(), texts, batch_size=4, repeats=1, warmup=0)
     assert list(df.run) == ["importance", "full_forward", "decoder_forward"]
-    assert df.set_index("run").loc["decoder_forward", "vs_decoder_forward"] == 1.0
+    assert (df.set_index("run").loc["decoder_forward", ["vs_decoder_forward", "vs_decoder_forward_cpu"]] == 1.0).all()
     assert (df.seconds > 0).all() and adapter_for(model) is not None

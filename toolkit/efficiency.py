@@ -23,7 +23,11 @@ FLOP-ideal saving of dropping layers S is  sum_{l in S} attn_l / total.
 
 Timings follow the hygiene a shared machine needs: a warm-up round, configurations interleaved
 (ABCABC..., never AAABBB), medians reported, everything under `torch.inference_mode()`, and the
-torch thread count recorded in the result (`df.attrs["threads"]`); set it before calling.
+torch thread count recorded in the result (`df.attrs["threads"]`); set it before calling. Two
+clocks are read: wall time (`time.perf_counter`) and this process's CPU time
+(`time.process_time`, columns suffixed `_cpu`). When other jobs compete for the cores, wall time
+also counts the time spent waiting for a core; with one torch thread, CPU time counts only the
+work done, so CPU-time savings are the steadier estimate there (both come from the same runs).
 """
 
 from __future__ import annotations
@@ -302,18 +306,19 @@ def _interleaved(
 def time_interleaved(
     runs: Mapping[str, Callable[[], Any]], *, repeats: int = 3, warmup: int = 1
 ) -> pd.DataFrame:
-    """Wall-clock time of each callable, interleaved ABCABC... after `warmup` untimed-kept rounds.
+    """Wall-clock and CPU time of each callable, interleaved ABCABC... after `warmup` discarded rounds.
 
     Returns:
-        Long DataFrame with columns `name`, `repeat`, `seconds` (one row per timed call);
-        `df.attrs["threads"]` is `torch.get_num_threads()`. Take medians per name.
+        Long DataFrame with columns `name`, `repeat`, `seconds` (wall), `cpu_seconds` (this
+        process), one row per timed call; `df.attrs["threads"]` is `torch.get_num_threads()`.
+        Take medians per name.
     """
 
     def timed(fn: Callable[[], Any]) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            return {"seconds": time.perf_counter() - t0}
+            return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
         return run
 
@@ -344,19 +349,32 @@ def _input_ids(
 
 
 def _prefill_decode(model: PreTrainedModel, input_ids: torch.Tensor, new_tokens: int) -> dict[str, float]:
-    """Time one prefill (logits for the last position, as `generate` does) and `new_tokens` greedy steps."""
+    """Time one prefill (logits for the last position, as `generate` does) and `new_tokens` greedy steps.
+
+    The decode time per token is the median over the steps, so a step that lost its core to
+    another job does not move it; step t attends to prompt + t keys (cost grows slowly with t).
+    """
+    wall, cpu = [], []
     with torch.inference_mode():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
         token = out.logits[:, -1].argmax(-1, keepdim=True)
-        t1 = time.perf_counter()
+        prefill, prefill_cpu = time.perf_counter() - t0, time.process_time() - c0
         cache = out.cache
         kv = kv_cache_bytes(cache)
         for _ in range(new_tokens):
+            t0, c0 = time.perf_counter(), time.process_time()
             out = model(input_ids=token, cache=cache, use_cache=True)
             token = out.logits[:, -1].argmax(-1, keepdim=True)
-        t2 = time.perf_counter()
-    return {"prefill_s": t1 - t0, "decode_s_per_token": (t2 - t1) / max(new_tokens, 1), "kv_bytes": float(kv)}
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return {
+        "prefill_s": prefill,
+        "decode_s_per_token": float(np.median(wall)),
+        "prefill_s_cpu": prefill_cpu,
+        "decode_s_per_token_cpu": float(np.median(cpu)),
+        "kv_bytes": float(kv),
+    }
 
 
 def measure_latency(
@@ -371,8 +389,8 @@ def measure_latency(
 ) -> dict[str, float]:
     """Prefill latency, per-token decode latency and KV bytes of one model (medians over `repeats`).
 
-    The decode is a manual greedy loop over the model's own KV cache; only the decode steps are
-    timed for `decode_s_per_token` (the prefill is timed separately).
+    The decode is a manual greedy loop over the model's own KV cache; each step is timed on its
+    own and `decode_s_per_token` is the median step (the prefill is timed separately).
 
     Args:
         inputs: a tokenizer (a fixed English passage is tokenized and tiled into `batch` rows of
@@ -381,8 +399,9 @@ def measure_latency(
         repeats: timed runs; `warmup`: untimed runs before them.
 
     Returns:
-        `{"prefill_s", "decode_s_per_token", "kv_bytes", "model_bytes", "params", "batch",
-        "prefill_tokens", "new_tokens", "threads"}`; kv_bytes is after the prefill.
+        `{"prefill_s", "decode_s_per_token", "prefill_s_cpu", "decode_s_per_token_cpu", "kv_bytes",
+        "model_bytes", "params", "batch", "prefill_tokens", "new_tokens", "threads"}`; times are
+        medians (wall, and process CPU time for `_cpu`); kv_bytes is after the prefill.
     """
     ids = _input_ids(inputs, batch, prefill_tokens)
     new_tokens = _check_int(new_tokens, "new_tokens", 1)
@@ -390,6 +409,8 @@ def measure_latency(
     return {
         "prefill_s": float(df.prefill_s.median()),
         "decode_s_per_token": float(df.decode_s_per_token.median()),
+        "prefill_s_cpu": float(df.prefill_s_cpu.median()),
+        "decode_s_per_token_cpu": float(df.decode_s_per_token_cpu.median()),
         "kv_bytes": int(df.kv_bytes.iloc[0]),
         "model_bytes": model_bytes(model),
         "params": n_parameters(model),
@@ -403,11 +424,14 @@ def measure_latency(
 # --------------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------------
+_TIMED = (
+    "prefill_s", "decode_s_per_token", "measured_prefill_saving", "saving_vs_ideal",
+    "measured_decode_saving", "decode_saving_vs_ideal", "prefill_vs_structural", "decode_vs_structural",
+)  # fmt: skip
 TABLE_COLUMNS = (
     "mode", "k", "layers", "params", "model_bytes", "kv_bytes", "kv_ratio", "kv_ratio_ideal",
-    "prefill_s", "decode_s_per_token", "flop_ideal_saving", "measured_prefill_saving", "saving_vs_ideal",
-    "flop_ideal_decode_saving", "measured_decode_saving", "decode_saving_vs_ideal",
-    "prefill_vs_structural", "decode_vs_structural",
+    "flop_ideal_saving", "flop_ideal_decode_saving",
+    *_TIMED, *(f"{c}_cpu" for c in _TIMED),
 )  # fmt: skip
 
 
@@ -460,11 +484,12 @@ def efficiency_table(
     Returns:
         One row per configuration, columns `TABLE_COLUMNS`: mode, k, layers, params,
         model_bytes, kv_bytes (after the prefill), kv_ratio (vs baseline), kv_ratio_ideal
-        (kept / L), prefill_s, decode_s_per_token (medians), flop_ideal_saving,
-        measured_prefill_saving, saving_vs_ideal, flop_ideal_decode_saving,
+        (kept / L), flop_ideal_saving (prefill), flop_ideal_decode_saving; then from the wall
+        clock prefill_s, decode_s_per_token (medians), measured_prefill_saving, saving_vs_ideal,
         measured_decode_saving, decode_saving_vs_ideal, prefill_vs_structural and
         decode_vs_structural (reversible rows: measured saving / the structural one at the same
-        k). `attrs`: threads, batch, prefill_tokens, new_tokens, repeats, timings (raw rows).
+        k); and each of these timed columns again from process CPU time, suffixed `_cpu`.
+        `attrs`: threads, batch, prefill_tokens, new_tokens, repeats, timings (raw rows).
     """
     unknown = [m for m in modes if m not in EFFICIENCY_MODES]
     if unknown or not modes:
@@ -494,34 +519,36 @@ def efficiency_table(
         return run
 
     raw = _interleaved({name: runner(c[3], c[4]) for name, c in configs.items()}, repeats=repeats, warmup=warmup)
-    med = raw.groupby("name", sort=False)[["prefill_s", "decode_s_per_token", "kv_bytes"]].median()
+    med = raw.groupby("name", sort=False).median(numeric_only=True)
 
-    base_pre, base_dec = med.loc["baseline", "prefill_s"], med.loc["baseline", "decode_s_per_token"]
-    base_kv = med.loc["baseline", "kv_bytes"]
     base_decode_flops = _decode_flops(model, b, s, new_tokens, ())
     rows = []
     for name, (mode, k, layers, m, _) in configs.items():
-        ideal_pre = flop_ideal_saving(model, layers, seq_len=s, batch=b, logits_to_keep=1)
-        ideal_dec = 1.0 - _decode_flops(model, b, s, new_tokens, layers) / base_decode_flops
-        pre, dec = med.loc[name, "prefill_s"], med.loc[name, "decode_s_per_token"]
-        saving_pre, saving_dec = 1.0 - pre / base_pre, 1.0 - dec / base_dec
-        rows.append({
+        row = {
             "mode": mode, "k": k, "layers": list(layers), "params": n_parameters(m), "model_bytes": model_bytes(m),
-            "kv_bytes": int(med.loc[name, "kv_bytes"]), "kv_ratio": med.loc[name, "kv_bytes"] / base_kv,
-            "kv_ratio_ideal": (n_layers - k) / n_layers, "prefill_s": pre, "decode_s_per_token": dec,
-            "flop_ideal_saving": ideal_pre, "measured_prefill_saving": saving_pre,
-            "saving_vs_ideal": saving_pre / ideal_pre if k else np.nan,
-            "flop_ideal_decode_saving": ideal_dec, "measured_decode_saving": saving_dec,
-            "decode_saving_vs_ideal": saving_dec / ideal_dec if k else np.nan,
-        })  # fmt: skip
+            "kv_bytes": int(med.loc[name, "kv_bytes"]), "kv_ratio": med.loc[name, "kv_bytes"] / med.loc["baseline", "kv_bytes"],
+            "kv_ratio_ideal": (n_layers - k) / n_layers,
+            "flop_ideal_saving": flop_ideal_saving(model, layers, seq_len=s, batch=b, logits_to_keep=1),
+            "flop_ideal_decode_saving": 1.0 - _decode_flops(model, b, s, new_tokens, layers) / base_decode_flops,
+        }  # fmt: skip
+        for clock in ("", "_cpu"):
+            pre, dec = med.loc[name, f"prefill_s{clock}"], med.loc[name, f"decode_s_per_token{clock}"]
+            saving_pre = 1.0 - pre / med.loc["baseline", f"prefill_s{clock}"]
+            saving_dec = 1.0 - dec / med.loc["baseline", f"decode_s_per_token{clock}"]
+            row.update({
+                f"prefill_s{clock}": pre, f"decode_s_per_token{clock}": dec,
+                f"measured_prefill_saving{clock}": saving_pre,
+                f"saving_vs_ideal{clock}": saving_pre / row["flop_ideal_saving"] if k else np.nan,
+                f"measured_decode_saving{clock}": saving_dec,
+                f"decode_saving_vs_ideal{clock}": saving_dec / row["flop_ideal_decode_saving"] if k else np.nan,
+            })  # fmt: skip
+        rows.append(row)
     df = pd.DataFrame(rows)
-    df["prefill_vs_structural"] = np.nan
-    df["decode_vs_structural"] = np.nan
-    for i, row in df[df["mode"] == "reversible"].iterrows():
-        ref = df[(df["mode"] == "structural") & (df["k"] == row["k"])]
-        if len(ref):
-            df.loc[i, "prefill_vs_structural"] = row["measured_prefill_saving"] / ref["measured_prefill_saving"].iloc[0]
-            df.loc[i, "decode_vs_structural"] = row["measured_decode_saving"] / ref["measured_decode_saving"].iloc[0]
+    for clock in ("", "_cpu"):
+        for phase in ("prefill", "decode"):
+            structural = df[df["mode"] == "structural"].set_index("k")[f"measured_{phase}_saving{clock}"]
+            ratio = df[f"measured_{phase}_saving{clock}"] / df["k"].map(structural)
+            df[f"{phase}_vs_structural{clock}"] = ratio.where(df["mode"] == "reversible")
     df = df[list(TABLE_COLUMNS)]
     df.attrs.update(
         threads=torch.get_num_threads(), batch=b, prefill_tokens=s, new_tokens=new_tokens, repeats=repeats,
@@ -552,8 +579,9 @@ def importance_overhead(
     encodes (left padding, truncation to `max_length`, position ids from the mask).
 
     Returns:
-        One row per run: `run`, `seconds` (median), `vs_full_forward`, `vs_decoder_forward`
-        (ratios of medians); `attrs["timings"]` holds the raw rows, `attrs["threads"]` the threads.
+        One row per run: `run`, `seconds` (median wall time), `vs_full_forward`,
+        `vs_decoder_forward` (ratios of medians), and the same three from process CPU time
+        suffixed `_cpu`; `attrs["timings"]` holds the raw rows, `attrs["threads"]` the threads.
     """
     from .importance import _check_texts, _encode, attention_importance  # importance builds on pruning, as we do
 
@@ -579,9 +607,11 @@ def importance_overhead(
         {"importance": importance, "full_forward": forward(False), "decoder_forward": forward(True)},
         repeats=repeats, warmup=warmup,
     )  # fmt: skip
-    med = raw.groupby("name", sort=False)["seconds"].median()
-    df = pd.DataFrame({"run": med.index, "seconds": med.to_numpy()})
-    df["vs_full_forward"] = df["seconds"] / med["full_forward"]
-    df["vs_decoder_forward"] = df["seconds"] / med["decoder_forward"]
+    med = raw.groupby("name", sort=False)[["seconds", "cpu_seconds"]].median()
+    df = pd.DataFrame({"run": med.index})
+    for clock, col in (("", "seconds"), ("_cpu", "cpu_seconds")):
+        df[f"seconds{clock}"] = med[col].to_numpy()
+        df[f"vs_full_forward{clock}"] = df[f"seconds{clock}"] / med.loc["full_forward", col]
+        df[f"vs_decoder_forward{clock}"] = df[f"seconds{clock}"] / med.loc["decoder_forward", col]
     df.attrs.update(threads=raw.attrs["threads"], timings=raw, n_texts=len(texts), batch_size=batch_size)
     return df
