@@ -251,6 +251,30 @@ def test_beam_on_long_texts_stays_between_its_extremes_and_the_attributions():
     np.testing.assert_allclose(res["naopc_sufficiency"], 0.0, atol=1e-9)
 
 
+def test_searched_bounds_are_widened_to_the_evaluated_rankings():
+    rng = np.random.default_rng(12)
+    words = [f"u{j}" for j in range(10)]
+    pairs = {(a, b): rng.normal(0, 2.0) for a, b in itertools.combinations(words, 2) if rng.random() < 0.5}
+    scorer = logistic(dict(zip(words, rng.normal(0, 1, 10))), pairs=pairs)
+    attrs = [rng.normal(size=10) for _ in range(30)]
+    res = F.naopc(scorer, [words] * 30, attrs, beam_width=1)  # greedy bounds, 30 rankings of one text
+    raw = F.aopc_bounds(scorer, [words], beam_width=1)
+    for m in ("comprehensiveness", "sufficiency"):
+        lo, hi = res[f"{m}_lower"], res[f"{m}_upper"]
+        # each row normalises with the bounds of its own example: here one ranking per row
+        np.testing.assert_allclose(lo, np.minimum(raw.loc[0, f"{m}_lower"], res[f"aopc_{m}"]))
+        np.testing.assert_allclose(hi, np.maximum(raw.loc[0, f"{m}_upper"], res[f"aopc_{m}"]))
+        assert res[f"naopc_{m}"].between(0.0, 1.0).all()
+    per, _ = F.faithfulness_report(scorer, [words], {f"m{i}": [a] for i, a in enumerate(attrs)},
+                                   n_random=5, beam_width=1, n_boot=20)
+    assert per["comprehensiveness_upper"].nunique() == 1  # one example: one set of bounds for all rankings
+    exact = F.aopc_bounds(scorer, [words], exact_max_words=10)
+    upper = per["comprehensiveness_upper"].iloc[0]
+    assert max(raw.loc[0, "comprehensiveness_upper"], per["aopc_comprehensiveness"].max()) <= upper
+    assert upper <= exact.loc[0, "comprehensiveness_upper"] + 1e-12  # still attained by a real ordering
+    assert per["naopc_comprehensiveness"].between(0.0, 1.0).all()
+
+
 def test_flat_bounds_give_nan():
     # One word: every ordering is the same, so lower == upper and NAOPC is undefined.
     scorer = logistic({"a": 1.0})
