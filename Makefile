@@ -26,14 +26,16 @@ install: $(STAMP)
 study: $(STAMP)
 	$(BIN)/python -m toolkit study
 
+# Notebooks run under the small CI profile (TOOLKIT_PROFILE=ci shrinks example counts).
+test: export TOOLKIT_PROFILE ?= ci
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbmake -q
+	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_scoring.py
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 data:
 	$(PY) data/build_data.py
