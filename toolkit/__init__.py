@@ -17,14 +17,95 @@ from .data import (
     load_dataset,
     register_dataset,
 )
+from . import calibration, efficiency, faithfulness, plots, stats, study
+from .calibration import (
+    TemperatureScaler,
+    accuracy_coverage,
+    aurc,
+    brier,
+    calibration_report,
+    classwise_ece,
+    compare_calibration,
+    debiased_l2_ce,
+    ece,
+    nll,
+    reliability_table,
+    smooth_ece,
+)
+from .faithfulness import (
+    FRACTIONS,
+    aopc,
+    decision_flip,
+    erasure_curves,
+    faithfulness_report,
+    model_scorer,
+    naopc,
+    random_baseline,
+)
 from .importance import IMPORTANCE_METRICS, attention_importance, choose_layers, select_layers
 from .models import ADAPTERS, Adapter, adapter_for, cache_dir, decoder_layers, list_models, load_model, register_adapter
 from .pruning import PrunedAttention, drop_attention, dropped_layers, n_parameters, prune_attention, save_pruned
+from .plots import importance_profile, metric_vs_pruning, reliability_diagram
 from .scoring import Prompt, label_probs, predict, render_prompt, verbalizer_ids
+from .stats import Interval, bootstrap_ci, mean_ci, paired_bootstrap
+from .study import StudyConfig, run_study, summary
+
+# Attribution imports inseq (slow): its names load on first use.
+_LAZY = {
+    "Attribution": "attribution",
+    "attribute": "attribution",
+    "attributions_frame": "attribution",
+    "list_attribution_methods": "attribution",
+    "show_attributions": "attribution",
+    "split_words": "attribution",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name == "attribution":
+        import importlib
+
+        return importlib.import_module(".attribution", __name__)
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FRACTIONS",
+    "Interval",
+    "StudyConfig",
+    "TemperatureScaler",
+    "accuracy_coverage",
+    "aopc",
+    "aurc",
+    "bootstrap_ci",
+    "brier",
+    "calibration_report",
+    "classwise_ece",
+    "compare_calibration",
+    "debiased_l2_ce",
+    "decision_flip",
+    "ece",
+    "erasure_curves",
+    "faithfulness_report",
+    "importance_profile",
+    "mean_ci",
+    "metric_vs_pruning",
+    "model_scorer",
+    "naopc",
+    "nll",
+    "paired_bootstrap",
+    "random_baseline",
+    "reliability_diagram",
+    "reliability_table",
+    "run_study",
+    "smooth_ece",
+    "summary",
+    *_LAZY,
     "ADAPTERS",
     "IMPORTANCE_METRICS",
     "SPLITS",
