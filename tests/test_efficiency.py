@@ -5,10 +5,12 @@ No timing assertions here: speed targets live in benchmarks/bench_pruning.py.
 
 from __future__ import annotations
 
+import collections
 import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, LlamaConfig
 
@@ -124,6 +126,38 @@ def test_dropped_attention_is_not_computed_and_formula_follows(arch):
     assert forward_flops(pruned, S, batch=B)["total"] == expected
     # already-dropped layers named again are not subtracted twice
     assert forward_flops(pruned, S, batch=B, layers_dropped=drop)["total"] == expected
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every aten op dispatched (an independent view of the work done, timing-free)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("arch", ["LlamaForCausalLM", "GPT2LMHeadModel", "Gemma3ForCausalLM"])
+def test_reversible_drop_does_exactly_the_work_of_the_structural_one(arch):
+    """Op for op, a prefill + a cached decode step under drop_attention == the pruned model's."""
+    model = tiny_model(arch)
+    x = ids(8)
+
+    def ops(m):
+        with torch.inference_mode(), OpCounter() as counter:
+            out = m(x, use_cache=True, logits_to_keep=1)
+            m(x[:, :1], cache=out.cache, use_cache=True)
+        return counter.ops
+
+    full = ops(model)
+    with drop_attention(model, [0, 2]):
+        reversible = ops(model)
+    structural = ops(prune_attention(copy.deepcopy(model), [0, 2]))
+    assert reversible == structural
+    assert sum(full.values()) > sum(structural.values()) and full["aten.softmax"] > structural["aten.softmax"]
 
 
 def smollm2_config() -> LlamaConfig:

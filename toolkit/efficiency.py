@@ -36,6 +36,7 @@ import copy
 import numbers
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -348,33 +349,62 @@ def _input_ids(
     return torch.stack([ids[r : r + n] for r in range(b)])  # each row starts one token later
 
 
-def _prefill_decode(model: PreTrainedModel, input_ids: torch.Tensor, new_tokens: int) -> dict[str, float]:
-    """Time one prefill (logits for the last position, as `generate` does) and `new_tokens` greedy steps.
+Runnable = tuple[PreTrainedModel, Callable[[], ContextManager[Any]]]  # a model and the context to run it in
 
-    The decode time per token is the median over the steps, so a step that lost its core to
-    another job does not move it; step t attends to prompt + t keys (cost grows slowly with t).
+
+class _Clock:
+    """Wall and process-CPU seconds of the block: `with _Clock() as c: ...; c.wall, c.cpu`."""
+
+    def __enter__(self) -> _Clock:
+        self._t, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._t, time.process_time() - self._c
+
+
+def _latency_runs(
+    configs: Mapping[str, Runnable], input_ids: torch.Tensor, new_tokens: int, *, repeats: int, warmup: int
+) -> pd.DataFrame:
+    """Prefill and greedy-decode timings of several configurations, interleaved at the finest grain.
+
+    Each round prefills every configuration in turn (logits for the last position only, as
+    `generate` does), then runs decode step t of every configuration before step t + 1 of any, each
+    over its own KV cache. Slow drifts in the machine's load thus hit all configurations alike.
+    Per round and configuration: the prefill time and the median decode-step time (a step that lost
+    its core to another job does not move the median; step t attends to prompt + t keys).
+
+    Returns:
+        Long DataFrame: name, repeat, prefill_s, decode_s_per_token, prefill_s_cpu,
+        decode_s_per_token_cpu, kv_bytes (after the prefill); `warmup` rounds are dropped.
     """
-    wall, cpu = [], []
-    with torch.inference_mode():
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
-        token = out.logits[:, -1].argmax(-1, keepdim=True)
-        prefill, prefill_cpu = time.perf_counter() - t0, time.process_time() - c0
-        cache = out.cache
-        kv = kv_cache_bytes(cache)
+    repeats = _check_int(repeats, "repeats", 1)
+    warmup = _check_int(warmup, "warmup", 0)
+    rows = []
+    for r in range(warmup + repeats):
+        state: dict[str, list[Any]] = {}
+        for name, (model, context) in configs.items():
+            with context(), torch.inference_mode(), _Clock() as clock:
+                out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+            state[name] = [out.cache, token, clock, kv_cache_bytes(out.cache), [], []]
         for _ in range(new_tokens):
-            t0, c0 = time.perf_counter(), time.process_time()
-            out = model(input_ids=token, cache=cache, use_cache=True)
-            token = out.logits[:, -1].argmax(-1, keepdim=True)
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-    return {
-        "prefill_s": prefill,
-        "decode_s_per_token": float(np.median(wall)),
-        "prefill_s_cpu": prefill_cpu,
-        "decode_s_per_token_cpu": float(np.median(cpu)),
-        "kv_bytes": float(kv),
-    }
+            for name, (model, context) in configs.items():
+                cache, token, *_, wall, cpu = state[name]
+                with context(), torch.inference_mode(), _Clock() as clock:
+                    out = model(input_ids=token, cache=cache, use_cache=True)
+                    state[name][1] = out.logits[:, -1].argmax(-1, keepdim=True)
+                wall.append(clock.wall)
+                cpu.append(clock.cpu)
+        if r < warmup:
+            continue
+        for name, (_, _, prefill, kv, wall, cpu) in state.items():
+            rows.append({
+                "name": name, "repeat": r - warmup, "prefill_s": prefill.wall, "prefill_s_cpu": prefill.cpu,
+                "decode_s_per_token": float(np.median(wall)), "decode_s_per_token_cpu": float(np.median(cpu)),
+                "kv_bytes": float(kv),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def measure_latency(
@@ -390,7 +420,8 @@ def measure_latency(
     """Prefill latency, per-token decode latency and KV bytes of one model (medians over `repeats`).
 
     The decode is a manual greedy loop over the model's own KV cache; each step is timed on its
-    own and `decode_s_per_token` is the median step (the prefill is timed separately).
+    own and `decode_s_per_token` is the median step, then the median over repeats (the prefill is
+    timed separately).
 
     Args:
         inputs: a tokenizer (a fixed English passage is tokenized and tiled into `batch` rows of
@@ -405,7 +436,7 @@ def measure_latency(
     """
     ids = _input_ids(inputs, batch, prefill_tokens)
     new_tokens = _check_int(new_tokens, "new_tokens", 1)
-    df = _interleaved({"model": lambda: _prefill_decode(model, ids, new_tokens)}, repeats=repeats, warmup=warmup)
+    df = _latency_runs({"model": (model, nullcontext)}, ids, new_tokens, repeats=repeats, warmup=warmup)
     return {
         "prefill_s": float(df.prefill_s.median()),
         "decode_s_per_token": float(df.decode_s_per_token.median()),
@@ -466,8 +497,9 @@ def efficiency_table(
 
     Configurations: the model as given (`mode="baseline"`, k=0) and, for each k and mode,
     `structural` = `prune_attention(copy.deepcopy(model), layers)` and `reversible` =
-    `with drop_attention(model, layers)` (entered around each run, outside the timers). Runs are
-    interleaved (baseline, structural k1, reversible k1, ... then again) after `warmup` rounds.
+    `with drop_attention(model, layers)` (entered around each call). Configurations are
+    interleaved at the finest grain: each round prefills all of them in turn, then runs decode
+    step t of every configuration before step t + 1 of any; `warmup` rounds are discarded.
 
         measured saving = 1 - median_t(config) / median_t(baseline)
         saving_vs_ideal = measured saving / FLOP-ideal saving   (1.0 = as good as the FLOPs promise)
@@ -500,7 +532,7 @@ def efficiency_table(
     b, s = int(ids.shape[0]), int(ids.shape[1])
     n_layers = len(decoder_layers(model))
 
-    configs: dict[str, tuple[str, int, tuple[int, ...], PreTrainedModel, Callable[[], Any]]] = {
+    configs: dict[str, tuple[str, int, tuple[int, ...], PreTrainedModel, Callable[[], ContextManager[Any]]]] = {
         "baseline": ("baseline", 0, (), model, nullcontext)
     }
     for k, layers in plan.items():
@@ -511,14 +543,8 @@ def efficiency_table(
             else:
                 configs[f"reversible/{k}"] = (mode, k, layers, model, lambda layers=layers: drop_attention(model, layers))
 
-    def runner(m: PreTrainedModel, ctx: Callable[[], Any]) -> Callable[[], dict[str, float]]:
-        def run() -> dict[str, float]:
-            with ctx():
-                return _prefill_decode(m, ids, new_tokens)
-
-        return run
-
-    raw = _interleaved({name: runner(c[3], c[4]) for name, c in configs.items()}, repeats=repeats, warmup=warmup)
+    runnable = {name: (c[3], c[4]) for name, c in configs.items()}
+    raw = _latency_runs(runnable, ids, new_tokens, repeats=repeats, warmup=warmup)
     med = raw.groupby("name", sort=False).median(numeric_only=True)
 
     base_decode_flops = _decode_flops(model, b, s, new_tokens, ())
