@@ -1,7 +1,7 @@
 """What dropping k of SmolLM2-135M's 30 attention layers saves, FLOP-ideal next to measured, in one run.
 
     .venv/bin/python benchmarks/bench_pruning.py [--threads 1] [--ks 0 5 10] [--batch 4]
-        [--prefill 256] [--new-tokens 64] [--repeats 3] [--n-texts 64]
+        [--prefill 256] [--new-tokens 64] [--repeats 3] [--prefills-per-round 3] [--n-texts 64]
 
 CPU, float32, eager attention. The k layers are the one-shot LLM-Drop cosine choice on n UCI Yelp
 training sentences. For each k: (a) the structural drop (`prune_attention` on a deep copy) and
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--prefill", type=int, default=256)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--prefills-per-round", type=int, default=3, help="prefill samples per round (one long call each)")
     ap.add_argument("--n-texts", type=int, default=64)
     ap.add_argument("--importance-batch", type=int, default=8)
     ap.add_argument("--skip-importance", action="store_true")
@@ -70,11 +71,12 @@ def main() -> None:
     t0 = time.perf_counter()
     df = efficiency_table(
         model, tok, plan, batch=args.batch, prefill_tokens=args.prefill, new_tokens=args.new_tokens,
-        repeats=args.repeats, warmup=1,
+        repeats=args.repeats, warmup=1, prefills_per_round=args.prefills_per_round,
     )  # fmt: skip
     print(
         f"\nefficiency table: batch {args.batch} x {args.prefill} prefill tokens, {args.new_tokens} decode steps, "
-        f"{args.repeats} interleaved repeats after 1 warm-up, medians, threads {df.attrs['threads']} "
+        f"{args.repeats} interleaved rounds ({args.prefills_per_round} prefills each) after 1 warm-up, medians, "
+        f"threads {df.attrs['threads']} "
         f"({time.perf_counter() - t0:.0f} s)"
     )
     static = df[["mode", "k", "params"]].assign(

@@ -276,7 +276,7 @@ def test_input_ids_from_tokenizer_and_tensor():
 
 def test_measure_latency_reports_kv_and_model_bytes():
     model = tiny_model("LlamaForCausalLM")
-    out = measure_latency(model, ids(), new_tokens=2, repeats=1, warmup=0)
+    out = measure_latency(model, ids(), new_tokens=2, repeats=1, warmup=0, prefills_per_round=2)
     assert out["kv_bytes"] == kv_cache_bytes(prefill_cache(model, ids()))
     assert out["model_bytes"] == model_bytes(model) and (out["batch"], out["prefill_tokens"]) == (B, S)
     assert out["prefill_s"] > 0 and out["decode_s_per_token"] > 0 and out["prefill_s_cpu"] > 0
@@ -313,6 +313,8 @@ def test_efficiency_table_columns_and_invariants():
 
 def test_efficiency_table_rejects_bad_plans():
     model = tiny_model("LlamaForCausalLM")
+    with pytest.raises(ValueError, match="prefills_per_round must be an integer >= 1, got 0"):
+        efficiency_table(model, ids(), {1: [1]}, repeats=1, warmup=0, prefills_per_round=0)
     with pytest.raises(ValueError, match=r"layers_by_k\[2\] must hold 2 distinct layers"):
         efficiency_table(model, ids(), {2: [1]}, repeats=1, warmup=0)
     with pytest.raises(ValueError, match="unknown modes \\['fast'\\]"):

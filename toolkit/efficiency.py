@@ -364,15 +364,22 @@ class _Clock:
 
 
 def _latency_runs(
-    configs: Mapping[str, Runnable], input_ids: torch.Tensor, new_tokens: int, *, repeats: int, warmup: int
+    configs: Mapping[str, Runnable],
+    input_ids: torch.Tensor,
+    new_tokens: int,
+    *,
+    repeats: int,
+    warmup: int,
+    prefills_per_round: int = 1,
 ) -> pd.DataFrame:
     """Prefill and greedy-decode timings of several configurations, interleaved at the finest grain.
 
-    Each round prefills every configuration in turn (logits for the last position only, as
-    `generate` does), then runs decode step t of every configuration before step t + 1 of any, each
-    over its own KV cache. Slow drifts in the machine's load thus hit all configurations alike.
-    Per round and configuration: the prefill time and the median decode-step time (a step that lost
-    its core to another job does not move the median; step t attends to prompt + t keys).
+    Each round prefills every configuration in turn, `prefills_per_round` times (ABC ABC ...;
+    logits for the last position only, as `generate` does), then runs decode step t of every
+    configuration before step t + 1 of any, each over the KV cache of its last prefill. Slow
+    drifts in the machine's load thus hit all configurations alike. Per round and configuration:
+    the median prefill time and the median decode-step time (a step that lost its core to another
+    job does not move the median; step t attends to prompt + t keys).
 
     Returns:
         Long DataFrame: name, repeat, prefill_s, decode_s_per_token, prefill_s_cpu,
@@ -380,29 +387,36 @@ def _latency_runs(
     """
     repeats = _check_int(repeats, "repeats", 1)
     warmup = _check_int(warmup, "warmup", 0)
+    prefills_per_round = _check_int(prefills_per_round, "prefills_per_round", 1)
     rows = []
     for r in range(warmup + repeats):
-        state: dict[str, list[Any]] = {}
-        for name, (model, context) in configs.items():
-            with context(), torch.inference_mode(), _Clock() as clock:
-                out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
-                token = out.logits[:, -1].argmax(-1, keepdim=True)
-            state[name] = [out.cache, token, clock, kv_cache_bytes(out.cache), [], []]
+        state: dict[str, dict[str, Any]] = {name: {"pre": [], "pre_cpu": [], "dec": [], "dec_cpu": []} for name in configs}
+        for _ in range(prefills_per_round):
+            for name, (model, context) in configs.items():
+                st = state[name]
+                st["cache"] = None  # free the previous pass's cache before timing the next
+                with context(), torch.inference_mode(), _Clock() as clock:
+                    out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+                    st["token"] = out.logits[:, -1].argmax(-1, keepdim=True)
+                st["cache"], st["kv"] = out.cache, kv_cache_bytes(out.cache)
+                st["pre"].append(clock.wall)
+                st["pre_cpu"].append(clock.cpu)
         for _ in range(new_tokens):
             for name, (model, context) in configs.items():
-                cache, token, *_, wall, cpu = state[name]
+                st = state[name]
                 with context(), torch.inference_mode(), _Clock() as clock:
-                    out = model(input_ids=token, cache=cache, use_cache=True)
-                    state[name][1] = out.logits[:, -1].argmax(-1, keepdim=True)
-                wall.append(clock.wall)
-                cpu.append(clock.cpu)
+                    out = model(input_ids=st["token"], cache=st["cache"], use_cache=True)
+                    st["token"] = out.logits[:, -1].argmax(-1, keepdim=True)
+                st["dec"].append(clock.wall)
+                st["dec_cpu"].append(clock.cpu)
         if r < warmup:
             continue
-        for name, (_, _, prefill, kv, wall, cpu) in state.items():
+        for name, st in state.items():
             rows.append({
-                "name": name, "repeat": r - warmup, "prefill_s": prefill.wall, "prefill_s_cpu": prefill.cpu,
-                "decode_s_per_token": float(np.median(wall)), "decode_s_per_token_cpu": float(np.median(cpu)),
-                "kv_bytes": float(kv),
+                "name": name, "repeat": r - warmup,
+                "prefill_s": float(np.median(st["pre"])), "prefill_s_cpu": float(np.median(st["pre_cpu"])),
+                "decode_s_per_token": float(np.median(st["dec"])), "decode_s_per_token_cpu": float(np.median(st["dec_cpu"])),
+                "kv_bytes": float(st["kv"]),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -416,6 +430,7 @@ def measure_latency(
     new_tokens: int = 64,
     repeats: int = 3,
     warmup: int = 1,
+    prefills_per_round: int = 1,
 ) -> dict[str, float]:
     """Prefill latency, per-token decode latency and KV bytes of one model (medians over `repeats`).
 
@@ -427,7 +442,9 @@ def measure_latency(
         inputs: a tokenizer (a fixed English passage is tokenized and tiled into `batch` rows of
             `prefill_tokens`, defaults 4 x 256) or a (batch, tokens) LongTensor used as is.
         new_tokens: decode steps after the prefill.
-        repeats: timed runs; `warmup`: untimed runs before them.
+        repeats: timed rounds; `warmup`: discarded rounds before them.
+        prefills_per_round: prefill passes per round (their median is the round's prefill time);
+            the prefill is one long call, so it needs more samples than the many decode steps.
 
     Returns:
         `{"prefill_s", "decode_s_per_token", "prefill_s_cpu", "decode_s_per_token_cpu", "kv_bytes",
@@ -436,7 +453,10 @@ def measure_latency(
     """
     ids = _input_ids(inputs, batch, prefill_tokens)
     new_tokens = _check_int(new_tokens, "new_tokens", 1)
-    df = _latency_runs({"model": (model, nullcontext)}, ids, new_tokens, repeats=repeats, warmup=warmup)
+    df = _latency_runs(
+        {"model": (model, nullcontext)}, ids, new_tokens, repeats=repeats, warmup=warmup,
+        prefills_per_round=prefills_per_round,
+    )  # fmt: skip
     return {
         "prefill_s": float(df.prefill_s.median()),
         "decode_s_per_token": float(df.decode_s_per_token.median()),
@@ -492,14 +512,16 @@ def efficiency_table(
     new_tokens: int = 64,
     repeats: int = 3,
     warmup: int = 1,
+    prefills_per_round: int = 1,
 ) -> pd.DataFrame:
     """Savings of dropping attention, FLOP-ideal next to measured, per (mode, k), from one run.
 
     Configurations: the model as given (`mode="baseline"`, k=0) and, for each k and mode,
     `structural` = `prune_attention(copy.deepcopy(model), layers)` and `reversible` =
     `with drop_attention(model, layers)` (entered around each call). Configurations are
-    interleaved at the finest grain: each round prefills all of them in turn, then runs decode
-    step t of every configuration before step t + 1 of any; `warmup` rounds are discarded.
+    interleaved at the finest grain: each round prefills all of them in turn
+    (`prefills_per_round` times), then runs decode step t of every configuration before step
+    t + 1 of any; `warmup` rounds are discarded.
 
         measured saving = 1 - median_t(config) / median_t(baseline)
         saving_vs_ideal = measured saving / FLOP-ideal saving   (1.0 = as good as the FLOPs promise)
@@ -509,7 +531,8 @@ def efficiency_table(
 
     Args:
         model: the unpruned model (not modified; deep-copied for the structural mode).
-        inputs, batch, prefill_tokens, new_tokens, repeats, warmup: as in `measure_latency`.
+        inputs, batch, prefill_tokens, new_tokens, repeats, warmup, prefills_per_round: as in
+            `measure_latency`.
         layers_by_k: `{k: layers}`, e.g. from `choose_layers`; k=0 is the baseline, always run.
         modes: a subset of `EFFICIENCY_MODES`.
 
@@ -544,7 +567,9 @@ def efficiency_table(
                 configs[f"reversible/{k}"] = (mode, k, layers, model, lambda layers=layers: drop_attention(model, layers))
 
     runnable = {name: (c[3], c[4]) for name, c in configs.items()}
-    raw = _latency_runs(runnable, ids, new_tokens, repeats=repeats, warmup=warmup)
+    raw = _latency_runs(
+        runnable, ids, new_tokens, repeats=repeats, warmup=warmup, prefills_per_round=prefills_per_round
+    )
     med = raw.groupby("name", sort=False).median(numeric_only=True)
 
     base_decode_flops = _decode_flops(model, b, s, new_tokens, ())
@@ -578,7 +603,7 @@ def efficiency_table(
     df = df[list(TABLE_COLUMNS)]
     df.attrs.update(
         threads=torch.get_num_threads(), batch=b, prefill_tokens=s, new_tokens=new_tokens, repeats=repeats,
-        timings=raw,
+        prefills_per_round=prefills_per_round, timings=raw,
     )
     return df
 
