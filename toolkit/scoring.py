@@ -7,8 +7,10 @@ the end of the prompt, restricted to the label verbalizers.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,25 +147,82 @@ def _score_prompts(
     loglik = np.zeros((n, n_labels), dtype=np.float64)
     device = _device(model)
     single = all(len(v) == 1 for v in verbalizers)
+    token_ids = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    prefix_len = _common_prefix(token_ids) if single else 0
+    prefix_cache = _prefix_cache(model, token_ids[0][:prefix_len], device) if prefix_len else None
     # Sort by length so each batch pads little; results are written back in the input order.
-    lengths = np.array([len(p) for p in prompts])
-    order = np.argsort(-lengths, kind="stable")
+    order = np.argsort(-np.array([len(t) for t in token_ids]), kind="stable")
+    label_tok = torch.tensor([v[0] for v in verbalizers], device=device)
     bar = tqdm(total=n, desc="scoring", disable=not progress, leave=False)
     for idx in _batches(order, batch_size):
-        batch = [prompts[i] for i in idx]
         if single:
-            enc = encode_prompts(tokenizer, batch, device)
-            logits = model(**enc, use_cache=False, logits_to_keep=1).logits[:, -1, :].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            label_tok = torch.tensor([v[0] for v in verbalizers], device=device)
-            loglik[idx] = logp[:, label_tok].double().cpu().numpy()
+            rows = [token_ids[i][prefix_len:] for i in idx]
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            logits = _last_logits(model, rows, prefix_len, prefix_cache, pad, device)
+            loglik[idx] = torch.log_softmax(logits, dim=-1)[:, label_tok].double().cpu().numpy()
         else:
+            batch = [prompts[i] for i in idx]
             for c, seq in enumerate(verbalizers):
                 loglik[idx, c] = _sequence_loglik(model, tokenizer, batch, seq, device)
         bar.update(len(idx))
     bar.close()
     mass = np.exp(loglik).sum(axis=1)
     return loglik, mass
+
+
+def _common_prefix(token_ids: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
+    n = min(len(t) for t in token_ids) - 1
+    first = token_ids[0]
+    for ids in token_ids[1:]:
+        k = 0
+        while k < n and ids[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def _prefix_cache(model: PreTrainedModel, prefix: Sequence[int], device: torch.device) -> Any:
+    """KV cache of the shared prompt prefix (instruction, demonstrations), computed once."""
+    ids = torch.tensor([list(prefix)], device=device)
+    return model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+
+
+def _last_logits(
+    model: PreTrainedModel,
+    rows: Sequence[Sequence[int]],
+    prefix_len: int,
+    prefix_cache: Any,
+    pad_id: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Next-token logits after each row (prefix + row), one forward over the batch.
+
+    Rows are left-padded *after* the shared prefix: padding is masked out as keys and positions
+    continue from the prefix, so each row sees exactly the tokens of its own prompt.
+    """
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r)
+        mask[i, width - len(r) :] = 1
+    position_ids = prefix_len + (mask.cumsum(-1) - 1).clamp(min=0)
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(rows))
+        mask = torch.cat([torch.ones((len(rows), prefix_len), dtype=torch.long), mask], dim=1)
+    else:
+        cache = None
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=position_ids.to(device),
+        cache=cache,
+        use_cache=cache is not None,
+        logits_to_keep=1,
+    )
+    return out.logits[:, -1, :].float()
 
 
 def _sequence_loglik(
