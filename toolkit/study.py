@@ -54,7 +54,9 @@ class StudyConfig:
         n_eval: test examples per dataset for accuracy and calibration.
         n_validation: validation examples for temperature scaling.
         n_importance: train texts for similarity importance; labelled validation examples for loss_delta.
-        n_faithfulness: test examples explained per cell (a prefix of the n_eval examples).
+        n_faithfulness: test examples explained per cell: the first of the n_eval examples that have
+            at most `max_words` words (NAOPC's bound search costs grow with the square of the length).
+        max_words: longest text (in words) used for faithfulness.
         n_random: random rankings per example for the faithfulness baseline.
         n_boot: bootstrap resamples for every CI.
         seed: seeds subsampling, random selections, random rankings and bootstraps.
@@ -73,6 +75,7 @@ class StudyConfig:
     n_validation: int = 60
     n_importance: int = 32
     n_faithfulness: int = 16
+    max_words: int = 20
     n_random: int = 5
     n_boot: int = 1000
     seed: int = 0
@@ -97,7 +100,7 @@ class StudyConfig:
         for k in self.levels:
             if isinstance(k, bool) or not isinstance(k, int) or k < 0:
                 raise ValueError(f"levels must be non-negative integers, got {k!r}")
-        for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size"):
+        for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size", "max_words"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"StudyConfig.{name} must be a positive integer, got {v!r}")
@@ -254,7 +257,9 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
     layers, importance = _layers_for(cell, config, model, tok, importance_cache, data)
     seed = cell.seed(config.seed)
     test, val = data["test"], data["validation"]
-    faith_examples = test.examples[: config.n_faithfulness]
+    faith_examples = [e for e in test.examples if len(e.text.split()) <= config.max_words][: config.n_faithfulness]
+    if not faith_examples:
+        raise ValueError(f"no test example of {cell.dataset!r} has at most max_words={config.max_words} words")
     with drop_attention(model, layers):
         pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
         val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)
