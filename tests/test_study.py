@@ -126,8 +126,8 @@ def test_config_validation_and_files(tmp_path):
     cfg = StudyConfig.profile("ci")
     (tmp_path / "c.json").write_text(json.dumps(cfg.to_dict()))
     (tmp_path / "c.yaml").write_text("levels: [0, 2, 6]\nselections: [cosine, random]\nmethods: [saliency]\n"
-                                     "n_eval: 24\nn_validation: 16\nn_importance: 8\nn_faithfulness: 4\n"
-                                     "n_random: 2\nn_boot: 100\n")
+                                     "n_eval: 16\nn_validation: 12\nn_importance: 4\nn_faithfulness: 2\n"
+                                     "n_random: 1\nn_boot: 50\nmax_words: 8\n")
     assert StudyConfig.from_file(tmp_path / "c.json") == cfg
     assert StudyConfig.from_file(tmp_path / "c.yaml").digest() == cfg.digest()
     assert StudyConfig(output_dir="x").digest() == StudyConfig(output_dir="y").digest()

@@ -66,7 +66,7 @@ class StudyConfig:
 
     models: tuple[str, ...] = ("smollm2-135m",)
     datasets: tuple[str, ...] = ("uci_yelp",)
-    levels: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8, 10)
+    levels: tuple[int, ...] = (0, 1, 2, 4, 8)
     selections: tuple[str, ...] = ("cosine", "loss_delta", "random")
     strategy: str = "one_shot"
     methods: tuple[str, ...] = ("saliency", "input_x_gradient")
@@ -75,7 +75,7 @@ class StudyConfig:
     n_validation: int = 60
     n_importance: int = 32
     n_faithfulness: int = 16
-    max_words: int = 20
+    max_words: int = 12
     n_random: int = 5
     n_boot: int = 1000
     seed: int = 0
@@ -145,10 +145,10 @@ class StudyConfig:
             raise ValueError(f"unknown profile {name!r}; expected one of {list(PROFILES)}")
         sizes = {
             "full": {},
-            "quick": dict(levels=(0, 2, 4, 8), selections=("cosine", "random"), n_eval=60, n_validation=30,
-                          n_importance=16, n_faithfulness=8, n_random=3, n_boot=300),
-            "ci": dict(levels=(0, 2, 6), selections=("cosine", "random"), methods=("saliency",), n_eval=24,
-                       n_validation=16, n_importance=8, n_faithfulness=4, n_random=2, n_boot=100),
+            "quick": dict(levels=(0, 2, 8), selections=("cosine", "random"), n_eval=60, n_validation=30,
+                          n_importance=8, n_faithfulness=4, n_random=2, n_boot=200, max_words=10),
+            "ci": dict(levels=(0, 2, 6), selections=("cosine", "random"), methods=("saliency",), n_eval=16,
+                       n_validation=12, n_importance=4, n_faithfulness=2, n_random=1, n_boot=50, max_words=8),
         }[name]
         return cls(**{**sizes, **overrides})
 
