@@ -30,12 +30,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--split", default="test")
     ap.add_argument("--datasets", nargs="*", default=None)
+    ap.add_argument("--prompts", nargs="*", default=["chat", "plain"], choices=["chat", "plain"])
     args = ap.parse_args()
     model, tok = load_model(args.model)
     rows = []
     for name in args.datasets or list_datasets().name:
         ds = load_dataset(name, n=args.n, split=args.split)
-        for chat in (True, False):
+        for chat in [p == "chat" for p in args.prompts]:
             task = dataclasses.replace(ds.task, use_chat_template=chat)
             t0 = time.perf_counter()
             df = predict(model, tok, ds, task=task, progress=False)
@@ -45,7 +46,7 @@ def main() -> None:
                              ece=ece15(df), seconds=time.perf_counter() - t0))
             print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1, index=False), flush=True)
     table = pd.DataFrame(rows)
-    print(table.pivot(index="dataset", columns="prompt", values="accuracy").round(3).to_string())
+    print(table.round(3).to_markdown(index=False))
 
 
 if __name__ == "__main__":
