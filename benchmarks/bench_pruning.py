@@ -97,9 +97,9 @@ def main() -> None:
             print(timed.to_string(index=False))
 
     raw = df.attrs["timings"]
-    spread = raw.groupby("name", sort=False)[["prefill_s", "decode_s_per_token", "prefill_s_cpu"]].agg(["min", "max"])
-    print("\nspread over repeats (s):")
-    print((spread).round(3).to_string())
+    spread = raw.pivot_table(index="name", columns="phase", values=["seconds", "cpu_seconds"], aggfunc=["min", "max"])
+    print("\nspread over calls (s; decode: per step):")
+    print(spread.reindex(raw.name.unique()).round(3).to_string())
 
     struct, rev = df[(df["mode"] == "structural") & (df.k > 0)], df[(df["mode"] == "reversible") & (df.k > 0)]
     print("\ntargets (wall | CPU time):")

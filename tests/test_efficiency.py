@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import copy
 
+import pandas as pd
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -19,6 +20,8 @@ from toolkit import drop_attention, n_parameters, prune_attention
 from toolkit.efficiency import (
     TABLE_COLUMNS,
     _input_ids,
+    _median_times,
+    _paired_saving,
     attention_flop_share,
     efficiency_table,
     flop_ideal_saving,
@@ -303,12 +306,37 @@ def test_efficiency_table_columns_and_invariants():
     for col in ("prefill_vs_structural", "decode_vs_structural_cpu"):
         assert df[col].notna().tolist() == [False, False, True, False, True]
     assert df.saving_vs_ideal_cpu.isna().tolist() == [True, False, False, False, False]
-    assert (df.measured_prefill_saving == 1 - df.prefill_s / df.prefill_s[0]).all()
-    assert len(df.attrs["timings"]) == 5 and df.attrs["threads"] == torch.get_num_threads()
+    raw = df.attrs["timings"]
+    assert len(raw) == 5 * (1 + 2) and set(raw.phase) == {"prefill", "decode"}  # 1 prefill + 2 steps each
+    assert df.attrs["threads"] == torch.get_num_threads()
     # the model is untouched afterwards
     with torch.no_grad():
         assert torch.equal(model(x).logits, before)
     assert all(not hasattr(m, "_toolkit_dropped") for m in model.modules())
+
+
+def test_paired_saving_and_medians_by_hand():
+    """Ratios of partner calls: baseline 10, 20, 30 s vs 9, 18, 33 s -> ratios .9, .9, 1.1 -> saving 0.1.
+
+    A ratio of medians would give 1 - 18/20 = 0.1 too here, but 1 - 33/30 for the last pair alone.
+    """
+    rows = [
+        {"name": n, "round": 0, "phase": "prefill", "index": i, "seconds": t, "cpu_seconds": t / 2}
+        for n, times in (("baseline", [10, 20, 30]), ("x", [9, 18, 33]))
+        for i, t in enumerate(times)
+    ] + [
+        {"name": n, "round": 0, "phase": "decode", "index": 0, "seconds": t, "cpu_seconds": t}
+        for n, t in (("baseline", 4.0), ("x", 3.0))
+    ]
+    samples = pd.DataFrame(rows)
+    assert _paired_saving(samples, "x", "baseline", "prefill", "seconds") == pytest.approx(0.1)
+    assert _paired_saving(samples, "x", "baseline", "decode", "cpu_seconds") == pytest.approx(0.25)
+    # drift: everything twice as slow in a second round leaves the paired saving unchanged
+    slow = samples.assign(round=1, seconds=samples.seconds * 2)
+    assert _paired_saving(pd.concat([samples, slow]), "x", "baseline", "prefill", "seconds") == pytest.approx(0.1)
+    med = _median_times(samples)
+    assert med.loc["x", "prefill_s"] == 18 and med.loc["baseline", "prefill_s_cpu"] == 10
+    assert med.loc["x", "decode_s_per_token"] == 3.0
 
 
 def test_efficiency_table_rejects_bad_plans():

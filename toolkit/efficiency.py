@@ -15,8 +15,8 @@ matrices for gated MLPs (Llama family), 2 otherwise):
 `attention_scores` counts the full q x (p + q) score matrix because eager attention computes
 it and only then adds the causal mask (the masked half is computed and thrown away); a causal
 kernel would do about half of the prefill part. Element-wise work (softmax, norms, rotary,
-residual adds) is not counted: it is a few percent of the FLOPs but not of the time on a CPU,
-which is one reason measured savings can differ from FLOP-ideal ones.
+residual adds) is not counted: it is a small share of the FLOPs but a larger share of the time
+on a CPU, one reason why measured savings can exceed FLOP-ideal ones.
 
 Dropping the attention of a layer removes its `attention_proj` and `attention_scores`, so the
 FLOP-ideal saving of dropping layers S is  sum_{l in S} attn_l / total.
@@ -287,21 +287,15 @@ def model_bytes(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------------
-def _interleaved(
-    runs: Mapping[str, Callable[[], Mapping[str, float]]], *, repeats: int, warmup: int
-) -> pd.DataFrame:
-    """Call every run once per round, in the given order, `warmup + repeats` rounds; keep the last `repeats`."""
-    repeats = _check_int(repeats, "repeats", 1)
-    warmup = _check_int(warmup, "warmup", 0)
-    if not runs:
-        raise ValueError("runs is empty; pass at least one named callable")
-    rows = []
-    for r in range(warmup + repeats):
-        for name, run in runs.items():
-            result = dict(run())
-            if r >= warmup:
-                rows.append({"name": name, "repeat": r - warmup, **result})
-    return pd.DataFrame(rows)
+class _Clock:
+    """Wall and process-CPU seconds of the block: `with _Clock() as c: ...; c.wall, c.cpu`."""
+
+    def __enter__(self) -> _Clock:
+        self._t, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._t, time.process_time() - self._c
 
 
 def time_interleaved(
@@ -314,16 +308,18 @@ def time_interleaved(
         process), one row per timed call; `df.attrs["threads"]` is `torch.get_num_threads()`.
         Take medians per name.
     """
-
-    def timed(fn: Callable[[], Any]) -> Callable[[], dict[str, float]]:
-        def run() -> dict[str, float]:
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
-
-        return run
-
-    df = _interleaved({name: timed(fn) for name, fn in runs.items()}, repeats=repeats, warmup=warmup)
+    repeats = _check_int(repeats, "repeats", 1)
+    warmup = _check_int(warmup, "warmup", 0)
+    if not runs:
+        raise ValueError("runs is empty; pass at least one named callable")
+    rows = []
+    for r in range(warmup + repeats):
+        for name, fn in runs.items():
+            with _Clock() as clock:
+                fn()
+            if r >= warmup:
+                rows.append({"name": name, "repeat": r - warmup, "seconds": clock.wall, "cpu_seconds": clock.cpu})
+    df = pd.DataFrame(rows)
     df.attrs["threads"] = torch.get_num_threads()
     return df
 
@@ -352,17 +348,6 @@ def _input_ids(
 Runnable = tuple[PreTrainedModel, Callable[[], ContextManager[Any]]]  # a model and the context to run it in
 
 
-class _Clock:
-    """Wall and process-CPU seconds of the block: `with _Clock() as c: ...; c.wall, c.cpu`."""
-
-    def __enter__(self) -> _Clock:
-        self._t, self._c = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self._t, time.process_time() - self._c
-
-
 def _latency_runs(
     configs: Mapping[str, Runnable],
     input_ids: torch.Tensor,
@@ -377,48 +362,67 @@ def _latency_runs(
     Each round prefills every configuration in turn, `prefills_per_round` times (ABC ABC ...;
     logits for the last position only, as `generate` does), then runs decode step t of every
     configuration before step t + 1 of any, each over the KV cache of its last prefill. Slow
-    drifts in the machine's load thus hit all configurations alike. Per round and configuration:
-    the median prefill time and the median decode-step time (a step that lost its core to another
-    job does not move the median; step t attends to prompt + t keys).
+    drifts in the machine's load thus hit all configurations alike, and every call has a partner
+    call of each other configuration made moments apart (same round, phase and index).
 
     Returns:
-        Long DataFrame: name, repeat, prefill_s, decode_s_per_token, prefill_s_cpu,
-        decode_s_per_token_cpu, kv_bytes (after the prefill); `warmup` rounds are dropped.
+        One row per timed call: name, round, phase ("prefill" or "decode"), index (prefill pass
+        or decode step), seconds (wall), cpu_seconds; `warmup` rounds are dropped.
+        `attrs["kv_bytes"]`: {name: KV-cache bytes after the prefill}.
     """
     repeats = _check_int(repeats, "repeats", 1)
     warmup = _check_int(warmup, "warmup", 0)
     prefills_per_round = _check_int(prefills_per_round, "prefills_per_round", 1)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    kv: dict[str, int] = {}
     for r in range(warmup + repeats):
-        state: dict[str, dict[str, Any]] = {name: {"pre": [], "pre_cpu": [], "dec": [], "dec_cpu": []} for name in configs}
-        for _ in range(prefills_per_round):
+        state: dict[str, dict[str, Any]] = {name: {} for name in configs}
+
+        def record(name: str, phase: str, index: int, clock: _Clock, r: int = r) -> None:
+            if r >= warmup:
+                rows.append({"name": name, "round": r - warmup, "phase": phase, "index": index,
+                             "seconds": clock.wall, "cpu_seconds": clock.cpu})  # fmt: skip
+
+        for i in range(prefills_per_round):
             for name, (model, context) in configs.items():
                 st = state[name]
                 st["cache"] = None  # free the previous pass's cache before timing the next
                 with context(), torch.inference_mode(), _Clock() as clock:
                     out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
                     st["token"] = out.logits[:, -1].argmax(-1, keepdim=True)
-                st["cache"], st["kv"] = out.cache, kv_cache_bytes(out.cache)
-                st["pre"].append(clock.wall)
-                st["pre_cpu"].append(clock.cpu)
-        for _ in range(new_tokens):
+                st["cache"], kv[name] = out.cache, kv_cache_bytes(out.cache)
+                record(name, "prefill", i, clock)
+        for t in range(new_tokens):
             for name, (model, context) in configs.items():
                 st = state[name]
                 with context(), torch.inference_mode(), _Clock() as clock:
                     out = model(input_ids=st["token"], cache=st["cache"], use_cache=True)
                     st["token"] = out.logits[:, -1].argmax(-1, keepdim=True)
-                st["dec"].append(clock.wall)
-                st["dec_cpu"].append(clock.cpu)
-        if r < warmup:
-            continue
-        for name, st in state.items():
-            rows.append({
-                "name": name, "repeat": r - warmup,
-                "prefill_s": float(np.median(st["pre"])), "prefill_s_cpu": float(np.median(st["pre_cpu"])),
-                "decode_s_per_token": float(np.median(st["dec"])), "decode_s_per_token_cpu": float(np.median(st["dec_cpu"])),
-                "kv_bytes": float(st["kv"]),
-            })  # fmt: skip
-    return pd.DataFrame(rows)
+                record(name, "decode", t, clock)
+    df = pd.DataFrame(rows)
+    df.attrs["kv_bytes"] = kv
+    return df
+
+
+def _median_times(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: median prefill time and median decode-step time, wall and CPU."""
+    med = samples.pivot_table(index="name", columns="phase", values=["seconds", "cpu_seconds"], aggfunc="median")
+    return pd.DataFrame({
+        "prefill_s": med[("seconds", "prefill")], "decode_s_per_token": med[("seconds", "decode")],
+        "prefill_s_cpu": med[("cpu_seconds", "prefill")], "decode_s_per_token_cpu": med[("cpu_seconds", "decode")],
+    })  # fmt: skip
+
+
+def _paired_saving(samples: pd.DataFrame, name: str, reference: str, phase: str, column: str) -> float:
+    """Time saved by `name` against `reference`, from calls made moments apart.
+
+    saving = 1 - median_j ( t_name[j] / t_reference[j] ),  j over (round, index) of `phase`
+
+    Pairing each call with its partner of the same round and pass (or decode step) cancels the
+    load drift that both saw; the median ignores pairs where one call lost its core.
+    """
+    wide = samples[samples["phase"] == phase].pivot_table(index=["round", "index"], columns="name", values=column)
+    return 1.0 - float((wide[name] / wide[reference]).median())
 
 
 def measure_latency(
@@ -435,8 +439,8 @@ def measure_latency(
     """Prefill latency, per-token decode latency and KV bytes of one model (medians over `repeats`).
 
     The decode is a manual greedy loop over the model's own KV cache; each step is timed on its
-    own and `decode_s_per_token` is the median step, then the median over repeats (the prefill is
-    timed separately).
+    own and `decode_s_per_token` is the median step over all rounds (the prefill is timed
+    separately; `prefill_s` is the median over all passes).
 
     Args:
         inputs: a tokenizer (a fixed English passage is tokenized and tiled into `batch` rows of
@@ -453,16 +457,14 @@ def measure_latency(
     """
     ids = _input_ids(inputs, batch, prefill_tokens)
     new_tokens = _check_int(new_tokens, "new_tokens", 1)
-    df = _latency_runs(
+    samples = _latency_runs(
         {"model": (model, nullcontext)}, ids, new_tokens, repeats=repeats, warmup=warmup,
         prefills_per_round=prefills_per_round,
     )  # fmt: skip
+    med = _median_times(samples).loc["model"]
     return {
-        "prefill_s": float(df.prefill_s.median()),
-        "decode_s_per_token": float(df.decode_s_per_token.median()),
-        "prefill_s_cpu": float(df.prefill_s_cpu.median()),
-        "decode_s_per_token_cpu": float(df.decode_s_per_token_cpu.median()),
-        "kv_bytes": int(df.kv_bytes.iloc[0]),
+        **{key: float(value) for key, value in med.items()},
+        "kv_bytes": samples.attrs["kv_bytes"]["model"],
         "model_bytes": model_bytes(model),
         "params": n_parameters(model),
         "batch": int(ids.shape[0]),
@@ -518,19 +520,24 @@ def efficiency_table(
 
     Configurations: the model as given (`mode="baseline"`, k=0) and, for each k and mode,
     `structural` = `prune_attention(copy.deepcopy(model), layers)` and `reversible` =
-    `with drop_attention(model, layers)` (entered around each call). Configurations are
+    `with drop_attention(model, layers)` (entered around each call). All run on deep copies, so
+    that where the weights sit in memory (a memory-mapped checkpoint or not) is alike for all;
+    the baseline and the reversible drops share one copy. Configurations are
     interleaved at the finest grain: each round prefills all of them in turn
     (`prefills_per_round` times), then runs decode step t of every configuration before step
     t + 1 of any; `warmup` rounds are discarded.
 
-        measured saving = 1 - median_t(config) / median_t(baseline)
+        measured saving = 1 - median_j ( t_config[j] / t_baseline[j] )
         saving_vs_ideal = measured saving / FLOP-ideal saving   (1.0 = as good as the FLOPs promise)
+
+    where j runs over paired calls: the same round and prefill pass, or the same decode step,
+    made moments apart (a ratio of medians would let the load drift between calls leak in).
 
     The prefill ideal is `flop_ideal_saving(..., logits_to_keep=1)` (what the timed prefill runs);
     the decode ideal sums `forward_flops` over the decode steps (step t attends to prompt + t keys).
 
     Args:
-        model: the unpruned model (not modified; deep-copied for the structural mode).
+        model: the unpruned model (not modified; the runs use deep copies).
         inputs, batch, prefill_tokens, new_tokens, repeats, warmup, prefills_per_round: as in
             `measure_latency`.
         layers_by_k: `{k: layers}`, e.g. from `choose_layers`; k=0 is the baseline, always run.
@@ -544,7 +551,8 @@ def efficiency_table(
         measured_decode_saving, decode_saving_vs_ideal, prefill_vs_structural and
         decode_vs_structural (reversible rows: measured saving / the structural one at the same
         k); and each of these timed columns again from process CPU time, suffixed `_cpu`.
-        `attrs`: threads, batch, prefill_tokens, new_tokens, repeats, timings (raw rows).
+        `attrs`: threads, batch, prefill_tokens, new_tokens, repeats, prefills_per_round,
+        timings (one row per timed call).
     """
     unknown = [m for m in modes if m not in EFFICIENCY_MODES]
     if unknown or not modes:
@@ -555,8 +563,12 @@ def efficiency_table(
     b, s = int(ids.shape[0]), int(ids.shape[1])
     n_layers = len(decoder_layers(model))
 
+    # Every configuration runs on a deep copy: a loaded model's weights can sit in a memory-mapped
+    # safetensors file, a copy's in anonymous memory, and that alone changed SmolLM2's prefill time
+    # by ~3%, as much as dropping 5 layers saves. The baseline and reversible runs share one copy.
+    work = copy.deepcopy(model)
     configs: dict[str, tuple[str, int, tuple[int, ...], PreTrainedModel, Callable[[], ContextManager[Any]]]] = {
-        "baseline": ("baseline", 0, (), model, nullcontext)
+        "baseline": ("baseline", 0, (), work, nullcontext)
     }
     for k, layers in plan.items():
         for mode in modes:
@@ -564,28 +576,28 @@ def efficiency_table(
                 pruned = prune_attention(copy.deepcopy(model), layers)
                 configs[f"structural/{k}"] = (mode, k, layers, pruned, nullcontext)
             else:
-                configs[f"reversible/{k}"] = (mode, k, layers, model, lambda layers=layers: drop_attention(model, layers))
+                configs[f"reversible/{k}"] = (mode, k, layers, work, lambda layers=layers: drop_attention(work, layers))
 
     runnable = {name: (c[3], c[4]) for name, c in configs.items()}
     raw = _latency_runs(
         runnable, ids, new_tokens, repeats=repeats, warmup=warmup, prefills_per_round=prefills_per_round
     )
-    med = raw.groupby("name", sort=False).median(numeric_only=True)
+    med, kv = _median_times(raw), raw.attrs["kv_bytes"]
 
     base_decode_flops = _decode_flops(model, b, s, new_tokens, ())
     rows = []
     for name, (mode, k, layers, m, _) in configs.items():
         row = {
             "mode": mode, "k": k, "layers": list(layers), "params": n_parameters(m), "model_bytes": model_bytes(m),
-            "kv_bytes": int(med.loc[name, "kv_bytes"]), "kv_ratio": med.loc[name, "kv_bytes"] / med.loc["baseline", "kv_bytes"],
+            "kv_bytes": kv[name], "kv_ratio": kv[name] / kv["baseline"],
             "kv_ratio_ideal": (n_layers - k) / n_layers,
             "flop_ideal_saving": flop_ideal_saving(model, layers, seq_len=s, batch=b, logits_to_keep=1),
             "flop_ideal_decode_saving": 1.0 - _decode_flops(model, b, s, new_tokens, layers) / base_decode_flops,
         }  # fmt: skip
-        for clock in ("", "_cpu"):
+        for clock, column in (("", "seconds"), ("_cpu", "cpu_seconds")):
             pre, dec = med.loc[name, f"prefill_s{clock}"], med.loc[name, f"decode_s_per_token{clock}"]
-            saving_pre = 1.0 - pre / med.loc["baseline", f"prefill_s{clock}"]
-            saving_dec = 1.0 - dec / med.loc["baseline", f"decode_s_per_token{clock}"]
+            saving_pre = _paired_saving(raw, name, "baseline", "prefill", column)
+            saving_dec = _paired_saving(raw, name, "baseline", "decode", column)
             row.update({
                 f"prefill_s{clock}": pre, f"decode_s_per_token{clock}": dec,
                 f"measured_prefill_saving{clock}": saving_pre,
