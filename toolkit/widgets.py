@@ -35,7 +35,7 @@ def importance_colours(importance: pd.Series | Sequence[float], cmap: str = "vir
 
 
 class LayerPicker:
-    """A grid of toggle buttons, one per layer, coloured by importance. `.value` is the chosen layers."""
+    """A grid of toggle buttons, one per layer, framed in a colour by importance. `.value` is the chosen layers."""
 
     def __init__(self, n_layers: int, importance: pd.Series | None = None, *, selected: Sequence[int] = (),
                  columns: int = 10):
@@ -50,7 +50,7 @@ class LayerPicker:
             tips = [f"importance {v:.4f}" for v in np.asarray(importance, dtype=float)]
         self.buttons = [
             W.ToggleButton(value=i in selected, description=str(i), tooltip=tips[i],
-                           layout=W.Layout(width="44px"), style={"button_color": fills[i]})
+                           layout=W.Layout(width="44px", border=f"3px solid {fills[i]}"))
             for i in range(n_layers)
         ]
         self.widget = W.GridBox(self.buttons, layout=W.Layout(grid_template_columns=f"repeat({columns}, 48px)"))
