@@ -1,17 +1,20 @@
 """Per-example attribution time on SmolLM2-135M: inseq backend vs the batched fast path.
 
-16 UCI sentences (uci_imdb, test split), chat-template prompts, CPU. For each of saliency,
-input_x_gradient and integrated_gradients (20 Gauss-Legendre steps on both backends), the two
-backends are timed alternately, ``--repeats`` times each, so that load from other processes hits
-both alike; the table reports the median per-example wall time, the ratio inseq / fast (target
->= 5x) and the largest difference between the two backends' word scores.
+16 UCI sentences (uci_imdb, test split), CPU. For each of saliency, input_x_gradient and
+integrated_gradients (20 Gauss-Legendre steps on both backends), the two backends are timed
+alternately, ``--repeats`` times each, so that load from other processes hits both alike. The
+table reports the median per-example wall time and process CPU time of a whole ``attribute()``
+call (prediction included), the ratio inseq / fast (target >= 5x) and the largest difference
+between the two backends' word scores.
 
-    python benchmarks/bench_attribution.py [--n 16] [--batch-size 16] [--repeats 2] [--threads 2]
+    python benchmarks/bench_attribution.py [--n 16] [--batch-size 16] [--repeats 2] [--threads 2] [--chat]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import statistics
 import time
 
@@ -35,40 +38,46 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per backend and method")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--dataset", default="uci_imdb")
+    parser.add_argument("--chat", action="store_true", help="use the chat template whatever the task's default")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     model, tokenizer = load_model("smollm2-135m")
     data = load_dataset(args.dataset, n=args.n, seed=0, split="test")
-    task = data.task
-    # Warm-up: builds the inseq wrappers and touches every code path once (not timed).
-    for method in METHODS:
-        for backend in ("inseq", "fast"):
-            attribute(model, tokenizer, task, data[:2], method=method, backend=backend, batch_size=args.batch_size, n_steps=4) \
-                if method == "integrated_gradients" else \
-                attribute(model, tokenizer, task, data[:2], method=method, backend=backend, batch_size=args.batch_size)
+    task = dataclasses.replace(data.task, use_chat_template=True) if args.chat else data.task
+    for backend in ("inseq", "fast"):  # warm-up (not timed): builds the inseq wrapper, touches every path
+        attribute(model, tokenizer, task, data[:2], method="saliency", backend=backend)
 
+    load_before = os.getloadavg()[0]
     rows = []
-    for method, kwargs in METHODS.items():
-        times: dict[str, list[float]] = {"inseq": [], "fast": []}
+    for method in args.methods:
+        kwargs = METHODS[method]
+        wall: dict[str, list[float]] = {"inseq": [], "fast": []}
+        cpu: dict[str, list[float]] = {"inseq": [], "fast": []}
         results = {}
         for _ in range(args.repeats):
             for backend in ("inseq", "fast"):  # interleaved
-                t0 = time.perf_counter()
+                w0, c0 = time.perf_counter(), time.process_time()
                 results[backend] = attribute(
                     model, tokenizer, task, data, method=method, backend=backend, batch_size=args.batch_size, **kwargs
                 )
-                times[backend].append((time.perf_counter() - t0) / len(data))
+                wall[backend].append((time.perf_counter() - w0) / len(data))
+                cpu[backend].append((time.process_time() - c0) / len(data))
         diff = max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(results["inseq"], results["fast"]))
         scale = max(float(np.abs(a.scores).max()) for a in results["inseq"])
-        t_inseq, t_fast = statistics.median(times["inseq"]), statistics.median(times["fast"])
-        rows.append((method, t_inseq, t_fast, t_inseq / t_fast, diff, scale))
+        med = {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in wall}
+        rows.append((method, med, diff, scale))
 
-    print(f"SmolLM2-135M, {len(data)} x {args.dataset}, batch {args.batch_size}, {args.threads} threads, "
-          f"median of {args.repeats} interleaved runs (s per example, whole attribute() call)")
-    print(f"{'method':<22}{'inseq s/ex':>12}{'fast s/ex':>12}{'speed-up':>10}{'max |diff|':>12}{'max score':>12}")
-    for method, t_inseq, t_fast, ratio, diff, scale in rows:
-        print(f"{method:<22}{t_inseq:>12.3f}{t_fast:>12.3f}{ratio:>9.1f}x{diff:>12.1e}{scale:>12.1e}")
+    print(f"SmolLM2-135M, {len(data)} x {args.dataset} ({'chat template' if task.use_chat_template else 'plain prompt'}), "
+          f"batch {args.batch_size}, {args.threads} threads, median of {args.repeats} interleaved runs; "
+          f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'method':<22}{'inseq wall':>11}{'fast wall':>11}{'ratio':>7}{'inseq cpu':>11}{'fast cpu':>10}{'ratio':>7}"
+          f"{'max|diff|':>11}{'max score':>11}")
+    for method, med, diff, scale in rows:
+        (wi, ci), (wf, cf) = med["inseq"], med["fast"]
+        print(f"{method:<22}{wi:>10.3f}s{wf:>10.3f}s{wi / wf:>6.1f}x{ci:>10.3f}s{cf:>9.3f}s{ci / cf:>6.1f}x"
+              f"{diff:>11.1e}{scale:>11.1e}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ Instruction, chat-template and demonstration tokens stay in the prompt but are n
 token belongs to the word holding its first non-space character (byte-level BPE tokens carry their
 leading space); a word no token starts in scores 0.
 
-Token scores, then word score = SUM over the word's tokens. Every method gives scores >= 0
-(magnitudes, no sign); higher = more important for y^:
+Tokens are those inseq feeds the model (the tokenizer's special tokens added, as inseq 0.7.1
+does; SmolLM2 adds none, so they equal the scoring tokens). Word score = SUM of its tokens' scores.
+Every method gives scores >= 0 (magnitudes, no sign); higher = more important for y^:
 
 =====================  =========================================================================
 saliency               ||df/de_i||_2, the L2 norm over the embedding dimension of the gradient
@@ -37,10 +38,11 @@ ones), applied here to inseq's raw per-token tensors so that ``backend="fast"`` 
 
 Backends: ``"inseq"`` runs every method through ``inseq`` one example at a time (the model wrapper
 is cached per model, method and tokenizer). ``"fast"`` computes saliency, input x gradient and
-integrated gradients for a whole batch at once: embeddings as leaf tensors, right padding with
-explicit ``position_ids``, one forward + backward per chunk of rows, IG's interpolation steps as
-rows of the same batch, and the prompt prefix that all rows share and that holds no ranked token
-(system prompt, instruction) run once per batch into a KV cache. It equals the inseq backend to
+integrated gradients for a whole batch at once: IG's interpolation steps become rows beside the
+examples; rows of similar length share one forward + backward (embeddings as leaf tensors, right
+padding, explicit ``position_ids``, logits only at each row's answer position); and the prompt
+prefix that all rows share and that holds no ranked token (system prompt, instruction) runs once
+per batch and step into a KV cache that every row continues. It equals the inseq backend to
 float32 round-off (tested to 1e-4) and works inside ``drop_attention``.
 """
 
@@ -357,6 +359,8 @@ def _prepare(
     progress: bool,
 ) -> list[_Item]:
     """Predict each example's label and tokenise its prompt, mapping tokens to words."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"attribution needs a fast tokenizer (character offsets), got {type(tokenizer).__name__}")
     for ex in examples:
         if not _WORD.search(ex.text):
             raise ValueError(f"example {ex.id!r} has no words to attribute (text {ex.text!r})")
@@ -503,6 +507,8 @@ def _inseq_token_scores(
     """One example through inseq: per-token scores of the prompt tokens, reduced per ``spec.reduce``."""
     kwargs = dict(method_kwargs)
     kept = _kept_layers(model)
+    if not kept and spec.reduce in ("mean", "mean_kept_layers"):
+        raise ValueError(f"method {spec.inseq_name!r} reads attention, but every layer's attention is dropped")
     if spec.inseq_name == "value_zeroing":
         # inseq finds the value vectors in each attention module's source; a dropped layer has none.
         chosen = kwargs.pop("decoder_zeroed_units_indices", None)
@@ -668,6 +674,21 @@ def _target_prob_grads(
     return [grad[r, : int(lengths[r])].detach() for r in range(rows)]
 
 
+def _pack_rows(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Group row indices, longest first, so that each group's padded size rows x longest <= budget.
+
+    Rows of similar length share a pass (little padding); every group holds at least one row.
+    """
+    order = sorted(range(len(lengths)), key=lambda r: -lengths[r])
+    groups: list[list[int]] = []
+    for r in order:
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
 def _fast_batch(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -676,49 +697,49 @@ def _fast_batch(
     *,
     n_steps: int,
     rule: str,
-    chunk: int,
+    rows_per_pass: int,
 ) -> list[np.ndarray]:
-    """Per-token scores (each of length len(item.ids), zeros on the shared prefix) for one batch."""
+    """Per-token scores (each of length len(item.ids), zeros on the shared prefix) for one batch.
+
+    Every (step, example) pair is one row: saliency and input x gradient have the single step
+    a = 1 (the input itself), IG has the quadrature steps e(a) = b + a (e - b). The gradient of each
+    row's target probability w.r.t. its embeddings after the shared prefix is accumulated per
+    example with the step weights; the prefix of each step runs once into a KV cache.
+    """
     device = next(model.parameters()).device
     embed = model.get_input_embeddings()
     p = _shared_prefix(items)
-    targets = torch.tensor([it.target_id for it in items])
+    n = len(items)
     with torch.no_grad():
         ids = [torch.tensor(it.ids, device=device) for it in items]
         x = [embed(i) for i in ids]
-    n = len(items)
-    if method in ("saliency", "input_x_gradient"):
-        cache = _prefix_cache(model, x[0][:p].unsqueeze(0)) if p else None
-        grads: list[torch.Tensor] = []
-        for start in range(0, n, chunk):
-            sel = range(start, min(start + chunk, n))
-            grads += _target_prob_grads(
-                model, [x[b][p:] for b in sel], targets[list(sel)], p, cache, torch.zeros(len(sel), dtype=torch.long)
-            )
-        attr = grads if method == "saliency" else [g * x[b][p:] for b, g in enumerate(grads)]
-    else:  # integrated_gradients
-        alphas, weights = ig_quadrature(n_steps, rule)
-        with torch.no_grad():
+        if method == "integrated_gradients":
+            alphas, weights = ig_quadrature(n_steps, rule)
             base = [embed(_baseline_ids(model, tokenizer, i)) for i in ids]
+        else:
+            alphas, weights = np.ones(1), np.ones(1)
+            base = [torch.zeros_like(e) for e in x]
+        delta = [x[b] - base[b] for b in range(n)]
         cache = None
         if p:
             a = torch.tensor(alphas, dtype=x[0].dtype, device=device).view(-1, 1, 1)
-            cache = _prefix_cache(model, base[0][:p] + a * (x[0][:p] - base[0][:p]))
-        total = [torch.zeros_like(x[b][p:]) for b in range(n)]
-        pairs = [(s, b) for s in range(len(alphas)) for b in range(n)]  # step-major rows
-        for start in range(0, len(pairs), chunk):
-            part = pairs[start : start + chunk]
-            suffix = [base[b][p:] + float(alphas[s]) * (x[b][p:] - base[b][p:]) for s, b in part]
-            grads = _target_prob_grads(
-                model, suffix, targets[[b for _, b in part]], p, cache, torch.tensor([s for s, _ in part])
-            )
-            for (s, b), g in zip(part, grads):
-                total[b] += float(weights[s]) * g
-        attr = [total[b] * (x[b][p:] - base[b][p:]) for b in range(n)]
+            cache = _prefix_cache(model, base[0][:p] + a * delta[0][:p])
+    rows = [(s, b) for s in range(len(alphas)) for b in range(n)]
+    lengths = [len(items[b].ids) - p for _, b in rows]
+    budget = rows_per_pass * max(1, int(np.ceil(np.mean(lengths))))
+    total = [torch.zeros_like(x[b][p:]) for b in range(n)]
+    for group in _pack_rows(lengths, budget):
+        part = [rows[r] for r in group]
+        suffix = [base[b][p:] + float(alphas[s]) * delta[b][p:] for s, b in part]
+        targets = torch.tensor([items[b].target_id for _, b in part])
+        grads = _target_prob_grads(model, suffix, targets, p, cache, torch.tensor([s for s, _ in part]))
+        for (s, b), g in zip(part, grads):
+            total[b] += float(weights[s]) * g
     out = []
     for b, it in enumerate(items):
+        attr = total[b] if method == "saliency" else total[b] * delta[b][p:]
         scores = np.zeros(len(it.ids))
-        scores[p:] = torch.linalg.vector_norm(attr[b].double(), dim=-1).cpu().numpy()
+        scores[p:] = torch.linalg.vector_norm(attr.double(), dim=-1).cpu().numpy()
         out.append(scores)
     return out
 
@@ -750,8 +771,9 @@ def attribute(
         method: one of :func:`list_attribution_methods`.
         backend: ``"inseq"`` (every method, one example at a time) or ``"fast"`` (saliency,
             input_x_gradient, integrated_gradients; batched).
-        batch_size: examples per forward pass when predicting; for ``"fast"`` also the rows per
-            forward + backward (IG rows are (step, example) pairs).
+        batch_size: examples per forward pass when predicting. ``"fast"``: examples per batch, and
+            each forward + backward holds about ``batch_size`` rows of average length (IG rows are
+            (step, example) pairs; shorter rows are packed more densely).
         progress: show a progress bar.
         seed: seeds torch's RNG around each example for stochastic methods (lime).
         **method_kwargs: the method's own options, checked against what it accepts. inseq: the
@@ -822,7 +844,9 @@ def _fast_token_scores(
     bar = tqdm(total=len(items), desc=f"{method} (fast)", disable=not progress, leave=False)
     for start in range(0, len(items), batch_size):
         idx = order[start : start + batch_size]
-        scores = _fast_batch(model, tokenizer, [items[i] for i in idx], method, n_steps=n_steps, rule=rule, chunk=batch_size)
+        scores = _fast_batch(
+            model, tokenizer, [items[i] for i in idx], method, n_steps=n_steps, rule=rule, rows_per_pass=batch_size
+        )
         for i, s in zip(idx, scores):
             out[i] = s
         bar.update(len(idx))
