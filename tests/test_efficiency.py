@@ -31,6 +31,7 @@ from toolkit.efficiency import (
     kv_cache_bytes,
     measure_latency,
     model_bytes,
+    paired_saving_ci,
     time_interleaved,
 )
 from toolkit.models import adapter_for
@@ -334,6 +335,14 @@ def test_paired_saving_and_medians_by_hand():
     # drift: everything twice as slow in a second round leaves the paired saving unchanged
     slow = samples.assign(round=1, seconds=samples.seconds * 2)
     assert _paired_saving(pd.concat([samples, slow]), "x", "baseline", "prefill", "seconds") == pytest.approx(0.1)
+    ci = paired_saving_ci(samples, "x", phase="prefill", n_boot=200)
+    assert ci.estimate == pytest.approx(0.1) and ci.low <= ci.estimate <= ci.high
+    # resamples of {.9, .9, 1.1} have median .9 or 1.1: the interval is [-0.1, 0.1]
+    assert (ci.low, ci.high) == (pytest.approx(-0.1), pytest.approx(0.1))
+    with pytest.raises(ValueError, match=r"no timings named 'y'; expected one of \['baseline', 'x'\]"):
+        paired_saving_ci(samples, "y")
+    with pytest.raises(ValueError, match="unknown clock 'gpu'"):
+        paired_saving_ci(samples, "x", clock="gpu")
     med = _median_times(samples)
     assert med.loc["x", "prefill_s"] == 18 and med.loc["baseline", "prefill_s_cpu"] == 10
     assert med.loc["x", "decode_s_per_token"] == 3.0

@@ -49,6 +49,7 @@ from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from .models import decoder_layers
 from .pruning import drop_attention, dropped_layers, n_parameters, prune_attention
+from .stats import Interval, bootstrap_ci
 
 __all__ = [
     "EFFICIENCY_MODES",
@@ -61,6 +62,7 @@ __all__ = [
     "kv_cache_bytes",
     "measure_latency",
     "model_bytes",
+    "paired_saving_ci",
     "time_interleaved",
 ]
 
@@ -413,6 +415,18 @@ def _median_times(samples: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def _paired_ratios(samples: pd.DataFrame, name: str, reference: str, phase: str, column: str) -> np.ndarray:
+    """t_name[j] / t_reference[j] for every pair j of partner calls (same round, phase and index)."""
+    names = sorted(set(samples["name"]))
+    for n in (name, reference):
+        if n not in names:
+            raise ValueError(f"no timings named {n!r}; expected one of {names}")
+    if phase not in ("prefill", "decode"):
+        raise ValueError(f"unknown phase {phase!r}; expected one of ['prefill', 'decode']")
+    wide = samples[samples["phase"] == phase].pivot_table(index=["round", "index"], columns="name", values=column)
+    return (wide[name] / wide[reference]).to_numpy(dtype=np.float64)
+
+
 def _paired_saving(samples: pd.DataFrame, name: str, reference: str, phase: str, column: str) -> float:
     """Time saved by `name` against `reference`, from calls made moments apart.
 
@@ -421,8 +435,38 @@ def _paired_saving(samples: pd.DataFrame, name: str, reference: str, phase: str,
     Pairing each call with its partner of the same round and pass (or decode step) cancels the
     load drift that both saw; the median ignores pairs where one call lost its core.
     """
-    wide = samples[samples["phase"] == phase].pivot_table(index=["round", "index"], columns="name", values=column)
-    return 1.0 - float((wide[name] / wide[reference]).median())
+    return 1.0 - float(np.median(_paired_ratios(samples, name, reference, phase, column)))
+
+
+def paired_saving_ci(
+    timings: pd.DataFrame,
+    name: str,
+    reference: str = "baseline",
+    *,
+    phase: str = "prefill",
+    clock: str = "wall",
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Interval:
+    """The paired saving of one configuration against another, with a percentile bootstrap CI.
+
+    saving = 1 - median_j ( t_name[j] / t_reference[j] )   (as in `efficiency_table`), and the
+    pairs j are resampled (Efron & Tibshirani 1993, via `toolkit.stats.bootstrap_ci`). Decode
+    steps of one round are treated as independent pairs, which they nearly are once paired.
+
+    Args:
+        timings: `efficiency_table(...).attrs["timings"]`.
+        name, reference: configuration names in it, e.g. "reversible/10" and "structural/10".
+        phase: "prefill" or "decode"; clock: "wall" or "cpu".
+
+    Returns:
+        `toolkit.stats.Interval(estimate, low, high, alpha, n_boot)`.
+    """
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"unknown clock {clock!r}; expected one of ['wall', 'cpu']")
+    ratios = _paired_ratios(timings, name, reference, phase, "seconds" if clock == "wall" else "cpu_seconds")
+    return bootstrap_ci(lambda r: 1.0 - float(np.median(r)), ratios, n_boot=n_boot, alpha=alpha, seed=seed)
 
 
 def measure_latency(
