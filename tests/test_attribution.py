@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,13 +22,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny import tiny_config, tiny_model, tiny_tokenizer  # noqa: E402
+from tiny import tiny_config, tiny_tokenizer
 
-from toolkit import attribution as A  # noqa: E402
-from toolkit.data import Example, Task, dataset_from_records, get_task  # noqa: E402
-from toolkit.pruning import drop_attention, prune_attention  # noqa: E402
-from toolkit.scoring import label_probs, render_prompt  # noqa: E402
+from toolkit import attribution as A
+from toolkit.data import Example, Task, dataset_from_records, get_task
+from toolkit.pruning import drop_attention, prune_attention
+from toolkit.scoring import label_probs, render_prompt
 
 SMOLLM2_VOCAB = 49152
 EXAMPLES = [
