@@ -150,14 +150,16 @@ def test_demonstrations_are_not_ranked(tok, task, model):
 
 # ----------------------------------------------------------------------------- fast path vs inseq
 @pytest.mark.parametrize(
-    "method, kwargs",
+    "method, kwargs, chat",
     [
-        ("saliency", {}),
-        ("input_x_gradient", {}),
-        ("integrated_gradients", {"n_steps": 6}),
+        ("saliency", {}, True),
+        ("saliency", {}, False),
+        ("input_x_gradient", {}, True),
+        ("integrated_gradients", {"n_steps": 6}, True),
     ],
 )
-def test_fast_equals_inseq(model, tok, task, method, kwargs):
+def test_fast_equals_inseq(model, tok, task, method, kwargs, chat):
+    task = dataclasses.replace(task, use_chat_template=chat)
     slow = A.attribute(model, tok, task, EXAMPLES, method=method, **kwargs)
     fast = A.attribute(model, tok, task, EXAMPLES, method=method, backend="fast", batch_size=2, **kwargs)
     for s, f, ex in zip(slow, fast, EXAMPLES):
