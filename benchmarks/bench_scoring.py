@@ -1,6 +1,6 @@
 """Batched label scoring vs one example at a time: examples/s of `predict`, as a ratio from one run.
 
-    .venv/bin/python benchmarks/bench_scoring.py [--n 256] [--batch 16] [--repeats 1] [--threads 1]
+    .venv/bin/python benchmarks/bench_scoring.py [--n 256] [--batch 16] [--repeats 2] [--threads 1]
 
 SmolLM2-135M, CPU, float32, UCI Yelp test sentences with the dataset's chat-template prompt
 (~60 tokens each). `predict` runs with batch size 1 and with batch size `--batch` (it sorts prompts
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--warmup-n", type=int, default=16, help="examples in the (untimed) warm-up of each batch size")
     # 1 thread: with other jobs on the 2 cores, 2 torch threads ran ~10x slower (see bench_pruning.py).
     ap.add_argument("--threads", type=int, default=1)
