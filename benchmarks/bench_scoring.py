@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/bench_scoring.py [--n 256] [--batch 16] [--repeats 2] [--threads 1]
 
-SmolLM2-135M, CPU, float32, UCI Yelp test sentences with the dataset's chat-template prompt
-(~60 tokens each). `predict` runs with batch size 1 and with batch size `--batch` (it sorts prompts
-by length so a batch pads little), interleaved after a small warm-up of both, medians over
+SmolLM2-135M, CPU, float32, UCI Yelp test sentences with the dataset's own (plain) prompt,
+whose shared instruction prefix is computed once and cached. `predict` runs with batch size 1
+and with batch size `--batch` (it sorts prompts by length so a batch pads little), interleaved after a small warm-up of both, medians over
 `--repeats`. Wall time and this process's CPU time are both reported (on the shared machine wall
 time also counts waiting for a core; CPU time, with one torch thread, counts only our work).
 The two runs must agree: the largest class-probability difference is printed and checked.
