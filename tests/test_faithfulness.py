@@ -107,6 +107,20 @@ def test_hand_computed_four_word_example():
     assert a.loc[0, "aopc_sufficiency"] == pytest.approx(-0.014355, abs=1e-6)
 
 
+
+def test_comprehensiveness_and_sufficiency_tables_hand_computed():
+    # The same 4-word example as above, one column per fraction (k = 1, 1, 1, 1, 2).
+    scorer, attr = logistic(W4), [np.array([2.0, -1.0, 1.0, 0.0])]
+    comp = F.comprehensiveness(scorer, [GOOD4], attr)
+    suff = F.sufficiency(scorer, [GOOD4], attr)
+    assert list(comp.columns) == ["example", "n_words", "label", "p_full",
+                                  *[f"comprehensiveness@{f:g}" for f in F.FRACTIONS], "aopc_comprehensiveness"]
+    np.testing.assert_allclose(comp.iloc[0, 4:9].to_numpy(float), [0.380797] * 4 + [0.611856], atol=1e-6)
+    np.testing.assert_allclose(suff.iloc[0, 4:9].to_numpy(float), [0.0] * 4 + [-0.071777], atol=1e-6)
+    assert comp.loc[0, "aopc_comprehensiveness"] == pytest.approx(0.427009, abs=1e-6)
+    assert suff.loc[0, "aopc_sufficiency"] == pytest.approx(-0.014355, abs=1e-6)
+    assert comp.loc[0, "p_full"] == pytest.approx(sigmoid(2.0))
+
 def test_replace_erasure_uses_the_replacement_token():
     # "[X]" has weight 0.5: comp_1 replaces good -> logit 0 + 0.5 -> sigmoid(0.5) = 0.622459,
     # comp = 0.880797 - 0.622459 = 0.258338; suff_1 keeps good, replaces 3 words -> logit 2 + 1.5 = 3.5,

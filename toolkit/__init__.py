@@ -35,12 +35,15 @@ from .calibration import (
 from .faithfulness import (
     FRACTIONS,
     aopc,
+    aopc_bounds,
+    comprehensiveness,
     decision_flip,
     erasure_curves,
     faithfulness_report,
     model_scorer,
     naopc,
     random_baseline,
+    sufficiency,
 )
 from .importance import IMPORTANCE_METRICS, attention_importance, choose_layers, select_layers
 from .models import ADAPTERS, Adapter, adapter_for, cache_dir, decoder_layers, list_models, load_model, register_adapter
@@ -81,12 +84,14 @@ __all__ = [
     "TemperatureScaler",
     "accuracy_coverage",
     "aopc",
+    "aopc_bounds",
     "aurc",
     "bootstrap_ci",
     "brier",
     "calibration_report",
     "classwise_ece",
     "compare_calibration",
+    "comprehensiveness",
     "debiased_l2_ce",
     "decision_flip",
     "ece",
@@ -104,6 +109,7 @@ __all__ = [
     "reliability_table",
     "run_study",
     "smooth_ece",
+    "sufficiency",
     "summary",
     *_LAZY,
     "ADAPTERS",

@@ -502,6 +502,51 @@ def aopc(
     return _aopc_table(out).drop(columns=["method", "ranking"])
 
 
+def _one_metric(
+    metric: str, scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    fractions: Sequence[float], erasure: str, replacement: str,
+) -> pd.DataFrame:
+    curves = erasure_curves(scorer, words, attributions, fractions=fractions, erasure=erasure, replacement=replacement)
+    wide = curves.pivot_table(index="example", columns="fraction", values=metric, sort=False)
+    wide.columns = [f"{metric}@{f:g}" for f in wide.columns]
+    head = curves.groupby("example", sort=False)[["n_words", "label", "p_full"]].first()
+    out = head.join(wide)
+    out[f"aopc_{metric}"] = wide.mean(axis=1)
+    return out.reset_index()
+
+
+def comprehensiveness(
+    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+) -> pd.DataFrame:
+    """ERASER comprehensiveness at each fraction and its AOPC (higher = more faithful).
+
+    comp_f = p(y^ | x) - p(y^ | x without its top-k(f) words); AOPC_comp = mean over the fractions
+    (:func:`aopc`). Arguments as :func:`erasure_curves`.
+
+    Returns:
+        One row per example: example, n_words, label, p_full, ``comprehensiveness@<f>`` for each
+        fraction f, aopc_comprehensiveness.
+    """
+    return _one_metric("comprehensiveness", scorer, words, attributions, fractions, erasure, replacement)
+
+
+def sufficiency(
+    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
+) -> pd.DataFrame:
+    """ERASER sufficiency at each fraction and its AOPC (lower = more faithful).
+
+    suff_f = p(y^ | x) - p(y^ | only the top-k(f) words of x); AOPC_suff = mean over the fractions.
+    Arguments as :func:`erasure_curves`.
+
+    Returns:
+        One row per example: example, n_words, label, p_full, ``sufficiency@<f>`` for each
+        fraction f, aopc_sufficiency.
+    """
+    return _one_metric("sufficiency", scorer, words, attributions, fractions, erasure, replacement)
+
+
 def aopc_bounds(
     scorer: Scorer, words: Sequence[Sequence[str]],
     *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
