@@ -66,7 +66,7 @@ class StudyConfig:
 
     models: tuple[str, ...] = ("smollm2-135m",)
     datasets: tuple[str, ...] = ("uci_yelp",)
-    levels: tuple[int, ...] = (0, 1, 2, 4, 8)
+    levels: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8, 10)
     selections: tuple[str, ...] = ("cosine", "loss_delta", "random")
     strategy: str = "one_shot"
     methods: tuple[str, ...] = ("saliency", "input_x_gradient")
@@ -75,7 +75,7 @@ class StudyConfig:
     n_validation: int = 50
     n_importance: int = 16
     n_faithfulness: int = 6
-    max_words: int = 12
+    max_words: int = 10
     n_random: int = 3
     n_boot: int = 500
     seed: int = 0
