@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -34,10 +35,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
     else:
         config = StudyConfig.profile(profile, **overrides)
     print(f"study {config.digest()} -> {config.run_dir()}", flush=True)
+    start = time.perf_counter()
     table = run_study(config, progress=not args.no_progress)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary(table).round(3).to_string(index=False))
     print(f"\nreport: {config.run_dir() / 'report.md'}")
+    print(f"wall time {time.perf_counter() - start:.0f} s (cells already in {config.run_dir()} are not recomputed)")
     return 0
 
 
