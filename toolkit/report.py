@@ -43,10 +43,15 @@ def write_report(table: pd.DataFrame, records: list[dict], config) -> Path:
         metrics = ["accuracy", "ece", "brier"]
         naopc = sorted(m for m in sub.metric.unique() if m.startswith("naopc_comprehensiveness:"))
         metrics += naopc[:3]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
-        for ax, metric in zip(axes, metrics):
+        ncols = min(3, len(metrics))
+        nrows = -(-len(metrics) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+        for ax, metric in zip(axes.flat, metrics):
             metric_vs_pruning(wide, metric, hue="selection", ax=ax)
-            ax.set_title(metric.replace(":", "\n"), fontsize=9)
+            ax.set_title(metric.replace(":", ": "), fontsize=10)
+            ax.set_ylabel(metric.split(":")[0])
+        for ax in axes.flat[len(metrics):]:
+            ax.set_visible(False)
         figures.append((f"{model} / {dataset}: metrics vs pruning level", _save(fig, out / f"metrics_{tag}.png")))
 
         recs = [r for r in records if r["model"] == model and r["dataset"] == dataset]
