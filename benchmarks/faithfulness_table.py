@@ -13,8 +13,8 @@ the model's own prediction *in that state* (inside `drop_attention`), and
 <= 8 words, beam search above) and the decision flip, beside `--n-random` seeded random rankings.
 
 Per-example rows are appended to `--out` chunk by chunk; a rerun skips finished chunks (a
-killed run loses at most one chunk). The final table: per state and method, the mean over
-examples with a bootstrap 95% CI.
+killed run loses at most one chunk). The final tables: per state and method, the mean over
+examples with a bootstrap 95% CI; then the paired change (pruned - unpruned) per method.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from toolkit import (
     select_layers,
 )
 from toolkit.faithfulness import METRICS
-from toolkit.stats import mean_ci
+from toolkit.stats import mean_ci, paired_bootstrap
 
 DATASETS = ("uci_amazon", "uci_imdb", "uci_yelp")
 FAST = {"saliency", "input_x_gradient", "integrated_gradients"}
@@ -141,6 +141,28 @@ def main() -> None:
     result = result.sort_values(["state", "method"], key=lambda s: s.map(order) if s.name == "method" else s != "unpruned")
     print(f"\nmean over examples [95% bootstrap CI]; bounds: {table.bound_method.value_counts().to_dict()}\n")
     print(result.to_markdown(index=False))
+    pruned = f"cosine{args.k}"
+    if {"unpruned", pruned} <= set(table.state):
+        print(f"\n{pruned} - unpruned, paired over the same sentences [95% paired bootstrap CI]:\n")
+        print(paired_deltas(table, "unpruned", pruned, n_boot=args.n_boot).to_markdown(index=False))
+
+
+def paired_deltas(table: pd.DataFrame, ref: str, other: str, *, n_boot: int) -> pd.DataFrame:
+    """Per method and metric: mean(other) - mean(ref) over the examples both have a value for."""
+    rows = []
+    for method in table.method.unique():
+        a = table[(table.state == ref) & (table.method == method)].set_index("example")
+        b = table[(table.state == other) & (table.method == method)].set_index("example")
+        row = {"method": method}
+        for m in METRICS:
+            both = pd.concat([a[m], b[m]], axis=1, keys=["a", "b"]).dropna()
+            if len(both) == 0:
+                row[m] = "n/a"
+                continue
+            d = paired_bootstrap(np.mean, (both.a.to_numpy(),), (both.b.to_numpy(),), n_boot=n_boot)
+            row[m] = f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (n={len(both)})"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
