@@ -96,7 +96,7 @@ def main() -> None:
     for state, layers in (("unpruned", []), (f"cosine{args.k}", dropped)):
         for name in DATASETS:
             exs = [e for d, e in examples if d == name]
-            task = exs[0] and load_dataset(name, n=1, split="test").task
+            task = load_dataset(name, n=1, split="test").task
             for start in range(0, len(exs), args.chunk):
                 key = f"{state}|{name}|{start}|{args.n_random}|{args.ig_steps}|{','.join(args.methods)}"
                 if key in done:
