@@ -38,8 +38,8 @@ from toolkit import (
     model_scorer,
     select_layers,
 )
-from toolkit.faithfulness import METRICS
-from toolkit.stats import mean_ci, paired_bootstrap
+from toolkit.faithfulness import METRICS, aggregate
+from toolkit.stats import paired_bootstrap
 
 DATASETS = ("uci_amazon", "uci_imdb", "uci_yelp")
 FAST = {"saliency", "input_x_gradient", "integrated_gradients"}
@@ -123,20 +123,14 @@ def main() -> None:
                 done[key] = rows
                 print(f"{state:>9} {name:<10} {start:>3}+{len(batch)}: {time.perf_counter() - t0:6.1f} s", flush=True)
 
-    keys = {k for k in done if k.endswith(f"|{args.n_random}|{args.ig_steps}|{','.join(args.methods)}")}
-    table = pd.DataFrame([r for k in keys for r in done[k]])
-    rows = []
-    for (state, method), g in table.groupby(["state", "method"], sort=False):
-        row = {"state": state, "method": method, "n": len(g)}
-        for m in METRICS:
-            v = g[m].to_numpy(dtype=float)
-            v = v[~np.isnan(v)]
-            ci = mean_ci(v, n_boot=args.n_boot) if len(v) else None
-            row[m] = f"{ci.estimate:.3f} [{ci.low:.3f}, {ci.high:.3f}]" if ci else "n/a"
-            if m == "fraction_flip":
-                row["n_flipped"] = len(v)
-        rows.append(row)
-    result = pd.DataFrame(rows)
+    suffix = f"|{args.n_random}|{args.ig_steps}|{','.join(args.methods)}"
+    table = pd.DataFrame([r for k, rows in done.items() if k.endswith(suffix) for r in rows])  # file order: CIs repeat
+    stats = aggregate(table, n_boot=args.n_boot, by=("state", "method"))
+    result = stats[["state", "method", "n_examples"]].copy()
+    for m in METRICS:
+        result[m] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if v == v else "n/a"
+                     for v, lo, hi in zip(stats[m], stats[f"{m}_low"], stats[f"{m}_high"])]
+    result["n_flipped"] = stats["n_fraction_flip"]
     order = {m: i for i, m in enumerate([*args.methods, "random"])}
     result = result.sort_values(["state", "method"], key=lambda s: s.map(order) if s.name == "method" else s != "unpruned")
     print(f"\nmean over examples [95% bootstrap CI]; bounds: {table.bound_method.value_counts().to_dict()}\n")

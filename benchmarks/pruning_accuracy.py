@@ -76,5 +76,6 @@ def cosine_vs_random(table: pd.DataFrame) -> pd.DataFrame:
     wide = pd.concat(parts).pivot_table(index="k", columns=["dataset", "group"], values="accuracy", aggfunc="mean")
     return wide.rename_axis(columns=["dataset", "selection"])
 
+
 if __name__ == "__main__":
     main()

@@ -395,6 +395,22 @@ def test_random_baseline_is_seeded_and_between_exact_and_reversed():
     assert (rev <= a["naopc_comprehensiveness"] + 1e-12).all() and (a["naopc_comprehensiveness"] <= ex + 1e-12).all()
 
 
+
+def test_aggregate_groups_rows_gathered_over_calls():
+    # Rows of two "chunks" with a state column: means per (state, method) equal numpy's nanmean.
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"state": ["a"] * 6 + ["b"] * 6, "method": ["m", "m", "m", "r", "r", "r"] * 2,
+                         **{m: rng.random(12) for m in F.METRICS}})
+    rows.loc[0, "fraction_flip"] = np.nan
+    out = F.aggregate(rows, n_boot=50, by=("state", "method"))
+    assert list(out[["state", "method"]].itertuples(index=False, name=None)) == [("a", "m"), ("a", "r"), ("b", "m"), ("b", "r")]
+    for (state, method), g in rows.groupby(["state", "method"]):
+        got = out[(out.state == state) & (out.method == method)].iloc[0]
+        for m in F.METRICS:
+            assert got[m] == pytest.approx(np.nanmean(g[m]))
+            assert got[f"{m}_low"] <= got[m] <= got[f"{m}_high"]
+    assert out.loc[0, "n_fraction_flip"] == 2 and out.loc[0, "n_examples"] == 3
+
 def test_faithfulness_report_rows_and_aggregate():
     pytest.importorskip("toolkit.stats")
     scorer, words, exact = random_logistic_problem(10, 6, seed=6)

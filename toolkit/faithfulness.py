@@ -720,11 +720,28 @@ def faithfulness_report(
     table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=True))
     per_example = _average_rankings(table)
 
+    return per_example, aggregate(per_example, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def aggregate(per_example: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+              by: Sequence[str] = ("method",)) -> pd.DataFrame:
+    """Mean of each metric in METRICS per group of rows, with a percentile-bootstrap CI over rows.
+
+    NaN values (flat bounds, never-flipped rankings for fraction_flip) are left out and counted in
+    ``n_<metric>``. Used by :func:`faithfulness_report`; also for per-example rows gathered over
+    several calls (e.g. chunks of a long run), grouped by ``by``.
+
+    Returns:
+        One row per group: the ``by`` columns, n_examples, and for each metric: <metric>,
+        <metric>_low, <metric>_high, n_<metric>.
+    """
     from toolkit.stats import mean_ci  # a sibling module; imported where it is needed
 
+    by = list(by)
     rows = []
-    for method, group in per_example.groupby("method", sort=False):
-        row: dict[str, Any] = {"method": method, "n_examples": len(group)}
+    for key, group in per_example.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(by, key)) | {"n_examples": len(group)}
         for m in METRICS:
             values = group[m].to_numpy(dtype=float)
             values = values[~np.isnan(values)]
@@ -735,7 +752,7 @@ def faithfulness_report(
                 row |= {m: math.nan, f"{m}_low": math.nan, f"{m}_high": math.nan}
             row[f"n_{m}"] = len(values)
         rows.append(row)
-    return per_example, pd.DataFrame(rows)
+    return pd.DataFrame(rows)
 
 
 def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16, progress: bool = False) -> Scorer:
