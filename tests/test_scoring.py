@@ -30,7 +30,7 @@ EXAMPLES = [
 @pytest.mark.parametrize("chat", [False, True])
 def test_prompt_span_points_at_the_text(chat):
     tok = tiny_tokenizer(chat=chat)
-    task = Task(**{**TASK.__dict__, "use_chat_template": True})
+    task = Task(**{**TASK.__dict__, "use_chat_template": "auto"})
     demos = [Example("x", "good movie", 1)]
     p = render_prompt(task, tok, "the food was bad", demos=demos)
     assert p.chat is chat
@@ -99,7 +99,7 @@ def test_multi_token_verbalizers_use_summed_loglik():
 
 def test_encode_prompts_positions_start_at_first_real_token():
     tok = tiny_tokenizer()
-    enc = encode_prompts(tok, ["good", "the movie was good"])
+    enc = encode_prompts(tok, [tok.encode("good"), tok.encode("the movie was good")])
     assert enc["input_ids"][0, 0].item() == tok.pad_token_id
     assert enc["position_ids"][0].tolist() == [0, 0, 0, 0]
     assert enc["position_ids"][1].tolist() == [0, 1, 2, 3]

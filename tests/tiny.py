@@ -69,9 +69,12 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_tokenizer(chat: bool = False):
-    """A whitespace word-level tokenizer over `WORDS` (+ role markers), vocab < 128, left padding."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def tiny_tokenizer(chat: bool = False, bos: bool = False):
+    """A whitespace word-level tokenizer over `WORDS` (+ role markers), vocab < 128, left padding.
+
+    ``bos=True``: it puts ``<s>`` before every text, as Llama, Mistral and Gemma tokenizers do.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(WORDS + ["<|user|>", "<|assistant|>", "<|system|>"])}
@@ -80,6 +83,10 @@ def tiny_tokenizer(chat: bool = False):
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
     )
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+        )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )

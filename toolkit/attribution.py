@@ -13,8 +13,11 @@ Instruction, chat-template and demonstration tokens stay in the prompt but are n
 token belongs to the word holding its first non-space character (byte-level BPE tokens carry their
 leading space); a word no token starts in scores 0.
 
-Tokens are those inseq feeds the model (the tokenizer's special tokens added, as inseq 0.7.1
-does; SmolLM2 adds none, so they equal the scoring tokens). Word score = SUM of its tokens' scores.
+Tokens are those of :func:`toolkit.prompts.encode_example`, the encoding every consumer shares
+(the tokenizer's own BOS for a plain prompt, the chat template's special tokens for a chat prompt);
+the inseq backend checks that inseq tokenised the prompt to exactly these ids. Each
+:class:`Attribution` records them and ``predict``'s probability of the label it explains.
+Word score = SUM of its tokens' scores.
 Every method gives scores >= 0 (magnitudes, no sign); higher = more important for y^:
 
 =====================  =========================================================================
@@ -63,10 +66,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .data import Dataset, Example, Task, demonstrations
+from .data import Dataset, Example, Task
 from .models import decoder_layers
+from .prompts import EncodedPrompt, context_length, encode_examples, task_demos, verbalizer_ids, word_spans
 from .pruning import dropped_layers
-from .scoring import Prompt, label_probs, render_prompt, verbalizer_ids
+from .scoring import label_probs
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import HTML
@@ -203,7 +207,7 @@ def _check_kwargs(method: str, given: dict[str, Any], accepted: Sequence[str], b
 # Words and tokens
 # --------------------------------------------------------------------------------------------------
 def split_words(text: str) -> list[tuple[str, int, int]]:
-    """The words of ``text`` with their character spans: ``re.finditer(r"\\S+", text)``.
+    """The words of ``text`` with their character spans (:func:`toolkit.prompts.word_spans`).
 
     The same words as ``toolkit.faithfulness.split_words`` (which returns the strings only), so
     an :class:`Attribution`'s scores line up with the words that faithfulness metrics erase.
@@ -211,26 +215,7 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
     Returns:
         ``[(word, start, end), ...]`` with ``text[start:end] == word``.
     """
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
-
-
-def _token_words(prompt: Prompt, offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> np.ndarray:
-    """For each prompt token, the index of the example word it belongs to, or -1 (not ranked).
-
-    A token belongs to the word containing its first non-space character; tokens whose first
-    non-space character lies outside ``prompt.span`` (instruction, template, demonstrations) get -1.
-    """
-    start, end = prompt.span
-    char_word = np.full(end - start, -1, dtype=np.int64)
-    for w, (s, e) in enumerate(spans):
-        char_word[s:e] = w
-    out = np.full(len(offsets), -1, dtype=np.int64)
-    text = prompt.text
-    for i, (s, e) in enumerate(offsets):
-        c = next((c for c in range(s, e) if not text[c].isspace()), None)
-        if c is not None and start <= c < end:
-            out[i] = char_word[c - start]
-    return out
+    return [(text[s:e], s, e) for s, e in word_spans(text)]
 
 
 def _words_from_tokens(token_scores: np.ndarray, token_word: np.ndarray, n_words: int) -> np.ndarray:
@@ -255,6 +240,9 @@ class Attribution:
         label_name: ``task.label_names[label]``.
         method: the attribution method.
         backend: ``"inseq"`` or ``"fast"``.
+        probability: ``predict``'s probability of ``label`` for this example (softmax over the
+            verbalizers), from the same token ids.
+        input_ids: the token ids of the prompt the model was fed (``encode_example(...).ids``).
     """
 
     example_id: str
@@ -265,6 +253,8 @@ class Attribution:
     label_name: str
     method: str
     backend: str
+    probability: float = float("nan")
+    input_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         scores = np.array(self.scores, dtype=np.float64)
@@ -282,6 +272,7 @@ class Attribution:
                 "backend": self.backend,
                 "label": self.label,
                 "label_name": self.label_name,
+                "probability": self.probability,
                 "word_index": np.arange(len(self.words)),
                 "word": list(self.words),
                 "start": [s for s, _ in self.spans],
@@ -291,7 +282,9 @@ class Attribution:
         )
 
 
-_FRAME_COLUMNS = ["example_id", "method", "backend", "label", "label_name", "word_index", "word", "start", "end", "score"]
+_FRAME_COLUMNS = [
+    "example_id", "method", "backend", "label", "label_name", "probability", "word_index", "word", "start", "end", "score",
+]
 
 
 def attributions_frame(attributions: Sequence[Attribution]) -> pd.DataFrame:
@@ -299,7 +292,7 @@ def attributions_frame(attributions: Sequence[Attribution]) -> pd.DataFrame:
 
     Returns:
         DataFrame with columns ``example_id``, ``method``, ``backend``, ``label``, ``label_name``,
-        ``word_index``, ``word``, ``start``, ``end`` (character offsets in the example text), ``score``.
+        ``probability``, ``word_index``, ``word``, ``start``, ``end`` (character offsets in the example text), ``score``.
     """
     frames = [a.to_frame() for a in attributions]
     if not frames:
@@ -312,29 +305,22 @@ def attributions_frame(attributions: Sequence[Attribution]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Item:
-    """An example ready to attribute: its prompt tokens, where its words are, and the target."""
+    """An example ready to attribute: its encoded prompt and the explained label."""
 
     example_id: str
-    words: tuple[str, ...]
-    spans: tuple[tuple[int, int], ...]
-    prompt: Prompt
-    ids: tuple[int, ...]
-    token_word: np.ndarray
+    encoded: EncodedPrompt
     label: int
+    probability: float
     target_id: int
     target_text: str
 
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return self.encoded.ids
 
-def _encode_like_inseq(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-    """Token ids and offsets as inseq 0.7.1 encodes an input text (special tokens added, a doubled BOS dropped)."""
-    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-    bos = getattr(model.config, "decoder_start_token_id", None)
-    if bos is None:
-        bos = model.config.bos_token_id
-    if len(ids) >= 2 and ids[0] == ids[1] == bos:
-        ids, offsets = ids[1:], offsets[1:]
-    return ids, offsets
+    @property
+    def token_word(self) -> np.ndarray:
+        return self.encoded.token_word
 
 
 def _examples_of(examples: Dataset | Sequence[Example]) -> list[Example]:
@@ -371,36 +357,16 @@ def _prepare(
             f"the verbalizers {task.verbalizers} of task {task.name!r} share a first token {firsts}: the explained "
             "token would not tell the labels apart; choose verbalizers whose first tokens differ"
         )
-    demos = demonstrations(task.name, task.n_shot) if task.n_shot > 0 else ()
-    probs = label_probs(model, tokenizer, task, [e.text for e in examples], batch_size=batch_size, progress=progress, demos=demos)
+    demos = task_demos(task)
+    texts = [e.text for e in examples]
+    encoded = encode_examples(tokenizer, task, texts, demos=demos, max_length=context_length(model))
+    probs = label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress, demos=demos)
     items = []
-    for ex, p in zip(examples, probs):
+    for ex, enc, p in zip(examples, encoded, probs):
         label = int(np.argmax(p))
-        prompt = render_prompt(task, tokenizer, ex.text, demos=demos)
-        ids, offsets = _encode_like_inseq(model, tokenizer, prompt.text)
         target_id = firsts[label]
         target_text = tokenizer.decode([target_id])
-        full, _ = _encode_like_inseq(model, tokenizer, prompt.text + target_text)
-        if full != ids + [target_id]:
-            raise ValueError(
-                f"example {ex.id!r}: the answer token {target_text!r} does not tokenize as one token after the prompt "
-                "(inseq needs the generated text to extend the prompt's tokens); check the task's verbalizers"
-            )
-        words = split_words(ex.text)
-        spans = tuple((s, e) for _, s, e in words)
-        items.append(
-            _Item(
-                example_id=ex.id,
-                words=tuple(w for w, _, _ in words),
-                spans=spans,
-                prompt=prompt,
-                ids=tuple(ids),
-                token_word=_token_words(prompt, offsets, spans),
-                label=label,
-                target_id=target_id,
-                target_text=target_text,
-            )
-        )
+        items.append(_Item(ex.id, enc, label, float(p[label]), target_id, target_text))
     return items
 
 
@@ -524,8 +490,8 @@ def _inseq_token_scores(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out = wrapper.attribute(
-                item.prompt.text,
-                item.prompt.text + item.target_text,
+                item.encoded.prompt.text,
+                item.encoded.prompt.text + item.target_text,
                 attributed_fn="probability",
                 show_progress=False,
                 pretty_progress=False,
@@ -536,7 +502,12 @@ def _inseq_token_scores(
     seq = out.sequence_attributions[0]
     got = [t.id for t in seq.target]
     if got != list(item.ids) + [item.target_id]:
-        raise RuntimeError(f"inseq tokenised example {item.example_id!r} differently from the toolkit: {got} vs {list(item.ids)}")
+        raise RuntimeError(
+            f"inseq tokenised example {item.example_id!r} differently from toolkit.prompts.encode_example: "
+            f"{got} vs {list(item.ids) + [item.target_id]}. inseq adds the tokenizer's special tokens to the prompt "
+            f"and needs the answer {item.target_text!r} to extend the prompt's tokens by one; use backend='fast' "
+            "or a task whose verbalizers tokenise as one token after the prompt"
+        )
     raw = seq.target_attributions[: len(item.ids), 0].detach().double()
     if spec.reduce == "l2":
         scores = torch.linalg.vector_norm(raw, dim=-1)
@@ -813,13 +784,15 @@ def attribute(
     return [
         Attribution(
             example_id=it.example_id,
-            words=it.words,
-            spans=it.spans,
-            scores=_words_from_tokens(ts, it.token_word, len(it.words)),
+            words=it.encoded.words,
+            spans=it.encoded.spans,
+            scores=_words_from_tokens(ts, it.token_word, len(it.encoded.words)),
             label=it.label,
             label_name=task.label_names[it.label],
             method=method,
             backend=backend,
+            probability=it.probability,
+            input_ids=it.ids,
         )
         for it, ts in zip(items, token_scores)
     ]

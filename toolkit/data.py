@@ -80,7 +80,9 @@ class Task:
         label_names: index = label id, e.g. ``("negative", "positive")``.
         verbalizers: the answer word the model should produce per label (distinct).
         input_name: how the text is introduced in the prompt: "Review", "Tweet", "Question", ...
-        use_chat_template: use the tokenizer's chat template when it has one.
+        use_chat_template: ``"auto"`` uses the tokenizer's chat template when it has one (else the
+            plain prompt); ``True`` requires one (an error for a tokenizer without); ``False``
+            always uses the plain prompt.
         n_shot: number of k-shot demonstrations drawn from the train split.
     """
 
@@ -89,7 +91,7 @@ class Task:
     label_names: tuple[str, ...]
     verbalizers: tuple[str, ...]
     input_name: str = "Text"
-    use_chat_template: bool = True
+    use_chat_template: bool | str = "auto"
     n_shot: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +118,9 @@ class Task:
             raise ValueError(f"Task {self.name!r}: input_name must be a non-empty string, got {self.input_name!r}")
         if isinstance(self.n_shot, bool) or not isinstance(self.n_shot, int) or self.n_shot < 0:
             raise ValueError(f"Task {self.name!r}: n_shot must be an int >= 0, got {self.n_shot!r}")
+        if not (self.use_chat_template is True or self.use_chat_template is False or self.use_chat_template == "auto"):
+            raise ValueError(f"Task {self.name!r}: use_chat_template must be 'auto', True or False, "
+                             f"got {self.use_chat_template!r}")
 
     @property
     def n_classes(self) -> int:
@@ -215,7 +220,7 @@ _BB = "BIG-bench (Srivastava et al. 2023) task {} via PyPI bigbench==1.0.0 bigbe
 # Bundled tasks use the plain prompt ("...\nReview: <text>\nAnswer:"), not the chat template: on SmolLM2-135M-
 # Instruct the chat template made the restricted answer almost always "negative" (UCI amazon 0.53, imdb 0.51 on
 # 100 test sentences each, ~95% predicted negative) while the plain prompt gave 0.79 / 0.85 (amazon / yelp).
-# Users' tasks default to the chat template (Task.use_chat_template=True). Measured by benchmarks/accuracy_table.py.
+# Users' tasks default to the chat template where the tokenizer has one (Task.use_chat_template='auto'). Measured by benchmarks/accuracy_table.py.
 _PLAIN = False
 
 

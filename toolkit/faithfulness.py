@@ -7,8 +7,11 @@ be tested on a transparent model. :func:`model_scorer` builds one from (model, t
 
 Conventions shared by every function here (documented once):
 
-- ``words``: one word list per example, words being whitespace-separated tokens of the text
-  (:func:`split_words`, ``re.finditer(r"\\S+", text)``). No example may be empty.
+- ``words``: per example, its text (a ``str``) or its word list. Words are whitespace-separated
+  tokens of the text (:func:`split_words`, ``re.finditer(r"\\S+", text)``). No example may be
+  empty. A text is erased at the text level (:func:`toolkit.prompts.erase_words`), so erasing
+  nothing gives the scorer the example's own text; a word list is rendered as its words joined
+  by single spaces.
 - ``attributions``: one score per word of each example; higher = more important for the
   predicted label. Words are ranked by descending score, ties broken by position (earlier first).
 - y^ = argmax of the scorer on the full, unerased word list; every metric tracks p(y^).
@@ -33,11 +36,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-Scorer = Callable[[Sequence[Sequence[str]]], np.ndarray]
-"""Word sequences (n of them) -> class probabilities, an array of shape (n, C)."""
+from .prompts import ERASURES, erase_words, split_words
+
+
+class Variant(tuple):
+    """An (erased) example as a scorer receives it: a tuple of its words, plus the text it stands for.
+
+    Attributes:
+        text: the text to score: the example's text with the erased words deleted or replaced
+            (:func:`toolkit.prompts.erase_words`) when the example was given as a text, else the
+            words joined by single spaces.
+        source: the example's unerased text, or None when it was given as a word list.
+    """
+
+    text: str
+    source: str | None
+
+    def __new__(cls, words: Iterable[str], text: str, source: str | None = None) -> Variant:
+        obj = super().__new__(cls, words)
+        obj.text, obj.source = text, source
+        return obj
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], str]:
+        return tuple(self), self.text
+
+
+Examples = Sequence["str | Sequence[str]"]
+"""Per example, its text or its word list (see the module docstring)."""
+
+Scorer = Callable[[Sequence[Variant]], np.ndarray]
+"""Variants (n of them; each a tuple of words with a ``.text``) -> class probabilities, shape (n, C)."""
 
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
-ERASURES: tuple[str, ...] = ("delete", "replace")
 RANDOM = "random"
 EXACT_MAX_WORDS = 8
 # Beam width of the NAOPC bound search on longer texts; 1 is greedy. The search dominates the cost
@@ -55,13 +86,7 @@ METRICS: tuple[str, ...] = (
     "fraction_flip",
 )
 
-_Variant = tuple[str, ...]
-_WORD = re.compile(r"\S+")
-
-
-def split_words(text: str) -> list[str]:
-    """The words of ``text``: maximal runs of non-whitespace, ``re.finditer(r"\\S+", text)``."""
-    return [m.group() for m in _WORD.finditer(text)]
+_Variant = Variant
 
 
 def k_for_fraction(fraction: float, n_words: int) -> int:
@@ -72,19 +97,24 @@ def k_for_fraction(fraction: float, n_words: int) -> int:
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_words(words: Sequence[Sequence[str]]) -> list[_Variant]:
+def _check_words(words: Sequence[str | Sequence[str]]) -> list[_Variant]:
     if isinstance(words, str):
-        raise ValueError("words must be a list of word lists, got one str; use [split_words(text)]")
+        raise ValueError("words must be a list of texts or word lists, got one str; use [text]")
     checked = []
     for i, example in enumerate(words):
         if isinstance(example, str):
-            raise ValueError(f"example {i} is a str ({example[:30]!r}); pass word lists, e.g. split_words(text)")
-        example = tuple(example)
-        if len(example) == 0:
-            raise ValueError(f"example {i} has zero words; every example needs at least one word")
-        if not all(isinstance(w, str) for w in example):
-            raise ValueError(f"example {i} holds non-str words; expected a sequence of str")
-        checked.append(example)
+            variant = Variant(split_words(example), example, example)
+        else:
+            example = tuple(example)
+            if not all(isinstance(w, str) for w in example):
+                raise ValueError(f"example {i} holds non-str words; expected a text or a sequence of str")
+            if any(not w or any(c.isspace() for c in w) for w in example):
+                raise ValueError(f"example {i} has an empty word or one with whitespace: {example!r}; "
+                                 "words are split_words(text)")
+            variant = Variant(example, " ".join(example))
+        if len(variant) == 0:
+            raise ValueError(f"example {i} has zero words ({example!r}); every example needs at least one word")
+        checked.append(variant)
     if not checked:
         raise ValueError("words is empty; expected at least one example")
     return checked
@@ -142,10 +172,16 @@ class _Erasure:
         return _Erasure(mode, replacement)
 
     def apply(self, words: _Variant, erased: Iterable[int]) -> _Variant:
+        """The example ``words`` (a full example) with the words at ``erased`` erased."""
         gone = set(int(i) for i in erased)
         if self.mode == "delete":
-            return tuple(w for i, w in enumerate(words) if i not in gone)
-        return tuple(self.replacement if i in gone else w for i, w in enumerate(words))
+            kept = tuple(w for i, w in enumerate(words) if i not in gone)
+        else:
+            kept = tuple(self.replacement if i in gone else w for i, w in enumerate(words))
+        if words.source is None:
+            return Variant(kept, " ".join(kept))
+        return Variant(kept, erase_words(words.source, gone, erasure=self.mode, replacement=self.replacement),
+                       words.source)
 
     def keep(self, words: _Variant, kept: Iterable[int]) -> _Variant:
         kept = set(int(i) for i in kept)
@@ -153,18 +189,18 @@ class _Erasure:
 
 
 class _Pool:
-    """Deduplicating queue of word sequences; ``flush`` scores the queued ones in one scorer call."""
+    """Deduplicating queue of variants (by words and text); ``flush`` scores the queued ones in one call."""
 
     def __init__(self, scorer: Scorer) -> None:
         self._scorer = scorer
-        self._ids: dict[_Variant, int] = {}
+        self._ids: dict[tuple, int] = {}
         self._pending: list[_Variant] = []
         self._probs: list[np.ndarray] = []
 
     def add(self, variant: _Variant) -> int:
-        idx = self._ids.get(variant)
+        idx = self._ids.get(variant.key)
         if idx is None:
-            idx = self._ids[variant] = len(self._ids)
+            idx = self._ids[variant.key] = len(self._ids)
             self._pending.append(variant)
         return idx
 
@@ -172,7 +208,7 @@ class _Pool:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        probs = np.asarray(self._scorer([list(v) for v in batch]), dtype=float)
+        probs = np.asarray(self._scorer(batch), dtype=float)
         if probs.ndim != 2 or probs.shape[0] != len(batch) or probs.shape[1] < 2:
             raise ValueError(
                 f"scorer returned shape {probs.shape} for {len(batch)} texts; expected ({len(batch)}, C>=2)")
@@ -454,7 +490,7 @@ def _normalise(aopc: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
 
 
 def erasure_curves(
-    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
 ) -> pd.DataFrame:
     """Comprehensiveness and sufficiency of the top-k attributed words at each fraction.
@@ -483,7 +519,7 @@ def erasure_curves(
 
 
 def aopc(
-    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
 ) -> pd.DataFrame:
     """Area over the perturbation curve: the mean of comp_k (or suff_k) over the fractions.
@@ -503,7 +539,7 @@ def aopc(
 
 
 def _one_metric(
-    metric: str, scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    metric: str, scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     fractions: Sequence[float], erasure: str, replacement: str,
 ) -> pd.DataFrame:
     curves = erasure_curves(scorer, words, attributions, fractions=fractions, erasure=erasure, replacement=replacement)
@@ -516,7 +552,7 @@ def _one_metric(
 
 
 def comprehensiveness(
-    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
 ) -> pd.DataFrame:
     """ERASER comprehensiveness at each fraction and its AOPC (higher = more faithful).
@@ -532,7 +568,7 @@ def comprehensiveness(
 
 
 def sufficiency(
-    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
 ) -> pd.DataFrame:
     """ERASER sufficiency at each fraction and its AOPC (lower = more faithful).
@@ -548,7 +584,7 @@ def sufficiency(
 
 
 def aopc_bounds(
-    scorer: Scorer, words: Sequence[Sequence[str]],
+    scorer: Scorer, words: Examples,
     *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
     exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
 ) -> pd.DataFrame:
@@ -580,7 +616,7 @@ def aopc_bounds(
 
 
 def naopc(
-    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     *, fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
     exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
 ) -> pd.DataFrame:
@@ -608,7 +644,7 @@ def naopc(
 
 
 def decision_flip(
-    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Sequence[np.ndarray],
+    scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     *, erasure: str = "delete", replacement: str = "...",
 ) -> pd.DataFrame:
     """Smallest number of top-ranked words whose erasure changes the predicted label.
@@ -647,7 +683,7 @@ def _average_rankings(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def random_baseline(
-    scorer: Scorer, words: Sequence[Sequence[str]],
+    scorer: Scorer, words: Examples,
     *, n_rankings: int = 10, seed: int = 0, per_ranking: bool = False,
     fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
     exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
@@ -678,7 +714,7 @@ def random_baseline(
 
 
 def faithfulness_report(
-    scorer: Scorer, words: Sequence[Sequence[str]], attributions: Mapping[str, Sequence[np.ndarray]],
+    scorer: Scorer, words: Examples, attributions: Mapping[str, Sequence[np.ndarray]],
     *, n_random: int = 10, seed: int = 0, n_boot: int = 1000, alpha: float = 0.05,
     fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
     exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
@@ -758,17 +794,18 @@ def aggregate(per_example: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0
 def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16, progress: bool = False) -> Scorer:
     """A :data:`Scorer` backed by a language model: label probabilities of the task's prompt.
 
-    Each word sequence is joined with single spaces and put through
+    Each variant's ``.text`` (a plain word list: its words joined by single spaces) goes through
     ``toolkit.scoring.label_probs(model, tokenizer, task, texts, batch_size=, progress=)``, which
-    rebuilds the prompt around the (erased) text. The full text goes through the same join, so
-    erasing nothing reproduces p(y^ | x) exactly (comp = 0 at k = 0).
+    encodes it with the one encoding path (:func:`toolkit.prompts.encode_example`). An example
+    given as a text and erased nowhere is that text, so the scorer feeds the model the same ids as
+    ``predict`` and erasing nothing reproduces p(y^ | x) exactly (comp = 0 at k = 0).
     """
     from toolkit.scoring import label_probs  # imported here: scoring pulls in torch and the model stack
 
     batch_size = _check_positive_int(batch_size, "batch_size", 1)
 
     def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
-        texts = [" ".join(v) for v in variants]
+        texts = [v.text if isinstance(v, Variant) else " ".join(v) for v in variants]
         probs = label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress)
         return np.asarray(probs, dtype=float)
 

@@ -24,7 +24,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .models import adapter_for, decoder_layers
+from .prompts import encode_text
 from .pruning import _checked_layers, drop_attention
+from .scoring import encode_prompts, label_probs
 
 __all__ = ["IMPORTANCE_METRICS", "attention_importance", "choose_layers", "select_layers"]
 
@@ -42,14 +44,8 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, device: torch.device) -> dict:
-    tokenizer.padding_side = "left"
-    enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-    mask = enc["attention_mask"]
-    return {
-        "input_ids": enc["input_ids"].to(device),
-        "attention_mask": mask.to(device),
-        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device),
-    }
+    """Raw texts as the tokenizer encodes them (its BOS included), cut to ``max_length`` tokens, left-padded."""
+    return encode_prompts(tokenizer, [encode_text(tokenizer, t)[:max_length] for t in texts], device)
 
 
 @torch.no_grad()
@@ -147,8 +143,6 @@ def _lm_loss(
 
 def _label_loss(model, tokenizer, task, texts, labels, batch_size) -> float:
     """Mean negative log-probability of the true label (restricted to the verbalizers)."""
-    from .scoring import label_probs  # scoring sits beside importance, not below it
-
     probs = label_probs(model, tokenizer, task, texts, batch_size=batch_size)
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
 

@@ -1,7 +1,8 @@
 """Label scoring: prompts, verbalizer tokens, and batched label probabilities.
 
 A classification example is posed to the LM as a prompt (the task's instruction, optional k-shot
-demonstrations, the text, an answer format); the answer is read off the next-token distribution at
+demonstrations, the text, an answer format) and encoded by :func:`toolkit.prompts.encode_example`,
+the one encoding path every consumer shares; the answer is read off the next-token distribution at
 the end of the prompt, restricted to the label verbalizers.
 """
 
@@ -18,102 +19,35 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .data import Dataset, Example, Task, demonstrations
+from .data import Dataset, Example, Task
+from .prompts import Prompt, context_length, encode_examples, render_prompt, verbalizer_ids
 
 __all__ = ["Prompt", "encode_prompts", "label_probs", "predict", "render_prompt", "verbalizer_ids"]
 
-_SLOT = "\u241fTOOLKIT_TEXT\u241f"  # placeholder located after templating, then replaced by the text
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A rendered prompt and where the example's own text sits in it.
-
-    Attributes:
-        text: the full prompt string (chat template applied where used).
-        span: `(start, end)` character offsets of the example text inside `text`; attribution and
-            erasure only rank and remove words inside this span.
-        chat: whether the chat template was used (decides the verbalizers' leading space).
-    """
-
-    text: str
-    span: tuple[int, int]
-    chat: bool
-
-
-def _uses_chat(task: Task, tokenizer: PreTrainedTokenizerBase) -> bool:
-    return bool(task.use_chat_template and getattr(tokenizer, "chat_template", None))
-
-
-def _user_message(task: Task, text: str) -> str:
-    options = " or ".join(task.verbalizers)
-    return f"{task.instruction}\n\n{task.input_name}: {text}\nAnswer with one word: {options}."
-
-
-def render_prompt(
-    task: Task, tokenizer: PreTrainedTokenizerBase, text: str, *, demos: Sequence[Example] = ()
-) -> Prompt:
-    """Render `text` as a prompt for `task`; demonstrations become earlier chat turns (or blocks).
-
-    With a chat template the answer is the assistant's first word; without one the prompt ends
-    in "Answer:" and verbalizers are scored with a leading space.
-    """
-    chat = _uses_chat(task, tokenizer)
-    if chat:
-        messages: list[dict[str, str]] = []
-        for demo in demos:
-            messages.append({"role": "user", "content": _user_message(task, demo.text)})
-            messages.append({"role": "assistant", "content": task.verbalizers[demo.label]})
-        messages.append({"role": "user", "content": _user_message(task, _SLOT)})
-        template = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        blocks = [f"{task.instruction}\n"]
-        for demo in demos:
-            blocks.append(f"{task.input_name}: {demo.text}\nAnswer: {task.verbalizers[demo.label]}\n")
-        blocks.append(f"{task.input_name}: {_SLOT}\nAnswer:")
-        template = "\n".join(blocks)
-    if template.count(_SLOT) != 1:
-        raise ValueError("the chat template did not keep the example text exactly once")
-    start = template.index(_SLOT)
-    full = template.replace(_SLOT, text)
-    return Prompt(text=full, span=(start, start + len(text)), chat=chat)
-
-
-def verbalizer_ids(task: Task, tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Token ids of each label's verbalizer as it follows the prompt.
-
-    Raises:
-        ValueError: when two labels encode to the same token sequence (or, for single-token
-            verbalizers, the same token), since the scores could not tell them apart.
-    """
-    prefix = "" if _uses_chat(task, tokenizer) else " "
-    ids = [tokenizer.encode(prefix + v, add_special_tokens=False) for v in task.verbalizers]
-    for i in range(len(ids)):
-        for j in range(i + 1, len(ids)):
-            if ids[i] == ids[j]:
-                raise ValueError(
-                    f"verbalizers {task.verbalizers[i]!r} and {task.verbalizers[j]!r} of task {task.name!r} "
-                    f"encode to the same tokens {ids[i]}; choose distinct words"
-                )
-    if any(not seq for seq in ids):
-        raise ValueError(f"a verbalizer of task {task.name!r} encodes to no token: {task.verbalizers}")
-    return ids
-
 
 def encode_prompts(
-    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], device: torch.device | str = "cpu"
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]], device: torch.device | str = "cpu"
 ) -> dict[str, torch.Tensor]:
-    """Left-padded batch with `position_ids` counted from each row's first real token.
+    """Left-padded batch of token-id rows with `position_ids` counted from each row's first real token.
 
     transformers 5 derives positions from the cache position, not the attention mask, so a plain
     forward on a left-padded batch would shift every padded row; passing `position_ids` keeps
     batched scores equal to one-at-a-time scores.
+
+    Args:
+        prompts: token ids per row, as :func:`toolkit.prompts.encode_example` builds them.
     """
-    tokenizer.padding_side = "left"
-    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-    mask = enc["attention_mask"]
+    if prompts and isinstance(prompts[0], str):
+        raise ValueError("encode_prompts takes token ids (toolkit.prompts.encode_example(...).ids), not strings")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, row in enumerate(prompts):
+        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, width - len(row) :] = 1
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": enc["input_ids"].to(device), "attention_mask": mask.to(device), "position_ids": position_ids.to(device)}
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": position_ids.to(device)}
 
 
 def _batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -129,13 +63,13 @@ def _device(model: PreTrainedModel) -> torch.device:
 def _score_prompts(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
+    token_ids: Sequence[Sequence[int]],
     verbalizers: list[list[int]],
     *,
     batch_size: int,
     progress: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood of each verbalizer after each prompt, and the vocabulary mass on them.
+    """Log-likelihood of each verbalizer after each prompt (token ids), and the vocabulary mass on them.
 
     Returns:
         `(loglik, mass)`: loglik is (n, C), the summed log-probability of each label's tokens;
@@ -143,11 +77,10 @@ def _score_prompts(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n, n_labels = len(prompts), len(verbalizers)
+    n, n_labels = len(token_ids), len(verbalizers)
     loglik = np.zeros((n, n_labels), dtype=np.float64)
     device = _device(model)
     single = all(len(v) == 1 for v in verbalizers)
-    token_ids = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
     prefix_len = _common_prefix(token_ids) if single else 0
     prefix_cache = _prefix_cache(model, token_ids[0][:prefix_len], device) if prefix_len else None
     # Sort by length so each batch pads little; results are written back in the input order.
@@ -161,7 +94,7 @@ def _score_prompts(
             logits = _last_logits(model, rows, prefix_len, prefix_cache, pad, device)
             loglik[idx] = torch.log_softmax(logits, dim=-1)[:, label_tok].double().cpu().numpy()
         else:
-            batch = [prompts[i] for i in idx]
+            batch = [token_ids[i] for i in idx]
             for c, seq in enumerate(verbalizers):
                 loglik[idx, c] = _sequence_loglik(model, tokenizer, batch, seq, device)
         bar.update(len(idx))
@@ -198,16 +131,20 @@ def _last_logits(
 ) -> torch.Tensor:
     """Next-token logits after each row (prefix + row), one forward over the batch.
 
-    Rows are left-padded *after* the shared prefix: padding is masked out as keys and positions
-    continue from the prefix, so each row sees exactly the tokens of its own prompt.
+    Rows are right-padded after the shared prefix: padding comes after every real token, so no
+    real token sees it (causal attention) and each row's tokens sit right after the prefix. (Left
+    padding between prefix and row would shift the row inside a sliding attention window -
+    Gemma 2/3, Mistral - and change its scores.) Logits are computed only at the rows' last positions.
     """
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = torch.tensor(r)
-        mask[i, width - len(r) :] = 1
-    position_ids = prefix_len + (mask.cumsum(-1) - 1).clamp(min=0)
+        ids[i, : len(r)] = torch.tensor(list(r))
+        mask[i, : len(r)] = 1
+    position_ids = (prefix_len + torch.arange(width)).expand(len(rows), width)
+    last = torch.tensor([len(r) - 1 for r in rows])
+    keep = torch.unique(last)  # sorted; rows are sorted by length, so few distinct positions
     if prefix_cache is not None:
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(len(rows))
@@ -220,13 +157,18 @@ def _last_logits(
         position_ids=position_ids.to(device),
         cache=cache,
         use_cache=cache is not None,
-        logits_to_keep=1,
+        logits_to_keep=keep.to(device),
     )
-    return out.logits[:, -1, :].float()
+    column = torch.searchsorted(keep, last).to(device)
+    return out.logits[torch.arange(len(rows), device=device), column, :].float()
 
 
 def _sequence_loglik(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], seq: list[int], device: torch.device
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Sequence[int]],
+    seq: list[int],
+    device: torch.device,
 ) -> np.ndarray:
     """Summed log-probability of the token sequence `seq` after each prompt (teacher forcing)."""
     enc = encode_prompts(tokenizer, prompts, device)
@@ -241,12 +183,14 @@ def _sequence_loglik(
     return picked.sum(-1).double().cpu().numpy()
 
 
-def _prompts_for(
-    task: Task, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], demos: Sequence[Example] | None
-) -> list[str]:
-    if demos is None:
-        demos = demonstrations(task.name, task.n_shot) if task.n_shot > 0 else ()
-    return [render_prompt(task, tokenizer, t, demos=demos).text for t in texts]
+def _prompt_ids(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    texts: Sequence[str],
+    demos: Sequence[Example] | None,
+) -> list[tuple[int, ...]]:
+    return [e.ids for e in encode_examples(tokenizer, task, texts, demos=demos, max_length=context_length(model))]
 
 
 def label_probs(
@@ -273,7 +217,7 @@ def label_probs(
     if len(texts) == 0:
         raise ValueError("texts is empty; pass at least one text")
     verbalizers = verbalizer_ids(task, tokenizer)
-    prompts = _prompts_for(task, tokenizer, texts, demos)
+    prompts = _prompt_ids(model, tokenizer, task, texts, demos)
     loglik, _ = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
     return _softmax(loglik)
 
@@ -315,7 +259,7 @@ def predict(
     if len(examples) == 0:
         raise ValueError("no examples to score: the example list is empty")
     verbalizers = verbalizer_ids(task, tokenizer)
-    prompts = _prompts_for(task, tokenizer, [e.text for e in examples], demos)
+    prompts = _prompt_ids(model, tokenizer, task, [e.text for e in examples], demos)
     loglik, mass = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
     probs = _softmax(loglik)
     labels = np.array([e.label for e in examples])

@@ -30,11 +30,12 @@ from .data import load_dataset
 from .faithfulness import faithfulness_report, model_scorer
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
 from .models import decoder_layers, load_model
+from .prompts import split_words
 from .pruning import drop_attention
 from .scoring import predict
 from .stats import mean_ci, paired_bootstrap
 
-__all__ = ["StudyConfig", "load_results", "run_study", "summary"]
+__all__ = ["StudyConfig", "load_results", "resolve_level", "run_study", "summary"]
 
 PROFILES = ("full", "quick", "ci")
 
@@ -46,7 +47,9 @@ class StudyConfig:
     Attributes:
         models: built-in names, local folders or hub ids.
         datasets: bundled or registered dataset names.
-        levels: numbers k of attention layers to drop (0 = unpruned reference).
+        levels: how many attention layers to drop: an int is k layers (0 = the unpruned reference);
+            a float in (0, 1) is a fraction of the model's depth, k = round(f * n_layers) (at least 1),
+            so one config spans models of different depth (see :func:`resolve_level`).
         selections: how the k layers are chosen: importance metrics (`IMPORTANCE_METRICS`).
         strategy: `one_shot` or `iterative` selection.
         methods: attribution methods for faithfulness.
@@ -66,7 +69,7 @@ class StudyConfig:
 
     models: tuple[str, ...] = ("smollm2-135m",)
     datasets: tuple[str, ...] = ("uci_yelp",)
-    levels: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 8, 10)
+    levels: tuple[int | float, ...] = (0, 1, 2, 3, 4, 6, 8, 10)
     selections: tuple[str, ...] = ("cosine", "loss_delta", "random")
     strategy: str = "one_shot"
     methods: tuple[str, ...] = ("saliency", "input_x_gradient")
@@ -98,8 +101,14 @@ class StudyConfig:
         if self.attribution_backend not in ("fast", "inseq"):
             raise ValueError(f"unknown attribution_backend {self.attribution_backend!r}; expected 'fast' or 'inseq'")
         for k in self.levels:
-            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-                raise ValueError(f"levels must be non-negative integers, got {k!r}")
+            if isinstance(k, bool) or not isinstance(k, (int, float)) or (isinstance(k, int) and k < 0) or (
+                isinstance(k, float) and not 0.0 < k < 1.0
+            ):
+                raise ValueError(
+                    f"levels must be integers k >= 0 (layers to drop) or fractions of the depth in (0, 1), got {k!r}"
+                )
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels has duplicates: {list(self.levels)}")
         for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size", "max_words"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -161,16 +170,31 @@ class StudyConfig:
         return Path(self.output_dir) / self.digest()
 
 
+def resolve_level(level: int | float, n_layers: int) -> int:
+    """The number k of attention layers a study level drops in a model of ``n_layers`` layers.
+
+    An int is k itself; a fraction f in (0, 1) gives k = floor(f * n_layers + 1/2), at least 1
+    (0.1 of 30 layers is 3, of 18 layers 2; 0.33 of 30 is 10, of 18 is 6).
+
+    Raises:
+        ValueError: k larger than ``n_layers``.
+    """
+    k = level if isinstance(level, int) else max(1, int(np.floor(level * n_layers + 0.5)))
+    if k > n_layers:
+        raise ValueError(f"level {level!r} asks for {k} layers, but the model has {n_layers}")
+    return k
+
+
 @dataclass(frozen=True)
 class Cell:
     model: str
     dataset: str
     selection: str
-    k: int
+    level: int | float
 
     @property
     def key(self) -> str:
-        return f"{self.model}|{self.dataset}|{self.selection}|{self.k}"
+        return f"{self.model}|{self.dataset}|{self.selection}|{self.level}"
 
     def seed(self, base: int) -> int:
         """A per-cell seed: results never depend on which cells ran earlier in the process."""
@@ -184,9 +208,9 @@ def _cells(config: StudyConfig) -> Iterator[Cell]:
             if 0 in config.levels:
                 yield Cell(model, dataset, "none", 0)
             for selection in config.selections:
-                for k in config.levels:
-                    if k > 0:
-                        yield Cell(model, dataset, selection, k)
+                for level in config.levels:
+                    if level != 0:
+                        yield Cell(model, dataset, selection, level)
 
 
 # ---- the persisted cell log --------------------------------------------------------------------
@@ -224,11 +248,9 @@ def _append_cell(path: Path, record: dict) -> None:
 def _layers_for(
     cell: Cell, config: StudyConfig, model, tok, importance_cache: dict, data: dict
 ) -> tuple[list[int], pd.Series | None]:
-    if cell.k == 0:
+    k = resolve_level(cell.level, len(decoder_layers(model)))
+    if k == 0:
         return [], None
-    n_layers = len(decoder_layers(model))
-    if cell.k > n_layers:
-        raise ValueError(f"level k={cell.k} exceeds the {n_layers} layers of {cell.model!r}")
     opts: dict[str, Any] = dict(batch_size=min(config.batch_size, 8), seed=cell.seed(config.seed))
     if cell.selection == "loss_delta":
         val = data["importance_labelled"]
@@ -237,13 +259,13 @@ def _layers_for(
     else:
         texts = data["importance_texts"]
     if config.strategy == "iterative" and cell.selection != "random":
-        return choose_layers(model, tok, texts, cell.k, metric=cell.selection, strategy="iterative", **opts), None
+        return choose_layers(model, tok, texts, k, metric=cell.selection, strategy="iterative", **opts), None
     key = (cell.model, cell.dataset, cell.selection)
     if key not in importance_cache:
         if cell.selection == "random":
             opts["seed"] = Cell(cell.model, cell.dataset, "random", 0).seed(config.seed)
         importance_cache[key] = attention_importance(model, tok, texts, metric=cell.selection, **opts)
-    return select_layers(importance_cache[key], cell.k), importance_cache[key]
+    return select_layers(importance_cache[key], k), importance_cache[key]
 
 
 def _probs(df: pd.DataFrame) -> np.ndarray:
@@ -257,7 +279,7 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
     layers, importance = _layers_for(cell, config, model, tok, importance_cache, data)
     seed = cell.seed(config.seed)
     test, val = data["test"], data["validation"]
-    faith_examples = [e for e in test.examples if len(e.text.split()) <= config.max_words][: config.n_faithfulness]
+    faith_examples = [e for e in test.examples if len(split_words(e.text)) <= config.max_words][: config.n_faithfulness]
     if not faith_examples:
         raise ValueError(f"no test example of {cell.dataset!r} has at most max_words={config.max_words} words")
     with drop_attention(model, layers):
@@ -268,10 +290,9 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
                          batch_size=config.batch_size)
             for m in config.methods
         }
-        words = [a.words for a in attributions[config.methods[0]]]
         scorer = model_scorer(model, tok, test.task, batch_size=config.batch_size)
         per_example, _ = faithfulness_report(
-            scorer, words, {m: [a.scores for a in attributions[m]] for m in config.methods},
+            scorer, [e.text for e in faith_examples], {m: [a.scores for a in attributions[m]] for m in config.methods},
             n_random=config.n_random, seed=seed, n_boot=config.n_boot,
         )
     # log-probabilities are valid logits for the restricted softmax: T rescales them
@@ -282,7 +303,8 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
         "model": cell.model,
         "dataset": cell.dataset,
         "selection": cell.selection,
-        "k": cell.k,
+        "level": cell.level,
+        "k": len(layers),
         "layers": layers,
         "importance": None if importance is None else [None if np.isnan(v) else float(v) for v in importance],
         "ids": pred.id.tolist(),
@@ -316,9 +338,10 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
     rows: list[dict] = []
     refs = {(r["model"], r["dataset"]): r for r in records if r["k"] == 0}
     for r in records:
-        base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], k=r["k"],
+        level = r.get("level", r["k"])
+        base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], level=level, k=r["k"],
                     layers=" ".join(map(str, r["layers"])))
-        seed = Cell(r["model"], r["dataset"], r["selection"], r["k"]).seed(config.seed)
+        seed = Cell(r["model"], r["dataset"], r["selection"], level).seed(config.seed)
         pred = _pred_frame(r)
         report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
         ref = refs.get((r["model"], r["dataset"]))
@@ -440,6 +463,8 @@ def summary(table: pd.DataFrame, *, method: str | None = None) -> pd.DataFrame:
         method = methods[0] if methods else "random"
     naopc = f"naopc_comprehensiveness:{method}"
     keys = ["model", "dataset", "selection", "k", "layers"]
+    if "level" in table and any(isinstance(v, float) for v in table["level"]):
+        keys.insert(3, "level")  # fractions of the depth: show them beside the k they meant per model
     wanted = {"accuracy": "accuracy", "ece": "ece", naopc: "naopc", "ece_temperature_scaled": "ece_ts"}
     sub = table[table.metric.isin(wanted)].copy()
     sub["name"] = sub.metric.map(wanted)
