@@ -143,6 +143,25 @@ def test_bundled_smollm2(smollm2):
     assert tok.chat_template
 
 
+def test_tokenizer_larger_than_the_embedding_is_refused(tmp_path):
+    model = tiny_model("LlamaForCausalLM")  # 128 embedding rows
+    tok = tiny_tokenizer()
+    tok.add_tokens([f"extra{i}" for i in range(128)])  # ids up to ~180: past the embedding
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=rf"tokenizer has {len(tok)} tokens .* embedding has 128 rows"):
+        load_model(tmp_path)
+
+
+def test_tokenizer_smaller_than_a_padded_embedding_is_fine(tmp_path):
+    model = tiny_model("LlamaForCausalLM")
+    tok = tiny_tokenizer()
+    assert len(tok) < model.get_input_embeddings().num_embeddings  # the usual padded-vocabulary case
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    load_model(tmp_path)
+
+
 # --------------------------------------------------------------------------------------------------
 # Built-in models: install command, missing packages, where files go
 # --------------------------------------------------------------------------------------------------

@@ -445,7 +445,24 @@ def load_model(
     model.config.use_cache = True
     _prepare_tokenizer(tokenizer)
     adapter_for(model)  # fail early on an unsupported architecture
+    _check_vocab(model, tokenizer, source)
     return model, tokenizer
+
+
+def _check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """Refuse a tokenizer that can emit ids beyond the model's embedding matrix.
+
+    A tokenizer smaller than the embedding is normal (embeddings are often padded to a multiple of
+    64 or 128); a larger one would index past the matrix (an IndexError, or garbage on some devices).
+    """
+    n_tokens = len(tokenizer)
+    n_rows = model.get_input_embeddings().num_embeddings
+    if n_tokens > n_rows:
+        raise ValueError(
+            f"tokenizer and model of {source!r} disagree: the tokenizer has {n_tokens} tokens (ids up to "
+            f"{n_tokens - 1}) but the model's embedding has {n_rows} rows (config.vocab_size="
+            f"{getattr(model.config, 'vocab_size', '?')}); use the tokenizer the model was trained with"
+        )
 
 
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
