@@ -1,7 +1,14 @@
-"""Zero-shot accuracy and calibration of a model on every bundled dataset, chat template vs plain prompt.
+"""Accuracy of the bundled models on every bundled dataset, zero-shot and with k demonstrations.
 
-Usage: python benchmarks/accuracy_table.py [--model smollm2-135m] [--n 100] [--split test]
-Prints one row per (dataset, prompt): accuracy, mean label mass, share predicted as class 0, ECE.
+Usage: python benchmarks/accuracy_table.py [--models smollm2-135m gemma3-270m] [--n 100] [--shots 0 4]
+                                            [--write data/bundled_accuracy.csv]
+
+One row per (model, dataset, shots): accuracy on the first n test examples (a stratified sample)
+with a 95% Wilson interval (scipy.stats.binomtest), the majority-class rate of those examples, and
+whether accuracy is above chance: the interval's lower end above the majority rate. Prompts are
+the datasets' own (the plain prompt; k demonstrations drawn label-balanced from the train split).
+`--write` saves the table that `toolkit.list_datasets()` reads to say where a bundled model is at
+chance.
 """
 
 from __future__ import annotations
@@ -12,41 +19,49 @@ import time
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from toolkit import list_datasets, load_dataset, load_model, predict
 
 
-def ece15(df: pd.DataFrame) -> float:
-    """Guo et al. 2017, 15 equal-width bins (inline so this script has no other dependency)."""
-    conf, correct = df.confidence.to_numpy(), df.correct.to_numpy()
-    bins = np.minimum((conf * 15).astype(int), 14)
-    return float(sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
-                     for b in range(15) if (bins == b).any()))
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="smollm2-135m")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"])
     ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--shots", nargs="*", type=int, default=[0, 4])
     ap.add_argument("--datasets", nargs="*", default=None)
-    ap.add_argument("--prompts", nargs="*", default=["chat", "plain"], choices=["chat", "plain"])
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--write", default=None, help="CSV path to save the table (e.g. data/bundled_accuracy.csv)")
     args = ap.parse_args()
-    model, tok = load_model(args.model)
     rows = []
-    for name in args.datasets or list_datasets().name:
-        ds = load_dataset(name, n=args.n, split=args.split)
-        for chat in [p == "chat" for p in args.prompts]:
-            task = dataclasses.replace(ds.task, use_chat_template=chat)
-            t0 = time.perf_counter()
-            df = predict(model, tok, ds, task=task, progress=False)
-            rows.append(dict(dataset=name, prompt="chat" if chat else "plain", n=len(df),
-                             accuracy=df.correct.mean(), majority=np.bincount(df.label).max() / len(df),
-                             label_mass=df.label_mass.mean(), pred_class0=(df.pred == 0).mean(),
-                             ece=ece15(df), seconds=time.perf_counter() - t0))
-            print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1, index=False), flush=True)
+    for model_name in args.models:
+        model, tok = load_model(model_name)
+        for name in args.datasets or list_datasets().name:
+            ds = load_dataset(name, n=args.n, split="test")
+            for shots in args.shots:
+                task = dataclasses.replace(ds.task, n_shot=shots)
+                t0 = time.perf_counter()
+                df = predict(model, tok, ds, task=task, batch_size=args.batch_size, progress=False)
+                hits = int(df.correct.sum())
+                ci = binomtest(hits, len(df)).proportion_ci(confidence_level=0.95, method="wilson")
+                majority = np.bincount(df.label).max() / len(df)
+                rows.append(dict(model=model_name, dataset=name, shots=shots, n=len(df), accuracy=hits / len(df),
+                                 low=ci.low, high=ci.high, majority=majority, above_chance=bool(ci.low > majority),
+                                 label_mass=df.label_mass.mean(), seconds=time.perf_counter() - t0))
+                print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1, index=False), flush=True)
+        del model
     table = pd.DataFrame(rows)
-    print(table.round(3).to_markdown(index=False))
+    if args.write:
+        table.round(4).to_csv(args.write, index=False)
+    wide = table.assign(cell=[f"{a:.2f} [{lo:.2f}, {hi:.2f}]{'' if ok else ' ·'}"
+                              for a, lo, hi, ok in zip(table.accuracy, table.low, table.high, table.above_chance)])
+    wide = wide.pivot_table(index=["dataset"], columns=["model", "shots"], values="cell", aggfunc="first", sort=False)
+    majority = table.groupby("dataset", sort=False).majority.first()
+    wide.insert(0, "majority", majority.round(2))
+    wide.columns = ["majority"] + [f"{m} {s}-shot" for m, s in wide.columns[1:]]
+    print()
+    print(wide.to_markdown())
+    print("\n· = not above chance (95% Wilson interval reaches the majority-class rate)")
 
 
 if __name__ == "__main__":

@@ -298,14 +298,6 @@ def test_install_commands_agree_everywhere():
     assert sorted(requires) == sorted(gemma.requirements[1:])
 
 
-@pytest.fixture(scope="module")
-def gemma3():
-    """The bundled Gemma-3-270M. First load (assemble the 242 MB GGUF, dequantise it to a 1.1 GB
-    safetensors folder under TOOLKIT_CACHE) took 70 s under pytest (1 torch thread, see conftest;
-    58 s with 2 threads), peak RSS 3.4 GB; a cached load takes ~3 s."""
-    return load_model("gemma3-270m")  # not installed: a ValueError naming the command (`make gemma`)
-
-
 @pytest.mark.slow
 def test_bundled_gemma3(gemma3):
     model, tok = gemma3

@@ -37,6 +37,7 @@ __all__ = [
     "dataset_from_records",
     "demonstrations",
     "get_task",
+    "chance_models",
     "list_datasets",
     "load_dataset",
     "register_dataset",
@@ -326,13 +327,38 @@ def register_dataset(name: str, path: str | os.PathLike, task: Task, *, source: 
     _REGISTRY[name] = spec
 
 
+ACCURACY_FILE = "bundled_accuracy.csv"
+"""Measured accuracy of the bundled models on the bundled datasets (``benchmarks/accuracy_table.py --write``)."""
+
+
+def chance_models() -> dict[str, list[str]]:
+    """Per bundled dataset, the bundled models at chance on it, zero-shot and with demonstrations.
+
+    Read from ``data/bundled_accuracy.csv``: a model is at chance on a dataset when in no measured
+    setting the 95% interval of its accuracy lies above the majority-class rate. Empty when the file
+    is absent (e.g. a ``TOOLKIT_DATA_DIR`` without it).
+    """
+    path = data_dir() / ACCURACY_FILE
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path)
+    above = table.groupby(["dataset", "model"], sort=False).above_chance.any()
+    out: dict[str, list[str]] = {}
+    for (dataset, model), ok in above.items():
+        if not ok:
+            out.setdefault(dataset, []).append(model)
+    return out
+
+
 def list_datasets() -> pd.DataFrame:
     """One row per registered dataset.
 
     Returns:
         DataFrame with columns name, n, n_train, n_validation, n_test, n_classes, labels (label names
-        joined by ", ", in label-id order), source, licence.
+        joined by ", ", in label-id order), at_chance_for (the bundled models that are at chance on
+        it, see :func:`chance_models`: build no study on those), source, licence.
     """
+    chance = chance_models()
     rows = []
     for name, spec in _REGISTRY.items():
         examples = _examples(name, spec)
@@ -340,9 +366,10 @@ def list_datasets() -> pd.DataFrame:
         rows.append({"name": name, "n": len(examples),
                      **{f"n_{s}": splits.count(s) for s in SPLITS},
                      "n_classes": spec.task.n_classes, "labels": ", ".join(spec.task.label_names),
+                     "at_chance_for": ", ".join(chance.get(name, [])),
                      "source": spec.source, "licence": spec.licence})
     return pd.DataFrame(rows, columns=["name", "n", "n_train", "n_validation", "n_test", "n_classes", "labels",
-                                       "source", "licence"])
+                                       "at_chance_for", "source", "licence"])
 
 
 # --------------------------------------------------------------------------------------------------
