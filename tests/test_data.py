@@ -392,3 +392,28 @@ def test_stratified_subsample(build):
     assert collections.Counter(r["label"] for r in sub) == {1: 3, 0: 7}
     assert [int(r["text"]) for r in sub] == sorted(int(r["text"]) for r in sub)
     assert build.stratified_subsample(recs, 200, "t") is recs
+
+
+def test_chance_models_read_the_measured_table(tmp_path, monkeypatch):
+    import toolkit.data as D
+
+    rows = [  # model m1 is above chance on yelp only with demonstrations; m2 nowhere on yelp
+        "model,dataset,shots,n,accuracy,low,high,majority,above_chance",
+        "m1,uci_yelp,0,100,0.55,0.45,0.64,0.5,False",
+        "m1,uci_yelp,4,100,0.80,0.71,0.87,0.5,True",
+        "m2,uci_yelp,0,100,0.52,0.42,0.61,0.5,False",
+        "m2,uci_yelp,4,100,0.49,0.39,0.59,0.5,False",
+        "m2,uci_imdb,0,100,0.70,0.60,0.78,0.5,True",
+    ]
+    (tmp_path / D.ACCURACY_FILE).write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(D, "data_dir", lambda: tmp_path)
+    assert D.chance_models() == {"uci_yelp": ["m2"]}
+    monkeypatch.setattr(D, "data_dir", lambda: tmp_path / "missing")
+    assert D.chance_models() == {}
+
+
+def test_list_datasets_names_models_at_chance():
+    table = list_datasets().set_index("name")
+    assert "at_chance_for" in table
+    if (DATA / "bundled_accuracy.csv").exists():  # measured by benchmarks/accuracy_table.py --write
+        assert table.loc["uci_yelp", "at_chance_for"] == ""  # both bundled models are well above chance there
