@@ -1,0 +1,177 @@
+"""Tests for toolkit.decisions: equivalence, multiplicity, misalignment verdicts and power.
+
+References: statsmodels (``ttost_paired``, ``multipletests``, ``TTestPower``, ``NormalIndPower``,
+``mcnemar``), hand computations written out below, a numerical restricted MLE (scipy
+``minimize_scalar``) for Tango's score test, and seeded Monte-Carlo simulations for power.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.weightstats import ttost_paired
+
+from toolkit.decisions import Equivalence, accuracy_tost, paired_tost
+
+
+def _table(g: int, l: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness vectors (ref, pruned) with g gains, l losses and n - g - l concordant pairs."""
+    ref = np.r_[np.zeros(g), np.ones(l), np.ones((n - g - l) // 2), np.zeros(n - g - l - (n - g - l) // 2)]
+    pruned = np.r_[np.ones(g), np.zeros(l), np.ones((n - g - l) // 2), np.zeros(n - g - l - (n - g - l) // 2)]
+    return ref, pruned
+
+
+# ---- equivalence -------------------------------------------------------------------------------
+def test_paired_tost_hand_computed():
+    # d = [0.1, 0.2, 0.3, 0.0]: mean 0.15, sd = sqrt(0.05 / 3), se = sd / 2; t_{0.95, 3} = 2.353363
+    # (printed t table), so the 90% CI is 0.15 +- 2.353363 * 0.0645497 = [-0.001909, 0.301909].
+    res = paired_tost([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.0], margin=0.5, alpha=0.05)
+    se = math.sqrt(0.05 / 3) / 2
+    assert res.estimate == pytest.approx(0.15)
+    assert (res.low, res.high) == pytest.approx((0.15 - 2.353363 * se, 0.15 + 2.353363 * se), abs=1e-6)
+    assert res.p_lower == pytest.approx(stats.t(3).sf(0.65 / se))
+    assert res.p_upper == pytest.approx(stats.t(3).cdf(-0.35 / se))
+    assert res.p == max(res.p_lower, res.p_upper) and res.equivalent and res.n == 4 and res.method == "t"
+    # a margin inside the CI: not equivalent
+    assert not paired_tost([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.0], margin=0.3).equivalent
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_paired_tost_matches_statsmodels(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 200))
+    a = rng.normal(size=n)
+    b = a + rng.normal(rng.normal(0, 0.1), rng.uniform(0.05, 1.0), size=n)
+    margin = float(rng.uniform(0.02, 0.5))
+    ours = paired_tost(a, b, margin, alpha=0.05)
+    p, (t1, p1, df1), (t2, p2, df2) = ttost_paired(b, a, -margin, margin)
+    assert ours.p_lower == pytest.approx(p1, rel=1e-10, abs=1e-300)
+    assert ours.p_upper == pytest.approx(p2, rel=1e-10, abs=1e-300)
+    assert ours.p == pytest.approx(p, rel=1e-10, abs=1e-300)
+
+
+@pytest.mark.parametrize("method", ["score", "wald", "t"])
+def test_accuracy_tost_equivalent_iff_ci_inside_margin(method):
+    for g in range(0, 12, 3):
+        for l in range(0, 12, 2):
+            for n in (30, 120, 400):
+                ref, pruned = _table(g, l, n)
+                res = accuracy_tost(ref, pruned, margin=0.05, method=method)
+                assert res.equivalent == (res.p < 0.05)
+                assert res.equivalent == (-0.05 < res.low and res.high < 0.05), (g, l, n)
+                assert res.low <= res.estimate <= res.high
+
+
+@pytest.mark.parametrize("method", ["score", "wald", "t"])
+def test_accuracy_tost_swap_negates(method):
+    ref, pruned = _table(7, 3, 90)
+    fwd, back = accuracy_tost(ref, pruned, method=method), accuracy_tost(pruned, ref, method=method)
+    assert back.estimate == pytest.approx(-fwd.estimate)
+    assert (back.low, back.high) == pytest.approx((-fwd.high, -fwd.low), abs=1e-9)
+    assert (back.p_lower, back.p_upper) == pytest.approx((fwd.p_upper, fwd.p_lower), abs=1e-12)
+
+
+def test_accuracy_wald_hand_computed():
+    # g=3, l=5, n=100: d = -0.02, psi = 0.08, var = (0.08 - 0.0004) / 100, z_{0.95} = 1.644854.
+    ref, pruned = _table(3, 5, 100)
+    res = accuracy_tost(ref, pruned, margin=0.05, method="wald")
+    se = math.sqrt((0.08 - 0.0004) / 100)
+    assert res.estimate == pytest.approx(-0.02)
+    assert (res.low, res.high) == pytest.approx((-0.02 - 1.644854 * se, -0.02 + 1.644854 * se), abs=1e-6)
+    assert res.p_lower == pytest.approx(stats.norm.sf(0.03 / se))
+    assert not res.equivalent  # low = -0.0664 < -0.05
+
+
+def test_accuracy_t_is_ttost_on_zero_one():
+    ref, pruned = _table(4, 6, 150)
+    res = accuracy_tost(ref, pruned, margin=0.05, method="t")
+    p, (_, p1, _), (_, p2, _) = ttost_paired(pruned, ref, -0.05, 0.05)
+    assert (res.p_lower, res.p_upper, res.p) == pytest.approx((p1, p2, p), rel=1e-10)
+
+
+def _numeric_score_stat(g: int, l: int, n: int, d0: float) -> float:
+    """Tango's statistic with the restricted MLE found numerically (not by the closed form)."""
+    m = n - g - l
+
+    def nll(p_l):
+        p_g = p_l + d0
+        return -(g * np.log(p_g) + l * np.log(p_l) + m * np.log(1 - p_g - p_l))
+
+    lo, hi = max(0.0, -d0) + 1e-12, (1 - d0) / 2 - 1e-12
+    p_l = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12}).x
+    return (g - l - n * d0) / math.sqrt(n * (p_l + d0 + p_l - d0 * d0))
+
+
+@pytest.mark.parametrize("g,l,n", [(3, 5, 100), (10, 2, 60), (1, 9, 200), (20, 20, 80)])
+def test_accuracy_score_matches_numerical_rmle(g, l, n):
+    ref, pruned = _table(g, l, n)
+    res = accuracy_tost(ref, pruned, margin=0.05, method="score")
+    assert res.p_lower == pytest.approx(stats.norm.sf(_numeric_score_stat(g, l, n, -0.05)), rel=1e-5)
+    assert res.p_upper == pytest.approx(stats.norm.cdf(_numeric_score_stat(g, l, n, 0.05)), rel=1e-5)
+    # the CI limits solve T(d0) = +-z_{0.95}
+    z = stats.norm.ppf(0.95)
+    assert _numeric_score_stat(g, l, n, res.low) == pytest.approx(z, abs=1e-4)
+    assert _numeric_score_stat(g, l, n, res.high) == pytest.approx(-z, abs=1e-4)
+
+
+@pytest.mark.parametrize("g,l", [(3, 5), (12, 2), (0, 6), (9, 9)])
+def test_accuracy_score_ci_excludes_zero_iff_mcnemar_rejects(g, l):
+    # T(0) is McNemar's z = (g - l) / sqrt(g + l): the (1 - 2 alpha) score CI excludes 0 exactly
+    # when McNemar's asymptotic test (no continuity correction) rejects at 2 alpha.
+    ref, pruned = _table(g, l, 100)
+    res = accuracy_tost(ref, pruned, margin=0.05, alpha=0.05, method="score")
+    mc = mcnemar([[100 - g - l, l], [g, 0]], exact=False, correction=False)
+    assert (res.low > 0 or res.high < 0) == (mc.pvalue < 0.10)
+
+
+def test_accuracy_score_no_flips_is_not_automatically_equivalent():
+    # g = l = 0: Wald and t give the point 0 (equivalent at any n); the score interval is
+    # [-u, u] with u = z^2 / (n + z^2) (solve n u / (1 - u) = z^2 by hand).
+    z2 = stats.norm.ppf(0.95) ** 2
+    for n in (20, 100):
+        ref, pruned = _table(0, 0, n)
+        res = accuracy_tost(ref, pruned, margin=0.05)
+        assert res.high == pytest.approx(z2 / (n + z2), abs=1e-9)
+        assert res.low == pytest.approx(-z2 / (n + z2), abs=1e-9)
+        assert accuracy_tost(ref, pruned, margin=0.05, method="wald").equivalent
+    assert not accuracy_tost(*_table(0, 0, 20), margin=0.05).equivalent  # u = 0.119
+    assert accuracy_tost(*_table(0, 0, 100), margin=0.05).equivalent  # u = 0.026
+
+
+def test_accuracy_score_converges_to_wald():
+    ref, pruned = _table(5000, 4000, 100_000)
+    s, w = accuracy_tost(ref, pruned, method="score"), accuracy_tost(ref, pruned, method="wald")
+    assert (s.low, s.high) == pytest.approx((w.low, w.high), abs=2e-5)
+
+
+def test_equivalence_is_frozen():
+    res = paired_tost([0.0, 1.0, 2.0], [0.1, 1.0, 2.2], margin=1.0)
+    assert isinstance(res, Equivalence)
+    with pytest.raises(AttributeError):
+        res.p = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: paired_tost([1, 2], [1, 2], margin=-0.1), r"margin=-0.1; expected a float in \(0, inf\)"),
+        (lambda: paired_tost([1, 2], [1, 2], margin=0.1, alpha=0.5), r"alpha=0.5; expected a float in \(0, 0.5\)"),
+        (lambda: paired_tost([1, 2], [1, 2, 3], margin=0.1), r"a has n=2 examples but b has n=3"),
+        (lambda: paired_tost([1.0], [1.0], margin=0.1), r"n=1 paired examples"),
+        (lambda: paired_tost([1, np.nan], [1, 2], margin=0.1), r"a\[1\]=nan; expected finite"),
+        (lambda: paired_tost([[1, 2]], [[1, 2]], margin=0.1), r"a has shape \(1, 2\)"),
+        (lambda: accuracy_tost([0, 1], [0, 2]), r"correct_pruned\[1\]=2.0; expected 0/1"),
+        (lambda: accuracy_tost([0, 1], [0, 1], margin=1.0), r"margin=1.0; expected a float in \(0, 1\)"),
+        (lambda: accuracy_tost([0, 1], [0, 1], method="exact"), r"method='exact'; expected one of \['score', 'wald', 't'\]"),
+        (lambda: accuracy_tost([], []), r"n=0"),
+        (lambda: accuracy_tost([0, 1], [0, 1], margin=True), r"margin=True"),
+    ],
+)
+def test_equivalence_input_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
