@@ -8,15 +8,26 @@ References: statsmodels (``ttost_paired``, ``multipletests``, ``TTestPower``, ``
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
-from toolkit.decisions import Equivalence, accuracy_tost, paired_tost
+from toolkit.decisions import (
+    Equivalence,
+    accuracy_tost,
+    adjust_pvalues,
+    adjust_tests,
+    error_budget,
+    paired_tost,
+)
+
+SM_METHOD = {"holm": "holm", "bh": "fdr_bh"}
 
 
 def _table(g: int, l: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,5 +184,156 @@ def test_equivalence_is_frozen():
     ],
 )
 def test_equivalence_input_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ---- multiplicity ------------------------------------------------------------------------------
+def test_adjust_pvalues_hand_computed():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4)
+    # holm: 4*0.005, 3*0.01, 2*0.03, 1*0.04 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    # bh:   4*0.005/1, 4*0.01/2, 4*0.03/3, 4*0.04/4 = 0.02, 0.02, 0.04, 0.04 -> running min from the top
+    p = [0.01, 0.04, 0.03, 0.005]
+    np.testing.assert_allclose(adjust_pvalues(p, "holm"), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(adjust_pvalues(p, "bh"), [0.02, 0.04, 0.04, 0.02])
+    np.testing.assert_allclose(adjust_pvalues(p, "none"), p)
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+@pytest.mark.parametrize("seed", range(4))
+def test_adjust_pvalues_matches_multipletests(method, seed):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 80))
+    p = rng.uniform(size=m) ** rng.uniform(1, 6)  # some small ones
+    p[rng.integers(0, m, size=m // 4)] = p[0]  # ties
+    reject, ref, _, _ = multipletests(p, alpha=0.05, method=SM_METHOD[method])
+    ours = adjust_pvalues(p, method)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(ours <= 0.05, reject)
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_adjust_pvalues_nan_passes_through_and_is_not_counted(method):
+    rng = np.random.default_rng(7)
+    p = rng.uniform(size=30) ** 3
+    p[[3, 11, 29]] = np.nan
+    ours = adjust_pvalues(p, method)
+    ok = ~np.isnan(p)
+    assert np.isnan(ours[~ok]).all()
+    np.testing.assert_allclose(ours[ok], multipletests(p[ok], method=SM_METHOD[method])[1], atol=1e-15)
+    assert np.isnan(adjust_pvalues([np.nan, np.nan], method)).all()
+
+
+def _random_tests(seed: int, m: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    se = rng.uniform(0.01, 0.1, size=m)
+    est = rng.normal(0, 1, size=m) * se + np.where(rng.uniform(size=m) < 0.3, 3.5 * se, 0.0)
+    return pd.DataFrame({"metric": [f"metric{i}" for i in range(m)], "estimate": est, "se": se})
+
+
+def test_adjust_tests_se_rows_hand_computed():
+    t = pd.DataFrame({"cell": ["a", "b", "c"], "estimate": [0.1, -0.02, np.nan], "se": [0.03, 0.04, np.nan]},
+                     index=[10, 20, 30])
+    out = adjust_tests(t, "holm", alpha=0.05)
+    assert list(out.index) == [10, 20, 30] and list(out.cell) == ["a", "b", "c"]
+    p = [2 * stats.norm.sf(0.1 / 0.03), 2 * stats.norm.sf(0.02 / 0.04)]
+    np.testing.assert_allclose(out.p.iloc[:2], p)
+    np.testing.assert_allclose(out.p_adj.iloc[:2], [2 * p[0], max(2 * p[0], p[1])])
+    q = stats.norm.ppf(1 - 0.05 / 2 / 2)  # Bonferroni over m = 2 counted tests
+    np.testing.assert_allclose(out.ci_low.iloc[:2], [0.1 - q * 0.03, -0.02 - q * 0.04])
+    np.testing.assert_allclose(out.ci_level.iloc[:2], 1 - 0.05 / 2)
+    assert list(out.changed) == [True, False, False]
+    assert (out.m == 2).all() and np.isnan(out.p.iloc[2]) and np.isnan(out.ci_low.iloc[2])
+    assert out.attrs["budget"].m == 2
+
+
+def test_adjust_tests_df_uses_t_reference():
+    t = pd.DataFrame({"estimate": [0.3], "se": [0.1], "df": [5.0]})
+    out = adjust_tests(t, "none")
+    assert out.p.iloc[0] == pytest.approx(2 * stats.t(5).sf(3.0))
+    assert out.ci_high.iloc[0] == pytest.approx(0.3 + stats.t(5).ppf(0.975) * 0.1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_adjust_tests_matches_multipletests_and_ci_duality(seed):
+    t = _random_tests(seed)
+    for method in ("holm", "bh"):
+        out = adjust_tests(t, method)
+        reject, ref, _, _ = multipletests(out.p, alpha=0.05, method=SM_METHOD[method])
+        np.testing.assert_allclose(out.p_adj, ref, atol=1e-15)
+        np.testing.assert_array_equal(out.changed, reject)
+        excludes = (out.ci_low > 0) | (out.ci_high < 0)
+        if method == "bh":
+            # Benjamini & Yekutieli 2005: at level 1 - R alpha / m, a z-interval excludes 0 exactly
+            # for the R rows BH selects.
+            np.testing.assert_array_equal(excludes, out.changed)
+            assert out.ci_level.iloc[0] == pytest.approx(1 - out.changed.sum() * 0.05 / len(t))
+        else:
+            # Bonferroni intervals are conservative companions of Holm: excluding 0 implies changed.
+            assert not (excludes & ~out.changed).any()
+            assert out.ci_level.iloc[0] == pytest.approx(1 - 0.05 / len(t))
+
+
+def test_adjust_tests_holm_controls_familywise_error_under_global_null():
+    # 2000 families of m = 20 independent null z-tests: P(any flag) <= 0.05 (+ 3 MC standard errors).
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2000, 20))
+    p = 2 * stats.norm.sf(np.abs(z))
+    any_holm = np.mean([(adjust_pvalues(row, "holm") <= 0.05).any() for row in p])
+    any_none = np.mean((p <= 0.05).any(axis=1))
+    assert any_holm <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 2000)
+    assert np.mean((p <= 0.05).sum(axis=1)) == pytest.approx(error_budget(20, "none").expected_unadjusted, abs=0.1)
+    assert any_none > 0.5  # 1 - 0.95**20 = 0.64: why the correction matters
+
+
+def test_adjust_tests_bootstrap_samples():
+    # s = [-1, 1, 2, 3]: #{s <= 0} = 1, so p = 2 (1 + 1) / (4 + 1) = 0.8
+    t = pd.DataFrame({"estimate": [1.0, 0.5], "samples": [np.array([-1.0, 1.0, 2.0, 3.0]), None],
+                      "se": [np.nan, 0.1]})
+    with pytest.warns(UserWarning, match="B=4 bootstrap replicates"):
+        out = adjust_tests(t, "holm")
+    assert out.p.iloc[0] == pytest.approx(0.8)
+    assert out.p.iloc[1] == pytest.approx(2 * stats.norm.sf(5.0))
+    g = 0.05 / 2
+    np.testing.assert_allclose([out.ci_low.iloc[0], out.ci_high.iloc[0]],
+                               np.quantile([-1.0, 1.0, 2.0, 3.0], [g / 2, 1 - g / 2]))
+
+
+def test_adjust_tests_bootstrap_resolution_is_enough_with_large_b():
+    rng = np.random.default_rng(1)
+    b = 2 * 10 / 0.05  # B >= 2m/alpha - 1 for m = 10
+    rows = [rng.normal(0.2 if i < 3 else 0.0, 0.02, size=int(b)) for i in range(10)]
+    t = pd.DataFrame({"estimate": [r.mean() for r in rows], "samples": rows})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # B = 400 >= 2m/alpha - 1: no resolution warning
+        out = adjust_tests(t, "holm")
+    assert list(out.changed) == [True] * 3 + [False] * 7
+
+
+def test_error_budget_statements():
+    assert error_budget(63, "none").expected_unadjusted == pytest.approx(3.15)
+    assert "P(any false flag) <= 0.05" in error_budget(63, "holm").statement
+    assert "3.15 expected without correction" in error_budget(63, "bh").statement
+    assert error_budget(63, "holm").bound == 0.05
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: adjust_pvalues([0.1, 1.2]), r"p\[1\]=1.2; expected p-values in \[0, 1\]"),
+        (lambda: adjust_pvalues([[0.1]]), r"p has shape \(1, 1\)"),
+        (lambda: adjust_pvalues([0.1], method="bonferroni"), r"method='bonferroni'; expected one of \['holm', 'bh', 'none'\]"),
+        (lambda: adjust_tests({"estimate": [1]}), r"tests is a dict; expected a pandas DataFrame"),
+        (lambda: adjust_tests(pd.DataFrame({"est": [1]})), r"expected 'estimate'"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0]})), r"expected 'se' or 'samples'"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [0.0]})), r"se=0.0 in row 0; expected a finite float > 0"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": ["x"]})), r"se='x' in row 0; expected a number"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [1.0], "df": [0.0]})), r"df=0.0 in row 0"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [1.0]}), alpha=1.5), r"alpha=1.5; expected a float in \(0, 1\)"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "samples": [np.array([])]})), r"samples of row 0"),
+        (lambda: error_budget(-1), r"m=-1; expected an integer >= 0"),
+    ],
+)
+def test_multiplicity_input_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
