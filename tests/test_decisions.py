@@ -7,6 +7,7 @@ References: statsmodels (``ttost_paired``, ``multipletests``, ``TTestPower``, ``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -24,6 +25,7 @@ from toolkit.decisions import (
     adjust_pvalues,
     adjust_tests,
     error_budget,
+    misalignment,
     paired_tost,
 )
 
@@ -337,3 +339,64 @@ def test_error_budget_statements():
 def test_multiplicity_input_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---- misalignment --------------------------------------------------------------------------------
+def _study(equivalent: list[bool], changed: dict[tuple[str, int], list[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An equivalence frame for cells k = 1..len(equivalent) and a changes frame flagging `changed`."""
+    eq = pd.DataFrame({"model": "m", "k": range(1, len(equivalent) + 1), "equivalent": equivalent,
+                       "margin": 0.05, "alpha": 0.05, "p": 0.01})
+    rows = []
+    for k in range(1, len(equivalent) + 1):
+        for metric in ("ece", "naopc"):
+            flagged = metric in changed.get(("m", k), [])
+            rows.append({"model": "m", "k": k, "metric": metric, "estimate": 0.5 if flagged else 0.0, "se": 0.1})
+    return eq, adjust_tests(pd.DataFrame(rows), "holm")
+
+
+def test_misalignment_truth_table():
+    eq, ch = _study([True, True, False, False], {("m", 1): ["naopc", "ece"], ("m", 3): ["ece"]})
+    out = misalignment(eq, ch, on=["model", "k"])
+    t = out.table
+    assert list(t.columns) == ["model", "k", "accuracy_equivalent", "changed_metrics", "n_changed", "misaligned", "verdict"]
+    assert list(t.misaligned) == [True, False, False, False]
+    assert list(t.changed_metrics) == ["ece, naopc", "", "ece", ""]
+    assert list(t.n_changed) == [2, 0, 1, 0]
+    assert list(t.verdict) == ["misaligned", "equivalent, no change shown", "accuracy not shown equivalent",
+                               "accuracy not shown equivalent"]
+    # the statement carries every size: margin, TOST alpha, cells, m, correction, expected false flags
+    for part in ("+-0.05", "alpha=0.05 per cell", "4 cells", "m=8 tests", "Holm", "0.40 expected without correction",
+                 "1 of 4 cells misaligned"):
+        assert part in out.statement, part
+    assert "\n" not in out.statement
+
+
+def test_misalignment_from_real_tests():
+    ref = np.r_[np.ones(300), np.zeros(100)]
+    eq = pd.DataFrame([{"k": k, **dataclasses.asdict(accuracy_tost(ref, np.r_[np.ones(300 - k), np.zeros(100 + k)]))}
+                       for k in (1, 30)])
+    ch = adjust_tests(pd.DataFrame({"k": [1, 1, 30], "metric": ["ece", "naopc", "ece"], "estimate": [0.1, 0.0, 0.2],
+                                    "se": [0.02, 0.1, 0.05]}), "bh")
+    out = misalignment(eq, ch, on=["k"])
+    assert list(out.table.misaligned) == [True, False]  # k = 30 loses 7.5 points: not equivalent
+    assert "Benjamini-Hochberg" in out.statement
+
+
+def test_misalignment_no_changes_rows():
+    eq, _ = _study([True], {})
+    out = misalignment(eq, pd.DataFrame(columns=["model", "k", "metric", "changed", "m", "method", "alpha"]), on=["model", "k"])
+    assert list(out.table.verdict) == ["equivalent, no change shown"]
+
+
+def test_misalignment_input_errors():
+    eq, ch = _study([True, False], {})
+    with pytest.raises(ValueError, match=r"changes lacks column\(s\) \['changed'\]"):
+        misalignment(eq, ch.drop(columns="changed"), on=["model", "k"])
+    with pytest.raises(ValueError, match=r"equivalence has several rows for cell \('m', 1\)"):
+        misalignment(pd.concat([eq, eq.iloc[:1]]), ch, on=["model", "k"])
+    with pytest.raises(ValueError, match=r"changes has cell \('m', 2\) with no row in equivalence"):
+        misalignment(eq.iloc[:1], ch, on=["model", "k"])
+    with pytest.raises(ValueError, match=r"equivalence has margin values \['0.05', '0.1'\]"):
+        misalignment(eq.assign(margin=[0.05, 0.1]), ch, on=["model", "k"])
+    with pytest.raises(ValueError, match=r"on=\[\]"):
+        misalignment(eq, ch, on=[])
