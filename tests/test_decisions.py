@@ -17,6 +17,7 @@ import pytest
 from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower, TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from toolkit.decisions import (
@@ -24,9 +25,16 @@ from toolkit.decisions import (
     accuracy_tost,
     adjust_pvalues,
     adjust_tests,
+    ci_halfwidth,
     error_budget,
+    mde_accuracy,
+    mde_paired,
     misalignment,
+    n_for_accuracy,
+    n_for_accuracy_equivalence,
+    n_for_halfwidth,
     paired_tost,
+    power_table,
 )
 
 SM_METHOD = {"holm": "holm", "bh": "fdr_bh"}
@@ -400,3 +408,109 @@ def test_misalignment_input_errors():
         misalignment(eq.assign(margin=[0.05, 0.1]), ch, on=["model", "k"])
     with pytest.raises(ValueError, match=r"on=\[\]"):
         misalignment(eq, ch, on=[])
+
+
+# ---- power ---------------------------------------------------------------------------------------
+Z975, Z95, Z90, Z80 = 1.959964, 1.644854, 1.281552, 0.841621  # printed normal table
+
+
+def test_connor_hand_computed():
+    # psi = 0.2, d = 0.1: n = (1.959964 sqrt(0.2) + 0.841621 sqrt(0.19))^2 / 0.01 = 154.6 -> 155
+    assert n_for_accuracy(0.1, 0.2) == math.ceil((Z975 * math.sqrt(0.2) + Z80 * math.sqrt(0.19)) ** 2 / 0.01) == 155
+    d = mde_accuracy(155, 0.2)
+    assert d == pytest.approx(0.1, abs=5e-4) and d <= 0.1  # n = 155 > 154.6 sees slightly less than 0.1
+    # ~ (z + z) sqrt(psi / n) when d^2 << psi
+    assert mde_accuracy(10_000, 0.2) == pytest.approx((Z975 + Z80) * math.sqrt(0.2 / 10_000), rel=2e-3)
+    # 5 flips in 100 cannot show any difference: the root lies above psi
+    assert mde_accuracy(100, 0.05) == math.inf
+
+
+def test_tost_sample_size_hand_computed():
+    # d = 0: (z_{0.95} + z_{0.90})^2 * 0.2 / 0.05^2 = 685.2 -> 686
+    assert n_for_accuracy_equivalence(0.05, 0.2) == math.ceil((Z95 + Z90) ** 2 * 0.2 / 0.0025) == 686
+    # d = 0.02: (z_{0.95} + z_{0.80})^2 * (0.2 - 0.0004) / 0.03^2
+    assert n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.02) == math.ceil((Z95 + Z80) ** 2 * 0.1996 / 0.0009)
+    # power = 0.5: the expected (1 - 2 alpha) CI half-width equals margin - |d|
+    n = n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.02, power=0.5)
+    assert Z95 * math.sqrt(0.1996 / n) <= 0.03 < Z95 * math.sqrt(0.1996 / (n - 1))
+
+
+@pytest.mark.parametrize("n", [6, 20, 100])
+def test_mde_paired_matches_statsmodels(n):
+    # statsmodels solves with its own root finder: agreement to its tolerance (observed < 4e-6 rel)
+    es = TTestPower().solve_power(effect_size=None, nobs=n, alpha=0.05, power=0.8, alternative="two-sided")
+    assert mde_paired(n, 0.3) == pytest.approx(es * 0.3, rel=1e-5)
+    es_z = NormalIndPower().solve_power(effect_size=None, nobs1=n, alpha=0.05, power=0.8, ratio=0)
+    # the closed form ignores the far tail (Phi(-4.8) ~ 1e-6): same MDE to ~1e-6
+    assert mde_paired(n, 0.3, method="normal") == pytest.approx(es_z * 0.3, rel=1e-5)
+    assert mde_paired(n, 0.3, method="normal") == pytest.approx((Z975 + Z80) * 0.3 / math.sqrt(n), rel=1e-6)
+
+
+def test_ci_halfwidth_and_inverse():
+    assert ci_halfwidth(100, 0.5, method="normal") == pytest.approx(Z975 * 0.05, rel=1e-6)
+    assert ci_halfwidth(6, 1.0) == pytest.approx(stats.t.ppf(0.975, 5) / math.sqrt(6))
+    for method in ("t", "normal"):
+        n = n_for_halfwidth(0.1, 0.4, method=method)
+        assert ci_halfwidth(n, 0.4, method=method) <= 0.1 < ci_halfwidth(max(n - 1, 2), 0.4, method=method)
+    assert n_for_halfwidth(0.1, 0.4, method="normal") == math.ceil((Z975 * 0.4 / 0.1) ** 2)
+
+
+def test_power_by_simulation():
+    # 2000 seeded simulated studies at each MDE: observed power within 0.03 of the target
+    # (Monte-Carlo standard error sqrt(0.8 * 0.2 / 2000) = 0.009).
+    rng = np.random.default_rng(2026)
+    reps = 2000
+    # paired t-test, small n where the normal formula would be off
+    for n in (6, 20):
+        mde = mde_paired(n, 1.0)
+        d = rng.normal(mde, 1.0, size=(reps, n))
+        t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(n))
+        assert np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1)) == pytest.approx(0.8, abs=0.03), n
+    # McNemar (asymptotic, no continuity correction) at Connor's MDE
+    n, psi = 400, 0.2
+    d = mde_accuracy(n, psi)
+    g, l, _ = rng.multinomial(n, [(psi + d) / 2, (psi - d) / 2, 1 - psi], size=reps).T
+    z = (g - l) / np.sqrt(np.maximum(g + l, 1))
+    assert np.mean(np.abs(z) > Z975) == pytest.approx(0.8, abs=0.03)
+    # Wald TOST at the n it asks for, true difference 0 and 0.02
+    for true in (0.0, 0.02):
+        n = n_for_accuracy_equivalence(0.05, psi, true_diff=true)
+        g, l, _ = rng.multinomial(n, [(psi + true) / 2, (psi - true) / 2, 1 - psi], size=reps).T
+        dh = (g - l) / n
+        se = np.sqrt(((g + l) / n - dh**2) / n)
+        passed = (dh - Z95 * se > -0.05) & (dh + Z95 * se < 0.05)
+        assert passed.mean() == pytest.approx(0.8, abs=0.03), true
+
+
+def test_power_table_columns():
+    pilot = pd.DataFrame({"metric": ["accuracy", "ece", "naopc"], "n": [100, 100, 6],
+                          "p_disc": [0.1, np.nan, np.nan], "sd": [np.nan, 0.05, 0.3]})
+    out = power_table(pilot)
+    assert list(out.columns) == ["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence", "alpha", "power"]
+    assert out.mde.iloc[0] == pytest.approx(mde_accuracy(100, 0.1))
+    assert out.ci_halfwidth.iloc[0] == pytest.approx(Z975 * math.sqrt(0.1 / 100), rel=1e-6)
+    assert out.n_equivalence.iloc[0] == n_for_accuracy_equivalence(0.05, 0.1)
+    assert out.mde.iloc[2] == pytest.approx(mde_paired(6, 0.3)) and np.isnan(out.n_equivalence.iloc[2])
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: mde_accuracy(0, 0.1), r"n=0; expected an integer >= 1"),
+        (lambda: mde_accuracy(100, 0.0), r"p_disc=0.0; expected a float in \(0, 1\]"),
+        (lambda: mde_accuracy(100, 0.1, power=0.01), r"power=0.01; expected a float in \(0.05, 1\)"),
+        (lambda: n_for_accuracy(0.3, 0.2), r"mde=0.3; expected a float in \(0, 0.2\]"),
+        (lambda: n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.05), r"true_diff=0.05; expected a float in \(-0.05, 0.05\)"),
+        (lambda: mde_paired(1, 1.0), r"n=1; expected an integer >= 2"),
+        (lambda: mde_paired(10, -1.0), r"sd=-1.0; expected a float in \(0, inf\)"),
+        (lambda: mde_paired(10, 1.0, method="z"), r"method='z'; expected one of \['t', 'normal'\]"),
+        (lambda: ci_halfwidth(10, 1.0, alpha=0), r"alpha=0; expected a float in \(0, 1\)"),
+        (lambda: n_for_halfwidth(0.0, 1.0), r"halfwidth=0.0"),
+        (lambda: power_table(pd.DataFrame({"metric": ["a"], "n": [10]})), r"expected 'metric', 'n' and 'p_disc' or 'sd'"),
+        (lambda: power_table(pd.DataFrame({"metric": ["a"], "n": [10], "p_disc": [0.1], "sd": [0.2]})),
+         r"pilot row 0 \('a'\) has p_disc=0.1 and sd=0.2; expected exactly one"),
+    ],
+)
+def test_power_input_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
