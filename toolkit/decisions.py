@@ -28,8 +28,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
 __all__ = [
-    "ADJUSTMENTS",
     "ACCURACY_METHODS",
+    "ADJUSTMENTS",
     "Equivalence",
     "ErrorBudget",
     "Misalignment",
@@ -39,9 +39,9 @@ __all__ = [
     "adjust_pvalues",
     "adjust_tests",
     "ci_halfwidth",
+    "error_budget",
     "mde_accuracy",
     "mde_paired",
-    "error_budget",
     "misalignment",
     "n_for_accuracy",
     "n_for_accuracy_equivalence",
@@ -61,9 +61,10 @@ def _check_float(value: object, name: str, low: float, high: float, *, closed: s
     allowed = f"{'[' if lo_ok else '('}{low:g}, {high:g}{']' if hi_ok else ')'}"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name}={value!r}; expected a float in {allowed}")
-    v = float(value)
-    inside = (v > low or (lo_ok and v == low)) and (v < high or (hi_ok and v == high))
-    if not (math.isfinite(v) or math.isinf(high) and v == high and hi_ok) or not inside:
+    v = float(value)  # NaN fails both comparisons below
+    above = v > low or (lo_ok and v == low)
+    below = v < high or (hi_ok and v == high)
+    if not (above and below):
         raise ValueError(f"{name}={value!r}; expected a float in {allowed}")
     return v
 
@@ -902,7 +903,7 @@ def power_table(pilot: pd.DataFrame, alpha: float = 0.05, power: float = 0.8, ma
             rows.append(dict(metric=r["metric"], n=n, p_disc=float(p_disc), sd=np.nan,
                              mde=mde_accuracy(n, float(p_disc), alpha, power),
                              ci_halfwidth=ci_halfwidth(n, math.sqrt(float(p_disc)), alpha, "normal"),
-                             n_equivalence=n_for_accuracy_equivalence(margin, float(p_disc), 0.0, min(alpha, 0.499), power)))
+                             n_equivalence=n_for_accuracy_equivalence(margin, float(p_disc), 0.0, alpha, power)))
         else:
             rows.append(dict(metric=r["metric"], n=n, p_disc=np.nan, sd=float(sd), mde=mde_paired(n, float(sd), alpha, power),
                              ci_halfwidth=ci_halfwidth(n, float(sd), alpha), n_equivalence=np.nan))
