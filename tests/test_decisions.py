@@ -1,0 +1,516 @@
+"""Tests for toolkit.decisions: equivalence, multiplicity, misalignment verdicts and power.
+
+References: statsmodels (``ttost_paired``, ``multipletests``, ``TTestPower``, ``NormalIndPower``,
+``mcnemar``), hand computations written out below, a numerical restricted MLE (scipy
+``minimize_scalar``) for Tango's score test, and seeded Monte-Carlo simulations for power.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower, TTestPower
+from statsmodels.stats.weightstats import ttost_paired
+
+from toolkit.decisions import (
+    Equivalence,
+    accuracy_tost,
+    adjust_pvalues,
+    adjust_tests,
+    ci_halfwidth,
+    error_budget,
+    mde_accuracy,
+    mde_paired,
+    misalignment,
+    n_for_accuracy,
+    n_for_accuracy_equivalence,
+    n_for_halfwidth,
+    paired_tost,
+    power_table,
+)
+
+SM_METHOD = {"holm": "holm", "bh": "fdr_bh"}
+
+
+def _table(g: int, l: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness vectors (ref, pruned) with g gains, l losses and n - g - l concordant pairs."""
+    ref = np.r_[np.zeros(g), np.ones(l), np.ones((n - g - l) // 2), np.zeros(n - g - l - (n - g - l) // 2)]
+    pruned = np.r_[np.ones(g), np.zeros(l), np.ones((n - g - l) // 2), np.zeros(n - g - l - (n - g - l) // 2)]
+    return ref, pruned
+
+
+# ---- equivalence -------------------------------------------------------------------------------
+def test_paired_tost_hand_computed():
+    # d = [0.1, 0.2, 0.3, 0.0]: mean 0.15, sd = sqrt(0.05 / 3), se = sd / 2; t_{0.95, 3} = 2.353363
+    # (printed t table), so the 90% CI is 0.15 +- 2.353363 * 0.0645497 = [-0.001909, 0.301909].
+    res = paired_tost([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.0], margin=0.5, alpha=0.05)
+    se = math.sqrt(0.05 / 3) / 2
+    assert res.estimate == pytest.approx(0.15)
+    assert (res.low, res.high) == pytest.approx((0.15 - 2.353363 * se, 0.15 + 2.353363 * se), abs=1e-6)
+    assert res.p_lower == pytest.approx(stats.t(3).sf(0.65 / se))
+    assert res.p_upper == pytest.approx(stats.t(3).cdf(-0.35 / se))
+    assert res.p == max(res.p_lower, res.p_upper) and res.equivalent and res.n == 4 and res.method == "t"
+    # a margin inside the CI: not equivalent
+    assert not paired_tost([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.0], margin=0.3).equivalent
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_paired_tost_matches_statsmodels(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 200))
+    a = rng.normal(size=n)
+    b = a + rng.normal(rng.normal(0, 0.1), rng.uniform(0.05, 1.0), size=n)
+    margin = float(rng.uniform(0.02, 0.5))
+    ours = paired_tost(a, b, margin, alpha=0.05)
+    p, (t1, p1, df1), (t2, p2, df2) = ttost_paired(b, a, -margin, margin)
+    assert ours.p_lower == pytest.approx(p1, rel=1e-10, abs=1e-300)
+    assert ours.p_upper == pytest.approx(p2, rel=1e-10, abs=1e-300)
+    assert ours.p == pytest.approx(p, rel=1e-10, abs=1e-300)
+
+
+@pytest.mark.parametrize("method", ["score", "wald", "t"])
+def test_accuracy_tost_equivalent_iff_ci_inside_margin(method):
+    for g in range(0, 12, 3):
+        for l in range(0, 12, 2):
+            for n in (30, 120, 400):
+                ref, pruned = _table(g, l, n)
+                res = accuracy_tost(ref, pruned, margin=0.05, method=method)
+                assert res.equivalent == (res.p < 0.05)
+                assert res.equivalent == (-0.05 < res.low and res.high < 0.05), (g, l, n)
+                assert res.low <= res.estimate <= res.high
+
+
+@pytest.mark.parametrize("method", ["score", "wald", "t"])
+def test_accuracy_tost_swap_negates(method):
+    ref, pruned = _table(7, 3, 90)
+    fwd, back = accuracy_tost(ref, pruned, method=method), accuracy_tost(pruned, ref, method=method)
+    assert back.estimate == pytest.approx(-fwd.estimate)
+    assert (back.low, back.high) == pytest.approx((-fwd.high, -fwd.low), abs=1e-9)
+    assert (back.p_lower, back.p_upper) == pytest.approx((fwd.p_upper, fwd.p_lower), abs=1e-12)
+
+
+def test_accuracy_wald_hand_computed():
+    # g=3, l=5, n=100: d = -0.02, psi = 0.08, var = (0.08 - 0.0004) / 100, z_{0.95} = 1.644854.
+    ref, pruned = _table(3, 5, 100)
+    res = accuracy_tost(ref, pruned, margin=0.05, method="wald")
+    se = math.sqrt((0.08 - 0.0004) / 100)
+    assert res.estimate == pytest.approx(-0.02)
+    assert (res.low, res.high) == pytest.approx((-0.02 - 1.644854 * se, -0.02 + 1.644854 * se), abs=1e-6)
+    assert res.p_lower == pytest.approx(stats.norm.sf(0.03 / se))
+    assert not res.equivalent  # low = -0.0664 < -0.05
+
+
+def test_accuracy_t_is_ttost_on_zero_one():
+    ref, pruned = _table(4, 6, 150)
+    res = accuracy_tost(ref, pruned, margin=0.05, method="t")
+    p, (_, p1, _), (_, p2, _) = ttost_paired(pruned, ref, -0.05, 0.05)
+    assert (res.p_lower, res.p_upper, res.p) == pytest.approx((p1, p2, p), rel=1e-10)
+
+
+def _numeric_score_stat(g: int, l: int, n: int, d0: float) -> float:
+    """Tango's statistic with the restricted MLE found numerically (not by the closed form)."""
+    m = n - g - l
+
+    def nll(p_l):
+        p_g = p_l + d0
+        return -(g * np.log(p_g) + l * np.log(p_l) + m * np.log(1 - p_g - p_l))
+
+    lo, hi = max(0.0, -d0) + 1e-12, (1 - d0) / 2 - 1e-12
+    p_l = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12}).x
+    return (g - l - n * d0) / math.sqrt(n * (p_l + d0 + p_l - d0 * d0))
+
+
+@pytest.mark.parametrize("g,l,n", [(3, 5, 100), (10, 2, 60), (1, 9, 200), (20, 20, 80)])
+def test_accuracy_score_matches_numerical_rmle(g, l, n):
+    ref, pruned = _table(g, l, n)
+    res = accuracy_tost(ref, pruned, margin=0.05, method="score")
+    assert res.p_lower == pytest.approx(stats.norm.sf(_numeric_score_stat(g, l, n, -0.05)), rel=1e-5)
+    assert res.p_upper == pytest.approx(stats.norm.cdf(_numeric_score_stat(g, l, n, 0.05)), rel=1e-5)
+    # the CI limits solve T(d0) = +-z_{0.95}
+    z = stats.norm.ppf(0.95)
+    assert _numeric_score_stat(g, l, n, res.low) == pytest.approx(z, abs=1e-4)
+    assert _numeric_score_stat(g, l, n, res.high) == pytest.approx(-z, abs=1e-4)
+
+
+@pytest.mark.parametrize("g,l", [(3, 5), (12, 2), (0, 6), (9, 9)])
+def test_accuracy_score_ci_excludes_zero_iff_mcnemar_rejects(g, l):
+    # T(0) is McNemar's z = (g - l) / sqrt(g + l): the (1 - 2 alpha) score CI excludes 0 exactly
+    # when McNemar's asymptotic test (no continuity correction) rejects at 2 alpha.
+    ref, pruned = _table(g, l, 100)
+    res = accuracy_tost(ref, pruned, margin=0.05, alpha=0.05, method="score")
+    mc = mcnemar([[100 - g - l, l], [g, 0]], exact=False, correction=False)
+    assert (res.low > 0 or res.high < 0) == (mc.pvalue < 0.10)
+
+
+def test_accuracy_score_no_flips_is_not_automatically_equivalent():
+    # g = l = 0: Wald and t give the point 0 (equivalent at any n); the score interval is
+    # [-u, u] with u = z^2 / (n + z^2) (solve n u / (1 - u) = z^2 by hand).
+    z2 = stats.norm.ppf(0.95) ** 2
+    for n in (20, 100):
+        ref, pruned = _table(0, 0, n)
+        res = accuracy_tost(ref, pruned, margin=0.05)
+        assert res.high == pytest.approx(z2 / (n + z2), abs=1e-9)
+        assert res.low == pytest.approx(-z2 / (n + z2), abs=1e-9)
+        assert accuracy_tost(ref, pruned, margin=0.05, method="wald").equivalent
+    assert not accuracy_tost(*_table(0, 0, 20), margin=0.05).equivalent  # u = 0.119
+    assert accuracy_tost(*_table(0, 0, 100), margin=0.05).equivalent  # u = 0.026
+
+
+def test_accuracy_score_converges_to_wald():
+    ref, pruned = _table(5000, 4000, 100_000)
+    s, w = accuracy_tost(ref, pruned, method="score"), accuracy_tost(ref, pruned, method="wald")
+    assert (s.low, s.high) == pytest.approx((w.low, w.high), abs=2e-5)
+
+
+def test_equivalence_is_frozen():
+    res = paired_tost([0.0, 1.0, 2.0], [0.1, 1.0, 2.2], margin=1.0)
+    assert isinstance(res, Equivalence)
+    with pytest.raises(AttributeError):
+        res.p = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: paired_tost([1, 2], [1, 2], margin=-0.1), r"margin=-0.1; expected a float in \(0, inf\)"),
+        (lambda: paired_tost([1, 2], [1, 2], margin=0.1, alpha=0.5), r"alpha=0.5; expected a float in \(0, 0.5\)"),
+        (lambda: paired_tost([1, 2], [1, 2, 3], margin=0.1), r"a has n=2 examples but b has n=3"),
+        (lambda: paired_tost([1.0], [1.0], margin=0.1), r"n=1 paired examples"),
+        (lambda: paired_tost([1, np.nan], [1, 2], margin=0.1), r"a\[1\]=nan; expected finite"),
+        (lambda: paired_tost([[1, 2]], [[1, 2]], margin=0.1), r"a has shape \(1, 2\)"),
+        (lambda: accuracy_tost([0, 1], [0, 2]), r"correct_pruned\[1\]=2.0; expected 0/1"),
+        (lambda: accuracy_tost([0, 1], [0, 1], margin=1.0), r"margin=1.0; expected a float in \(0, 1\)"),
+        (lambda: accuracy_tost([0, 1], [0, 1], method="exact"), r"method='exact'; expected one of \['score', 'wald', 't'\]"),
+        (lambda: accuracy_tost([], []), r"n=0"),
+        (lambda: accuracy_tost([0, 1], [0, 1], margin=True), r"margin=True"),
+    ],
+)
+def test_equivalence_input_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ---- multiplicity ------------------------------------------------------------------------------
+def test_adjust_pvalues_hand_computed():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4)
+    # holm: 4*0.005, 3*0.01, 2*0.03, 1*0.04 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    # bh:   4*0.005/1, 4*0.01/2, 4*0.03/3, 4*0.04/4 = 0.02, 0.02, 0.04, 0.04 -> running min from the top
+    p = [0.01, 0.04, 0.03, 0.005]
+    np.testing.assert_allclose(adjust_pvalues(p, "holm"), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(adjust_pvalues(p, "bh"), [0.02, 0.04, 0.04, 0.02])
+    np.testing.assert_allclose(adjust_pvalues(p, "none"), p)
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+@pytest.mark.parametrize("seed", range(4))
+def test_adjust_pvalues_matches_multipletests(method, seed):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 80))
+    p = rng.uniform(size=m) ** rng.uniform(1, 6)  # some small ones
+    p[rng.integers(0, m, size=m // 4)] = p[0]  # ties
+    reject, ref, _, _ = multipletests(p, alpha=0.05, method=SM_METHOD[method])
+    ours = adjust_pvalues(p, method)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(ours <= 0.05, reject)
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_adjust_pvalues_nan_passes_through_and_is_not_counted(method):
+    rng = np.random.default_rng(7)
+    p = rng.uniform(size=30) ** 3
+    p[[3, 11, 29]] = np.nan
+    ours = adjust_pvalues(p, method)
+    ok = ~np.isnan(p)
+    assert np.isnan(ours[~ok]).all()
+    np.testing.assert_allclose(ours[ok], multipletests(p[ok], method=SM_METHOD[method])[1], atol=1e-15)
+    assert np.isnan(adjust_pvalues([np.nan, np.nan], method)).all()
+
+
+def _random_tests(seed: int, m: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    se = rng.uniform(0.01, 0.1, size=m)
+    est = rng.normal(0, 1, size=m) * se + np.where(rng.uniform(size=m) < 0.3, 3.5 * se, 0.0)
+    return pd.DataFrame({"metric": [f"metric{i}" for i in range(m)], "estimate": est, "se": se})
+
+
+def test_adjust_tests_se_rows_hand_computed():
+    t = pd.DataFrame({"cell": ["a", "b", "c"], "estimate": [0.1, -0.02, np.nan], "se": [0.03, 0.04, np.nan]},
+                     index=[10, 20, 30])
+    out = adjust_tests(t, "holm", alpha=0.05)
+    assert list(out.index) == [10, 20, 30] and list(out.cell) == ["a", "b", "c"]
+    p = [2 * stats.norm.sf(0.1 / 0.03), 2 * stats.norm.sf(0.02 / 0.04)]
+    np.testing.assert_allclose(out.p.iloc[:2], p)
+    np.testing.assert_allclose(out.p_adj.iloc[:2], [2 * p[0], max(2 * p[0], p[1])])
+    q = stats.norm.ppf(1 - 0.05 / 2 / 2)  # Bonferroni over m = 2 counted tests
+    np.testing.assert_allclose(out.ci_low.iloc[:2], [0.1 - q * 0.03, -0.02 - q * 0.04])
+    np.testing.assert_allclose(out.ci_level.iloc[:2], 1 - 0.05 / 2)
+    assert list(out.changed) == [True, False, False]
+    assert (out.m == 2).all() and np.isnan(out.p.iloc[2]) and np.isnan(out.ci_low.iloc[2])
+    assert out.attrs["budget"].m == 2
+
+
+def test_adjust_tests_df_uses_t_reference():
+    t = pd.DataFrame({"estimate": [0.3], "se": [0.1], "df": [5.0]})
+    out = adjust_tests(t, "none")
+    assert out.p.iloc[0] == pytest.approx(2 * stats.t(5).sf(3.0))
+    assert out.ci_high.iloc[0] == pytest.approx(0.3 + stats.t(5).ppf(0.975) * 0.1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_adjust_tests_matches_multipletests_and_ci_duality(seed):
+    t = _random_tests(seed)
+    for method in ("holm", "bh"):
+        out = adjust_tests(t, method)
+        reject, ref, _, _ = multipletests(out.p, alpha=0.05, method=SM_METHOD[method])
+        np.testing.assert_allclose(out.p_adj, ref, atol=1e-15)
+        np.testing.assert_array_equal(out.changed, reject)
+        excludes = (out.ci_low > 0) | (out.ci_high < 0)
+        if method == "bh":
+            # Benjamini & Yekutieli 2005: at level 1 - R alpha / m, a z-interval excludes 0 exactly
+            # for the R rows BH selects.
+            np.testing.assert_array_equal(excludes, out.changed)
+            assert out.ci_level.iloc[0] == pytest.approx(1 - out.changed.sum() * 0.05 / len(t))
+        else:
+            # Bonferroni intervals are conservative companions of Holm: excluding 0 implies changed.
+            assert not (excludes & ~out.changed).any()
+            assert out.ci_level.iloc[0] == pytest.approx(1 - 0.05 / len(t))
+
+
+def test_adjust_tests_holm_controls_familywise_error_under_global_null():
+    # 2000 families of m = 20 independent null z-tests: P(any flag) <= 0.05 (+ 3 MC standard errors).
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2000, 20))
+    p = 2 * stats.norm.sf(np.abs(z))
+    any_holm = np.mean([(adjust_pvalues(row, "holm") <= 0.05).any() for row in p])
+    any_none = np.mean((p <= 0.05).any(axis=1))
+    assert any_holm <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 2000)
+    assert np.mean((p <= 0.05).sum(axis=1)) == pytest.approx(error_budget(20, "none").expected_unadjusted, abs=0.1)
+    assert any_none > 0.5  # 1 - 0.95**20 = 0.64: why the correction matters
+
+
+def test_adjust_tests_bootstrap_samples():
+    # s = [-1, 1, 2, 3]: #{s <= 0} = 1, so p = 2 (1 + 1) / (4 + 1) = 0.8
+    t = pd.DataFrame({"estimate": [1.0, 0.5], "samples": [np.array([-1.0, 1.0, 2.0, 3.0]), None],
+                      "se": [np.nan, 0.1]})
+    with pytest.warns(UserWarning, match="B=4 bootstrap replicates"):
+        out = adjust_tests(t, "holm")
+    assert out.p.iloc[0] == pytest.approx(0.8)
+    assert out.p.iloc[1] == pytest.approx(2 * stats.norm.sf(5.0))
+    g = 0.05 / 2
+    np.testing.assert_allclose([out.ci_low.iloc[0], out.ci_high.iloc[0]],
+                               np.quantile([-1.0, 1.0, 2.0, 3.0], [g / 2, 1 - g / 2]))
+
+
+def test_adjust_tests_bootstrap_resolution_is_enough_with_large_b():
+    rng = np.random.default_rng(1)
+    b = 2 * 10 / 0.05  # B >= 2m/alpha - 1 for m = 10
+    rows = [rng.normal(0.2 if i < 3 else 0.0, 0.02, size=int(b)) for i in range(10)]
+    t = pd.DataFrame({"estimate": [r.mean() for r in rows], "samples": rows})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # B = 400 >= 2m/alpha - 1: no resolution warning
+        out = adjust_tests(t, "holm")
+    assert list(out.changed) == [True] * 3 + [False] * 7
+
+
+def test_error_budget_statements():
+    assert error_budget(63, "none").expected_unadjusted == pytest.approx(3.15)
+    assert "P(any false flag) <= 0.05" in error_budget(63, "holm").statement
+    assert "3.15 expected without correction" in error_budget(63, "bh").statement
+    assert error_budget(63, "holm").bound == 0.05
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: adjust_pvalues([0.1, 1.2]), r"p\[1\]=1.2; expected p-values in \[0, 1\]"),
+        (lambda: adjust_pvalues([[0.1]]), r"p has shape \(1, 1\)"),
+        (lambda: adjust_pvalues([0.1], method="bonferroni"), r"method='bonferroni'; expected one of \['holm', 'bh', 'none'\]"),
+        (lambda: adjust_tests({"estimate": [1]}), r"tests is a dict; expected a pandas DataFrame"),
+        (lambda: adjust_tests(pd.DataFrame({"est": [1]})), r"expected 'estimate'"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0]})), r"expected 'se' or 'samples'"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [0.0]})), r"se=0.0 in row 0; expected a finite float > 0"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": ["x"]})), r"se='x' in row 0; expected a number"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [1.0], "df": [0.0]})), r"df=0.0 in row 0"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [1.0]}), alpha=1.5), r"alpha=1.5; expected a float in \(0, 1\)"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "samples": [np.array([])]})), r"samples of row 0"),
+        (lambda: error_budget(-1), r"m=-1; expected an integer >= 0"),
+    ],
+)
+def test_multiplicity_input_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ---- misalignment --------------------------------------------------------------------------------
+def _study(equivalent: list[bool], changed: dict[tuple[str, int], list[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An equivalence frame for cells k = 1..len(equivalent) and a changes frame flagging `changed`."""
+    eq = pd.DataFrame({"model": "m", "k": range(1, len(equivalent) + 1), "equivalent": equivalent,
+                       "margin": 0.05, "alpha": 0.05, "p": 0.01})
+    rows = []
+    for k in range(1, len(equivalent) + 1):
+        for metric in ("ece", "naopc"):
+            flagged = metric in changed.get(("m", k), [])
+            rows.append({"model": "m", "k": k, "metric": metric, "estimate": 0.5 if flagged else 0.0, "se": 0.1})
+    return eq, adjust_tests(pd.DataFrame(rows), "holm")
+
+
+def test_misalignment_truth_table():
+    eq, ch = _study([True, True, False, False], {("m", 1): ["naopc", "ece"], ("m", 3): ["ece"]})
+    out = misalignment(eq, ch, on=["model", "k"])
+    t = out.table
+    assert list(t.columns) == ["model", "k", "accuracy_equivalent", "changed_metrics", "n_changed", "misaligned", "verdict"]
+    assert list(t.misaligned) == [True, False, False, False]
+    assert list(t.changed_metrics) == ["ece, naopc", "", "ece", ""]
+    assert list(t.n_changed) == [2, 0, 1, 0]
+    assert list(t.verdict) == ["misaligned", "equivalent, no change shown", "accuracy not shown equivalent",
+                               "accuracy not shown equivalent"]
+    # the statement carries every size: margin, TOST alpha, cells, m, correction, expected false flags
+    for part in ("+-0.05", "alpha=0.05 per cell", "4 cells", "m=8 tests", "Holm", "0.40 expected without correction",
+                 "1 of 4 cells misaligned"):
+        assert part in out.statement, part
+    assert "\n" not in out.statement
+
+
+def test_misalignment_from_real_tests():
+    ref = np.r_[np.ones(300), np.zeros(100)]
+    eq = pd.DataFrame([{"k": k, **dataclasses.asdict(accuracy_tost(ref, np.r_[np.ones(300 - k), np.zeros(100 + k)]))}
+                       for k in (1, 30)])
+    ch = adjust_tests(pd.DataFrame({"k": [1, 1, 30], "metric": ["ece", "naopc", "ece"], "estimate": [0.1, 0.0, 0.2],
+                                    "se": [0.02, 0.1, 0.05]}), "bh")
+    out = misalignment(eq, ch, on=["k"])
+    assert list(out.table.misaligned) == [True, False]  # k = 30 loses 7.5 points: not equivalent
+    assert "Benjamini-Hochberg" in out.statement
+
+
+def test_misalignment_no_changes_rows():
+    eq, _ = _study([True], {})
+    out = misalignment(eq, pd.DataFrame(columns=["model", "k", "metric", "changed", "m", "method", "alpha"]), on=["model", "k"])
+    assert list(out.table.verdict) == ["equivalent, no change shown"]
+
+
+def test_misalignment_input_errors():
+    eq, ch = _study([True, False], {})
+    with pytest.raises(ValueError, match=r"changes lacks column\(s\) \['changed'\]"):
+        misalignment(eq, ch.drop(columns="changed"), on=["model", "k"])
+    with pytest.raises(ValueError, match=r"equivalence has several rows for cell \('m', 1\)"):
+        misalignment(pd.concat([eq, eq.iloc[:1]]), ch, on=["model", "k"])
+    with pytest.raises(ValueError, match=r"changes has cell \('m', 2\) with no row in equivalence"):
+        misalignment(eq.iloc[:1], ch, on=["model", "k"])
+    with pytest.raises(ValueError, match=r"equivalence has margin values \['0.05', '0.1'\]"):
+        misalignment(eq.assign(margin=[0.05, 0.1]), ch, on=["model", "k"])
+    with pytest.raises(ValueError, match=r"on=\[\]"):
+        misalignment(eq, ch, on=[])
+
+
+# ---- power ---------------------------------------------------------------------------------------
+Z975, Z95, Z90, Z80 = 1.959964, 1.644854, 1.281552, 0.841621  # printed normal table
+
+
+def test_connor_hand_computed():
+    # psi = 0.2, d = 0.1: n = (1.959964 sqrt(0.2) + 0.841621 sqrt(0.19))^2 / 0.01 = 154.6 -> 155
+    assert n_for_accuracy(0.1, 0.2) == math.ceil((Z975 * math.sqrt(0.2) + Z80 * math.sqrt(0.19)) ** 2 / 0.01) == 155
+    d = mde_accuracy(155, 0.2)
+    assert d == pytest.approx(0.1, abs=5e-4) and d <= 0.1  # n = 155 > 154.6 sees slightly less than 0.1
+    # ~ (z + z) sqrt(psi / n) when d^2 << psi
+    assert mde_accuracy(10_000, 0.2) == pytest.approx((Z975 + Z80) * math.sqrt(0.2 / 10_000), rel=2e-3)
+    # 5 flips in 100 cannot show any difference: the root lies above psi
+    assert mde_accuracy(100, 0.05) == math.inf
+
+
+def test_tost_sample_size_hand_computed():
+    # d = 0: (z_{0.95} + z_{0.90})^2 * 0.2 / 0.05^2 = 685.2 -> 686
+    assert n_for_accuracy_equivalence(0.05, 0.2) == math.ceil((Z95 + Z90) ** 2 * 0.2 / 0.0025) == 686
+    # d = 0.02: (z_{0.95} + z_{0.80})^2 * (0.2 - 0.0004) / 0.03^2
+    assert n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.02) == math.ceil((Z95 + Z80) ** 2 * 0.1996 / 0.0009)
+    # power = 0.5: the expected (1 - 2 alpha) CI half-width equals margin - |d|
+    n = n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.02, power=0.5)
+    assert Z95 * math.sqrt(0.1996 / n) <= 0.03 < Z95 * math.sqrt(0.1996 / (n - 1))
+
+
+@pytest.mark.parametrize("n", [6, 20, 100])
+def test_mde_paired_matches_statsmodels(n):
+    # statsmodels solves with its own root finder: agreement to its tolerance (observed < 4e-6 rel)
+    es = TTestPower().solve_power(effect_size=None, nobs=n, alpha=0.05, power=0.8, alternative="two-sided")
+    assert mde_paired(n, 0.3) == pytest.approx(es * 0.3, rel=1e-5)
+    es_z = NormalIndPower().solve_power(effect_size=None, nobs1=n, alpha=0.05, power=0.8, ratio=0)
+    # the closed form ignores the far tail (Phi(-4.8) ~ 1e-6): same MDE to ~1e-6
+    assert mde_paired(n, 0.3, method="normal") == pytest.approx(es_z * 0.3, rel=1e-5)
+    assert mde_paired(n, 0.3, method="normal") == pytest.approx((Z975 + Z80) * 0.3 / math.sqrt(n), rel=1e-6)
+
+
+def test_ci_halfwidth_and_inverse():
+    assert ci_halfwidth(100, 0.5, method="normal") == pytest.approx(Z975 * 0.05, rel=1e-6)
+    assert ci_halfwidth(6, 1.0) == pytest.approx(stats.t.ppf(0.975, 5) / math.sqrt(6))
+    for method in ("t", "normal"):
+        n = n_for_halfwidth(0.1, 0.4, method=method)
+        assert ci_halfwidth(n, 0.4, method=method) <= 0.1 < ci_halfwidth(max(n - 1, 2), 0.4, method=method)
+    assert n_for_halfwidth(0.1, 0.4, method="normal") == math.ceil((Z975 * 0.4 / 0.1) ** 2)
+
+
+def test_power_by_simulation():
+    # 2000 seeded simulated studies at each MDE: observed power within 0.03 of the target
+    # (Monte-Carlo standard error sqrt(0.8 * 0.2 / 2000) = 0.009).
+    rng = np.random.default_rng(2026)
+    reps = 2000
+    # paired t-test, small n where the normal formula would be off
+    for n in (6, 20):
+        mde = mde_paired(n, 1.0)
+        d = rng.normal(mde, 1.0, size=(reps, n))
+        t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(n))
+        assert np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1)) == pytest.approx(0.8, abs=0.03), n
+    # McNemar (asymptotic, no continuity correction) at Connor's MDE
+    n, psi = 400, 0.2
+    d = mde_accuracy(n, psi)
+    g, l, _ = rng.multinomial(n, [(psi + d) / 2, (psi - d) / 2, 1 - psi], size=reps).T
+    z = (g - l) / np.sqrt(np.maximum(g + l, 1))
+    assert np.mean(np.abs(z) > Z975) == pytest.approx(0.8, abs=0.03)
+    # Wald TOST at the n it asks for, true difference 0 and 0.02
+    for true in (0.0, 0.02):
+        n = n_for_accuracy_equivalence(0.05, psi, true_diff=true)
+        g, l, _ = rng.multinomial(n, [(psi + true) / 2, (psi - true) / 2, 1 - psi], size=reps).T
+        dh = (g - l) / n
+        se = np.sqrt(((g + l) / n - dh**2) / n)
+        passed = (dh - Z95 * se > -0.05) & (dh + Z95 * se < 0.05)
+        assert passed.mean() == pytest.approx(0.8, abs=0.03), true
+
+
+def test_power_table_columns():
+    pilot = pd.DataFrame({"metric": ["accuracy", "ece", "naopc"], "n": [100, 100, 6],
+                          "p_disc": [0.1, np.nan, np.nan], "sd": [np.nan, 0.05, 0.3]})
+    out = power_table(pilot)
+    assert list(out.columns) == ["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence", "alpha", "power"]
+    assert out.mde.iloc[0] == pytest.approx(mde_accuracy(100, 0.1))
+    assert out.ci_halfwidth.iloc[0] == pytest.approx(Z975 * math.sqrt(0.1 / 100), rel=1e-6)
+    assert out.n_equivalence.iloc[0] == n_for_accuracy_equivalence(0.05, 0.1)
+    assert out.mde.iloc[2] == pytest.approx(mde_paired(6, 0.3)) and np.isnan(out.n_equivalence.iloc[2])
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: mde_accuracy(0, 0.1), r"n=0; expected an integer >= 1"),
+        (lambda: mde_accuracy(100, 0.0), r"p_disc=0.0; expected a float in \(0, 1\]"),
+        (lambda: mde_accuracy(100, 0.1, power=0.01), r"power=0.01; expected a float in \(0.05, 1\)"),
+        (lambda: n_for_accuracy(0.3, 0.2), r"mde=0.3; expected a float in \(0, 0.2\]"),
+        (lambda: n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.05), r"true_diff=0.05; expected a float in \(-0.05, 0.05\)"),
+        (lambda: mde_paired(1, 1.0), r"n=1; expected an integer >= 2"),
+        (lambda: mde_paired(10, -1.0), r"sd=-1.0; expected a float in \(0, inf\)"),
+        (lambda: mde_paired(10, 1.0, method="z"), r"method='z'; expected one of \['t', 'normal'\]"),
+        (lambda: ci_halfwidth(10, 1.0, alpha=0), r"alpha=0; expected a float in \(0, 1\)"),
+        (lambda: n_for_halfwidth(0.0, 1.0), r"halfwidth=0.0"),
+        (lambda: power_table(pd.DataFrame({"metric": ["a"], "n": [10]})), r"expected 'metric', 'n' and 'p_disc' or 'sd'"),
+        (lambda: power_table(pd.DataFrame({"metric": ["a"], "n": [10], "p_disc": [0.1], "sd": [0.2]})),
+         r"pilot row 0 \('a'\) has p_disc=0.1 and sd=0.2; expected exactly one"),
+    ],
+)
+def test_power_input_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
