@@ -255,3 +255,17 @@ def test_store_pickles_and_long_keys_give_short_names(tmp_path):
     again = pickle.loads(pickle.dumps(store))
     assert again.get(key) == {"cell": key, "x": 1} and again.stale_after == 5
     assert max(len(n) for n in os.listdir(tmp_path / "cells")) < 60
+
+
+def test_dead_pid_in_another_pid_namespace_is_not_taken_as_dead(tmp_path):
+    """A container sharing our host name: its pids are not ours to check; only staleness counts."""
+    store = CellStore(tmp_path, stale_after=600)
+    here = Owner.current()
+    path = store.run_dir / "claims" / f"{cell_id('a')}.claim"
+    path.write_text(json.dumps({"cell": "a", "host": here.host, "pid": 2**22 + 1, "token": uuid.uuid4().hex,
+                                "pidns": "pid:[1]", "time": time.time()}))
+    assert not store.claim("a")
+    path.write_text(json.dumps({"cell": "a", "host": here.host, "pid": 2**22 + 1, "token": uuid.uuid4().hex,
+                                "pidns": here.pidns, "time": time.time()}))
+    with pytest.warns(RuntimeWarning, match="took over"):
+        assert store.claim("a")  # same namespace, no such pid: dead, taken over at once

@@ -60,22 +60,35 @@ def cell_id(key: str) -> str:
 
 @dataclass(frozen=True)
 class Owner:
-    """Who holds a claim: host name, process id and a random token unique to this process."""
+    """Who holds a claim: host name, process id, pid namespace and a token unique to this process.
+
+    The pid namespace matters because containers can share a host name (``docker --network host``)
+    while their pids mean different processes: a pid is only checked for liveness when host *and*
+    namespace match ours.
+    """
 
     host: str
     pid: int
     token: str
+    pidns: str = ""
 
     @classmethod
     def current(cls) -> Owner:
         """This process's owner (a new token after a fork, since the pid changes)."""
         global _OWNER
         if _OWNER is None or _OWNER.pid != os.getpid():
-            _OWNER = cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex)
+            _OWNER = cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex, _pid_namespace())
         return _OWNER
 
 
 _OWNER: Owner | None = None
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:  # not Linux: the host name alone decides
+        return ""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -233,7 +246,8 @@ class CellStore:
         if info is not None:
             info["_mtime"] = mtime
         stale = time.time() - mtime > self.stale_after
-        if not stale and info is not None and info.get("host") == socket.gethostname():
+        here = Owner.current()
+        if not stale and info is not None and (info.get("host"), info.get("pidns", "")) == (here.host, here.pidns):
             pid = info.get("pid")
             stale = isinstance(pid, int) and pid != os.getpid() and not _pid_alive(pid)
         return info, stale
