@@ -197,6 +197,13 @@ def test_submitit_local_gives_the_same_records_as_local(tmp_path, by_value):
     assert len([p for p in (tmp_path / "submitit").iterdir() if p.name.isdigit()]) == 2  # one job per model
 
 
+def test_slurm_without_a_cluster_says_what_to_do(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    with pytest.raises(RuntimeError, match=r"'sbatch' is not on PATH here; Resources\(cluster='local'\)"):
+        run_cells(GROUPS, toy_work, store=CellStore(tmp_path / "run"), executor="slurm", progress=False)
+
+
 # ---- the public boundary ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, match",

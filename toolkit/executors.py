@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import threading
 import time
@@ -297,6 +298,10 @@ def _run_ray(todo, work: Work, store: CellStore, res: Resources) -> list[str]:
 def _run_submitit(todo, work: Work, store: CellStore, res: Resources) -> list[str]:
     import submitit
 
+    if res.cluster == "slurm" and shutil.which("sbatch") is None:
+        raise RuntimeError(
+            "executor='slurm' needs a SLURM cluster, and 'sbatch' is not on PATH here; "
+            "Resources(cluster='local') runs the same jobs as local processes")
     folder = Path(res.folder) if res.folder else store.run_dir / "submitit"
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster=res.cluster)
     params: dict[str, Any] = dict(timeout_min=res.time_min, cpus_per_task=res.cpus, name="toolkit-cells",
