@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,8 @@ def main() -> None:
     ap.add_argument("--shots", nargs="*", type=int, default=[0, 4])
     ap.add_argument("--datasets", nargs="*", default=None)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--write", default=None, help="CSV path to save the table (e.g. data/bundled_accuracy.csv)")
+    ap.add_argument("--write", default=None, help="CSV to save the rows to (e.g. data/bundled_accuracy.csv); rows "
+                    "already there for other (model, dataset, shots) are kept, so partial runs add up")
     args = ap.parse_args()
     rows = []
     for model_name in args.models:
@@ -52,6 +54,12 @@ def main() -> None:
         del model
     table = pd.DataFrame(rows)
     if args.write:
+        keys = ["model", "dataset", "shots"]
+        if Path(args.write).exists():
+            old = pd.read_csv(args.write)
+            new_keys = set(map(tuple, table[keys].to_numpy().tolist()))
+            old = old[[tuple(k) not in new_keys for k in old[keys].to_numpy().tolist()]]
+            table = pd.concat([old, table], ignore_index=True)
         table.round(4).to_csv(args.write, index=False)
     wide = table.assign(cell=[f"{a:.2f} [{lo:.2f}, {hi:.2f}]{'' if ok else ' ·'}"
                               for a, lo, hi, ok in zip(table.accuracy, table.low, table.high, table.above_chance)])
