@@ -71,6 +71,7 @@ from .models import decoder_layers
 from .prompts import EncodedPrompt, context_length, encode_examples, task_demos, verbalizer_ids, word_spans
 from .pruning import dropped_layers
 from .scoring import label_probs
+from .validation import check_choice, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import HTML
@@ -177,8 +178,7 @@ def register_attribution_method(name: str, method: AttributionMethod, *, overwri
 
 
 def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    check_choice(backend, "backend", BACKENDS)
 
 
 def _check_method(method: str, backend: str) -> AttributionMethod:
@@ -536,9 +536,7 @@ def ig_quadrature(n_steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray
     if rule not in IG_RULES:
         raise ValueError(f"unknown integration rule {rule!r}; expected one of {list(IG_RULES)}")
     minimum = 1 if rule == "gausslegendre" else 2
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < minimum:
-        raise ValueError(f"n_steps must be an integer >= {minimum} for rule {rule!r}, got {n_steps!r}")
-    n = int(n_steps)
+    n = check_int(n_steps, "n_steps", minimum)  # 1 point for Gauss-Legendre, 2 for the Riemann rules
     if rule == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(n)
         return 0.5 * (x + 1.0), 0.5 * w
@@ -763,8 +761,7 @@ def attribute(
             no words, verbalizers that share their first token.
     """
     spec = _check_method(method, backend)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int(batch_size, "batch_size", 1)
     _check_eager(model)
     exs = _examples_of(examples)
     if not exs:

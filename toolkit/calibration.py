@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import fft, optimize, special
 
 from .stats import Interval, bootstrap_ci, paired_bootstrap
+from .validation import check_choice, check_int
 
 __all__ = [
     "TemperatureScaler",
@@ -167,14 +168,8 @@ def _out(values: NDArray[np.float64], scalar: bool) -> float | NDArray[np.float6
     return float(values[0]) if scalar else values
 
 
-def _check_option(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
-
-
 def _check_n_bins(n_bins: int) -> None:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins={n_bins!r} is invalid; expected an integer >= 1")
+    check_int(n_bins, "n_bins", 1, keyword=True)
 
 
 def _top_label(p: NDArray[np.float64], y: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -318,8 +313,8 @@ def ece(
         ValueError: invalid probabilities/labels, n = 0, n_bins < 1, unknown binning or norm.
     """
     _check_n_bins(n_bins)
-    _check_option("binning", binning, BINNINGS)
-    _check_option("norm", norm, NORMS)
+    check_choice(binning, "binning", BINNINGS)
+    check_choice(norm, "norm", NORMS)
     p, y = _inputs(probs, labels)
     w, scalar = _weights(weights, p.shape[0])
     conf, correct = _top_label(p, y)
@@ -353,8 +348,8 @@ def classwise_ece(
         ValueError: as in :func:`ece`, or a single-class set (C < 2: nothing to marginalise).
     """
     _check_n_bins(n_bins)
-    _check_option("binning", binning, BINNINGS)
-    _check_option("norm", norm, NORMS)
+    check_choice(binning, "binning", BINNINGS)
+    check_choice(norm, "norm", NORMS)
     p, y = _inputs(probs, labels)
     if p.shape[1] < 2:
         raise ValueError(f"classwise metrics need C >= 2 classes; probs has C={p.shape[1]} (a single-class set)")
@@ -400,7 +395,7 @@ def debiased_l2_ce(
         A float, or an array (B,) for 2-D weights.
     """
     _check_n_bins(n_bins)
-    _check_option("mode", mode, ("top-label", "marginal"))
+    check_choice(mode, "mode", ("top-label", "marginal"))
     p, y = _inputs(probs, labels)
     w, scalar = _weights(weights, p.shape[0])
     if mode == "top-label":
@@ -439,7 +434,7 @@ def reliability_table(
         the outer ones 0 and 1), ``count``, ``confidence`` (mean), ``accuracy``, ``gap``.
     """
     _check_n_bins(n_bins)
-    _check_option("binning", binning, BINNINGS)
+    check_choice(binning, "binning", BINNINGS)
     p, y = _inputs(probs, labels)
     conf, correct = _top_label(p, y)
     counts, sc, st, edges = _bin_sums(conf, correct, np.ones((1, p.shape[0])), n_bins, binning)

@@ -33,7 +33,6 @@ work done, so CPU-time savings are the steadier estimate there (both come from t
 from __future__ import annotations
 
 import copy
-import numbers
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
@@ -50,6 +49,7 @@ from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 from .models import decoder_layers
 from .pruning import drop_attention, dropped_layers, n_parameters, prune_attention
 from .stats import Interval, bootstrap_ci
+from .validation import check_int, check_layers
 
 __all__ = [
     "EFFICIENCY_MODES",
@@ -140,21 +140,8 @@ def _dims(config: PreTrainedConfig) -> _Dims:
     )
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _layer_set(layers: Iterable[int], n_layers: int, name: str = "layers_dropped") -> set[int]:
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
-        raise ValueError(f"{name} must be a sequence of layer indices in [0, {n_layers}), got {layers!r}")
-    out = set()
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < n_layers:
-            raise ValueError(f"{name} holds {layer!r}; allowed: integers in [0, {n_layers})")
-        out.add(int(layer))
-    return out
+    return set(check_layers(layers, n_layers, name))
 
 
 def forward_flops(
@@ -187,10 +174,10 @@ def forward_flops(
     """
     config = _config_of(model)
     dims = _dims(config)
-    q = _check_int(seq_len, "seq_len", 1)
-    b = _check_int(batch, "batch", 1)
-    p = _check_int(past_len, "past_len", 0)
-    keep = _check_int(logits_to_keep, "logits_to_keep", 0)
+    q = check_int(seq_len, "seq_len", 1)
+    b = check_int(batch, "batch", 1)
+    p = check_int(past_len, "past_len", 0)
+    keep = check_int(logits_to_keep, "logits_to_keep", 0)
     dropped = _layer_set(layers_dropped, dims.n_layers)
     if isinstance(model, nn.Module):
         dropped |= set(dropped_layers(model))
@@ -310,8 +297,8 @@ def time_interleaved(
         process), one row per timed call; `df.attrs["threads"]` is `torch.get_num_threads()`.
         Take medians per name.
     """
-    repeats = _check_int(repeats, "repeats", 1)
-    warmup = _check_int(warmup, "warmup", 0)
+    repeats = check_int(repeats, "repeats", 1)
+    warmup = check_int(warmup, "warmup", 0)
     if not runs:
         raise ValueError("runs is empty; pass at least one named callable")
     rows = []
@@ -339,8 +326,8 @@ def _input_ids(
         return inputs
     if not isinstance(inputs, PreTrainedTokenizerBase):
         raise TypeError(f"inputs must be a tokenizer or a LongTensor of input ids, got {type(inputs).__name__}")
-    b = _check_int(4 if batch is None else batch, "batch", 1)
-    n = _check_int(256 if prefill_tokens is None else prefill_tokens, "prefill_tokens", 1)
+    b = check_int(4 if batch is None else batch, "batch", 1)
+    n = check_int(256 if prefill_tokens is None else prefill_tokens, "prefill_tokens", 1)
     ids = inputs.encode(_PASSAGE, add_special_tokens=False)
     reps = -(-(n + b) // len(ids))
     ids = torch.tensor(ids * reps, dtype=torch.long)
@@ -372,9 +359,9 @@ def _latency_runs(
         or decode step), seconds (wall), cpu_seconds; `warmup` rounds are dropped.
         `attrs["kv_bytes"]`: {name: KV-cache bytes after the prefill}.
     """
-    repeats = _check_int(repeats, "repeats", 1)
-    warmup = _check_int(warmup, "warmup", 0)
-    prefills_per_round = _check_int(prefills_per_round, "prefills_per_round", 1)
+    repeats = check_int(repeats, "repeats", 1)
+    warmup = check_int(warmup, "warmup", 0)
+    prefills_per_round = check_int(prefills_per_round, "prefills_per_round", 1)
     rows: list[dict[str, Any]] = []
     kv: dict[str, int] = {}
     for r in range(warmup + repeats):
@@ -500,7 +487,7 @@ def measure_latency(
         medians (wall, and process CPU time for `_cpu`); kv_bytes is after the prefill.
     """
     ids = _input_ids(inputs, batch, prefill_tokens)
-    new_tokens = _check_int(new_tokens, "new_tokens", 1)
+    new_tokens = check_int(new_tokens, "new_tokens", 1)
     samples = _latency_runs(
         {"model": (model, nullcontext)}, ids, new_tokens, repeats=repeats, warmup=warmup,
         prefills_per_round=prefills_per_round,
@@ -538,7 +525,7 @@ def _checked_plan(model: PreTrainedModel, layers_by_k: Mapping[int, Sequence[int
         raise ValueError(f"layers_by_k must map k to the k layer indices to drop, got {type(layers_by_k).__name__}")
     plan = {}
     for k, layers in layers_by_k.items():
-        k = _check_int(k, "k", 0)
+        k = check_int(k, "k", 0)
         chosen = tuple(sorted(_layer_set(layers, n, f"layers_by_k[{k}]")))
         if len(chosen) != k or len(list(layers)) != k:
             raise ValueError(f"layers_by_k[{k}] must hold {k} distinct layers, got {list(layers)}")
@@ -603,7 +590,7 @@ def efficiency_table(
         raise ValueError(f"unknown modes {unknown or list(modes)}; expected a non-empty subset of {list(EFFICIENCY_MODES)}")
     plan = _checked_plan(model, layers_by_k)
     ids = _input_ids(inputs, batch, prefill_tokens)
-    new_tokens = _check_int(new_tokens, "new_tokens", 1)
+    new_tokens = check_int(new_tokens, "new_tokens", 1)
     b, s = int(ids.shape[0]), int(ids.shape[1])
     n_layers = len(decoder_layers(model))
 
@@ -693,7 +680,7 @@ def importance_overhead(
     from .importance import _check_texts, _encode, attention_importance  # importance builds on pruning, as we do
 
     texts = _check_texts(texts)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     device = next(model.parameters()).device
 
     def forward(decoder_only: bool) -> Callable[[], None]:

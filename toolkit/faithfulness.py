@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .prompts import ERASURES, erase_words, split_words
+from .validation import check_int
 
 
 class Variant(tuple):
@@ -144,12 +145,6 @@ def _check_attributions(attributions: Sequence[Any], words: list[_Variant], name
     return checked
 
 
-def _check_positive_int(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r}; expected an int >= {minimum}")
-    return int(value)
-
-
 def ranking(attribution: np.ndarray) -> np.ndarray:
     """Word indices by descending attribution, ties broken by position (a stable sort)."""
     return np.argsort(-np.asarray(attribution, dtype=float), kind="stable")
@@ -232,8 +227,8 @@ def _options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, b
     return _Options(
         _check_fractions(fractions),
         _Erasure.of(erasure, replacement),
-        _check_positive_int(exact_max_words, "exact_max_words", 0),
-        _check_positive_int(beam_width, "beam_width", 1),
+        check_int(exact_max_words, "exact_max_words", 0, keyword=True),
+        check_int(beam_width, "beam_width", 1, keyword=True),
     )
 
 
@@ -706,7 +701,7 @@ def random_baseline(
         none), n_rankings (or ranking).
     """
     words = _check_words(words)
-    n_rankings = _check_positive_int(n_rankings, "n_rankings", 1)
+    n_rankings = check_int(n_rankings, "n_rankings", 1, keyword=True)
     opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = _random_jobs(words, n_rankings, seed)
     table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=True))
@@ -747,7 +742,7 @@ def faithfulness_report(
         raise ValueError("attributions must be a non-empty mapping: method name -> one score array per example")
     if RANDOM in attributions:
         raise ValueError(f"method name {RANDOM!r} is reserved for the random baseline; rename it")
-    n_random = _check_positive_int(n_random, "n_random", 0)
+    n_random = check_int(n_random, "n_random", 0, keyword=True)
     opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = []
     for name, attr in attributions.items():
@@ -802,7 +797,7 @@ def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16,
     """
     from toolkit.scoring import label_probs  # imported here: scoring pulls in torch and the model stack
 
-    batch_size = _check_positive_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1, keyword=True)
 
     def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
         texts = [v.text if isinstance(v, Variant) else " ".join(v) for v in variants]

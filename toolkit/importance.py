@@ -25,22 +25,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .models import adapter_for, decoder_layers
 from .prompts import encode_text
-from .pruning import _checked_layers, drop_attention
+from .pruning import checked_layers, drop_attention
 from .scoring import encode_prompts, label_probs
+from .validation import check_int, check_texts, is_int
 
 __all__ = ["IMPORTANCE_METRICS", "attention_importance", "choose_layers", "select_layers"]
 
 IMPORTANCE_METRICS = ("cosine", "angular", "block_influence", "loss_delta", "random")
 SELECTION_STRATEGIES = ("one_shot", "iterative")
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise ValueError("texts must be a list of strings, got a single string")
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty; importance needs at least one text")
-    return texts
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, device: torch.device) -> dict:
@@ -179,11 +171,11 @@ def attention_importance(
     """
     if metric not in IMPORTANCE_METRICS:
         raise ValueError(f"unknown importance metric {metric!r}; expected one of {list(IMPORTANCE_METRICS)}")
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(decoder_layers(model))
-    exclude = set(_checked_layers(model, exclude)) if exclude else set()
+    exclude = set(checked_layers(model, exclude)) if exclude else set()
     if metric == "random":
         scores = np.random.default_rng(seed).random(n)
     elif metric == "loss_delta":
@@ -217,7 +209,7 @@ def attention_importance(
 def select_layers(importance: pd.Series, k: int) -> list[int]:
     """The `k` layers with the lowest importance (NaN never chosen), in ascending layer order."""
     valid = importance.dropna()
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+    if not is_int(k) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
     if k > len(valid):
         raise ValueError(f"k={k} is larger than the {len(valid)} layers that can be selected")
@@ -245,8 +237,7 @@ def choose_layers(
     if strategy not in SELECTION_STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
     n = len(decoder_layers(model))
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
-        raise ValueError(f"k must be an integer in [0, {n}], got {k!r}")
+    check_int(k, "k", 0, n)
     if strategy == "one_shot" or metric == "random" or k == 0:
         scores = attention_importance(model, tokenizer, texts, metric=metric, **importance_options)
         return select_layers(scores, k)

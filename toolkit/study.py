@@ -34,6 +34,7 @@ from .prompts import split_words
 from .pruning import drop_attention
 from .scoring import predict
 from .stats import mean_ci, paired_bootstrap
+from .validation import check_choice, check_int
 
 __all__ = ["StudyConfig", "load_results", "resolve_level", "run_study", "summary"]
 
@@ -94,10 +95,8 @@ class StudyConfig:
             if not getattr(self, name):
                 raise ValueError(f"StudyConfig.{name} is empty; give at least one")
         for s in self.selections:
-            if s not in IMPORTANCE_METRICS:
-                raise ValueError(f"unknown selection {s!r}; expected one of {list(IMPORTANCE_METRICS)}")
-        if self.strategy not in SELECTION_STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
+            check_choice(s, "selection", IMPORTANCE_METRICS)
+        check_choice(self.strategy, "strategy", SELECTION_STRATEGIES)
         if self.attribution_backend not in ("fast", "inseq"):
             raise ValueError(f"unknown attribution_backend {self.attribution_backend!r}; expected 'fast' or 'inseq'")
         for k in self.levels:
@@ -110,9 +109,7 @@ class StudyConfig:
         if len(set(self.levels)) != len(self.levels):
             raise ValueError(f"levels has duplicates: {list(self.levels)}")
         for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size", "max_words"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"StudyConfig.{name} must be a positive integer, got {v!r}")
+            object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
             raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
 
