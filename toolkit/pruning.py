@@ -25,10 +25,11 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.cache_utils import DummyLayer
 
-from .models import PRUNING_SPEC, adapter_for, attention_modules, attn_norm_names, decoder_layers
+from .adapters import adapter_for, attention_modules, attn_norm_names, decoder_layers
 from .validation import check_layers
 
 __all__ = [
+    "PRUNING_SPEC",
     "PrunedAttention",
     "checked_layers",
     "drop_attention",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 _MARK = "_toolkit_dropped"
+PRUNING_SPEC = "pruning.json"  # written by save_pruned, read back by load_model (via load_pruned)
 
 
 def checked_layers(model: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
