@@ -67,10 +67,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data import Dataset, Example, Task
-from .models import decoder_layers
+from .adapters import decoder_layers
 from .prompts import EncodedPrompt, context_length, encode_examples, task_demos, verbalizer_ids, word_spans
 from .pruning import dropped_layers
-from .scoring import label_probs
+from .scoring import label_probs, prefix_cache
 from .validation import check_choice, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -584,20 +584,6 @@ def _shared_prefix(items: Sequence[_Item]) -> int:
     return max(n, 0)
 
 
-def _prefix_cache(model: PreTrainedModel, embeds: torch.Tensor) -> Any:
-    """KV cache of the shared prefix rows ``embeds`` (R, P, H), computed once without gradients."""
-    p = embeds.shape[1]
-    with torch.no_grad():
-        out = model(
-            inputs_embeds=embeds,
-            attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device),
-            position_ids=torch.arange(p, device=embeds.device).expand(embeds.shape[0], p),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-    return out.cache
-
-
 def _target_prob_grads(
     model: PreTrainedModel,
     suffix: list[torch.Tensor],
@@ -692,7 +678,7 @@ def _fast_batch(
         cache = None
         if p:
             a = torch.tensor(alphas, dtype=x[0].dtype, device=device).view(-1, 1, 1)
-            cache = _prefix_cache(model, base[0][:p] + a * delta[0][:p])
+            cache = prefix_cache(model, inputs_embeds=base[0][:p] + a * delta[0][:p])
     rows = [(s, b) for s in range(len(alphas)) for b in range(n)]
     lengths = [len(items[b].ids) - p for _, b in rows]
     budget = rows_per_pass * max(1, int(np.ceil(np.mean(lengths))))

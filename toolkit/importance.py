@@ -23,21 +23,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .models import adapter_for, decoder_layers
-from .prompts import encode_text
+from .adapters import adapter_for, decoder_layers
 from .pruning import checked_layers, drop_attention
-from .scoring import encode_prompts, label_probs
+from .scoring import encode_texts, label_probs
 from .validation import check_int, check_texts, is_int
 
 __all__ = ["IMPORTANCE_METRICS", "attention_importance", "choose_layers", "select_layers"]
 
 IMPORTANCE_METRICS = ("cosine", "angular", "block_influence", "loss_delta", "random")
 SELECTION_STRATEGIES = ("one_shot", "iterative")
-
-
-def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, device: torch.device) -> dict:
-    """Raw texts as the tokenizer encodes them (its BOS included), cut to ``max_length`` tokens, left-padded."""
-    return encode_prompts(tokenizer, [encode_text(tokenizer, t)[:max_length] for t in texts], device)
 
 
 @torch.no_grad()
@@ -97,7 +91,7 @@ def _similarity_scores(
             handles.append(getattr(layer, adapter.attention).register_forward_hook(post_attn(i)))
             handles.append(layer.register_forward_hook(post_layer(i), with_kwargs=True))
         for start in tqdm(range(0, len(texts), batch_size), desc="importance", disable=not progress, leave=False):
-            enc = _encode(tokenizer, texts[start : start + batch_size], max_length, device)
+            enc = encode_texts(tokenizer, texts[start : start + batch_size], max_length, device)
             state["mask"] = enc["attention_mask"].float()
             count += enc["attention_mask"].sum().double().cpu()
             # Only the residual stream is needed: run the base model, skip the LM head.
@@ -121,7 +115,7 @@ def _lm_loss(
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(texts), batch_size):
-        enc = _encode(tokenizer, texts[start : start + batch_size], max_length, device)
+        enc = encode_texts(tokenizer, texts[start : start + batch_size], max_length, device)
         logits = model(**enc, use_cache=False).logits[:, :-1].float()
         target = enc["input_ids"][:, 1:]
         mask = enc["attention_mask"][:, 1:] * enc["attention_mask"][:, :-1]
