@@ -25,20 +25,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import TemperatureScaler, calibration_report, compare_calibration, ece
+from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
 from .data import load_dataset
+from .faithfulness import METRICS as FAITHFULNESS_METRICS
 from .faithfulness import faithfulness_report, model_scorer
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
-from .models import decoder_layers, load_model
+from .adapters import decoder_layers
+from .models import load_model
 from .prompts import split_words
 from .pruning import drop_attention
-from .scoring import predict
+from .report import write_report
+from .scoring import frame_logprobs, frame_probs, predict, prediction_frame
 from .stats import mean_ci, paired_bootstrap
 from .validation import check_choice, check_int
 
-__all__ = ["StudyConfig", "load_results", "resolve_level", "run_study", "summary"]
+__all__ = ["StudyConfig", "load_results", "record_frame", "resolve_level", "run_study", "summary"]
 
 PROFILES = ("full", "quick", "ci")
+# Table rows per cell: calibration's report metrics, then faithfulness's metrics per method with
+# flip_rate last (the table's row order since the first studies; a stable sort keeps the rest).
+TABLE_FAITHFULNESS = tuple(sorted(FAITHFULNESS_METRICS, key=lambda m: m == "flip_rate"))
 
 
 @dataclass(frozen=True)
@@ -265,10 +271,6 @@ def _layers_for(
     return select_layers(importance_cache[key], k), importance_cache[key]
 
 
-def _probs(df: pd.DataFrame) -> np.ndarray:
-    return df[[f"p_{n}" for n in df.attrs["label_names"]]].to_numpy()
-
-
 def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance_cache: dict) -> dict:
     from .attribution import attribute  # heavy (inseq); imported when a study runs
 
@@ -293,8 +295,8 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
             n_random=config.n_random, seed=seed, n_boot=config.n_boot,
         )
     # log-probabilities are valid logits for the restricted softmax: T rescales them
-    scaler = TemperatureScaler().fit(np.log(np.clip(_probs(val_pred), 1e-300, None)), val_pred.label.to_numpy())
-    scaled = scaler.transform(np.log(np.clip(_probs(pred), 1e-300, None)))
+    scaler = TemperatureScaler().fit(frame_logprobs(val_pred), val_pred.label.to_numpy())
+    scaled = scaler.transform(frame_logprobs(pred))
     return {
         "cell": cell.key,
         "model": cell.model,
@@ -306,7 +308,7 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
         "importance": None if importance is None else [None if np.isnan(v) else float(v) for v in importance],
         "ids": pred.id.tolist(),
         "labels": pred.label.tolist(),
-        "probs": _probs(pred).tolist(),
+        "probs": frame_probs(pred).tolist(),
         "label_names": list(pred.attrs["label_names"]),
         "label_mass": pred.label_mass.tolist(),
         "temperature": float(scaler.temperature_),
@@ -317,17 +319,9 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
 
 
 # ---- the table ---------------------------------------------------------------------------------
-def _pred_frame(record: dict) -> pd.DataFrame:
-    probs = np.asarray(record["probs"])
-    labels = np.asarray(record["labels"])
-    df = pd.DataFrame({"id": record["ids"], "label": labels, "pred": probs.argmax(1)})
-    for c, name in enumerate(record["label_names"]):
-        df[f"p_{name}"] = probs[:, c]
-    df["label_mass"] = record["label_mass"]
-    df["confidence"] = probs.max(1)
-    df["correct"] = df.pred == df.label
-    df.attrs["label_names"] = tuple(record["label_names"])
-    return df
+def record_frame(record: dict) -> pd.DataFrame:
+    """The prediction frame of one persisted cell (as :func:`toolkit.scoring.predict` returned it)."""
+    return prediction_frame(record["ids"], record["labels"], record["probs"], record["label_names"], record["label_mass"])
 
 
 def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
@@ -339,15 +333,15 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], level=level, k=r["k"],
                     layers=" ".join(map(str, r["layers"])))
         seed = Cell(r["model"], r["dataset"], r["selection"], level).seed(config.seed)
-        pred = _pred_frame(r)
+        pred = record_frame(r)
         report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
         ref = refs.get((r["model"], r["dataset"]))
         paired = (
-            compare_calibration(_pred_frame(ref), pred, n_boot=config.n_boot, seed=seed).set_index("metric")
+            compare_calibration(record_frame(ref), pred, n_boot=config.n_boot, seed=seed).set_index("metric")
             if ref is not None
             else None
         )
-        for metric in ("accuracy", "ece", "mce", "adaptive_ece", "smooth_ece", "brier", "nll"):
+        for metric in REPORT_METRICS:
             row = dict(base, metric=metric, value=float(report[metric]), low=float(report[f"{metric}_low"]),
                        high=float(report[f"{metric}_high"]))
             if paired is not None and metric in paired.index:
@@ -360,8 +354,7 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         faith = pd.DataFrame(r["faithfulness"])
         ref_faith = pd.DataFrame(ref["faithfulness"]) if ref is not None else None
         for method, group in faith.groupby("method", sort=True):
-            for metric in ("aopc_comprehensiveness", "aopc_sufficiency", "naopc_comprehensiveness",
-                           "naopc_sufficiency", "fraction_flip", "flip_rate"):
+            for metric in TABLE_FAITHFULNESS:
                 if metric not in group:
                     continue
                 values = group[metric].to_numpy(dtype=float)
@@ -384,6 +377,25 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         if col not in table:
             table[col] = np.nan
     return table
+
+
+def _report_frames(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """What the report draws per (model, dataset) besides the table: prediction frames and importance.
+
+    ``frames``: the unpruned cell and the cells of the first pruning selection, by ``k=<k>``;
+    ``selection``: that selection; ``importance``: importance profile per selection (not random).
+    """
+    out: dict[tuple[str, str], dict] = {}
+    for key in dict.fromkeys((r["model"], r["dataset"]) for r in records):
+        recs = [r for r in records if (r["model"], r["dataset"]) == key]
+        first_sel = next((r["selection"] for r in recs if r["k"] > 0), None)
+        out[key] = {
+            "selection": first_sel,
+            "frames": {f"k={r['k']}": record_frame(r) for r in recs if r["k"] == 0 or r["selection"] == first_sel},
+            "importance": {r["selection"]: r["importance"] for r in recs
+                           if r.get("importance") and r["selection"] != "random"},
+        }
+    return out
 
 
 def load_results(config: StudyConfig) -> list[dict]:
@@ -432,9 +444,8 @@ def run_study(config: StudyConfig | None = None, *, progress: bool = True, repor
     table = _tidy(load_results(config), config)
     table.to_csv(run_dir / "table.csv", index=False)
     if report:
-        from .report import write_report
-
-        write_report(table, load_results(config), config)
+        records = load_results(config)
+        write_report(run_dir, table, summary(table), _report_frames(records), digest=config.digest())
     return table
 
 
