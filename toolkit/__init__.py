@@ -54,7 +54,7 @@ from .scoring import Prompt, label_probs, predict, render_prompt, verbalizer_ids
 from .stats import Interval, bootstrap_ci, mean_ci, paired_bootstrap
 from .study import StudyConfig, run_study, summary
 
-# Attribution imports inseq (slow): its names load on first use.
+# Attribution names load on first use (inseq itself only when an inseq wrapper is built).
 _LAZY = {
     "Attribution": "attribution",
     "attribute": "attribution",

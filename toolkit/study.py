@@ -31,6 +31,7 @@ from .faithfulness import METRICS as FAITHFULNESS_METRICS
 from .faithfulness import faithfulness_report, model_scorer
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
 from .adapters import decoder_layers
+from .attribution import attribute
 from .models import load_model
 from .prompts import split_words
 from .pruning import drop_attention
@@ -272,8 +273,6 @@ def _layers_for(
 
 
 def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance_cache: dict) -> dict:
-    from .attribution import attribute  # heavy (inseq); imported when a study runs
-
     t0 = time.perf_counter()
     layers, importance = _layers_for(cell, config, model, tok, importance_cache, data)
     seed = cell.seed(config.seed)
