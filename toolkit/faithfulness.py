@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .attribution import attribute
 from .prompts import ERASURES, erase_words, split_words
 from .validation import check_int
 
@@ -805,3 +806,45 @@ def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16,
         return np.asarray(probs, dtype=float)
 
     return score
+
+
+def model_faithfulness(
+    model: Any,
+    tokenizer: Any,
+    task: Any,
+    examples: Sequence[Any],
+    methods: Sequence[str],
+    *,
+    backend: str = "fast",
+    batch_size: int = 16,
+    n_random: int = 10,
+    seed: int = 0,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Explain ``examples`` with each attribution method and measure the erasure faithfulness of each.
+
+    One study cell's faithfulness, on the model as it is (inside ``drop_attention`` the dropped
+    layers stay dropped for both the attributions and the erased forwards): each method's word
+    attributions (:func:`toolkit.attribution.attribute`, ``seed=0``) of the predicted label, then
+    :func:`faithfulness_report` over the example texts (text-level erasure) with the model's label
+    probabilities as the scorer (:func:`model_scorer`).
+
+    Args:
+        examples: ``toolkit.Example`` objects (their ``.text`` is erased).
+        methods: attribution method names, e.g. ``("saliency", "input_x_gradient")``.
+        backend: attribution backend, ``"fast"`` or ``"inseq"``.
+        batch_size: examples per forward pass, for attributions and scoring alike.
+        n_random, seed, n_boot, alpha: as in :func:`faithfulness_report`.
+
+    Returns:
+        ``(per_example, aggregate)`` as :func:`faithfulness_report` returns them.
+    """
+    attributions = {
+        m: attribute(model, tokenizer, task, examples, method=m, backend=backend, batch_size=batch_size) for m in methods
+    }
+    scorer = model_scorer(model, tokenizer, task, batch_size=batch_size)
+    return faithfulness_report(
+        scorer, [e.text for e in examples], {m: [a.scores for a in attributions[m]] for m in methods},
+        n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha,
+    )  # fmt: skip

@@ -28,10 +28,9 @@ from tqdm.auto import tqdm
 from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
 from .data import load_dataset
 from .faithfulness import METRICS as FAITHFULNESS_METRICS
-from .faithfulness import faithfulness_report, model_scorer
+from .faithfulness import model_faithfulness
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
 from .adapters import decoder_layers
-from .attribution import attribute
 from .models import load_model
 from .prompts import split_words
 from .pruning import drop_attention
@@ -283,15 +282,9 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
     with drop_attention(model, layers):
         pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
         val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)
-        attributions = {
-            m: attribute(model, tok, test.task, faith_examples, method=m, backend=config.attribution_backend,
-                         batch_size=config.batch_size)
-            for m in config.methods
-        }
-        scorer = model_scorer(model, tok, test.task, batch_size=config.batch_size)
-        per_example, _ = faithfulness_report(
-            scorer, [e.text for e in faith_examples], {m: [a.scores for a in attributions[m]] for m in config.methods},
-            n_random=config.n_random, seed=seed, n_boot=config.n_boot,
+        per_example, _ = model_faithfulness(
+            model, tok, test.task, faith_examples, config.methods, backend=config.attribution_backend,
+            batch_size=config.batch_size, n_random=config.n_random, seed=seed, n_boot=config.n_boot,
         )
     # log-probabilities are valid logits for the restricted softmax: T rescales them
     scaler = TemperatureScaler().fit(frame_logprobs(val_pred), val_pred.label.to_numpy())
