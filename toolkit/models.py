@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .adapters import ADAPTERS, Adapter, adapter_for, attention_modules, decoder_layers, register_adapter
+from .adapters import ADAPTERS, Adapter, adapter_for, attention_modules, attn_norm_names, decoder_layers, register_adapter
 from .pruning import PRUNING_SPEC, load_pruned
 
 # ADAPTERS ... register_adapter: re-exported from toolkit.adapters, where they live.
