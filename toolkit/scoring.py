@@ -25,6 +25,7 @@ from .prompts import Prompt, context_length, encode_examples, encode_text, rende
 __all__ = [
     "LOG_FLOOR",
     "Prompt",
+    "common_prefix_length",
     "encode_prompts",
     "encode_texts",
     "frame_logprobs",
@@ -108,7 +109,7 @@ def _score_prompts(
     loglik = np.zeros((n, n_labels), dtype=np.float64)
     device = _device(model)
     single = all(len(v) == 1 for v in verbalizers)
-    prefix_len = _common_prefix(token_ids) if single else 0
+    prefix_len = common_prefix_length(token_ids) if single else 0
     cache = None
     if prefix_len:
         cache = prefix_cache(model, input_ids=torch.tensor([list(token_ids[0][:prefix_len])], device=device))
@@ -132,7 +133,7 @@ def _score_prompts(
     return loglik, mass
 
 
-def _common_prefix(token_ids: Sequence[Sequence[int]]) -> int:
+def common_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
     n = min(len(t) for t in token_ids) - 1
     first = token_ids[0]

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..scoring import prefix_cache
+from ..scoring import common_prefix_length, prefix_cache
 from ..validation import check_int
 from .prepare import Item
 
@@ -77,18 +77,12 @@ def _baseline_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, id
 
 def _shared_prefix(items: Sequence[Item]) -> int:
     """Length of the token prefix common to all rows that holds no ranked token (and leaves >= 1 token)."""
-    n = min(len(it.ids) for it in items) - 1
+    n = common_prefix_length([it.ids for it in items])
     for it in items:
         ranked = np.flatnonzero(it.token_word >= 0)
         if ranked.size:
             n = min(n, int(ranked[0]))
-    first = items[0].ids
-    for it in items[1:]:
-        k = 0
-        while k < n and it.ids[k] == first[k]:
-            k += 1
-        n = k
-    return max(n, 0)
+    return n
 
 
 def _target_prob_grads(
