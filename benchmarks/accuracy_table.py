@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from toolkit import list_datasets, load_dataset, load_model, predict
+from toolkit.timing import Clock
 
 
 def main() -> None:
@@ -42,14 +42,14 @@ def main() -> None:
             ds = load_dataset(name, n=args.n, split="test")
             for shots in args.shots:
                 task = dataclasses.replace(ds.task, n_shot=shots)
-                t0 = time.perf_counter()
-                df = predict(model, tok, ds, task=task, batch_size=args.batch_size, progress=False)
+                with Clock() as clock:
+                    df = predict(model, tok, ds, task=task, batch_size=args.batch_size, progress=False)
                 hits = int(df.correct.sum())
                 ci = binomtest(hits, len(df)).proportion_ci(confidence_level=0.95, method="wilson")
                 majority = np.bincount(df.label).max() / len(df)
                 rows.append(dict(model=model_name, dataset=name, shots=shots, n=len(df), accuracy=hits / len(df),
                                  low=ci.low, high=ci.high, majority=majority, above_chance=bool(ci.low > majority),
-                                 label_mass=df.label_mass.mean(), seconds=time.perf_counter() - t0))
+                                 label_mass=df.label_mass.mean(), seconds=clock.wall))
                 print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1, index=False), flush=True)
         del model
     table = pd.DataFrame(rows)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
-import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from toolkit import load_dataset, load_model
 from toolkit.attribution import attribute
+from toolkit.timing import time_interleaved
 
 METHODS = {
     "saliency": {},
@@ -53,20 +53,21 @@ def main() -> None:
     rows = []
     for method in args.methods:
         kwargs = METHODS[method]
-        wall: dict[str, list[float]] = {"inseq": [], "fast": []}
-        cpu: dict[str, list[float]] = {"inseq": [], "fast": []}
         results = {}
-        for _ in range(args.repeats):
-            for backend in ("inseq", "fast"):  # interleaved
-                w0, c0 = time.perf_counter(), time.process_time()
+
+        def run(backend: str, method: str = method, kwargs: dict = kwargs) -> Callable[[], None]:
+            def go() -> None:
                 results[backend] = attribute(
                     model, tokenizer, task, data, method=method, backend=backend, batch_size=args.batch_size, **kwargs
                 )
-                wall[backend].append((time.perf_counter() - w0) / len(data))
-                cpu[backend].append((time.process_time() - c0) / len(data))
+
+            return go
+
+        raw = time_interleaved({b: run(b) for b in ("inseq", "fast")}, repeats=args.repeats, warmup=0)  # interleaved
+        per_example = raw.groupby("name")[["seconds", "cpu_seconds"]].median() / len(data)
         diff = max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(results["inseq"], results["fast"]))
         scale = max(float(np.abs(a.scores).max()) for a in results["inseq"])
-        med = {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in wall}
+        med = {k: (float(per_example.loc[k, "seconds"]), float(per_example.loc[k, "cpu_seconds"])) for k in results}
         rows.append((method, med, diff, scale))
 
     print(f"SmolLM2-135M, {len(data)} x {args.dataset} ({'chat template' if task.use_chat_template else 'plain prompt'}), "

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from toolkit.calibration import accuracy, brier, classwise_ece, debiased_l2_ce, ece, nll, smooth_ece
 from toolkit.stats import bootstrap_ci
+from toolkit.timing import time_interleaved
 
 
 def _synthetic(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,13 +41,9 @@ def _synthetic(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 def _time(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
     """Median wall time and median CPU time of this process (CPU time is robust to other load)."""
-    wall, cpu, out = [], [], None
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu), out
+    out: list[object] = []
+    raw = time_interleaved({"run": lambda: out.append(fn())}, repeats=repeats, warmup=0)
+    return float(raw.seconds.median()), float(raw.cpu_seconds.median()), out[-1]
 
 
 def main() -> None:

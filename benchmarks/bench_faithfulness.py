@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ import torch
 from toolkit import faithfulness as F
 from toolkit.data import get_task, load_dataset
 from toolkit.models import load_model
+from toolkit.timing import time_interleaved
 
 
 BOUNDS = ["bound_method", "comprehensiveness_lower", "comprehensiveness_upper",
@@ -105,10 +105,15 @@ def main() -> None:
         for name in names if c % 2 == 0 else names[::-1]:
             counting = Counting(batched)  # counts model (label_probs) calls
             scorer = counting if name == "batched" else one_per_variant(counting)
-            w0, c0 = time.perf_counter(), time.process_time()
-            table, asked = count_requested(lambda: workload(scorer, idx))
-            wall[name] += time.perf_counter() - w0
-            cpu[name] += time.process_time() - c0
+            out: dict[str, tuple[pd.DataFrame, int]] = {}
+
+            def run(scorer: F.Scorer = scorer, idx: np.ndarray = idx) -> None:
+                out["run"] = count_requested(lambda: workload(scorer, idx))
+
+            raw = time_interleaved({name: run}, repeats=1, warmup=0)  # the chunk loop interleaves the modes
+            table, asked = out["run"]
+            wall[name] += float(raw.seconds.iloc[0])
+            cpu[name] += float(raw.cpu_seconds.iloc[0])
             tables[name].append(table)
             calls[name] += counting.calls
             variants[name] += counting.variants

@@ -23,7 +23,6 @@ Weights are the dequantised 4-bit GGUF (real weights + quantisation noise): irre
 from __future__ import annotations
 
 import argparse
-import time
 
 import pandas as pd
 import torch
@@ -32,6 +31,7 @@ from toolkit.data import load_dataset
 from toolkit.efficiency import efficiency_table, importance_overhead, paired_saving_ci
 from toolkit.importance import attention_importance, select_layers
 from toolkit.models import load_model
+from toolkit.timing import Clock
 
 
 def verdict(ok: bool) -> str:
@@ -61,23 +61,23 @@ def main() -> None:
     model, tok = load_model(args.model)
     texts = load_dataset("uci_yelp", n=args.n_texts, split="train").texts
 
-    t0 = time.perf_counter()
-    scores = attention_importance(model, tok, texts, metric="cosine", batch_size=args.importance_batch)
+    with Clock() as clock:
+        scores = attention_importance(model, tok, texts, metric="cosine", batch_size=args.importance_batch)
     plan = {k: select_layers(scores, k) for k in args.ks}
-    print(f"cosine importance over {len(texts)} texts: {time.perf_counter() - t0:.1f} s; layers chosen:")
+    print(f"cosine importance over {len(texts)} texts: {clock.wall:.1f} s; layers chosen:")
     for k, layers in plan.items():
         print(f"  k={k:2d}: {layers}")
 
-    t0 = time.perf_counter()
-    df = efficiency_table(
-        model, tok, plan, batch=args.batch, prefill_tokens=args.prefill, new_tokens=args.new_tokens,
-        repeats=args.repeats, warmup=1, prefills_per_round=args.prefills_per_round,
-    )  # fmt: skip
+    with Clock() as clock:
+        df = efficiency_table(
+            model, tok, plan, batch=args.batch, prefill_tokens=args.prefill, new_tokens=args.new_tokens,
+            repeats=args.repeats, warmup=1, prefills_per_round=args.prefills_per_round,
+        )  # fmt: skip
     print(
         f"\nefficiency table: batch {args.batch} x {args.prefill} prefill tokens, {args.new_tokens} decode steps, "
         f"{args.repeats} interleaved rounds ({args.prefills_per_round} prefills each) after 1 warm-up, medians, "
         f"threads {df.attrs['threads']} "
-        f"({time.perf_counter() - t0:.0f} s)"
+        f"({clock.wall:.0f} s)"
     )
     static = df[["mode", "k", "params"]].assign(
         model_MB=df.model_bytes / 2**20, kv_MB=df.kv_bytes / 2**20, kv_ratio=df.kv_ratio,
@@ -142,10 +142,10 @@ def main() -> None:
 
     if args.skip_importance:
         return
-    t0 = time.perf_counter()
-    imp = importance_overhead(model, tok, texts, batch_size=args.importance_batch, repeats=args.repeats, warmup=1)
+    with Clock() as clock:
+        imp = importance_overhead(model, tok, texts, batch_size=args.importance_batch, repeats=args.repeats, warmup=1)
     print(f"\nimportance (cosine) over {len(texts)} texts, batch {args.importance_batch}, {args.repeats} interleaved "
-          f"repeats, medians ({time.perf_counter() - t0:.0f} s):")
+          f"repeats, medians ({clock.wall:.0f} s):")
     print(imp.to_string(index=False, float_format="{:.3f}".format))
     row = imp.set_index("run").loc["importance"]
     for c, title in (("", "wall"), ("_cpu", "CPU time")):

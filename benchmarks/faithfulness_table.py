@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from toolkit import (
 )
 from toolkit.faithfulness import METRICS, aggregate
 from toolkit.stats import paired_bootstrap
+from toolkit.timing import Clock
 
 DATASETS = ("uci_amazon", "uci_imdb", "uci_yelp")
 FAST = {"saliency", "input_x_gradient", "integrated_gradients"}
@@ -101,27 +101,27 @@ def main() -> None:
                 key = f"{state}|{name}|{start}|{args.n_random}|{args.ig_steps}|{','.join(args.methods)}"
                 if key in done:
                     continue
-                t0 = time.perf_counter()
-                batch = exs[start : start + args.chunk]
-                with drop_attention(model, layers):
-                    attrs = {}
-                    for m in args.methods:
-                        kw = {"n_steps": args.ig_steps} if m == "integrated_gradients" else {}
-                        attrs[m] = attribute(model, tok, task, batch, method=m,
-                                             backend="fast" if m in FAST else "inseq", **kw)
-                    words = [a.words for a in attrs[args.methods[0]]]
-                    for m, a in attrs.items():
-                        assert [x.words for x in a] == words, f"{m} split the words differently"
-                    per_example, _ = faithfulness_report(
-                        model_scorer(model, tok, task), words, {m: [x.scores for x in a] for m, a in attrs.items()},
-                        n_random=args.n_random, seed=start, n_boot=10,
-                    )
-                per_example["example"] = [batch[i].id for i in per_example["example"]]
-                rows = json.loads(per_example.assign(state=state, dataset=name).to_json(orient="records"))
-                with out.open("a") as f:
-                    f.write(json.dumps({"chunk": key, "rows": rows}) + "\n")
-                done[key] = rows
-                print(f"{state:>9} {name:<10} {start:>3}+{len(batch)}: {time.perf_counter() - t0:6.1f} s", flush=True)
+                with Clock() as clock:
+                    batch = exs[start : start + args.chunk]
+                    with drop_attention(model, layers):
+                        attrs = {}
+                        for m in args.methods:
+                            kw = {"n_steps": args.ig_steps} if m == "integrated_gradients" else {}
+                            attrs[m] = attribute(model, tok, task, batch, method=m,
+                                                 backend="fast" if m in FAST else "inseq", **kw)
+                        words = [a.words for a in attrs[args.methods[0]]]
+                        for m, a in attrs.items():
+                            assert [x.words for x in a] == words, f"{m} split the words differently"
+                        per_example, _ = faithfulness_report(
+                            model_scorer(model, tok, task), words, {m: [x.scores for x in a] for m, a in attrs.items()},
+                            n_random=args.n_random, seed=start, n_boot=10,
+                        )
+                    per_example["example"] = [batch[i].id for i in per_example["example"]]
+                    rows = json.loads(per_example.assign(state=state, dataset=name).to_json(orient="records"))
+                    with out.open("a") as f:
+                        f.write(json.dumps({"chunk": key, "rows": rows}) + "\n")
+                    done[key] = rows
+                print(f"{state:>9} {name:<10} {start:>3}+{len(batch)}: {clock.wall:6.1f} s", flush=True)
 
     suffix = f"|{args.n_random}|{args.ig_steps}|{','.join(args.methods)}"
     table = pd.DataFrame([r for k, rows in done.items() if k.endswith(suffix) for r in rows])  # file order: CIs repeat

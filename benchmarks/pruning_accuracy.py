@@ -13,7 +13,6 @@ its CI, the dropped layers (cosine) and the seconds spent.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ import torch
 
 from toolkit import attention_importance, drop_attention, load_dataset, load_model, predict, select_layers
 from toolkit.stats import mean_ci, paired_bootstrap
+from toolkit.timing import Clock
 
 
 def main() -> None:
@@ -49,8 +49,7 @@ def main() -> None:
                 choices += [(f"random{s}", sorted(np.random.default_rng(s).choice(n_layers, k, replace=False).tolist()))
                             for s in range(args.n_random)]
             for selection, layers in choices:
-                t0 = time.perf_counter()
-                with drop_attention(model, layers):
+                with Clock() as clock, drop_attention(model, layers):
                     correct = predict(model, tok, test, progress=False).correct.to_numpy(dtype=float)
                 if ref is None:
                     ref = correct
@@ -59,7 +58,7 @@ def main() -> None:
                 rows.append(dict(dataset=name, k=k, selection=selection, accuracy=ci.estimate,
                                  acc_low=ci.low, acc_high=ci.high, delta=d.estimate, delta_low=d.low,
                                  delta_high=d.high, layers=" ".join(map(str, layers)),
-                                 seconds=time.perf_counter() - t0))
+                                 seconds=clock.wall))
                 print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1, index=False), flush=True)
     table = pd.DataFrame(rows)
     print("\nPer configuration:\n")

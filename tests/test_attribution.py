@@ -25,6 +25,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 from tiny import tiny_config, tiny_tokenizer
 
 from toolkit import attribution as A
+from toolkit.attribution.fast import _pack_rows, _shared_prefix
+from toolkit.attribution.inseq_backend import _CACHE_ATTR, _shim_ipython_display
+from toolkit.attribution.prepare import prepare_items
+from toolkit.attribution.results import words_from_tokens
 from toolkit.data import Example, Task, dataset_from_records, get_task
 from toolkit.pruning import drop_attention, prune_attention
 from toolkit.scoring import label_probs, render_prompt
@@ -118,7 +122,7 @@ def test_split_words_spans_and_agreement_with_faithfulness():
 def test_tokens_map_to_example_words_only(tok, task, model, chat):
     text = "positive review: the plot  was thin, negative?"
     t = dataclasses.replace(task, use_chat_template=chat)
-    (item,) = A._prepare(model, tok, t, [Example("x", text, 0)], batch_size=4, progress=False)
+    (item,) = prepare_items(model, tok, t, [Example("x", text, 0)], batch_size=4, progress=False)
     prompt = render_prompt(t, tok, text)
     assert item.encoded.prompt == prompt and item.encoded.words == tuple(text.split())
     ids = tok(prompt.text)["input_ids"]  # SmolLM2 adds no special token, and the chat template writes none twice
@@ -140,7 +144,7 @@ def test_tokens_map_to_example_words_only(tok, task, model, chat):
 
 def test_demonstrations_are_not_ranked(tok, task, model):
     t = dataclasses.replace(task, n_shot=2)
-    (item,) = A._prepare(model, tok, t, [Example("x", "a fine film", 1)], batch_size=4, progress=False)
+    (item,) = prepare_items(model, tok, t, [Example("x", "a fine film", 1)], batch_size=4, progress=False)
     assert item.encoded.prompt.text.count("Review:") == 3  # two demonstrations + the example
     assert sorted(set(item.token_word[item.token_word >= 0])) == [0, 1, 2]
     ranked = np.flatnonzero(item.token_word >= 0)
@@ -220,19 +224,19 @@ def test_fast_equals_inseq_across_architectures(arch):
 
 
 def test_shared_prefix_stops_before_the_first_ranked_token(model, tok, task):
-    items = A._prepare(model, tok, task, [EXAMPLES[0], EXAMPLES[2]], batch_size=4, progress=False)
+    items = prepare_items(model, tok, task, [EXAMPLES[0], EXAMPLES[2]], batch_size=4, progress=False)
     first = [int(np.flatnonzero(it.token_word >= 0)[0]) for it in items]
     assert items[0].ids[first[0]] == items[1].ids[first[1]]  # both texts start with the token "ĠA"
-    assert A._shared_prefix(items) == first[0] == first[1]
-    short = A._prepare(model, tok, task, [Example("s", "x", 0)], batch_size=4, progress=False)
-    assert A._shared_prefix(short) == int(np.flatnonzero(short[0].token_word >= 0)[0])
+    assert _shared_prefix(items) == first[0] == first[1]
+    short = prepare_items(model, tok, task, [Example("s", "x", 0)], batch_size=4, progress=False)
+    assert _shared_prefix(short) == int(np.flatnonzero(short[0].token_word >= 0)[0])
 
 
 def test_pack_rows_groups_similar_lengths_within_the_budget():
-    groups = A._pack_rows([5, 30, 6, 29, 7, 100], budget=60)
+    groups = _pack_rows([5, 30, 6, 29, 7, 100], budget=60)
     assert groups == [[5], [1, 3], [4, 2, 0]]  # 100 alone (over budget), 2 x 30, 3 x 7
     assert sorted(r for g in groups for r in g) == list(range(6))
-    assert A._pack_rows([4] * 10, budget=16) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert _pack_rows([4] * 10, budget=16) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
 def test_fast_ig_rules_converge_to_the_same_integral(model, tok, task):
@@ -275,15 +279,15 @@ def test_attention_is_mean_attention_from_the_answer_position(model, tok, task):
                 att = model(**enc, output_attentions=True).attentions  # kept layers only
         assert len(att) == 3 - len(layers)
         token = torch.stack(att)[:, 0, :, -1, :].mean(dim=(0, 1)).double().numpy()
-        (item,) = A._prepare(model, tok, task, [ex], batch_size=4, progress=False)
-        assert rel_close(attr.scores, A._words_from_tokens(token, item.token_word, len(attr.words)), 1e-5)
+        (item,) = prepare_items(model, tok, task, [ex], batch_size=4, progress=False)
+        assert rel_close(attr.scores, words_from_tokens(token, item.token_word, len(attr.words)), 1e-5)
 
 
 def test_occlusion_equals_one_forward_per_replaced_token(model, tok, task):
     """|p(t | x) - p(t | x with token i's embedding replaced by the unk embedding)|, summed per word."""
     ex, plain = EXAMPLES[1], dataclasses.replace(task, use_chat_template=False)  # shorter prompt
     (attr,) = A.attribute(model, tok, plain, [ex], method="occlusion")
-    (item,) = A._prepare(model, tok, plain, [ex], batch_size=4, progress=False)
+    (item,) = prepare_items(model, tok, plain, [ex], batch_size=4, progress=False)
     ids = torch.tensor([item.ids])
     embed = model.get_input_embeddings()
     with torch.no_grad():
@@ -300,7 +304,7 @@ def test_occlusion_equals_one_forward_per_replaced_token(model, tok, task):
             e[0, i] = base
             token[i] = abs(full - prob(e))
     # Occlusion differences (~1e-7) of float32 probabilities (~2e-5) cancel: observed relative error 2e-4.
-    assert attr.scores.max() > 0 and rel_close(attr.scores, A._words_from_tokens(token, item.token_word, 1), 1e-3)
+    assert attr.scores.max() > 0 and rel_close(attr.scores, words_from_tokens(token, item.token_word, 1), 1e-3)
 
 
 def test_lime_is_seeded(model, tok, task):
@@ -412,7 +416,7 @@ def test_wrapper_cache_is_per_model_and_not_copied(model, tok):
     w = A.inseq_model(model, tok, "saliency")
     assert A.inseq_model(model, tok, "saliency") is w and A.inseq_model(model, tok, "attention") is not w
     clone = copy.deepcopy(model)
-    assert not clone.__dict__.get(A._CACHE_ATTR) and A.inseq_model(clone, tok, "saliency") is not w
+    assert not clone.__dict__.get(_CACHE_ATTR) and A.inseq_model(clone, tok, "saliency") is not w
     with pytest.raises(ValueError, match="unknown inseq method 'nope'"):
         A.inseq_model(model, tok, "nope")
 
@@ -458,7 +462,7 @@ def test_inseq_show_works_under_ipython_9(monkeypatch, model, tok, task):
     monkeypatch.delattr(core_display, "display", raising=False)  # as in IPython 9
     with pytest.raises(ImportError):
         from IPython.core.display import display  # noqa: F401
-    A._shim_ipython_display()
+    _shim_ipython_display()
     from IPython.core.display import display  # noqa: F401, F811 - the import inseq's show() does
 
     prompt = render_prompt(task, tok, EXAMPLES[1].text).text

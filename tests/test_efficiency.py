@@ -21,7 +21,6 @@ from toolkit.efficiency import (
     TABLE_COLUMNS,
     _input_ids,
     _median_times,
-    _paired_saving,
     attention_flop_share,
     efficiency_table,
     flop_ideal_saving,
@@ -35,6 +34,7 @@ from toolkit.efficiency import (
     time_interleaved,
 )
 from toolkit.models import adapter_for
+from toolkit.timing import paired_saving as _paired_saving
 
 B, S = 2, 9
 # Gemma 2/3 tiny models slide a window of 4 over the cache: in decoding those layers keep fewer

@@ -15,7 +15,8 @@ from torch import nn
 
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import ADAPTERS, Adapter, adapter_for, decoder_layers, list_models, load_model, register_adapter
-from toolkit.models import BUILTIN_MODELS, _get, _write_atomically, attention_modules, attn_norm_names
+from toolkit.adapters import _get, attention_modules, attn_norm_names
+from toolkit.models import BUILTIN_MODELS, _write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 

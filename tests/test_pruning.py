@@ -80,7 +80,7 @@ def test_structural_prune_matches_drop_and_saves_parameters(arch):
     # exactly the attention (and attention-only norms) of two layers were removed
     fresh = tiny_model(arch)
     attn_params = sum(p.numel() for i in (1, 3) for p in attention_modules(fresh)[i].parameters())
-    from toolkit.models import attn_norm_names
+    from toolkit.adapters import attn_norm_names
 
     norm_params = sum(
         p.numel() for i in (1, 3) for n in attn_norm_names(fresh) for p in getattr(decoder_layers(fresh)[i], n).parameters()

@@ -46,14 +46,15 @@ from .faithfulness import (
     sufficiency,
 )
 from .importance import IMPORTANCE_METRICS, attention_importance, choose_layers, select_layers
-from .models import ADAPTERS, Adapter, adapter_for, cache_dir, decoder_layers, list_models, load_model, register_adapter
+from .adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
+from .models import cache_dir, list_models, load_model
 from .pruning import PrunedAttention, drop_attention, dropped_layers, n_parameters, prune_attention, save_pruned
 from .plots import importance_profile, metric_vs_pruning, reliability_diagram
 from .scoring import Prompt, label_probs, predict, render_prompt, verbalizer_ids
 from .stats import Interval, bootstrap_ci, mean_ci, paired_bootstrap
 from .study import StudyConfig, run_study, summary
 
-# Attribution imports inseq (slow): its names load on first use.
+# Attribution names load on first use (inseq itself only when an inseq wrapper is built).
 _LAZY = {
     "Attribution": "attribution",
     "attribute": "attribution",

@@ -28,6 +28,8 @@ from typing import Any, Iterator, Mapping, Sequence, overload
 import numpy as np
 import pandas as pd
 
+from .validation import is_int
+
 __all__ = [
     "SPLITS",
     "Dataset",
@@ -117,7 +119,7 @@ class Task:
                 raise ValueError(f"Task {self.name!r}: {attr} must be distinct, got {value!r}")
         if not isinstance(self.input_name, str) or not self.input_name.strip():
             raise ValueError(f"Task {self.name!r}: input_name must be a non-empty string, got {self.input_name!r}")
-        if isinstance(self.n_shot, bool) or not isinstance(self.n_shot, int) or self.n_shot < 0:
+        if not is_int(self.n_shot) or self.n_shot < 0:
             raise ValueError(f"Task {self.name!r}: n_shot must be an int >= 0, got {self.n_shot!r}")
         if not (self.use_chat_template is True or self.use_chat_template is False or self.use_chat_template == "auto"):
             raise ValueError(f"Task {self.name!r}: use_chat_template must be 'auto', True or False, "
@@ -384,7 +386,7 @@ def _example_from_record(name: str, index: int, record: Mapping[str, Any], task:
     label = record.get("label")
     if isinstance(label, str) and label in task.label_names:
         label = task.label_names.index(label)
-    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < task.n_classes:
+    if not is_int(label) or not 0 <= label < task.n_classes:
         raise ValueError(f"{where}: 'label' {label!r} is not a class id in range({task.n_classes}) or one of "
                          f"{list(task.label_names)}")
     ex_id = record.get("id", f"{name}-{index}")
@@ -442,7 +444,7 @@ def _check_split(split: str | None) -> None:
 
 
 def _check_int(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
@@ -490,7 +492,7 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, split: str |
     _check_split(split)
     if n is not None:
         n = _check_int(n, "n", 1)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_int(seed):
         raise ValueError(f"seed must be an int, got {seed!r}")
     examples = _examples(name, spec)
     if split is not None:
@@ -514,7 +516,7 @@ def demonstrations(name: str, k: int, *, seed: int = 0) -> tuple[Example, ...]:
         ValueError: ``k`` < 0 or larger than the train pool.
     """
     k = _check_int(k, "k", 0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_int(seed):
         raise ValueError(f"seed must be an int, got {seed!r}")
     spec = _spec(name)
     pool = [ex for ex in _examples(name, spec) if ex.meta.get("split") == "train"]

@@ -33,8 +33,6 @@ work done, so CPU-time savings are the steadier estimate there (both come from t
 from __future__ import annotations
 
 import copy
-import numbers
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
@@ -47,9 +45,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from .models import decoder_layers
+from .adapters import decoder_layers
+from .importance import attention_importance
 from .pruning import drop_attention, dropped_layers, n_parameters, prune_attention
-from .stats import Interval, bootstrap_ci
+from .scoring import encode_texts
+from .timing import Clock, paired_saving, paired_saving_ci, time_interleaved
+from .validation import check_int, check_layers, check_texts
 
 __all__ = [
     "EFFICIENCY_MODES",
@@ -140,21 +141,8 @@ def _dims(config: PreTrainedConfig) -> _Dims:
     )
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _layer_set(layers: Iterable[int], n_layers: int, name: str = "layers_dropped") -> set[int]:
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
-        raise ValueError(f"{name} must be a sequence of layer indices in [0, {n_layers}), got {layers!r}")
-    out = set()
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < n_layers:
-            raise ValueError(f"{name} holds {layer!r}; allowed: integers in [0, {n_layers})")
-        out.add(int(layer))
-    return out
+    return set(check_layers(layers, n_layers, name))
 
 
 def forward_flops(
@@ -187,10 +175,10 @@ def forward_flops(
     """
     config = _config_of(model)
     dims = _dims(config)
-    q = _check_int(seq_len, "seq_len", 1)
-    b = _check_int(batch, "batch", 1)
-    p = _check_int(past_len, "past_len", 0)
-    keep = _check_int(logits_to_keep, "logits_to_keep", 0)
+    q = check_int(seq_len, "seq_len", 1)
+    b = check_int(batch, "batch", 1)
+    p = check_int(past_len, "past_len", 0)
+    keep = check_int(logits_to_keep, "logits_to_keep", 0)
     dropped = _layer_set(layers_dropped, dims.n_layers)
     if isinstance(model, nn.Module):
         dropped |= set(dropped_layers(model))
@@ -287,45 +275,8 @@ def model_bytes(model: nn.Module) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Timing
+# Latency (timed with toolkit.timing)
 # --------------------------------------------------------------------------------------------------
-class _Clock:
-    """Wall and process-CPU seconds of the block: `with _Clock() as c: ...; c.wall, c.cpu`."""
-
-    def __enter__(self) -> _Clock:
-        self._t, self._c = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self._t, time.process_time() - self._c
-
-
-def time_interleaved(
-    runs: Mapping[str, Callable[[], Any]], *, repeats: int = 3, warmup: int = 1
-) -> pd.DataFrame:
-    """Wall-clock and CPU time of each callable, interleaved ABCABC... after `warmup` discarded rounds.
-
-    Returns:
-        Long DataFrame with columns `name`, `repeat`, `seconds` (wall), `cpu_seconds` (this
-        process), one row per timed call; `df.attrs["threads"]` is `torch.get_num_threads()`.
-        Take medians per name.
-    """
-    repeats = _check_int(repeats, "repeats", 1)
-    warmup = _check_int(warmup, "warmup", 0)
-    if not runs:
-        raise ValueError("runs is empty; pass at least one named callable")
-    rows = []
-    for r in range(warmup + repeats):
-        for name, fn in runs.items():
-            with _Clock() as clock:
-                fn()
-            if r >= warmup:
-                rows.append({"name": name, "repeat": r - warmup, "seconds": clock.wall, "cpu_seconds": clock.cpu})
-    df = pd.DataFrame(rows)
-    df.attrs["threads"] = torch.get_num_threads()
-    return df
-
-
 def _input_ids(
     inputs: PreTrainedTokenizerBase | torch.Tensor, batch: int | None, prefill_tokens: int | None
 ) -> torch.Tensor:
@@ -339,8 +290,8 @@ def _input_ids(
         return inputs
     if not isinstance(inputs, PreTrainedTokenizerBase):
         raise TypeError(f"inputs must be a tokenizer or a LongTensor of input ids, got {type(inputs).__name__}")
-    b = _check_int(4 if batch is None else batch, "batch", 1)
-    n = _check_int(256 if prefill_tokens is None else prefill_tokens, "prefill_tokens", 1)
+    b = check_int(4 if batch is None else batch, "batch", 1)
+    n = check_int(256 if prefill_tokens is None else prefill_tokens, "prefill_tokens", 1)
     ids = inputs.encode(_PASSAGE, add_special_tokens=False)
     reps = -(-(n + b) // len(ids))
     ids = torch.tensor(ids * reps, dtype=torch.long)
@@ -372,15 +323,15 @@ def _latency_runs(
         or decode step), seconds (wall), cpu_seconds; `warmup` rounds are dropped.
         `attrs["kv_bytes"]`: {name: KV-cache bytes after the prefill}.
     """
-    repeats = _check_int(repeats, "repeats", 1)
-    warmup = _check_int(warmup, "warmup", 0)
-    prefills_per_round = _check_int(prefills_per_round, "prefills_per_round", 1)
+    repeats = check_int(repeats, "repeats", 1)
+    warmup = check_int(warmup, "warmup", 0)
+    prefills_per_round = check_int(prefills_per_round, "prefills_per_round", 1)
     rows: list[dict[str, Any]] = []
     kv: dict[str, int] = {}
     for r in range(warmup + repeats):
         state: dict[str, dict[str, Any]] = {name: {} for name in configs}
 
-        def record(name: str, phase: str, index: int, clock: _Clock, r: int = r) -> None:
+        def record(name: str, phase: str, index: int, clock: Clock, r: int = r) -> None:
             if r >= warmup:
                 rows.append({"name": name, "round": r - warmup, "phase": phase, "index": index,
                              "seconds": clock.wall, "cpu_seconds": clock.cpu})  # fmt: skip
@@ -389,7 +340,7 @@ def _latency_runs(
             for name, (model, context) in configs.items():
                 st = state[name]
                 st["cache"] = None  # free the previous pass's cache before timing the next
-                with context(), torch.inference_mode(), _Clock() as clock:
+                with context(), torch.inference_mode(), Clock() as clock:
                     out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
                     st["token"] = out.logits[:, -1].argmax(-1, keepdim=True)
                 st["cache"], kv[name] = out.cache, kv_cache_bytes(out.cache)
@@ -397,7 +348,7 @@ def _latency_runs(
         for t in range(new_tokens):
             for name, (model, context) in configs.items():
                 st = state[name]
-                with context(), torch.inference_mode(), _Clock() as clock:
+                with context(), torch.inference_mode(), Clock() as clock:
                     out = model(input_ids=st["token"], cache=st["cache"], use_cache=True)
                     st["token"] = out.logits[:, -1].argmax(-1, keepdim=True)
                 record(name, "decode", t, clock)
@@ -413,60 +364,6 @@ def _median_times(samples: pd.DataFrame) -> pd.DataFrame:
         "prefill_s": med[("seconds", "prefill")], "decode_s_per_token": med[("seconds", "decode")],
         "prefill_s_cpu": med[("cpu_seconds", "prefill")], "decode_s_per_token_cpu": med[("cpu_seconds", "decode")],
     })  # fmt: skip
-
-
-def _paired_ratios(samples: pd.DataFrame, name: str, reference: str, phase: str, column: str) -> np.ndarray:
-    """t_name[j] / t_reference[j] for every pair j of partner calls (same round, phase and index)."""
-    names = sorted(set(samples["name"]))
-    for n in (name, reference):
-        if n not in names:
-            raise ValueError(f"no timings named {n!r}; expected one of {names}")
-    if phase not in ("prefill", "decode"):
-        raise ValueError(f"unknown phase {phase!r}; expected one of ['prefill', 'decode']")
-    wide = samples[samples["phase"] == phase].pivot_table(index=["round", "index"], columns="name", values=column)
-    return (wide[name] / wide[reference]).to_numpy(dtype=np.float64)
-
-
-def _paired_saving(samples: pd.DataFrame, name: str, reference: str, phase: str, column: str) -> float:
-    """Time saved by `name` against `reference`, from calls made moments apart.
-
-    saving = 1 - median_j ( t_name[j] / t_reference[j] ),  j over (round, index) of `phase`
-
-    Pairing each call with its partner of the same round and pass (or decode step) cancels the
-    load drift that both saw; the median ignores pairs where one call lost its core.
-    """
-    return 1.0 - float(np.median(_paired_ratios(samples, name, reference, phase, column)))
-
-
-def paired_saving_ci(
-    timings: pd.DataFrame,
-    name: str,
-    reference: str = "baseline",
-    *,
-    phase: str = "prefill",
-    clock: str = "wall",
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> Interval:
-    """The paired saving of one configuration against another, with a percentile bootstrap CI.
-
-    saving = 1 - median_j ( t_name[j] / t_reference[j] )   (as in `efficiency_table`), and the
-    pairs j are resampled (Efron & Tibshirani 1993, via `toolkit.stats.bootstrap_ci`). Decode
-    steps of one round are treated as independent pairs, which they nearly are once paired.
-
-    Args:
-        timings: `efficiency_table(...).attrs["timings"]`.
-        name, reference: configuration names in it, e.g. "reversible/10" and "structural/10".
-        phase: "prefill" or "decode"; clock: "wall" or "cpu".
-
-    Returns:
-        `toolkit.stats.Interval(estimate, low, high, alpha, n_boot)`.
-    """
-    if clock not in ("wall", "cpu"):
-        raise ValueError(f"unknown clock {clock!r}; expected one of ['wall', 'cpu']")
-    ratios = _paired_ratios(timings, name, reference, phase, "seconds" if clock == "wall" else "cpu_seconds")
-    return bootstrap_ci(lambda r: 1.0 - float(np.median(r)), ratios, n_boot=n_boot, alpha=alpha, seed=seed)
 
 
 def measure_latency(
@@ -500,7 +397,7 @@ def measure_latency(
         medians (wall, and process CPU time for `_cpu`); kv_bytes is after the prefill.
     """
     ids = _input_ids(inputs, batch, prefill_tokens)
-    new_tokens = _check_int(new_tokens, "new_tokens", 1)
+    new_tokens = check_int(new_tokens, "new_tokens", 1)
     samples = _latency_runs(
         {"model": (model, nullcontext)}, ids, new_tokens, repeats=repeats, warmup=warmup,
         prefills_per_round=prefills_per_round,
@@ -538,7 +435,7 @@ def _checked_plan(model: PreTrainedModel, layers_by_k: Mapping[int, Sequence[int
         raise ValueError(f"layers_by_k must map k to the k layer indices to drop, got {type(layers_by_k).__name__}")
     plan = {}
     for k, layers in layers_by_k.items():
-        k = _check_int(k, "k", 0)
+        k = check_int(k, "k", 0)
         chosen = tuple(sorted(_layer_set(layers, n, f"layers_by_k[{k}]")))
         if len(chosen) != k or len(list(layers)) != k:
             raise ValueError(f"layers_by_k[{k}] must hold {k} distinct layers, got {list(layers)}")
@@ -603,7 +500,7 @@ def efficiency_table(
         raise ValueError(f"unknown modes {unknown or list(modes)}; expected a non-empty subset of {list(EFFICIENCY_MODES)}")
     plan = _checked_plan(model, layers_by_k)
     ids = _input_ids(inputs, batch, prefill_tokens)
-    new_tokens = _check_int(new_tokens, "new_tokens", 1)
+    new_tokens = check_int(new_tokens, "new_tokens", 1)
     b, s = int(ids.shape[0]), int(ids.shape[1])
     n_layers = len(decoder_layers(model))
 
@@ -640,8 +537,8 @@ def efficiency_table(
         }  # fmt: skip
         for clock, column in (("", "seconds"), ("_cpu", "cpu_seconds")):
             pre, dec = med.loc[name, f"prefill_s{clock}"], med.loc[name, f"decode_s_per_token{clock}"]
-            saving_pre = _paired_saving(raw, name, "baseline", "prefill", column)
-            saving_dec = _paired_saving(raw, name, "baseline", "decode", column)
+            saving_pre = paired_saving(raw, name, "baseline", "prefill", column)
+            saving_dec = paired_saving(raw, name, "baseline", "decode", column)
             row.update({
                 f"prefill_s{clock}": pre, f"decode_s_per_token{clock}": dec,
                 f"measured_prefill_saving{clock}": saving_pre,
@@ -690,10 +587,8 @@ def importance_overhead(
         `vs_decoder_forward` (ratios of medians), and the same three from process CPU time
         suffixed `_cpu`; `attrs["timings"]` holds the raw rows, `attrs["threads"]` the threads.
     """
-    from .importance import _check_texts, _encode, attention_importance  # importance builds on pruning, as we do
-
-    texts = _check_texts(texts)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    texts = check_texts(texts)
+    batch_size = check_int(batch_size, "batch_size", 1)
     device = next(model.parameters()).device
 
     def forward(decoder_only: bool) -> Callable[[], None]:
@@ -702,7 +597,7 @@ def importance_overhead(
         def run() -> None:
             with torch.inference_mode():
                 for start in range(0, len(texts), batch_size):
-                    net(**_encode(tokenizer, texts[start : start + batch_size], max_length, device), use_cache=False)
+                    net(**encode_texts(tokenizer, texts[start : start + batch_size], max_length, device), use_cache=False)
 
         return run
 

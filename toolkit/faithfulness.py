@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .attribution import attribute
 from .prompts import ERASURES, erase_words, split_words
+from .validation import check_int
 
 
 class Variant(tuple):
@@ -144,12 +146,6 @@ def _check_attributions(attributions: Sequence[Any], words: list[_Variant], name
     return checked
 
 
-def _check_positive_int(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r}; expected an int >= {minimum}")
-    return int(value)
-
-
 def ranking(attribution: np.ndarray) -> np.ndarray:
     """Word indices by descending attribution, ties broken by position (a stable sort)."""
     return np.argsort(-np.asarray(attribution, dtype=float), kind="stable")
@@ -232,8 +228,8 @@ def _options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, b
     return _Options(
         _check_fractions(fractions),
         _Erasure.of(erasure, replacement),
-        _check_positive_int(exact_max_words, "exact_max_words", 0),
-        _check_positive_int(beam_width, "beam_width", 1),
+        check_int(exact_max_words, "exact_max_words", 0, keyword=True),
+        check_int(beam_width, "beam_width", 1, keyword=True),
     )
 
 
@@ -706,7 +702,7 @@ def random_baseline(
         none), n_rankings (or ranking).
     """
     words = _check_words(words)
-    n_rankings = _check_positive_int(n_rankings, "n_rankings", 1)
+    n_rankings = check_int(n_rankings, "n_rankings", 1, keyword=True)
     opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = _random_jobs(words, n_rankings, seed)
     table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=True))
@@ -747,7 +743,7 @@ def faithfulness_report(
         raise ValueError("attributions must be a non-empty mapping: method name -> one score array per example")
     if RANDOM in attributions:
         raise ValueError(f"method name {RANDOM!r} is reserved for the random baseline; rename it")
-    n_random = _check_positive_int(n_random, "n_random", 0)
+    n_random = check_int(n_random, "n_random", 0, keyword=True)
     opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = []
     for name, attr in attributions.items():
@@ -802,7 +798,7 @@ def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16,
     """
     from toolkit.scoring import label_probs  # imported here: scoring pulls in torch and the model stack
 
-    batch_size = _check_positive_int(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1, keyword=True)
 
     def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
         texts = [v.text if isinstance(v, Variant) else " ".join(v) for v in variants]
@@ -810,3 +806,45 @@ def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16,
         return np.asarray(probs, dtype=float)
 
     return score
+
+
+def model_faithfulness(
+    model: Any,
+    tokenizer: Any,
+    task: Any,
+    examples: Sequence[Any],
+    methods: Sequence[str],
+    *,
+    backend: str = "fast",
+    batch_size: int = 16,
+    n_random: int = 10,
+    seed: int = 0,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Explain ``examples`` with each attribution method and measure the erasure faithfulness of each.
+
+    One study cell's faithfulness, on the model as it is (inside ``drop_attention`` the dropped
+    layers stay dropped for both the attributions and the erased forwards): each method's word
+    attributions (:func:`toolkit.attribution.attribute`, ``seed=0``) of the predicted label, then
+    :func:`faithfulness_report` over the example texts (text-level erasure) with the model's label
+    probabilities as the scorer (:func:`model_scorer`).
+
+    Args:
+        examples: ``toolkit.Example`` objects (their ``.text`` is erased).
+        methods: attribution method names, e.g. ``("saliency", "input_x_gradient")``.
+        backend: attribution backend, ``"fast"`` or ``"inseq"``.
+        batch_size: examples per forward pass, for attributions and scoring alike.
+        n_random, seed, n_boot, alpha: as in :func:`faithfulness_report`.
+
+    Returns:
+        ``(per_example, aggregate)`` as :func:`faithfulness_report` returns them.
+    """
+    attributions = {
+        m: attribute(model, tokenizer, task, examples, method=m, backend=backend, batch_size=batch_size) for m in methods
+    }
+    scorer = model_scorer(model, tokenizer, task, batch_size=batch_size)
+    return faithfulness_report(
+        scorer, [e.text for e in examples], {m: [a.scores for a in attributions[m]] for m in methods},
+        n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha,
+    )  # fmt: skip

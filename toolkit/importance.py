@@ -23,29 +23,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .models import adapter_for, decoder_layers
-from .prompts import encode_text
-from .pruning import _checked_layers, drop_attention
-from .scoring import encode_prompts, label_probs
+from .adapters import adapter_for, decoder_layers
+from .pruning import checked_layers, drop_attention
+from .scoring import encode_texts, label_probs
+from .validation import check_int, check_texts, is_int
 
 __all__ = ["IMPORTANCE_METRICS", "attention_importance", "choose_layers", "select_layers"]
 
 IMPORTANCE_METRICS = ("cosine", "angular", "block_influence", "loss_delta", "random")
 SELECTION_STRATEGIES = ("one_shot", "iterative")
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise ValueError("texts must be a list of strings, got a single string")
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty; importance needs at least one text")
-    return texts
-
-
-def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, device: torch.device) -> dict:
-    """Raw texts as the tokenizer encodes them (its BOS included), cut to ``max_length`` tokens, left-padded."""
-    return encode_prompts(tokenizer, [encode_text(tokenizer, t)[:max_length] for t in texts], device)
 
 
 @torch.no_grad()
@@ -105,7 +91,7 @@ def _similarity_scores(
             handles.append(getattr(layer, adapter.attention).register_forward_hook(post_attn(i)))
             handles.append(layer.register_forward_hook(post_layer(i), with_kwargs=True))
         for start in tqdm(range(0, len(texts), batch_size), desc="importance", disable=not progress, leave=False):
-            enc = _encode(tokenizer, texts[start : start + batch_size], max_length, device)
+            enc = encode_texts(tokenizer, texts[start : start + batch_size], max_length, device)
             state["mask"] = enc["attention_mask"].float()
             count += enc["attention_mask"].sum().double().cpu()
             # Only the residual stream is needed: run the base model, skip the LM head.
@@ -129,7 +115,7 @@ def _lm_loss(
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(texts), batch_size):
-        enc = _encode(tokenizer, texts[start : start + batch_size], max_length, device)
+        enc = encode_texts(tokenizer, texts[start : start + batch_size], max_length, device)
         logits = model(**enc, use_cache=False).logits[:, :-1].float()
         target = enc["input_ids"][:, 1:]
         mask = enc["attention_mask"][:, 1:] * enc["attention_mask"][:, :-1]
@@ -179,11 +165,11 @@ def attention_importance(
     """
     if metric not in IMPORTANCE_METRICS:
         raise ValueError(f"unknown importance metric {metric!r}; expected one of {list(IMPORTANCE_METRICS)}")
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(decoder_layers(model))
-    exclude = set(_checked_layers(model, exclude)) if exclude else set()
+    exclude = set(checked_layers(model, exclude)) if exclude else set()
     if metric == "random":
         scores = np.random.default_rng(seed).random(n)
     elif metric == "loss_delta":
@@ -217,7 +203,7 @@ def attention_importance(
 def select_layers(importance: pd.Series, k: int) -> list[int]:
     """The `k` layers with the lowest importance (NaN never chosen), in ascending layer order."""
     valid = importance.dropna()
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+    if not is_int(k) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
     if k > len(valid):
         raise ValueError(f"k={k} is larger than the {len(valid)} layers that can be selected")
@@ -245,8 +231,7 @@ def choose_layers(
     if strategy not in SELECTION_STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
     n = len(decoder_layers(model))
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
-        raise ValueError(f"k must be an integer in [0, {n}], got {k!r}")
+    check_int(k, "k", 0, n)
     if strategy == "one_shot" or metric == "random" or k == 0:
         scores = attention_importance(model, tokenizer, texts, metric=metric, **importance_options)
         return select_layers(scores, k)

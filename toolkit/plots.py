@@ -16,7 +16,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 
-from .calibration import BINNINGS, Binning, _check, ece, probs_labels, reliability_table
+from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
+from .calibration.inputs import check_probs
 
 __all__ = ["importance_profile", "metric_vs_pruning", "reliability_diagram"]
 
@@ -60,7 +61,7 @@ def _models(data: object, labels: ArrayLike | None, by: str | None) -> dict[str,
         raise ValueError("by needs a long DataFrame holding a column of that name")
     if labels is None:
         raise ValueError("labels is required when data is a probability array")
-    return {"model": _check(np.asarray(data), labels)}
+    return {"model": check_probs(np.asarray(data), labels)}
 
 
 def reliability_diagram(

@@ -12,11 +12,10 @@ needed to load a pruned checkpoint back with `toolkit.load_model`.
 from __future__ import annotations
 
 import json
-import numbers
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,13 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.cache_utils import DummyLayer
 
-from .models import PRUNING_SPEC, adapter_for, attention_modules, attn_norm_names, decoder_layers
+from .adapters import adapter_for, attention_modules, attn_norm_names, decoder_layers
+from .validation import check_layers
 
 __all__ = [
+    "PRUNING_SPEC",
     "PrunedAttention",
+    "checked_layers",
     "drop_attention",
     "dropped_layers",
     "load_pruned",
@@ -39,21 +41,16 @@ __all__ = [
 ]
 
 _MARK = "_toolkit_dropped"
+PRUNING_SPEC = "pruning.json"  # written by save_pruned, read back by load_model (via load_pruned)
 
 
-def _checked_layers(model: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
-    """Validate layer indices: integers in [0, n_layers), no duplicates."""
+def checked_layers(model: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
+    """Layer indices of ``model``, validated and sorted: integers in [0, n_layers), no duplicates.
+
+    Warns when every layer is listed (the model would keep no attention at all).
+    """
     n = len(decoder_layers(model))
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
-        raise ValueError(f"layers must be a sequence of integers in [0, {n}), got {layers!r}")
-    out = []
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
-            raise ValueError(f"layer indices must be integers in [0, {n}), got {layer!r} ({type(layer).__name__})")
-        i = int(layer)
-        if not 0 <= i < n:
-            raise ValueError(f"layer index {i} is out of range; the model has {n} layers: allowed 0..{n - 1}")
-        out.append(i)
+    out = check_layers(layers, n)
     if len(set(out)) != len(out):
         dupes = sorted({i for i in out if out.count(i) > 1})
         raise ValueError(f"duplicate layer indices {dupes} in {list(out)}")
@@ -173,7 +170,7 @@ def drop_attention(model: PreTrainedModel, layers: Sequence[int]) -> Iterator[Pr
         >>> with drop_attention(model, [3, 7]):
         ...     df = predict(model, tokenizer, dataset)
     """
-    undos = _bypass_attention(model, _checked_layers(model, layers))
+    undos = _bypass_attention(model, checked_layers(model, layers))
     try:
         yield model
     finally:
@@ -191,7 +188,7 @@ def prune_attention(model: PreTrainedModel, layers: Sequence[int]) -> PreTrained
     Returns:
         The same model object, pruned.
     """
-    layers = _checked_layers(model, layers)
+    layers = checked_layers(model, layers)
     adapter = adapter_for(model)
     norms = attn_norm_names(model)
     for i in layers:

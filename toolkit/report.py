@@ -1,14 +1,18 @@
-"""Figures and a markdown report for a finished study (`results/<hash>/report.md`)."""
+"""Figures and a markdown report for a finished study (`results/<hash>/report.md`).
+
+`write_report` draws only what it is given (the tidy table, its summary, the prediction frames and
+importance profiles per model and dataset); it knows nothing of how a study runs. Figures are
+`matplotlib.figure.Figure` objects saved to PNG: no pyplot state and no backend switch, so
+importing or calling this module leaves a notebook's plotting setup alone.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)  # no display needed; a notebook's inline backend is left alone
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .plots import importance_profile, metric_vs_pruning, reliability_diagram
 
@@ -23,20 +27,35 @@ def per_selection(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).sort_values(["selection", "k"], kind="stable")
 
 
-def _save(fig: plt.Figure, path: Path) -> str:
+def _save(fig: Figure, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path.name
 
 
-def write_report(table: pd.DataFrame, records: list[dict], config) -> Path:
-    """Draw the study's figures (PNG) and write `report.md` beside them; return the report path."""
-    from .study import _pred_frame, summary
+def write_report(
+    out: str | Path,
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    cells: Mapping[tuple[str, str], Mapping],
+    *,
+    digest: str,
+) -> Path:
+    """Draw the study's figures (PNG) and write `report.md` beside them in `out`; return the report path.
 
-    out = config.run_dir()
+    Args:
+        out: the run folder.
+        table: the study's tidy table (one row per cell and metric).
+        summary: its headline view (`toolkit.study.summary(table)`; `attrs["method"]` names the
+            attribution method of the NAOPC column).
+        cells: per (model, dataset): ``frames`` (prediction frames by label, e.g. ``"k=2"``) for the
+            reliability diagram, ``selection`` (the pruning selection they come from, or None) and
+            ``importance`` (importance profile per selection).
+        digest: the study config's hash, named in the report.
+    """
+    out = Path(out)
     figures: list[tuple[str, str]] = []
-    lines = ["# Attention-pruning study", "", f"Config hash `{config.digest()}`.", ""]
+    lines = ["# Attention-pruning study", "", f"Config hash `{digest}`.", ""]
     for (model, dataset), sub in table.groupby(["model", "dataset"], sort=False):
         tag = f"{model}_{dataset}".replace("/", "_")
         wide = per_selection(sub)
@@ -45,7 +64,8 @@ def write_report(table: pd.DataFrame, records: list[dict], config) -> Path:
         metrics += naopc[:3]
         ncols = min(3, len(metrics))
         nrows = -(-len(metrics) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+        fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows))
+        axes = fig.subplots(nrows, ncols, squeeze=False)
         for ax, metric in zip(axes.flat, metrics):
             metric_vs_pruning(wide, metric, hue="selection", ax=ax)
             ax.set_title(metric.replace(":", ": "), fontsize=10)
@@ -54,24 +74,22 @@ def write_report(table: pd.DataFrame, records: list[dict], config) -> Path:
             ax.set_visible(False)
         figures.append((f"{model} / {dataset}: metrics vs pruning level", _save(fig, out / f"metrics_{tag}.png")))
 
-        recs = [r for r in records if r["model"] == model and r["dataset"] == dataset]
-        first_sel = next((r["selection"] for r in recs if r["k"] > 0), None)
-        chosen = {f"k={r['k']}": _pred_frame(r) for r in recs if r["k"] == 0 or r["selection"] == first_sel}
-        if chosen:
-            fig, ax = plt.subplots(figsize=(5, 5))
-            reliability_diagram(chosen, ax=ax)
-            ax.set_title(f"reliability ({first_sel or 'unpruned'})", fontsize=9)
+        cell = cells.get((model, dataset), {})
+        if cell.get("frames"):
+            fig = Figure(figsize=(5, 5))
+            ax = fig.subplots()
+            reliability_diagram(cell["frames"], ax=ax)
+            ax.set_title(f"reliability ({cell.get('selection') or 'unpruned'})", fontsize=9)
             figures.append((f"{model} / {dataset}: reliability by level", _save(fig, out / f"reliability_{tag}.png")))
-        profiles = {r["selection"]: r["importance"] for r in recs if r.get("importance") and r["selection"] != "random"}
-        if profiles:
-            fig, ax = plt.subplots(figsize=(8, 3))
-            importance_profile(pd.DataFrame(profiles), ax=ax)
+        if cell.get("importance"):
+            fig = Figure(figsize=(8, 3))
+            ax = fig.subplots()
+            importance_profile(pd.DataFrame(cell["importance"]), ax=ax)
             figures.append((f"{model} / {dataset}: attention importance", _save(fig, out / f"importance_{tag}.png")))
 
-    head = summary(table)
-    lines += ["## Summary", "", f"NAOPC is for `{head.attrs['method']}`. Deltas are against the unpruned model on the "
-              "same examples (paired bootstrap); `misaligned`: accuracy's paired CI contains 0 while ECE's or "
-              "NAOPC's does not.", "", head.round(3).to_markdown(index=False), ""]
+    lines += ["## Summary", "", f"NAOPC is for `{summary.attrs['method']}`. Deltas are against the unpruned model on "
+              "the same examples (paired bootstrap); `misaligned`: accuracy's paired CI contains 0 while ECE's or "
+              "NAOPC's does not.", "", summary.round(3).to_markdown(index=False), ""]
     lines += ["## Figures", ""] + [f"### {title}\n\n![{title}]({name})\n" for title, name in figures]
     lines += ["## Full table", "", "`table.csv` beside this file: one row per (cell, metric) with bootstrap CIs.", ""]
     path = out / "report.md"

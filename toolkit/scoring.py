@@ -20,9 +20,26 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data import Dataset, Example, Task
-from .prompts import Prompt, context_length, encode_examples, render_prompt, verbalizer_ids
+from .prompts import Prompt, context_length, encode_examples, encode_text, render_prompt, verbalizer_ids
 
-__all__ = ["Prompt", "encode_prompts", "label_probs", "predict", "render_prompt", "verbalizer_ids"]
+__all__ = [
+    "LOG_FLOOR",
+    "Prompt",
+    "common_prefix_length",
+    "encode_prompts",
+    "encode_texts",
+    "frame_logprobs",
+    "frame_probs",
+    "label_probs",
+    "predict",
+    "prediction_frame",
+    "prefix_cache",
+    "probability_columns",
+    "render_prompt",
+    "verbalizer_ids",
+]
+
+LOG_FLOOR = 1e-300  # probabilities are clipped here before the log in frame_logprobs (finite logits)
 
 
 def encode_prompts(
@@ -48,6 +65,17 @@ def encode_prompts(
         mask[i, width - len(row) :] = 1
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": position_ids.to(device)}
+
+
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Raw texts as the tokenizer encodes them (its BOS included), cut to ``max_length`` tokens, left-padded.
+
+    The batch :func:`encode_prompts` builds (with ``position_ids``); no prompt is built around the
+    texts. Used by attention importance and by its cost measurement. The tokenizer is not modified.
+    """
+    return encode_prompts(tokenizer, [encode_text(tokenizer, t)[:max_length] for t in texts], device)
 
 
 def _batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -81,8 +109,10 @@ def _score_prompts(
     loglik = np.zeros((n, n_labels), dtype=np.float64)
     device = _device(model)
     single = all(len(v) == 1 for v in verbalizers)
-    prefix_len = _common_prefix(token_ids) if single else 0
-    prefix_cache = _prefix_cache(model, token_ids[0][:prefix_len], device) if prefix_len else None
+    prefix_len = common_prefix_length(token_ids) if single else 0
+    cache = None
+    if prefix_len:
+        cache = prefix_cache(model, input_ids=torch.tensor([list(token_ids[0][:prefix_len])], device=device))
     # Sort by length so each batch pads little; results are written back in the input order.
     order = np.argsort(-np.array([len(t) for t in token_ids]), kind="stable")
     label_tok = torch.tensor([v[0] for v in verbalizers], device=device)
@@ -91,7 +121,7 @@ def _score_prompts(
         if single:
             rows = [token_ids[i][prefix_len:] for i in idx]
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            logits = _last_logits(model, rows, prefix_len, prefix_cache, pad, device)
+            logits = _last_logits(model, rows, prefix_len, cache, pad, device)
             loglik[idx] = torch.log_softmax(logits, dim=-1)[:, label_tok].double().cpu().numpy()
         else:
             batch = [token_ids[i] for i in idx]
@@ -103,7 +133,7 @@ def _score_prompts(
     return loglik, mass
 
 
-def _common_prefix(token_ids: Sequence[Sequence[int]]) -> int:
+def common_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
     n = min(len(t) for t in token_ids) - 1
     first = token_ids[0]
@@ -115,17 +145,35 @@ def _common_prefix(token_ids: Sequence[Sequence[int]]) -> int:
     return max(n, 0)
 
 
-def _prefix_cache(model: PreTrainedModel, prefix: Sequence[int], device: torch.device) -> Any:
-    """KV cache of the shared prompt prefix (instruction, demonstrations), computed once."""
-    ids = torch.tensor([list(prefix)], device=device)
-    return model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+def prefix_cache(model: PreTrainedModel, *, input_ids: torch.Tensor | None = None,
+                 inputs_embeds: torch.Tensor | None = None) -> Any:
+    """KV cache of a shared prompt prefix, computed once, without gradients; rows continue it later.
+
+    Give exactly one of ``input_ids`` (R, P) or ``inputs_embeds`` (R, P, H): R rows of P prefix
+    positions, all real tokens (mask of ones, positions 0..P-1). Only the last position's logits
+    are computed. Used by scoring (token ids) and the fast attribution backend (embeddings of the
+    interpolation steps).
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    x = input_ids if input_ids is not None else inputs_embeds
+    rows, p = x.shape[:2]
+    kwargs: dict[str, Any] = {}
+    if inputs_embeds is not None:  # the scoring path has always called the model with ids alone
+        kwargs = dict(
+            attention_mask=torch.ones((rows, p), dtype=torch.long, device=x.device),
+            position_ids=torch.arange(p, device=x.device).expand(rows, p),
+        )
+    with torch.no_grad():
+        out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **kwargs)
+    return out.cache
 
 
 def _last_logits(
     model: PreTrainedModel,
     rows: Sequence[Sequence[int]],
     prefix_len: int,
-    prefix_cache: Any,
+    cache: Any,
     pad_id: int,
     device: torch.device,
 ) -> torch.Tensor:
@@ -145,12 +193,10 @@ def _last_logits(
     position_ids = (prefix_len + torch.arange(width)).expand(len(rows), width)
     last = torch.tensor([len(r) - 1 for r in rows])
     keep = torch.unique(last)  # sorted; rows are sorted by length, so few distinct positions
-    if prefix_cache is not None:
-        cache = copy.deepcopy(prefix_cache)
+    if cache is not None:
+        cache = copy.deepcopy(cache)
         cache.batch_repeat_interleave(len(rows))
         mask = torch.cat([torch.ones((len(rows), prefix_len), dtype=torch.long), mask], dim=1)
-    else:
-        cache = None
     out = model(
         input_ids=ids.to(device),
         attention_mask=mask.to(device),
@@ -261,15 +307,76 @@ def predict(
     verbalizers = verbalizer_ids(task, tokenizer)
     prompts = _prompt_ids(model, tokenizer, task, [e.text for e in examples], demos)
     loglik, mass = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
-    probs = _softmax(loglik)
-    labels = np.array([e.label for e in examples])
+    return prediction_frame(
+        [e.id for e in examples], [e.label for e in examples], _softmax(loglik), task.label_names, mass, task=task.name
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The prediction frame: built here, read through these accessors
+# --------------------------------------------------------------------------------------------------
+def prediction_frame(
+    ids: Sequence[str],
+    labels: Sequence[int],
+    probs: np.ndarray | Sequence[Sequence[float]],
+    label_names: Sequence[str],
+    label_mass: np.ndarray | Sequence[float],
+    task: str | None = None,
+) -> pd.DataFrame:
+    """The frame :func:`predict` returns, from its parts (e.g. a study's persisted record).
+
+    Returns:
+        DataFrame with columns `id`, `label`, `pred` (argmax of `probs`), `p_<label name>` (one per
+        class, in label order), `label_mass`, `confidence` (max class probability), `correct`;
+        `attrs["label_names"]` holds the names, `attrs["task"]` the task name when given.
+    """
+    probs = np.asarray(probs)
+    labels = np.asarray(labels)
     pred = probs.argmax(axis=1)
-    df = pd.DataFrame({"id": [e.id for e in examples], "label": labels, "pred": pred})
-    for c, name in enumerate(task.label_names):
+    df = pd.DataFrame({"id": list(ids), "label": labels, "pred": pred})
+    for c, name in enumerate(label_names):
         df[f"p_{name}"] = probs[:, c]
-    df["label_mass"] = mass
+    df["label_mass"] = np.asarray(label_mass)
     df["confidence"] = probs.max(axis=1)
     df["correct"] = pred == labels
-    df.attrs["label_names"] = tuple(task.label_names)
-    df.attrs["task"] = task.name
+    df.attrs["label_names"] = tuple(label_names)
+    if task is not None:
+        df.attrs["task"] = task
     return df
+
+
+def probability_columns(df: pd.DataFrame) -> list[str]:
+    """The `p_<label>` columns of a prediction frame, in label order.
+
+    The order is `df.attrs["label_names"]` when present, else the order of the `p_` columns.
+
+    Raises:
+        ValueError: a label name without its column, or no `p_` column at all.
+    """
+    names = df.attrs.get("label_names")
+    if names is not None:
+        cols = [f"p_{name}" for name in names]
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ValueError(
+                f"attrs['label_names']={tuple(names)} but columns {missing} are missing; "
+                f"probability columns present: {[c for c in df.columns if str(c).startswith('p_')]}"
+            )
+        return cols
+    cols = [c for c in df.columns if str(c).startswith("p_")]
+    if not cols:
+        raise ValueError(f"DataFrame has no 'p_<label>' probability columns; columns are {list(df.columns)}")
+    return cols
+
+
+def frame_probs(df: pd.DataFrame) -> np.ndarray:
+    """The class-probability matrix (n, C) of a prediction frame, columns in label order."""
+    return df[probability_columns(df)].to_numpy()
+
+
+def frame_logprobs(df: pd.DataFrame) -> np.ndarray:
+    """log p (n, C), probabilities clipped at `LOG_FLOOR` first: finite logits for temperature scaling.
+
+    Log-probabilities are valid logits for the softmax over the labels (softmax is shift-invariant).
+    """
+    return np.log(np.clip(frame_probs(df), LOG_FLOOR, None))

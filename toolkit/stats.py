@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .validation import check_int, check_probability
+
 __all__ = ["Interval", "bootstrap_ci", "mean_ci", "paired_bootstrap", "resample_counts"]
 
 MetricFn = Callable[..., float]
@@ -51,10 +53,8 @@ class Interval:
 
 
 def _check_options(n_boot: int, alpha: float) -> None:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot={n_boot!r} is invalid; expected an integer >= 1")
-    if not (isinstance(alpha, (int, float, np.floating)) and 0.0 < float(alpha) < 1.0):
-        raise ValueError(f"alpha={alpha!r} is invalid; expected a float in the open interval (0, 1)")
+    check_int(n_boot, "n_boot", 1, keyword=True)
+    check_probability(alpha, "alpha")
 
 
 def _check_arrays(arrays: Sequence[ArrayLike], what: str = "arrays") -> tuple[NDArray, ...]:

@@ -25,19 +25,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import TemperatureScaler, calibration_report, compare_calibration, ece
+from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
 from .data import load_dataset
-from .faithfulness import faithfulness_report, model_scorer
+from .faithfulness import METRICS as FAITHFULNESS_METRICS
+from .faithfulness import model_faithfulness
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
-from .models import decoder_layers, load_model
+from .adapters import decoder_layers
+from .models import load_model
 from .prompts import split_words
 from .pruning import drop_attention
-from .scoring import predict
+from .report import write_report
+from .scoring import frame_logprobs, frame_probs, predict, prediction_frame
 from .stats import mean_ci, paired_bootstrap
+from .validation import check_choice, check_int
 
-__all__ = ["StudyConfig", "load_results", "resolve_level", "run_study", "summary"]
+__all__ = ["StudyConfig", "load_results", "record_frame", "resolve_level", "run_study", "summary"]
 
 PROFILES = ("full", "quick", "ci")
+# Table rows per cell: calibration's report metrics, then faithfulness's metrics per method with
+# flip_rate last (the table's row order since the first studies; a stable sort keeps the rest).
+TABLE_FAITHFULNESS = tuple(sorted(FAITHFULNESS_METRICS, key=lambda m: m == "flip_rate"))
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,8 @@ class StudyConfig:
             if not getattr(self, name):
                 raise ValueError(f"StudyConfig.{name} is empty; give at least one")
         for s in self.selections:
-            if s not in IMPORTANCE_METRICS:
-                raise ValueError(f"unknown selection {s!r}; expected one of {list(IMPORTANCE_METRICS)}")
-        if self.strategy not in SELECTION_STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
+            check_choice(s, "selection", IMPORTANCE_METRICS)
+        check_choice(self.strategy, "strategy", SELECTION_STRATEGIES)
         if self.attribution_backend not in ("fast", "inseq"):
             raise ValueError(f"unknown attribution_backend {self.attribution_backend!r}; expected 'fast' or 'inseq'")
         for k in self.levels:
@@ -110,9 +115,7 @@ class StudyConfig:
         if len(set(self.levels)) != len(self.levels):
             raise ValueError(f"levels has duplicates: {list(self.levels)}")
         for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size", "max_words"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"StudyConfig.{name} must be a positive integer, got {v!r}")
+            object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
             raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
 
@@ -268,13 +271,7 @@ def _layers_for(
     return select_layers(importance_cache[key], k), importance_cache[key]
 
 
-def _probs(df: pd.DataFrame) -> np.ndarray:
-    return df[[f"p_{n}" for n in df.attrs["label_names"]]].to_numpy()
-
-
 def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance_cache: dict) -> dict:
-    from .attribution import attribute  # heavy (inseq); imported when a study runs
-
     t0 = time.perf_counter()
     layers, importance = _layers_for(cell, config, model, tok, importance_cache, data)
     seed = cell.seed(config.seed)
@@ -285,19 +282,13 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
     with drop_attention(model, layers):
         pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
         val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)
-        attributions = {
-            m: attribute(model, tok, test.task, faith_examples, method=m, backend=config.attribution_backend,
-                         batch_size=config.batch_size)
-            for m in config.methods
-        }
-        scorer = model_scorer(model, tok, test.task, batch_size=config.batch_size)
-        per_example, _ = faithfulness_report(
-            scorer, [e.text for e in faith_examples], {m: [a.scores for a in attributions[m]] for m in config.methods},
-            n_random=config.n_random, seed=seed, n_boot=config.n_boot,
+        per_example, _ = model_faithfulness(
+            model, tok, test.task, faith_examples, config.methods, backend=config.attribution_backend,
+            batch_size=config.batch_size, n_random=config.n_random, seed=seed, n_boot=config.n_boot,
         )
     # log-probabilities are valid logits for the restricted softmax: T rescales them
-    scaler = TemperatureScaler().fit(np.log(np.clip(_probs(val_pred), 1e-300, None)), val_pred.label.to_numpy())
-    scaled = scaler.transform(np.log(np.clip(_probs(pred), 1e-300, None)))
+    scaler = TemperatureScaler().fit(frame_logprobs(val_pred), val_pred.label.to_numpy())
+    scaled = scaler.transform(frame_logprobs(pred))
     return {
         "cell": cell.key,
         "model": cell.model,
@@ -309,7 +300,7 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
         "importance": None if importance is None else [None if np.isnan(v) else float(v) for v in importance],
         "ids": pred.id.tolist(),
         "labels": pred.label.tolist(),
-        "probs": _probs(pred).tolist(),
+        "probs": frame_probs(pred).tolist(),
         "label_names": list(pred.attrs["label_names"]),
         "label_mass": pred.label_mass.tolist(),
         "temperature": float(scaler.temperature_),
@@ -320,17 +311,9 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
 
 
 # ---- the table ---------------------------------------------------------------------------------
-def _pred_frame(record: dict) -> pd.DataFrame:
-    probs = np.asarray(record["probs"])
-    labels = np.asarray(record["labels"])
-    df = pd.DataFrame({"id": record["ids"], "label": labels, "pred": probs.argmax(1)})
-    for c, name in enumerate(record["label_names"]):
-        df[f"p_{name}"] = probs[:, c]
-    df["label_mass"] = record["label_mass"]
-    df["confidence"] = probs.max(1)
-    df["correct"] = df.pred == df.label
-    df.attrs["label_names"] = tuple(record["label_names"])
-    return df
+def record_frame(record: dict) -> pd.DataFrame:
+    """The prediction frame of one persisted cell (as :func:`toolkit.scoring.predict` returned it)."""
+    return prediction_frame(record["ids"], record["labels"], record["probs"], record["label_names"], record["label_mass"])
 
 
 def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
@@ -342,15 +325,15 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], level=level, k=r["k"],
                     layers=" ".join(map(str, r["layers"])))
         seed = Cell(r["model"], r["dataset"], r["selection"], level).seed(config.seed)
-        pred = _pred_frame(r)
+        pred = record_frame(r)
         report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
         ref = refs.get((r["model"], r["dataset"]))
         paired = (
-            compare_calibration(_pred_frame(ref), pred, n_boot=config.n_boot, seed=seed).set_index("metric")
+            compare_calibration(record_frame(ref), pred, n_boot=config.n_boot, seed=seed).set_index("metric")
             if ref is not None
             else None
         )
-        for metric in ("accuracy", "ece", "mce", "adaptive_ece", "smooth_ece", "brier", "nll"):
+        for metric in REPORT_METRICS:
             row = dict(base, metric=metric, value=float(report[metric]), low=float(report[f"{metric}_low"]),
                        high=float(report[f"{metric}_high"]))
             if paired is not None and metric in paired.index:
@@ -363,8 +346,7 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         faith = pd.DataFrame(r["faithfulness"])
         ref_faith = pd.DataFrame(ref["faithfulness"]) if ref is not None else None
         for method, group in faith.groupby("method", sort=True):
-            for metric in ("aopc_comprehensiveness", "aopc_sufficiency", "naopc_comprehensiveness",
-                           "naopc_sufficiency", "fraction_flip", "flip_rate"):
+            for metric in TABLE_FAITHFULNESS:
                 if metric not in group:
                     continue
                 values = group[metric].to_numpy(dtype=float)
@@ -387,6 +369,25 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         if col not in table:
             table[col] = np.nan
     return table
+
+
+def _report_frames(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """What the report draws per (model, dataset) besides the table: prediction frames and importance.
+
+    ``frames``: the unpruned cell and the cells of the first pruning selection, by ``k=<k>``;
+    ``selection``: that selection; ``importance``: importance profile per selection (not random).
+    """
+    out: dict[tuple[str, str], dict] = {}
+    for key in dict.fromkeys((r["model"], r["dataset"]) for r in records):
+        recs = [r for r in records if (r["model"], r["dataset"]) == key]
+        first_sel = next((r["selection"] for r in recs if r["k"] > 0), None)
+        out[key] = {
+            "selection": first_sel,
+            "frames": {f"k={r['k']}": record_frame(r) for r in recs if r["k"] == 0 or r["selection"] == first_sel},
+            "importance": {r["selection"]: r["importance"] for r in recs
+                           if r.get("importance") and r["selection"] != "random"},
+        }
+    return out
 
 
 def load_results(config: StudyConfig) -> list[dict]:
@@ -435,9 +436,8 @@ def run_study(config: StudyConfig | None = None, *, progress: bool = True, repor
     table = _tidy(load_results(config), config)
     table.to_csv(run_dir / "table.csv", index=False)
     if report:
-        from .report import write_report
-
-        write_report(table, load_results(config), config)
+        records = load_results(config)
+        write_report(run_dir, table, summary(table), _report_frames(records), digest=config.digest())
     return table
 
 

@@ -1,0 +1,104 @@
+"""The registry of attribution methods: what each is called in inseq and how its scores are reduced.
+
+An explicit dict (``ATTRIBUTION_METHODS``) with ``register_attribution_method`` beside it, and the
+checks of a (method, backend, options) request that both backends share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..validation import check_choice
+
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "AttributionMethod",
+    "BACKENDS",
+    "check_backend",
+    "check_kwargs",
+    "check_method",
+    "list_attribution_methods",
+    "register_attribution_method",
+]
+
+
+BACKENDS: tuple[str, ...] = ("inseq", "fast")
+
+
+@dataclass(frozen=True)
+class AttributionMethod:
+    """How one attribution method is run and reduced to one score per token.
+
+    Attributes:
+        inseq_name: the identifier in ``inseq.list_feature_attribution_methods()``.
+        reduce: how inseq's per-token tensor becomes one number: ``"l2"`` (norm over the embedding
+            dimension), ``"none"`` (already one number), ``"mean"`` (mean over layers/heads),
+            ``"mean_kept_layers"`` (mean over the layers whose attention is not dropped).
+        fast_kwargs: the keyword arguments ``backend="fast"`` accepts; None = no fast path.
+        stochastic: draws random numbers (seeded per example by ``attribute(seed=...)``).
+    """
+
+    inseq_name: str
+    reduce: str
+    fast_kwargs: tuple[str, ...] | None = None
+    stochastic: bool = False
+
+
+_REDUCTIONS = ("l2", "none", "mean", "mean_kept_layers")
+
+
+ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {
+    "saliency": AttributionMethod("saliency", "l2", fast_kwargs=()),
+    "input_x_gradient": AttributionMethod("input_x_gradient", "l2", fast_kwargs=()),
+    "integrated_gradients": AttributionMethod("integrated_gradients", "l2", fast_kwargs=("n_steps", "rule")),
+    "lime": AttributionMethod("lime", "l2", stochastic=True),
+    "occlusion": AttributionMethod("occlusion", "none"),
+    "attention": AttributionMethod("attention", "mean"),
+    "value_zeroing": AttributionMethod("value_zeroing", "mean_kept_layers"),
+}
+
+
+def list_attribution_methods(backend: str | None = None) -> list[str]:
+    """Names of the registered methods (those with a fast path when ``backend="fast"``)."""
+    if backend is not None:
+        check_backend(backend)
+    return sorted(n for n, m in ATTRIBUTION_METHODS.items() if backend != "fast" or m.fast_kwargs is not None)
+
+
+def register_attribution_method(name: str, method: AttributionMethod, *, overwrite: bool = False) -> None:
+    """Add an inseq method under ``name`` (e.g. ``AttributionMethod("gradient_shap", "l2")``)."""
+    if name in ATTRIBUTION_METHODS and not overwrite:
+        raise ValueError(f"attribution method {name!r} is already registered; pass overwrite=True to replace it")
+    if method.reduce not in _REDUCTIONS:
+        raise ValueError(f"unknown reduce {method.reduce!r}; expected one of {list(_REDUCTIONS)}")
+    if method.fast_kwargs is not None and name not in ("saliency", "input_x_gradient", "integrated_gradients"):
+        raise ValueError(f"the fast backend implements only saliency, input_x_gradient and integrated_gradients, not {name!r}")
+    ATTRIBUTION_METHODS[name] = method
+
+
+def check_backend(backend: str) -> None:
+    check_choice(backend, "backend", BACKENDS)
+
+
+def check_method(method: str, backend: str) -> AttributionMethod:
+    check_backend(backend)
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
+    spec = ATTRIBUTION_METHODS[method]
+    if backend == "fast" and spec.fast_kwargs is None:
+        raise ValueError(
+            f"method {method!r} has no fast backend; backend='fast' supports {list_attribution_methods('fast')}, "
+            "use backend='inseq' for the others"
+        )
+    return spec
+
+
+def check_kwargs(method: str, given: dict[str, Any], accepted: Sequence[str], backend: str) -> None:
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"method {method!r} (backend {backend!r}) takes no argument {', '.join(map(repr, unknown))}; "
+            f"it accepts {sorted(accepted)}"
+        )
