@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit.study import StudyConfig, _append_cell, _cells, _read_cells, summary
+from toolkit.store import CellStore
+from toolkit.study import StudyConfig, _cells, plan, status, summary
 
 WORDS = "good bad great awful movie food service plot liked hated not very".split()
 
@@ -45,12 +46,14 @@ DRIVER = textwrap.dedent(
     from toolkit import Task, register_dataset
     from toolkit.study import StudyConfig, run_study
     model_dir, data, out = sys.argv[1:4]
+    executor = sys.argv[4] if len(sys.argv) > 4 else "local"
     register_dataset("tiny_sent", data, Task(name="tiny_sent", instruction="sentiment of this review ?",
                      label_names=("negative", "positive"), verbalizers=("negative", "positive"),
                      input_name="review", use_chat_template=False))
     config = StudyConfig(models=(model_dir,), datasets=("tiny_sent",), levels=(0, 1, 2, 3),
                          selections=("cosine", "random"), methods=("saliency",), n_eval=8, n_validation=6,
-                         n_importance=4, n_faithfulness=3, n_random=2, n_boot=50, batch_size=4, output_dir=out)
+                         n_importance=4, n_faithfulness=3, n_random=2, n_boot=50, batch_size=4, output_dir=out,
+                         executor=executor, resources=dict(workers=2, cluster="local", time_min=10))
     table = run_study(config, progress=False, report=False)
     table.to_csv(out + "/final.csv", index=False)
     print(config.run_dir())
@@ -58,11 +61,11 @@ DRIVER = textwrap.dedent(
 )
 
 
-def run_driver(tmp: Path, out: Path, *, kill_after_cells: int | None = None) -> subprocess.Popen | str:
+def run_driver(tmp: Path, out: Path, *, kill_after_cells: int | None = None, executor: str = "local"):
     script = tmp / "driver.py"
     script.write_text(DRIVER)
     model_dir, data = tmp / "model", tmp / "tiny.jsonl"
-    cmd = [sys.executable, str(script), str(model_dir), str(data), str(out)]
+    cmd = [sys.executable, str(script), str(model_dir), str(data), str(out), executor]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if kill_after_cells is None:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -71,8 +74,7 @@ def run_driver(tmp: Path, out: Path, *, kill_after_cells: int | None = None) -> 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 600
     while time.time() < deadline:
-        logs = list(out.glob("*/cells.jsonl"))
-        if logs and len(logs[0].read_text().splitlines()) >= kill_after_cells:
+        if len(list(out.glob("*/cells/*.json"))) >= kill_after_cells:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return proc
@@ -87,31 +89,19 @@ def test_sigkill_and_resume_gives_the_uninterrupted_table(tmp_path):
     clean = Path(run_driver(tmp_path, tmp_path / "clean"))
     killed_out = tmp_path / "killed"
     run_driver(tmp_path, killed_out, kill_after_cells=2)
-    log = next(killed_out.glob("*/cells.jsonl"))
-    n_before = len(log.read_text().splitlines())
+    run_dir = next(killed_out.glob("*/cells")).parent
+    n_before = len(list((run_dir / "cells").glob("*.json")))
     assert 2 <= n_before < 7, n_before  # really interrupted mid-study
-    with log.open("a") as f:  # and as if the kill had landed in the middle of a write
-        f.write('{"cell": "half-written')
+    (run_dir / "cells" / ".tmp-half-written").write_text('{"cell": "half-written')  # as if killed mid-write
     resumed = Path(run_driver(tmp_path, killed_out))
     assert resumed.name == clean.name  # same config hash; output_dir is not part of it
     a = pd.read_csv(clean.parent / "final.csv")
     b = pd.read_csv(killed_out / "final.csv")
     pd.testing.assert_frame_equal(a, b)
-    records = _read_cells(log)
+    records = CellStore(run_dir).records()
     assert len(records) == 7  # 1 unpruned + 2 selections x 3 levels: no duplicate, none missing
     assert set(a.k) == {0, 1, 2, 3}
     assert (a[(a.k == 0) & (a.metric == "accuracy")].delta.abs() < 1e-12).all()  # unpruned vs itself
-
-
-def test_cell_log_skips_truncated_lines_and_keeps_first(tmp_path):
-    path = tmp_path / "cells.jsonl"
-    _append_cell(path, {"cell": "a", "v": 1})
-    with path.open("a") as f:
-        f.write('{"cell": "b", "v"')  # killed mid-write
-    _append_cell(path, {"cell": "a", "v": 2})
-    _append_cell(path, {"cell": "c", "v": 3})
-    done = _read_cells(path)
-    assert {k: v["v"] for k, v in done.items()} == {"a": 1, "c": 3}
 
 
 def test_config_validation_and_files(tmp_path):
@@ -139,14 +129,66 @@ def test_cells_run_unpruned_first_once():
     assert keys[0].endswith("|none|0") and sum(k.endswith("|0") for k in keys) == 1 and len(keys) == 5
 
 
-def test_summary_flags_misalignment():
+def _table_row(k, metric, **values):
+    return dict(model="m", dataset="d", selection="none" if k == 0 else "cosine", level=k, k=k, layers="",
+                metric=metric, value=0.5, low=0.4, high=0.6, **values)
+
+
+def test_summary_claims_are_tests_with_their_size():
     rows = []
-    for k, acc_ci, ece_ci in [(0, (0, 0), (0, 0)), (2, (-0.05, 0.02), (0.01, 0.08)), (4, (-0.3, -0.1), (0.0, 0.2))]:
-        for metric, ci in [("accuracy", acc_ci), ("ece", ece_ci), ("naopc_comprehensiveness:saliency", (-0.1, 0.1))]:
-            rows.append(dict(model="m", dataset="d", selection="none" if k == 0 else "cosine", k=k, layers="",
-                             metric=metric, value=0.5, low=0.4, high=0.6, delta=sum(ci) / 2,
-                             delta_low=ci[0], delta_high=ci[1]))
-    s = summary(pd.DataFrame(rows)).set_index("k")
-    assert s.loc[2, "accuracy_holds"] and s.loc[2, "misaligned"]  # accuracy CI has 0, ECE CI does not
-    assert not s.loc[4, "accuracy_holds"] and not s.loc[4, "misaligned"]
-    assert not s.loc[0, "misaligned"]
+    # (k, accuracy shown equivalent?, ECE delta / se, NAOPC delta / se)
+    cells = [(2, True, (0.10, 0.02), (0.0, 0.1)),  # ECE moves by 5 se: changed after Holm over m = 6
+             (4, False, (0.10, 0.02), (0.0, 0.1)),  # same change, accuracy not shown equivalent
+             (6, True, (0.05, 0.023), (0.0, 0.1))]  # p = 0.03 alone: not changed once m = 6 tests count
+    rows += [_table_row(0, "accuracy"), _table_row(0, "ece"), _table_row(0, "naopc_comprehensiveness:saliency")]
+    for k, equivalent, (d_ece, se_ece), (d_n, se_n) in cells:
+        rows.append(_table_row(k, "accuracy", delta=0.0, tost_low=-0.03, tost_high=0.03 if equivalent else 0.08,
+                               equivalent=equivalent, margin=0.05))
+        rows.append(_table_row(k, "ece", delta=d_ece, delta_se=se_ece))
+        rows.append(_table_row(k, "naopc_comprehensiveness:saliency", delta=d_n, delta_se=se_n, delta_df=5))
+    s = summary(pd.DataFrame(rows), correction="holm").set_index("k")
+    assert s.loc[2, "equivalent"] and s.loc[2, "ece_changed"] and s.loc[2, "misaligned"]
+    assert not s.loc[4, "equivalent"] and s.loc[4, "ece_changed"] and not s.loc[4, "misaligned"]
+    assert s.loc[6, "equivalent"] and not s.loc[6, "ece_changed"] and not s.loc[6, "misaligned"]
+    assert s.loc[2, "verdict"] == "misaligned" and s.loc[4, "verdict"] == "accuracy not shown equivalent"
+    assert pd.isna(s.loc[0, "misaligned"])  # the reference is no claim
+    assert s.attrs["m"] == 6 and "Holm" in s.attrs["statement"] and "0.05" in s.attrs["statement"]
+    # Bonferroni-level intervals (m = 6): half-width z_{1 - 0.05 / 12} se = 2.638 se
+    assert s.loc[2, "ece_high"] - s.loc[2, "ece_low"] == pytest.approx(2 * 2.6383 * 0.02, rel=1e-3)
+    with pytest.raises(ValueError, match="correction"):
+        summary(pd.DataFrame(rows), correction="bonf")
+
+
+def test_digest_of_older_configs_is_unchanged():
+    # Fields that change no cell (margin, executor, resources, ...) stay out of the hash, so results
+    # computed before they existed are found again; this is the default study's hash since issue 10.
+    assert StudyConfig().digest() == "06e39b53264c"
+    assert StudyConfig(margin=0.1, executor="ray", resources={"workers": 4}).digest() == "06e39b53264c"
+    assert StudyConfig(dtype="bfloat16").digest() != "06e39b53264c"
+
+
+def test_status_and_plan_before_anything_runs(tmp_path):
+    config = StudyConfig.profile("ci", output_dir=str(tmp_path))
+    cells = status(config)
+    assert list(cells.state.unique()) == ["todo"] and len(cells) == 5 and cells.estimated.all()
+    table = plan(config).set_index("metric")
+    assert table.loc["accuracy", "source"] == "assumed" and table.attrs["m"] == 4 * 2
+    assert table.loc["naopc", "mde"] > table.loc["naopc", "ci_halfwidth"] > 0
+    with pytest.raises(ValueError, match="Resources.workers"):
+        StudyConfig(resources={"workers": 0})
+    with pytest.raises(ValueError, match="executor"):
+        StudyConfig(executor="dask")
+    with pytest.raises(ValueError, match="model_options names 'other'"):
+        StudyConfig(model_options={"other": {"dtype": "bfloat16"}})
+
+
+@pytest.mark.parametrize("executor", ["ray", "slurm"])
+def test_study_on_a_cluster_engine_gives_the_local_table(tmp_path, executor):
+    """Ray (a local runtime, 2 workers) and SLURM (submitit's local executor: jobs as local processes)."""
+    pytest.importorskip({"ray": "ray", "slurm": "submitit"}[executor])
+    write_fixture(tmp_path)
+    run_driver(tmp_path, tmp_path / "local")
+    run_driver(tmp_path, tmp_path / executor, executor=executor)
+    local = pd.read_csv(tmp_path / "local" / "final.csv")
+    remote = pd.read_csv(tmp_path / executor / "final.csv")
+    pd.testing.assert_frame_equal(local, remote)

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -18,27 +19,65 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from err
 
 
+def _study_config(args: argparse.Namespace):
+    """The config a `study` command means: a file or a profile, then the flags that were given."""
+    from .study import StudyConfig
+
+    overrides = {
+        "output_dir": args.output_dir,
+        "models": tuple(args.model) if args.model else None,
+        "datasets": tuple(args.dataset) if args.dataset else None,
+        "executor": args.executor,
+        "margin": args.margin,
+        "correction": args.correction,
+    }
+    if args.workers is not None:
+        overrides["resources"] = {"workers": args.workers}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ValueError(f"config file {args.config!r} does not exist")
+        config = StudyConfig.from_file(path)
+    else:
+        config = StudyConfig.profile("quick" if args.quick else args.profile)
+    if "resources" in overrides:
+        overrides["resources"] = {**config.to_dict()["resources"], **overrides["resources"]}
+    return config.with_overrides(**overrides)
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .study import StudyConfig, run_study, summary
+    from .study import StudyIncomplete, plan, run_study, status, summary
 
-    profile = "quick" if args.quick else args.profile
-    overrides = {"output_dir": args.output_dir}
-    if args.model:
-        overrides["models"] = tuple(args.model)
-    if args.dataset:
-        overrides["datasets"] = tuple(args.dataset)
-    if args.config:
-        base = StudyConfig.from_file(args.config).to_dict()
-        config = StudyConfig.from_dict({**base, **overrides})
-    else:
-        config = StudyConfig.profile(profile, **overrides)
-    print(f"study {config.digest()} -> {config.run_dir()}", flush=True)
+    config = _study_config(args)
+    print(f"study {config.digest()} -> {config.run_dir()} (executor {config.executor})", flush=True)
+    if args.dry_run or args.plan:
+        cells = status(config)
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            if args.dry_run:
+                print(cells.to_string(index=False))
+            counts = cells.state.value_counts().to_dict()
+            todo = cells[cells.state != "done"].seconds.sum() + cells.attrs.get("ranking_seconds", 0.0)
+            print(f"\n{len(cells)} cells: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+                  + f"; about {todo / 60:.0f} min left on 2 CPU cores (estimated: the stated cost model or the "
+                  "median of finished cells; scale for other machines and models)")
+            if args.plan:
+                table = plan(config)
+                print(f"\nwhat it can detect (power 0.8; change tests at alpha / m, m = {table.attrs['m']}; "
+                      f"accuracy equivalence margin {config.margin}):")
+                print(table.round(4).to_string(index=False))
+        return 0
     start = time.perf_counter()
-    table = run_study(config, progress=not args.no_progress)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(summary(table).round(3).to_string(index=False))
+    try:
+        table = run_study(config, progress=not args.no_progress)
+    except StudyIncomplete as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    head = summary(table, correction=config.correction, alpha=config.alpha)
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(head.round(3).to_string(index=False))
+    print("\n" + head.attrs["statement"])
     print(f"\nreport: {config.run_dir() / 'report.md'}")
     print(f"wall time {time.perf_counter() - start:.0f} s (cells already in {config.run_dir()} are not recomputed)")
     return 0
@@ -112,7 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="same as --profile quick")
     p.add_argument("--model", action="append", help="model name/path (repeatable; default smollm2-135m)")
     p.add_argument("--dataset", action="append", help="dataset name (repeatable)")
-    p.add_argument("--output-dir", default="results")
+    p.add_argument("--output-dir", default=None, help="where results go (default: the config's output_dir, results)")
+    p.add_argument("--executor", choices=["local", "ray", "slurm"], default=None,
+                   help="where cells run (default: the config's executor, local)")
+    p.add_argument("--workers", type=int, default=None, help="worker tasks per model for ray/slurm")
+    p.add_argument("--margin", type=float, default=None, help="accuracy equivalence margin (default 0.05)")
+    p.add_argument("--correction", choices=["holm", "bh"], default=None, help="multiplicity correction (default holm)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells, what is done and what is left, and stop")
+    p.add_argument("--plan", action="store_true",
+                   help="print the estimated cost and what the config can detect (power), and stop")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_study)
 

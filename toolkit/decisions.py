@@ -777,7 +777,14 @@ def _t_power(delta: float, n: int, sd: float, alpha: float) -> float:
     """Two-sided one-sample t-test power at mean difference delta: both tails of the noncentral t."""
     df, nc = n - 1, delta * math.sqrt(n) / sd
     crit = float(stats.t.ppf(1 - alpha / 2, df))
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
+    # scipy's noncentral t returns NaN far in its tails (tiny alpha, large nc): there the far tail
+    # is 0 and the near one is close to its normal limit
+    if not math.isfinite(lower):
+        lower = 0.0
+    if not math.isfinite(upper):
+        upper = float(stats.norm.sf(crit - nc))
+    return upper + lower
 
 
 def _check_n_sd(n: object, sd: object, method: str) -> tuple[int, float]:

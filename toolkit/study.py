@@ -10,12 +10,13 @@ killed run resumes where it stopped and the final table is the same as an uninte
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from tqdm.auto import tqdm
 
 from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
 from .data import load_dataset
+from .decisions import accuracy_tost, adjust_tests, misalignment
+from .executors import EXECUTORS, Resources, RunReport, run_cells
 from .faithfulness import METRICS as FAITHFULNESS_METRICS
 from .faithfulness import model_faithfulness
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
@@ -37,11 +40,15 @@ from .pruning import drop_attention
 from .report import write_report
 from .scoring import frame_logprobs, frame_probs, predict, prediction_frame
 from .stats import mean_ci, paired_bootstrap
+from .store import CellStore
 from .validation import check_choice, check_int
 
 __all__ = ["StudyConfig", "load_results", "record_frame", "resolve_level", "run_study", "summary"]
 
 PROFILES = ("full", "quick", "ci")
+CORRECTIONS = ("holm", "bh")
+_Z975 = 1.959963984540054  # standard normal 97.5% quantile
+_NOT_IN_DIGEST = frozenset({"output_dir", "margin", "alpha", "correction", "executor", "resources"})
 # Table rows per cell: calibration's report metrics, then faithfulness's metrics per method with
 # flip_rate last (the table's row order since the first studies; a stable sort keeps the rest).
 TABLE_FAITHFULNESS = tuple(sorted(FAITHFULNESS_METRICS, key=lambda m: m == "flip_rate"))
@@ -72,6 +79,19 @@ class StudyConfig:
         seed: seeds subsampling, random selections, random rankings and bootstraps.
         batch_size: examples per forward pass.
         output_dir: where results, figures and the report go.
+        margin: equivalence margin for "accuracy holds": paired TOST of the accuracy difference.
+        alpha: size of every test (the TOST, and the familywise / false-discovery level of the
+            change tests).
+        correction: multiplicity correction of the change tests: ``holm`` (familywise) or ``bh``
+            (Benjamini-Hochberg, false discovery rate).
+        executor: where cells run: ``local`` (this process), ``ray`` or ``slurm``.
+        resources: what each worker task asks of the engine (:class:`toolkit.executors.Resources`).
+        device, dtype, device_map: passed to :func:`toolkit.load_model` for every model;
+            ``model_options`` overrides them per model (e.g. ``{"org/big": {"device_map": "auto"}}``).
+
+    ``margin``, ``alpha``, ``correction``, ``executor``, ``resources`` and ``output_dir`` change no
+    cell, so they are not part of :meth:`digest`: rerunning with another margin or engine reuses
+    (and resumes) the same cells.
     """
 
     models: tuple[str, ...] = ("smollm2-135m",)
@@ -91,6 +111,15 @@ class StudyConfig:
     seed: int = 0
     batch_size: int = 16
     output_dir: str = "results"
+    margin: float = 0.05
+    alpha: float = 0.05
+    correction: str = "holm"
+    executor: str = "local"
+    resources: Resources = Resources()
+    device: str | None = None
+    dtype: str | None = None
+    device_map: str | None = None
+    model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("models", "datasets", "levels", "selections", "methods"):
@@ -118,10 +147,34 @@ class StudyConfig:
             object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
             raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
+        for name, value in (("margin", self.margin), ("alpha", self.alpha)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ValueError(f"StudyConfig.{name}={value!r}; expected a number in (0, 1)")
+        check_choice(self.correction, "correction", CORRECTIONS)
+        check_choice(self.executor, "executor", EXECUTORS)
+        if isinstance(self.resources, Mapping):
+            object.__setattr__(self, "resources", Resources(**self.resources))
+        if not isinstance(self.resources, Resources):
+            raise ValueError(f"StudyConfig.resources={self.resources!r}; expected a mapping of Resources fields")
+        if not isinstance(self.model_options, Mapping):
+            raise ValueError(f"StudyConfig.model_options={self.model_options!r}; expected model -> options mapping")
+        allowed = {"device", "dtype", "device_map", "revision"}
+        for model, options in self.model_options.items():
+            if model not in self.models:
+                raise ValueError(f"model_options names {model!r}, which is not in models {list(self.models)}")
+            bad = sorted(set(options) - allowed)
+            if bad:
+                raise ValueError(f"model_options[{model!r}] has unknown option(s) {bad}; allowed: {sorted(allowed)}")
 
+    def load_options(self, model: str) -> dict[str, Any]:
+        """Keyword arguments of :func:`toolkit.load_model` for ``model``."""
+        base = {k: getattr(self, k) for k in ("device", "dtype", "device_map") if getattr(self, k) is not None}
+        return {**base, **dict(self.model_options.get(model, {}))}
     # ---- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["model_options"] = {k: dict(v) for k, v in self.model_options.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
@@ -130,6 +183,10 @@ class StudyConfig:
         if unknown:
             raise ValueError(f"unknown study option(s) {unknown}; allowed: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def with_overrides(self, **changes: Any) -> StudyConfig:
+        """A copy with the given fields changed (None values are ignored: "not given")."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> StudyConfig:
@@ -165,8 +222,14 @@ class StudyConfig:
         return cls(**{**sizes, **overrides})
 
     def digest(self) -> str:
-        """Content hash of everything that changes results (not where they are written)."""
-        data = {k: v for k, v in self.to_dict().items() if k != "output_dir"}
+        """Content hash of everything that changes a cell (not where or how it runs, nor the decisions).
+
+        Device options enter only when set, so configs from before they existed keep their hash.
+        """
+        data = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_DIGEST}
+        for name in ("device", "dtype", "device_map", "model_options"):
+            if not data[name]:
+                del data[name]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_dir(self) -> Path:
@@ -214,37 +277,6 @@ def _cells(config: StudyConfig) -> Iterator[Cell]:
                 for level in config.levels:
                     if level != 0:
                         yield Cell(model, dataset, selection, level)
-
-
-# ---- the persisted cell log --------------------------------------------------------------------
-def _read_cells(path: Path) -> dict[str, dict]:
-    """Finished cells by key. A truncated last line (a killed write) is ignored; first record wins."""
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    with path.open() as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            done.setdefault(record["cell"], record)
-    return done
-
-
-def _append_cell(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
-    with path.open("a") as f:
-        # A previous run killed mid-write may have left a partial line: start on a fresh one.
-        if f.tell() > 0:
-            with path.open("rb") as r:
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":
-                    f.write("\n")
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # ---- one cell ----------------------------------------------------------------------------------
@@ -338,7 +370,13 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
                        high=float(report[f"{metric}_high"]))
             if paired is not None and metric in paired.index:
                 d = paired.loc[metric]
-                row.update(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]))
+                # se of the difference from its 95% paired-bootstrap interval (normal approximation)
+                row.update(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]),
+                           delta_se=float(d["high"] - d["low"]) / (2 * _Z975))
+            if metric == "accuracy" and ref is not None and r["k"] > 0:
+                tost = accuracy_tost(record_frame(ref).correct.to_numpy(), pred.correct.to_numpy(),
+                                     margin=config.margin, alpha=config.alpha)
+                row.update(tost_low=tost.low, tost_high=tost.high, equivalent=tost.equivalent, margin=config.margin)
             rows.append(row)
         rows.append(dict(base, metric="ece_temperature_scaled", value=r["ece_scaled"], low=np.nan, high=np.nan))
         rows.append(dict(base, metric="temperature", value=r["temperature"], low=np.nan, high=np.nan))
@@ -363,9 +401,13 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
                         d = paired_bootstrap(np.mean, (both.a.to_numpy(),), (both.b.to_numpy(),),
                                              n_boot=config.n_boot, seed=seed)
                         row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high)
+                    if len(both) > 1:  # paired t: se of the mean difference, n - 1 degrees of freedom
+                        diff = both.b.to_numpy() - both.a.to_numpy()
+                        row.update(delta_se=float(np.std(diff, ddof=1) / np.sqrt(len(diff))), delta_df=len(diff) - 1)
                 rows.append(row)
     table = pd.DataFrame(rows)
-    for col in ("delta", "delta_low", "delta_high"):
+    for col in ("delta", "delta_low", "delta_high", "delta_se", "delta_df", "tost_low", "tost_high", "equivalent",
+                "margin"):
         if col not in table:
             table[col] = np.nan
     return table
@@ -391,53 +433,75 @@ def _report_frames(records: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def load_results(config: StudyConfig) -> list[dict]:
-    """The persisted cells of a study (finished ones only), in run order."""
-    done = _read_cells(config.run_dir() / "cells.jsonl")
-    return [done[c.key] for c in _cells(config) if c.key in done]
+    """The persisted cells of a study (finished ones only), in grid order."""
+    records = CellStore(config.run_dir()).records()
+    return [records[c.key] for c in _cells(config) if c.key in records]
 
 
-def run_study(config: StudyConfig | None = None, *, progress: bool = True, report: bool = True) -> pd.DataFrame:
-    """Run (or resume) a study and return its tidy table.
+class StudyIncomplete(RuntimeError):
+    """Some cells failed or were left unfinished; the finished ones are saved, a rerun retries the rest."""
+
+
+def _study_work(model_name: str, cells: list[Cell], store: CellStore, *, config: StudyConfig) -> None:
+    """One worker task: load the model once, compute the cells it can claim (top level: workers import it)."""
+    model, tok = load_model(model_name, **config.load_options(model_name))
+    data: dict[str, dict] = {}
+    importance_cache: dict = {}
+
+    def compute(cell: Cell) -> dict:
+        if cell.dataset not in data:
+            data[cell.dataset] = _study_data(cell.dataset, config)
+        torch.manual_seed(cell.seed(config.seed))
+        return _run_cell(cell, config, model, tok, data[cell.dataset], importance_cache)
+
+    for cell in cells:
+        store.run_cell(cell.key, functools.partial(compute, cell))
+
+
+def run_study(
+    config: StudyConfig | None = None, *, progress: bool = True, report: bool = True
+) -> pd.DataFrame:
+    """Run (or resume) a study on ``config.executor`` and return its tidy table.
+
+    Cells are claimed and saved one file each as they finish (:class:`toolkit.store.CellStore`), so
+    a killed run, another process or another machine on a shared filesystem resumes without losing
+    or repeating a cell; the table is built from the records in grid order and is the same on every
+    engine. A failing cell is recorded with its traceback and does not stop the others.
 
     Returns:
-        DataFrame, one row per (cell, metric): model, dataset, selection, k, layers, metric, value,
-        low, high (bootstrap CI), delta, delta_low, delta_high (paired difference against the
-        unpruned model on the same examples). Metrics: accuracy, ece, mce, adaptive_ece,
-        smooth_ece, brier, nll, ece_temperature_scaled, temperature, label_mass, and
+        DataFrame, one row per (cell, metric): model, dataset, selection, level, k, layers, metric,
+        value, low, high (bootstrap CI), delta, delta_low, delta_high (paired difference against
+        the unpruned model on the same examples), delta_se, delta_df (for the change tests) and,
+        on accuracy rows, tost_low, tost_high, equivalent (the (1 - 2 alpha) TOST interval and its
+        verdict at ``config.margin``). Metrics: accuracy, ece, mce, adaptive_ece, smooth_ece,
+        brier, nll, ece_temperature_scaled, temperature, label_mass, and
         `<faithfulness metric>:<method>` for each attribution method and `random`.
+
+    Raises:
+        StudyIncomplete: cells failed (tracebacks in ``<run_dir>/failed/``) or could not be finished.
     """
     config = config or StudyConfig()
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    log_path = run_dir / "cells.jsonl"
-    done = _read_cells(log_path)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
+    store = CellStore(run_dir)
     cells = list(_cells(config))
-    todo = [c for c in cells if c.key not in done]
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="study cells", disable=not progress)
-    importance_cache: dict = {}
-    for model_name in config.models:
-        model_cells = [c for c in todo if c.model == model_name]
-        if not model_cells:
-            continue
-        model, tok = load_model(model_name)
-        for dataset in config.datasets:
-            ds_cells = [c for c in model_cells if c.dataset == dataset]
-            if not ds_cells:
-                continue
-            data = _study_data(dataset, config)
-            for cell in ds_cells:
-                torch.manual_seed(cell.seed(config.seed))
-                record = _run_cell(cell, config, model, tok, data, importance_cache)
-                _append_cell(log_path, record)
-                bar.update(1)
-        del model
-    bar.close()
-    table = _tidy(load_results(config), config)
+    groups = [(m, [c for c in cells if c.model == m]) for m in config.models]
+    result: RunReport = run_cells(groups, functools.partial(_study_work, config=config), store=store,
+                                  executor=config.executor, resources=config.resources, progress=progress)
+    if not result.complete:
+        lines = [f"{key}: {err}" for key, err in result.failed.items()]
+        lines += [f"{key}: not finished" for key in result.missing] + list(result.errors)
+        raise StudyIncomplete(
+            f"{len(result.done)} of {len(cells)} cells finished in {run_dir}; rerun to retry the rest:\n  "
+            + "\n  ".join(lines)
+        )
+    records = load_results(config)
+    table = _tidy(records, config)
     table.to_csv(run_dir / "table.csv", index=False)
     if report:
-        records = load_results(config)
-        write_report(run_dir, table, summary(table), _report_frames(records), digest=config.digest())
+        write_report(run_dir, table, summary(table, correction=config.correction, alpha=config.alpha),
+                     _report_frames(records), digest=config.digest())
     return table
 
 
@@ -451,40 +515,177 @@ def _study_data(dataset: str, config: StudyConfig) -> dict:
 
 
 # ---- the headline views ------------------------------------------------------------------------
-def summary(table: pd.DataFrame, *, method: str | None = None) -> pd.DataFrame:
-    """Per model, dataset, selection and k: accuracy, ECE, NAOPC and their deltas vs unpruned.
+def summary(
+    table: pd.DataFrame, *, method: str | None = None, correction: str = "holm", alpha: float = 0.05
+) -> pd.DataFrame:
+    """Per model, dataset, selection and level: the study's claims, each a test with its size.
 
-    Adds a `misaligned` column answering the question of the 2026 study: accuracy stays within
-    its paired CI of the unpruned model (the CI of the difference contains 0) while ECE or NAOPC
-    moves (its paired CI excludes 0).
+    - accuracy holds: paired TOST of the accuracy difference at the table's ``margin``
+      (``equivalent``; ``tost_low``/``tost_high`` is the (1 - 2 alpha) interval, which must lie
+      inside (-margin, margin)). "The CI contains 0" is not evidence that accuracy holds.
+    - ECE and NAOPC (comprehensiveness, every attribution method) changed: paired differences
+      against the unpruned model, p-values and CIs adjusted for all m such tests in the study
+      (``correction``: Holm, familywise error <= alpha; or Benjamini-Hochberg, false discovery
+      rate <= alpha, with Benjamini-Yekutieli intervals) - :func:`toolkit.decisions.adjust_tests`.
+    - misaligned: accuracy *shown* equivalent and a calibration or faithfulness metric *shown*
+      changed (:func:`toolkit.decisions.misalignment`).
+
+    Args:
+        method: the attribution method whose NAOPC the table shows (default: the first).
+        correction: ``"holm"`` or ``"bh"``.
+        alpha: size of the change tests (the TOST's was fixed when the table was built).
+
+    Returns:
+        One row per cell: the keys, accuracy, d_accuracy, tost_low, tost_high, equivalent, ece,
+        d_ece, ece_low, ece_high (adjusted), ece_changed, ece_ts, naopc, d_naopc, naopc_low,
+        naopc_high (adjusted), naopc_changed, misaligned, verdict. ``attrs``: ``method``,
+        ``statement`` (the test sizes: margin, alpha, m, the correction and the expected number of
+        false flags without it) and ``m``.
     """
+    check_choice(correction, "correction", CORRECTIONS)
+    methods = sorted({m.split(":", 1)[1] for m in table.metric if m.startswith("naopc_comprehensiveness:")} - {"random"})
     if method is None:
-        methods = sorted({m.split(":", 1)[1] for m in table.metric if m.startswith("naopc_comprehensiveness:")} - {"random"})
         method = methods[0] if methods else "random"
     naopc = f"naopc_comprehensiveness:{method}"
     keys = ["model", "dataset", "selection", "k", "layers"]
-    if "level" in table and any(isinstance(v, float) for v in table["level"]):
+    if "level" in table and any(isinstance(v, float) and not float(v).is_integer() for v in table["level"]):
         keys.insert(3, "level")  # fractions of the depth: show them beside the k they meant per model
     wanted = {"accuracy": "accuracy", "ece": "ece", naopc: "naopc", "ece_temperature_scaled": "ece_ts"}
     sub = table[table.metric.isin(wanted)].copy()
     sub["name"] = sub.metric.map(wanted)
     value = sub.pivot_table(index=keys, columns="name", values="value", aggfunc="first")
     delta = sub.pivot_table(index=keys, columns="name", values="delta", aggfunc="first").add_prefix("d_")
-    lo = sub.pivot_table(index=keys, columns="name", values="delta_low", aggfunc="first")
-    hi = sub.pivot_table(index=keys, columns="name", values="delta_high", aggfunc="first")
-    out = value.join(delta)
+    out = value.join(delta).reset_index()
 
-    def moved(name: str) -> pd.Series:
-        if name not in lo:
-            return pd.Series(False, index=out.index)
-        return (lo[name] > 0) | (hi[name] < 0)
+    pruned = table[table.k > 0]
+    acc = pruned[pruned.metric == "accuracy"]
+    statement = "no pruned cell"
+    if len(acc):
+        equivalence = acc[keys + ["tost_low", "tost_high", "equivalent", "margin"]].assign(alpha=alpha)
+        equivalence["equivalent"] = equivalence["equivalent"].astype(bool)
+        change_metrics = ["ece"] + [f"naopc_comprehensiveness:{m}" for m in methods]
+        tests = pruned[pruned.metric.isin(change_metrics)][keys + ["metric", "delta", "delta_se", "delta_df"]]
+        tests = tests.rename(columns={"delta": "estimate", "delta_se": "se", "delta_df": "df"}).reset_index(drop=True)
+        adjusted = adjust_tests(tests, method=correction, alpha=alpha)
+        verdict = misalignment(equivalence, adjusted, on=keys)
+        statement = verdict.statement
+        out = out.merge(equivalence[keys + ["tost_low", "tost_high", "equivalent"]], on=keys, how="left")
+        for metric, name in (("ece", "ece"), (naopc, "naopc")):
+            part = adjusted[adjusted.metric == metric][keys + ["ci_low", "ci_high", "changed"]]
+            part = part.rename(columns={"ci_low": f"{name}_low", "ci_high": f"{name}_high", "changed": f"{name}_changed"})
+            out = out.merge(part, on=keys, how="left")
+        out = out.merge(verdict.table[keys + ["misaligned", "verdict"]], on=keys, how="left")
+        out.attrs["m"] = int(adjusted["m"].iloc[0]) if len(adjusted) else 0
+    out = out.sort_values(["model", "dataset", "k", "selection"], kind="stable")
+    cols = keys + [c for c in ("accuracy", "d_accuracy", "tost_low", "tost_high", "equivalent", "ece", "d_ece",
+                               "ece_low", "ece_high", "ece_changed", "ece_ts", "naopc", "d_naopc", "naopc_low",
+                               "naopc_high", "naopc_changed", "misaligned", "verdict") if c in out]
+    result = out[cols].reset_index(drop=True)
+    result.attrs.update(out.attrs, method=method, statement=statement)
+    return result
 
-    k = out.index.get_level_values("k")
-    out["accuracy_holds"] = ~moved("accuracy") & (k > 0)
-    out["misaligned"] = out["accuracy_holds"] & (moved("ece") | moved("naopc"))
-    out = out.reset_index().sort_values(["model", "dataset", "k", "selection"], kind="stable")
-    cols = keys + [c for c in ("accuracy", "d_accuracy", "ece", "d_ece", "ece_ts", "naopc", "d_naopc",
-                               "accuracy_holds", "misaligned") if c in out]
-    out = out[cols].reset_index(drop=True)
-    out.attrs["method"] = method
+
+# ---- before anything runs: what is done, what it will cost, what it can detect -------------------
+# Seconds per cell on 2 idle CPU cores for a model of SmolLM2-135M's size (the default study's
+# cells, measured: scoring ~0.07 s per sentence, attribution ~0.33 s per sentence and method,
+# erasure + NAOPC bounds ~0.7 s per sentence and ranking at <= 10 words, growing with words^2;
+# the loss_delta ranking ~0.11 s per layer and labelled sentence, once per model and dataset).
+# A finished cell's own time replaces the model: the median per model of the cells already done.
+_SECONDS_PER_SENTENCE = 0.07
+_SECONDS_PER_ATTRIBUTION = 0.33
+_SECONDS_PER_ERASURE_RANKING = 0.7
+_SECONDS_PER_LOSS_DELTA = 0.11
+_ASSUMED_LAYERS = 30
+# Paired spread assumed when no pilot cell exists (the default study's SmolLM2 cells): share of
+# sentences whose correctness flips, and sd of the per-example NAOPC difference.
+PILOT_ASSUMPTIONS = {"p_disc": 0.10, "sd_naopc": 0.25, "sd_ece": 0.6}
+
+
+def _cell_cost(cell: Cell, config: StudyConfig) -> float:
+    words = (config.max_words / 10) ** 2
+    seconds = _SECONDS_PER_SENTENCE * (config.n_eval + config.n_validation)
+    seconds += _SECONDS_PER_ATTRIBUTION * config.n_faithfulness * len(config.methods)
+    seconds += _SECONDS_PER_ERASURE_RANKING * config.n_faithfulness * words * (len(config.methods) + config.n_random)
+    return seconds
+
+
+def status(config: StudyConfig) -> pd.DataFrame:
+    """Every cell of ``config`` with its state and (estimated) cost, without running anything.
+
+    Returns:
+        One row per cell in grid order: model, dataset, selection, level, state (``done``,
+        ``failed``, ``running`` - claimed by a live worker - or ``todo``), seconds (measured for done
+        cells, else estimated: the median of the model's done cells, or the stated cost model),
+        estimated (bool), holder (who holds a running cell).
+    """
+    store = CellStore(config.run_dir())
+    records, failures = store.records(), store.failures()
+    measured: dict[str, list[float]] = {}
+    for rec in records.values():
+        measured.setdefault(rec["model"], []).append(float(rec.get("seconds", np.nan)))
+    rows = []
+    for cell in _cells(config):
+        holder = store.holder(cell.key) if cell.key not in records else None
+        state = "done" if cell.key in records else "failed" if cell.key in failures else "running" if holder else "todo"
+        if state == "done":
+            seconds, estimated = float(records[cell.key].get("seconds", np.nan)), False
+        else:
+            seen = [s for s in measured.get(cell.model, []) if np.isfinite(s)]
+            seconds, estimated = (float(np.median(seen)) if seen else _cell_cost(cell, config)), True
+        rows.append(dict(model=cell.model, dataset=cell.dataset, selection=cell.selection, level=cell.level,
+                         state=state, seconds=seconds, estimated=estimated,
+                         holder="" if not holder else f"{holder.get('host')}:{holder.get('pid')}"))
+    out = pd.DataFrame(rows)
+    if "loss_delta" in config.selections:  # the ranking itself, once per model and dataset
+        out.attrs["ranking_seconds"] = (_SECONDS_PER_LOSS_DELTA * _ASSUMED_LAYERS * config.n_importance
+                                        * len(config.models) * len(config.datasets))
+    return out
+
+
+def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
+    """What the config can detect: minimal detectable paired differences and CI half-widths.
+
+    Uses :func:`toolkit.decisions.power_table` with n = ``n_eval`` (accuracy, ECE) and
+    ``n_faithfulness`` (NAOPC). The spread comes from a pilot: the finished cells of this config
+    (share of sentences whose correctness flips against the unpruned cell; sd of the per-example
+    NAOPC difference; ECE's paired-bootstrap se times sqrt(n)), else :data:`PILOT_ASSUMPTIONS`.
+    Change tests are sized at alpha / m (Bonferroni, the conservative end of Holm) with m the
+    number of change tests the study makes.
+
+    Returns:
+        :func:`toolkit.decisions.power_table`'s columns plus ``source`` (pilot or assumed) and
+        ``test_alpha``.
+    """
+    from .decisions import power_table
+
+    records = load_results(config)
+    pilot = dict(PILOT_ASSUMPTIONS)
+    source = "assumed"
+    if any(r["k"] > 0 for r in records):
+        table = _tidy(records, config)
+        refs = {(r["model"], r["dataset"]): record_frame(r) for r in records if r["k"] == 0}
+        flips = [float(np.mean(record_frame(r).correct.to_numpy() != refs[(r["model"], r["dataset"])].correct.to_numpy()))
+                 for r in records if r["k"] > 0 and (r["model"], r["dataset"]) in refs]
+        naopc = table[table.metric.str.startswith("naopc_comprehensiveness:") & (table.k > 0)]
+        ece_rows = table[(table.metric == "ece") & (table.k > 0)]
+        if flips:
+            pilot["p_disc"] = max(float(np.mean(flips)), 1e-3)
+            source = f"pilot ({len(flips)} pruned cells)"
+        if naopc.delta_se.notna().any():
+            pilot["sd_naopc"] = float(np.nanmedian(naopc.delta_se * np.sqrt(naopc.delta_df + 1)))
+        if ece_rows.delta_se.notna().any():
+            pilot["sd_ece"] = float(np.nanmedian(ece_rows.delta_se) * np.sqrt(config.n_eval))
+    n_pruned = sum(1 for c in _cells(config) if c.level != 0)
+    n_methods = len([m for m in config.methods])
+    m = max(1, n_pruned * (1 + n_methods))
+    test_alpha = config.alpha / m
+    acc = power_table(pd.DataFrame([{"metric": "accuracy", "n": config.n_eval, "p_disc": pilot["p_disc"]}]),
+                      alpha=config.alpha, power=power, margin=config.margin)
+    changes = power_table(pd.DataFrame([
+        {"metric": "ece", "n": config.n_eval, "sd": pilot["sd_ece"]},
+        {"metric": "naopc", "n": config.n_faithfulness, "sd": pilot["sd_naopc"]},
+    ]), alpha=test_alpha, power=power, margin=config.margin)
+    out = pd.concat([acc.assign(test_alpha=config.alpha), changes.assign(test_alpha=test_alpha)], ignore_index=True)
+    out["source"] = source
+    out.attrs.update(m=m, margin=config.margin)
     return out
