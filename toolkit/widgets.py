@@ -287,15 +287,16 @@ def result_html(result: ExplorerResult, reference: ExplorerResult, comparison: p
 
     dropped = _layers_text(result.layers)
     of = f" ({len(result.layers)} of {n_layers} attention layers)" if n_layers and result.layers else ""
+    cell = "style='padding:2px 12px 2px 0; text-align:right'"
     rows = "".join(
-        f"<tr><td><b>{name}</b> <small>({row.better} is better)</small></td><td>{row.value:.3f}</td>"
-        f"<td>{row.reference:.3f}</td><td>{_fmt_delta(row)}</td></tr>"
+        f"<tr><td style='padding-right:12px'><b>{name}</b> <small>({row.better} is better)</small></td>"
+        f"<td {cell}>{row.value:.3f}</td><td {cell}>{row.reference:.3f}</td><td {cell}>{_fmt_delta(row)}</td></tr>"
         for name, row in comparison.iterrows()
     )
     table = (
         '<table class="tk-metrics" style="border-collapse:collapse; font-size:15px">'
-        "<tr><th style='text-align:left'>metric</th><th>this set</th><th>unpruned</th>"
-        "<th>change vs unpruned <small>[95% CI]</small></th></tr>" + rows + "</table>"
+        f"<tr><th style='text-align:left'>metric</th><th {cell}>this set</th><th {cell}>unpruned</th>"
+        f"<th {cell}>change vs unpruned <small>[95% CI]</small></th></tr>" + rows + "</table>"
         f"<div style='font-size:12px; color:#555'>n = {result.n} sentences; paired bootstrap over the same "
         "sentences; a CI that contains 0 is no evidence of a change</div>"
     )
