@@ -64,9 +64,17 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> 
 @contextmanager
 def jupyter_lab(notebooks: list[Path], workdir: Path, env: dict[str, str] | None = None,
                 timeout: float = 90) -> Iterator[Lab]:
-    """Serve copies of `notebooks` (so the committed files never receive outputs) from `workdir/notebooks`."""
+    """Serve copies of `notebooks` (so the committed files never receive outputs) from `workdir/notebooks`.
+
+    `workdir/results` links to the checkout's git-ignored `results/`, so a notebook's `../results`
+    is the same folder as under nbmake: notebook 05 then loads the study cells the other run saved
+    (its "rerun resumes or loads" path) instead of computing the whole grid twice in one `make test`.
+    """
     root = workdir / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
+    (REPO / "results").mkdir(exist_ok=True)
+    if not (workdir / "results").exists():
+        (workdir / "results").symlink_to(REPO / "results", target_is_directory=True)
     for nb in notebooks:
         shutil.copy(nb, root / nb.name)
     home = workdir / "home"
