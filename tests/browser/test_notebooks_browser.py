@@ -85,6 +85,13 @@ def _run_all(page, lab, name: str) -> float:
     """Open `name`, wait for its kernel, Run All through the menu, wait until every cell has run."""
     page.goto(lab.notebook_url(name))
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    # On a freshly started server the kernel specs can arrive after the notebook: JupyterLab then
+    # asks which kernel to start. Accept its default (the notebook's own kernelspec, python3).
+    try:
+        page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=3000)
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+    except Exception:
+        pass
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
     # Hide the file browser: the notebook gets the whole width, as on a projector.
     page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").first.click()
