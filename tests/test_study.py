@@ -191,4 +191,7 @@ def test_study_on_a_cluster_engine_gives_the_local_table(tmp_path, executor):
     run_driver(tmp_path, tmp_path / executor, executor=executor)
     local = pd.read_csv(tmp_path / "local" / "final.csv")
     remote = pd.read_csv(tmp_path / executor / "final.csv")
-    pd.testing.assert_frame_equal(local, remote)
+    # Same cells, same layers, same decisions; float32 sums may differ in the last bits because a
+    # Ray worker runs torch on its num_cpus=1 thread (OMP_NUM_THREADS=1) while the local driver
+    # uses two (observed: max relative difference 5e-5, on an AOPC of 8e-4); submitit matched exactly.
+    pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=1e-4, atol=1e-6)

@@ -40,6 +40,8 @@ __all__ = [
     "demonstrations",
     "get_task",
     "chance_models",
+    "restore_datasets",
+    "user_datasets",
     "list_datasets",
     "load_dataset",
     "register_dataset",
@@ -327,6 +329,22 @@ def register_dataset(name: str, path: str | os.PathLike, task: Task, *, source: 
     spec = DatasetSpec(resolved, task, source, licence)
     _examples(name, spec)  # validate before registering
     _REGISTRY[name] = spec
+
+
+def user_datasets(names: Sequence[str]) -> dict[str, DatasetSpec]:
+    """The specs of those ``names`` that were registered in this process (not bundled).
+
+    A worker process (Ray, SLURM) starts with the bundled registry only; passing these to
+    :func:`restore_datasets` there makes a user's datasets loadable on every worker.
+    """
+    return {n: _REGISTRY[n] for n in names if n in _REGISTRY and n not in _BUNDLED}
+
+
+def restore_datasets(specs: Mapping[str, DatasetSpec]) -> None:
+    """Register datasets from :func:`user_datasets` (the same file paths must be readable here)."""
+    for name, spec in specs.items():
+        if _REGISTRY.get(name) != spec:
+            register_dataset(name, spec.path, spec.task, source=spec.source, licence=spec.licence, overwrite=True)
 
 
 ACCURACY_FILE = "bundled_accuracy.csv"

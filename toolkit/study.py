@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
-from .data import load_dataset
+from .data import DatasetSpec, load_dataset, restore_datasets, user_datasets
 from .decisions import accuracy_tost, adjust_tests, misalignment
 from .executors import EXECUTORS, Resources, RunReport, run_cells
 from .faithfulness import METRICS as FAITHFULNESS_METRICS
@@ -442,8 +442,14 @@ class StudyIncomplete(RuntimeError):
     """Some cells failed or were left unfinished; the finished ones are saved, a rerun retries the rest."""
 
 
-def _study_work(model_name: str, cells: list[Cell], store: CellStore, *, config: StudyConfig) -> None:
-    """One worker task: load the model once, compute the cells it can claim (top level: workers import it)."""
+def _study_work(
+    model_name: str, cells: list[Cell], store: CellStore, *, config: StudyConfig, datasets: dict[str, DatasetSpec]
+) -> None:
+    """One worker task: load the model once, compute the cells it can claim (top level: workers import it).
+
+    ``datasets``: the user datasets the driver registered (a worker process starts without them).
+    """
+    restore_datasets(datasets)
     model, tok = load_model(model_name, **config.load_options(model_name))
     data: dict[str, dict] = {}
     importance_cache: dict = {}
@@ -487,7 +493,8 @@ def run_study(
     store = CellStore(run_dir)
     cells = list(_cells(config))
     groups = [(m, [c for c in cells if c.model == m]) for m in config.models]
-    result: RunReport = run_cells(groups, functools.partial(_study_work, config=config), store=store,
+    work = functools.partial(_study_work, config=config, datasets=user_datasets(config.datasets))
+    result: RunReport = run_cells(groups, work, store=store,
                                   executor=config.executor, resources=config.resources, progress=progress)
     if not result.complete:
         lines = [f"{key}: {err}" for key, err in result.failed.items()]
