@@ -151,7 +151,8 @@ def test_summary_claims_are_tests_with_their_size():
     assert not s.loc[4, "equivalent"] and s.loc[4, "ece_changed"] and not s.loc[4, "misaligned"]
     assert s.loc[6, "equivalent"] and not s.loc[6, "ece_changed"] and not s.loc[6, "misaligned"]
     assert s.loc[2, "verdict"] == "misaligned" and s.loc[4, "verdict"] == "accuracy not shown equivalent"
-    assert pd.isna(s.loc[0, "misaligned"])  # the reference is no claim
+    assert s.misaligned.dtype == bool and not s.loc[0, "misaligned"]  # the reference is no claim
+    assert s.loc[0, "verdict"] == "reference (unpruned)" and len(s[s.misaligned]) == 1
     assert s.attrs["m"] == 6 and "Holm" in s.attrs["statement"] and "0.05" in s.attrs["statement"]
     # Bonferroni-level intervals (m = 6): half-width z_{1 - 0.05 / 12} se = 2.638 se
     assert s.loc[2, "ece_high"] - s.loc[2, "ece_low"] == pytest.approx(2 * 2.6383 * 0.02, rel=1e-3)

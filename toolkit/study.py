@@ -583,6 +583,11 @@ def summary(
             out = out.merge(part, on=keys, how="left")
         out = out.merge(verdict.table[keys + ["misaligned", "verdict"]], on=keys, how="left")
         out.attrs["m"] = int(adjusted["m"].iloc[0]) if len(adjusted) else 0
+    if "misaligned" not in out:
+        out["misaligned"], out["verdict"] = False, np.nan
+    reference = out["k"] == 0
+    out["misaligned"] = out["misaligned"].where(~reference, False).astype(bool)  # the reference is no claim
+    out["verdict"] = out["verdict"].where(~reference, "reference (unpruned)")
     out = out.sort_values(["model", "dataset", "k", "selection"], kind="stable")
     cols = keys + [c for c in ("accuracy", "d_accuracy", "tost_low", "tost_high", "equivalent", "ece", "d_ece",
                                "ece_low", "ece_high", "ece_changed", "ece_ts", "naopc", "d_naopc", "naopc_low",
