@@ -66,7 +66,9 @@ def run_driver(tmp: Path, out: Path, *, kill_after_cells: int | None = None, exe
     script.write_text(DRIVER)
     model_dir, data = tmp / "model", tmp / "tiny.jsonl"
     cmd = [sys.executable, str(script), str(model_dir), str(data), str(out), executor]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    # One torch thread in the driver and in every worker (Ray sets OMP_NUM_THREADS=num_cpus=1 in its
+    # workers; submitit's processes inherit this): float32 sums then run in the same order everywhere.
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     if kill_after_cells is None:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -192,7 +194,7 @@ def test_study_on_a_cluster_engine_gives_the_local_table(tmp_path, executor):
     run_driver(tmp_path, tmp_path / executor, executor=executor)
     local = pd.read_csv(tmp_path / "local" / "final.csv")
     remote = pd.read_csv(tmp_path / executor / "final.csv")
-    # Same cells, same layers, same decisions; float32 sums may differ in the last bits because a
-    # Ray worker runs torch on its num_cpus=1 thread (OMP_NUM_THREADS=1) while the local driver
-    # uses two (observed: max relative difference 5e-5, on an AOPC of 8e-4); submitit matched exactly.
-    pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=1e-4, atol=1e-6)
+    # Exact: the same cells computed with the same thread count give the same bits. (With 2 threads
+    # in the driver and 1 in Ray's workers, AOPC differed by 5e-5 relative and a bootstrap bound by
+    # 8e-4: a tolerance would have to guess how far a percentile can move.)
+    pd.testing.assert_frame_equal(local, remote)
