@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
 from .data import DatasetSpec, load_dataset, restore_datasets, user_datasets
-from .decisions import accuracy_tost, adjust_tests, misalignment
+from .decisions import accuracy_tost, adjust_tests, misalignment, power_table
 from .executors import EXECUTORS, Resources, RunReport, run_cells
 from .faithfulness import METRICS as FAITHFULNESS_METRICS
 from .faithfulness import model_faithfulness
@@ -41,7 +41,7 @@ from .report import write_report
 from .scoring import frame_logprobs, frame_probs, predict, prediction_frame
 from .stats import mean_ci, paired_bootstrap
 from .store import CellStore
-from .validation import check_choice, check_int
+from .validation import check_choice, check_int, check_probability
 
 __all__ = ["StudyConfig", "load_results", "record_frame", "resolve_level", "run_study", "summary"]
 
@@ -147,9 +147,8 @@ class StudyConfig:
             object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
             raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
-        for name, value in (("margin", self.margin), ("alpha", self.alpha)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ValueError(f"StudyConfig.{name}={value!r}; expected a number in (0, 1)")
+        for name in ("margin", "alpha"):
+            object.__setattr__(self, name, check_probability(getattr(self, name), f"StudyConfig.{name}"))
         check_choice(self.correction, "correction", CORRECTIONS)
         check_choice(self.executor, "executor", EXECUTORS)
         if isinstance(self.resources, Mapping):
@@ -360,9 +359,10 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         pred = record_frame(r)
         report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
         ref = refs.get((r["model"], r["dataset"]))
+        ref_pred = record_frame(ref) if ref is not None else None
         paired = (
-            compare_calibration(record_frame(ref), pred, n_boot=config.n_boot, seed=seed).set_index("metric")
-            if ref is not None
+            compare_calibration(ref_pred, pred, n_boot=config.n_boot, seed=seed).set_index("metric")
+            if ref_pred is not None
             else None
         )
         for metric in REPORT_METRICS:
@@ -374,7 +374,7 @@ def _tidy(records: list[dict], config: StudyConfig) -> pd.DataFrame:
                 row.update(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]),
                            delta_se=float(d["high"] - d["low"]) / (2 * _Z975))
             if metric == "accuracy" and ref is not None and r["k"] > 0:
-                tost = accuracy_tost(record_frame(ref).correct.to_numpy(), pred.correct.to_numpy(),
+                tost = accuracy_tost(ref_pred.correct.to_numpy(), pred.correct.to_numpy(),
                                      margin=config.margin, alpha=config.alpha)
                 row.update(tost_low=tost.low, tost_high=tost.high, equivalent=tost.equivalent, margin=config.margin)
             rows.append(row)
@@ -668,8 +668,6 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
         :func:`toolkit.decisions.power_table`'s columns plus ``source`` (pilot or assumed) and
         ``test_alpha``.
     """
-    from .decisions import power_table
-
     records = load_results(config)
     pilot = dict(PILOT_ASSUMPTIONS)
     source = "assumed"
@@ -688,8 +686,7 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
         if ece_rows.delta_se.notna().any():
             pilot["sd_ece"] = float(np.nanmedian(ece_rows.delta_se) * np.sqrt(config.n_eval))
     n_pruned = sum(1 for c in _cells(config) if c.level != 0)
-    n_methods = len([m for m in config.methods])
-    m = max(1, n_pruned * (1 + n_methods))
+    m = max(1, n_pruned * (1 + len(config.methods)))
     test_alpha = config.alpha / m
     acc = power_table(pd.DataFrame([{"metric": "accuracy", "n": config.n_eval, "p_disc": pilot["p_disc"]}]),
                       alpha=config.alpha, power=power, margin=config.margin)
