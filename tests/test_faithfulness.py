@@ -537,3 +537,151 @@ def test_smollm2_on_uci_sentences():
     row = agg.set_index("method")
     assert row.loc["occlusion", "aopc_comprehensiveness"] > row.loc["reversed", "aopc_comprehensiveness"]
     assert (per["naopc_comprehensiveness"].dropna().between(-1e-6, 1 + 1e-6)).all()  # exact bounds contain every ordering
+
+
+# ----------------------------------------------------------------------------- memo and AOPC-only
+
+
+class Counting:
+    """A scorer wrapper that records every variant it is asked to score (an independent tally)."""
+
+    def __init__(self, scorer):
+        self.scorer, self.keys = scorer, []
+
+    def __call__(self, variants):
+        self.keys += [(tuple(v), v.text) for v in variants]
+        return self.scorer(variants)
+
+
+MEMO_WORDS = ["good food bad service", "the movie was great", "awful plot not very good at all today", "i liked it"]
+MEMO_WEIGHTS = {"good": 1.5, "great": 2.0, "liked": 1.2, "bad": -1.7, "awful": -2.2, "not": -0.8}
+
+
+def _rankings(words, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=len(F.split_words(t))) for t in words]
+
+
+def test_memo_scores_each_variant_once_across_calls_and_changes_no_number():
+    """naopc + random_baseline + the report on one memo: scored = the distinct variants of all calls."""
+    plain = Counting(logistic(MEMO_WEIGHTS, pairs={("not", "good"): -2.0}))
+    memo_inner = Counting(logistic(MEMO_WEIGHTS, pairs={("not", "good"): -2.0}))
+    memoised = F.memoize(memo_inner)
+    attrs = {"a": _rankings(MEMO_WORDS, 1), "b": _rankings(MEMO_WORDS, 2)}
+    calls = [
+        lambda s: F.naopc(s, MEMO_WORDS, attrs["a"], exact_max_words=4),
+        lambda s: F.random_baseline(s, MEMO_WORDS, n_rankings=2, exact_max_words=4),
+        lambda s: F.faithfulness_report(s, MEMO_WORDS, attrs, n_random=2, n_boot=50, exact_max_words=4)[0],
+    ]
+    for call in calls:
+        pd.testing.assert_frame_equal(call(memoised), call(plain))  # identical, not merely close
+    assert len(memo_inner.keys) == len(set(memo_inner.keys))  # nothing scored twice
+    assert set(memo_inner.keys) == set(plain.keys)  # ... and nothing missing
+    assert memoised.memo.scored == len(set(plain.keys)) < len(plain.keys)
+    assert memoised.memo.requested == len(plain.keys)
+    assert memoised.memo.saved == len(plain.keys) - len(set(plain.keys))
+
+
+def test_memo_keeps_model_states_apart_and_drops_the_oldest():
+    state = {"s": 0}
+    inner = Counting(logistic(MEMO_WEIGHTS))
+    memo = F.ScoreMemo(max_states=2)
+    scorer = F.memoize(inner, memo, state=lambda: state["s"])
+    variant = F.Variant(("good", "food"), "good food")
+    for s in (0, 1, 0, 2, 1):  # 1 is evicted by 2 (0 was used more recently)
+        state["s"] = s
+        scorer([variant])
+    assert len(inner.keys) == 4 and memo.scored == 4 and memo.saved == 1
+    assert len(memo) == 2
+
+
+@pytest.mark.parametrize("bad", [None, 0, "yes"])
+def test_memo_argument_is_checked(bad):
+    with pytest.raises(ValueError, match=f"memo={bad!r}; expected True, False or a ScoreMemo"):
+        F.model_scorer(object(), object(), object(), memo=bad)
+
+
+def test_naopc_false_is_aopc_only_and_scores_fewer_variants():
+    full, cheap = Counting(logistic(MEMO_WEIGHTS)), Counting(logistic(MEMO_WEIGHTS))
+    attrs = {"a": _rankings(MEMO_WORDS, 3)}
+    with_bounds, _ = F.faithfulness_report(full, MEMO_WORDS, attrs, n_random=2, n_boot=50, exact_max_words=4)
+    aopc_only, agg = F.faithfulness_report(cheap, MEMO_WORDS, attrs, n_random=2, n_boot=50, naopc=False)
+    same = ["aopc_comprehensiveness", "aopc_sufficiency", "flip_rate", "fraction_flip", "p_full", "label"]
+    pd.testing.assert_frame_equal(aopc_only[same], with_bounds[same])
+    assert aopc_only[["naopc_comprehensiveness", "naopc_sufficiency", "comprehensiveness_lower"]].isna().all().all()
+    assert (aopc_only.bound_method == "none").all()
+    assert agg.n_naopc_comprehensiveness.eq(0).all()
+    assert len(cheap.keys) < len(full.keys) / 2  # the bounds are most of the work
+    with pytest.raises(ValueError, match="naopc='no'; expected True or False"):
+        F.random_baseline(cheap, MEMO_WORDS, naopc="no")
+
+
+def _tiny_setup():
+    from tiny import tiny_model, tiny_tokenizer
+
+    from toolkit.data import Example, Task
+
+    task = Task("tiny", "is the review good or bad ?", ("negative", "positive"), ("bad", "good"),
+                input_name="review", use_chat_template=False)
+    texts = ["the food was good", "awful service and bad plot", "i liked the movie", "not very great"]
+    return tiny_model(), tiny_tokenizer(bos=True), task, [Example(f"e{i}", t, i % 2) for i, t in enumerate(texts)]
+
+
+def test_model_faithfulness_memo_matches_no_memo_and_tracks_model_state():
+    """A warm memo (an earlier call, inside and outside a drop) gives the unmemoised numbers.
+
+    Not bit-for-bit: the unmemoised run scores a variant in another batch than the memo's first
+    run did, and a batch's padding changes fp32 matmul rounding (~1e-8 in a probability here);
+    probabilities and AOPCs agree to 1e-6, NAOPC divides by the bound span (down to ~0.01 on a
+    random tiny model), so to 1e-4.
+    """
+    import torch
+
+    from toolkit.pruning import drop_attention
+
+    model, tok, task, examples = _tiny_setup()
+    F.clear_memo()
+    kwargs = dict(n_random=2, n_boot=50, batch_size=3)
+    for layers in ([], [1], []):  # back to the unpruned state: its variants come from the memo
+        with drop_attention(model, layers):
+            warm, _ = F.model_faithfulness(model, tok, task, examples[:2], ["saliency"], **kwargs)
+            memo, _ = F.model_faithfulness(model, tok, task, examples, ["saliency", "input_x_gradient"], **kwargs)
+            fresh, _ = F.model_faithfulness(model, tok, task, examples, ["saliency", "input_x_gradient"], memo=False,
+                                            **kwargs)
+        naopc_cols = ["naopc_comprehensiveness", "naopc_sufficiency"]
+        pd.testing.assert_frame_equal(memo.drop(columns=naopc_cols), fresh.drop(columns=naopc_cols), atol=1e-6, rtol=0)
+        pd.testing.assert_frame_equal(memo[naopc_cols], fresh[naopc_cols], atol=1e-4, rtol=0)
+    stats = F.model_scorer(model, tok, task).memo
+    assert stats.saved > stats.scored / 2  # the second call found most of its variants
+    # an in-place weight edit is a new state: nothing stale is served
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(3.0)
+    scorer = F.model_scorer(model, tok, task)
+    variant = F.Variant(("the", "food"), "the food")
+    before = scorer.memo.scored
+    np.testing.assert_allclose(scorer([variant]), F.model_scorer(model, tok, task, memo=False)([variant]), atol=1e-7)
+    assert scorer.memo.scored == before + 1
+    F.clear_memo(model)
+    assert len(F.model_scorer(model, tok, task).memo) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundled", ["smollm2", "gemma3"])
+def test_memo_on_real_sentences_matches_no_memo(bundled, request):
+    """Three short UCI sentences on each bundled model: a warm memo gives the unmemoised report."""
+    from toolkit.data import load_dataset
+
+    model, tok = request.getfixturevalue(bundled)
+    data = load_dataset("uci_yelp", n=40, split="test")
+    examples = [e for e in data.examples if len(F.split_words(e.text)) <= 7][:3]
+    assert len(examples) == 3
+    F.clear_memo(model)
+    kwargs = dict(n_random=1, n_boot=50, batch_size=8)
+    F.model_faithfulness(model, tok, data.task, examples[:1], ["saliency"], **kwargs)  # warms the memo
+    memo, _ = F.model_faithfulness(model, tok, data.task, examples, ["saliency", "input_x_gradient"], **kwargs)
+    fresh, _ = F.model_faithfulness(model, tok, data.task, examples, ["saliency", "input_x_gradient"], memo=False,
+                                    **kwargs)
+    naopc_cols = ["naopc_comprehensiveness", "naopc_sufficiency"]
+    pd.testing.assert_frame_equal(memo.drop(columns=naopc_cols), fresh.drop(columns=naopc_cols), atol=1e-5, rtol=0)
+    pd.testing.assert_frame_equal(memo[naopc_cols], fresh[naopc_cols], atol=1e-3, rtol=0)
+    assert F.model_scorer(model, tok, data.task).memo.saved > 0

@@ -34,8 +34,10 @@ from .calibration import (
 )
 from .faithfulness import (
     FRACTIONS,
+    ScoreMemo,
     aopc,
     aopc_bounds,
+    clear_memo,
     comprehensiveness,
     decision_flip,
     erasure_curves,
@@ -81,6 +83,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FRACTIONS",
     "Interval",
+    "ScoreMemo",
     "StudyConfig",
     "TemperatureScaler",
     "accuracy_coverage",
@@ -90,6 +93,7 @@ __all__ = [
     "bootstrap_ci",
     "brier",
     "calibration_report",
+    "clear_memo",
     "classwise_ece",
     "compare_calibration",
     "comprehensiveness",

@@ -22,6 +22,10 @@ Conventions shared by every function here (documented once):
 - Batching: each public function gathers all erased variants of all examples (every fraction,
   both metrics, every ranking, the bound search), deduplicates them by content and scores them in
   one scorer call; only the beam search for NAOPC bounds of long texts adds one call per step.
+- Memo: :func:`model_scorer` remembers every variant it scored per model state (:class:`ScoreMemo`,
+  :func:`model_state`), so a second call on the same sentences - another metric, another method,
+  the random baseline, the bounds - scores only what is new. ``naopc=False`` skips the bound search
+  (AOPC and decision flip only): the cheaper option when NAOPC is not needed.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +44,7 @@ import pandas as pd
 
 from .attribution import attribute
 from .prompts import ERASURES, erase_words, split_words
+from .pruning import dropped_layers
 from .validation import check_int
 
 
@@ -122,6 +129,12 @@ def _check_words(words: Sequence[str | Sequence[str]]) -> list[_Variant]:
     return checked
 
 
+def _check_flag(value: Any, name: str = "naopc") -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r}; expected True or False")
+    return bool(value)
+
+
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
     fractions = tuple(float(f) for f in fractions)
     if not fractions:
@@ -184,6 +197,15 @@ class _Erasure:
         return self.apply(words, (i for i in range(len(words)) if i not in kept))
 
 
+def _checked_probs(probs: Any, n: int) -> np.ndarray:
+    probs = np.asarray(probs, dtype=float)
+    if probs.ndim != 2 or probs.shape[0] != n or probs.shape[1] < 2:
+        raise ValueError(f"scorer returned shape {probs.shape} for {n} texts; expected ({n}, C>=2)")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError("scorer returned non-finite probabilities")
+    return probs
+
+
 class _Pool:
     """Deduplicating queue of variants (by words and text); ``flush`` scores the queued ones in one call."""
 
@@ -204,16 +226,125 @@ class _Pool:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        probs = np.asarray(self._scorer(batch), dtype=float)
-        if probs.ndim != 2 or probs.shape[0] != len(batch) or probs.shape[1] < 2:
-            raise ValueError(
-                f"scorer returned shape {probs.shape} for {len(batch)} texts; expected ({len(batch)}, C>=2)")
-        if not np.all(np.isfinite(probs)):
-            raise ValueError("scorer returned non-finite probabilities")
-        self._probs.extend(probs)
+        self._probs.extend(_checked_probs(self._scorer(batch), len(batch)))
 
     def __getitem__(self, idx: int) -> np.ndarray:
         return self._probs[idx]
+
+
+# ----------------------------------------------------------------------------- memo across calls
+
+MEMO_STATES = 8
+"""Model states a :class:`ScoreMemo` keeps (least recently used dropped first)."""
+
+
+class ScoreMemo:
+    """The class probabilities of every variant scored, per model state.
+
+    A study cell, a notebook or a widget often asks for the same erased variants more than once:
+    another metric, another attribution method, the random baseline or the NAOPC bounds of the same
+    sentences on the same model. Within one metric call the variants are already deduplicated; the
+    memo carries that across calls, keyed by the variant (its words and its text) under the model
+    state it was scored in, so each is scored once per state. It is exact: a remembered row is
+    the row the scorer returned (up to the scorer's own batch-to-batch float noise, which the memo
+    removes rather than adds).
+
+    Attributes:
+        requested: variants asked of the memo, counting repeats across calls.
+        scored: variants it passed to the scorer (the forwards it did not save).
+    """
+
+    def __init__(self, max_states: int = MEMO_STATES) -> None:
+        self.max_states = check_int(max_states, "max_states", 1, keyword=True)
+        self._states: OrderedDict[Hashable, dict[tuple, np.ndarray]] = OrderedDict()
+        self.requested = 0
+        self.scored = 0
+
+    @property
+    def saved(self) -> int:
+        """Variants answered from the memo instead of the scorer."""
+        return self.requested - self.scored
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._states.values())
+
+    def clear(self) -> None:
+        self._states.clear()
+
+    def _table(self, state: Hashable) -> dict[tuple, np.ndarray]:
+        table = self._states.pop(state, None)
+        table = {} if table is None else table
+        self._states[state] = table  # most recently used last
+        while len(self._states) > self.max_states:
+            self._states.popitem(last=False)
+        return table
+
+    def score(self, scorer: Scorer, variants: Sequence[Variant], state: Hashable = None) -> np.ndarray:
+        """``scorer(variants)``, scoring only the variants this memo has not seen under ``state``."""
+        table = self._table(state)
+        keys = [v.key if isinstance(v, Variant) else (tuple(v), " ".join(v)) for v in variants]
+        new = {key: v for key, v in zip(keys, variants) if key not in table}
+        if new:
+            probs = _checked_probs(scorer(list(new.values())), len(new))
+            table.update(zip(new, probs))
+        self.requested += len(variants)
+        self.scored += len(new)
+        if not variants:
+            return np.zeros((0, 2))
+        return np.stack([table[key] for key in keys])
+
+
+def memoize(scorer: Scorer, memo: ScoreMemo | None = None, state: Callable[[], Hashable] | None = None) -> Scorer:
+    """``scorer`` with a :class:`ScoreMemo`: each variant scored once per ``state()`` (default: one state).
+
+    The returned scorer has the memo as its ``.memo`` attribute (``memo.saved`` counts the forwards saved).
+    """
+    memo = ScoreMemo() if memo is None else memo
+
+    def score(variants: Sequence[Variant]) -> np.ndarray:
+        return memo.score(scorer, variants, None if state is None else state())
+
+    score.memo = memo  # type: ignore[attr-defined]
+    return score
+
+
+def model_state(model: Any) -> Hashable | None:
+    """What the model's outputs depend on that can change in place, or None when it cannot be read.
+
+    The dropped attention layers (:func:`toolkit.pruning.dropped_layers`: inside
+    ``drop_attention`` or after ``prune_attention``), train/eval mode, and for every parameter its
+    identity, storage, dtype and in-place version counter (``Tensor._version``, bumped by every
+    in-place write such as an optimizer step or ``load_state_dict``). A forward hook or a patched
+    module it cannot see: pass ``memo=False`` to :func:`model_scorer` after such an edit, or
+    :func:`clear_memo`.
+    """
+    import torch  # the engine itself is model-agnostic
+
+    if not isinstance(model, torch.nn.Module):
+        return None
+    params = tuple((id(p), p.data_ptr(), p.dtype, p._version) for p in model.parameters())
+    return dropped_layers(model), model.training, params
+
+
+_MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _memo_for(model: Any, tokenizer: Any, task: Any) -> ScoreMemo:
+    """The memo :func:`model_scorer` shares for (model, tokenizer, task); it lives as long as the model."""
+    per_model = _MEMOS.setdefault(model, {})
+    try:
+        key = (id(tokenizer), hash(task), task)
+    except TypeError:  # an unhashable task: by identity
+        key = (id(tokenizer), id(task))
+    return per_model.setdefault(key, ScoreMemo())
+
+
+def clear_memo(model: Any = None) -> None:
+    """Forget the variants :func:`model_scorer` remembered for ``model`` (every model if None)."""
+    if model is None:
+        _MEMOS.clear()
+    else:
+        _MEMOS.pop(model, None)
 
 
 @dataclass(frozen=True)
@@ -662,8 +793,13 @@ def decision_flip(
 
 
 def _metric_table(res: _Results) -> pd.DataFrame:
-    """Per-ranking AOPC, NAOPC and flip columns from the engine's tables."""
-    table = _normalise(_aopc_table(res.curves), res.bounds)
+    """Per-ranking AOPC, NAOPC and flip columns from the engine's tables (NAOPC NaN without bounds)."""
+    table = _aopc_table(res.curves)
+    if res.bounds is None:
+        table = table.assign(bound_method="none", **{c: math.nan for c in _BOUND_COLS[1:]},
+                             naopc_comprehensiveness=math.nan, naopc_sufficiency=math.nan)
+    else:
+        table = _normalise(table, res.bounds)
     flips = res.flips[_KEYS + ["flipped", "fraction"]].rename(columns={"fraction": "fraction_flip"})
     table = table.merge(flips, on=_KEYS, how="left")
     table["flip_rate"] = table.pop("flipped").astype(float)
@@ -680,7 +816,7 @@ def _average_rankings(table: pd.DataFrame) -> pd.DataFrame:
 
 def random_baseline(
     scorer: Scorer, words: Examples,
-    *, n_rankings: int = 10, seed: int = 0, per_ranking: bool = False,
+    *, n_rankings: int = 10, seed: int = 0, per_ranking: bool = False, naopc: bool = True,
     fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
     exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
 ) -> pd.DataFrame:
@@ -693,6 +829,8 @@ def random_baseline(
         n_rankings: R, random rankings per example.
         seed: seed of the rankings.
         per_ranking: return one row per (example, ranking) instead of the per-example mean.
+        naopc: compute the NAOPC bounds; False skips the bound search (the dominant cost): the
+            NAOPC columns are NaN and bound_method is "none".
 
     Returns:
         One row per example (or per (example, ranking)): example, method ("random"), n_words,
@@ -705,13 +843,13 @@ def random_baseline(
     n_rankings = check_int(n_rankings, "n_rankings", 1, keyword=True)
     opts = _options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = _random_jobs(words, n_rankings, seed)
-    table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=True))
+    table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=_check_flag(naopc)))
     return table if per_ranking else _average_rankings(table)
 
 
 def faithfulness_report(
     scorer: Scorer, words: Examples, attributions: Mapping[str, Sequence[np.ndarray]],
-    *, n_random: int = 10, seed: int = 0, n_boot: int = 1000, alpha: float = 0.05,
+    *, n_random: int = 10, seed: int = 0, n_boot: int = 1000, alpha: float = 0.05, naopc: bool = True,
     fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
     exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -730,6 +868,8 @@ def faithfulness_report(
         seed: seed of the random rankings and of the bootstrap.
         n_boot: bootstrap resamples.
         alpha: 1 - confidence level of the intervals.
+        naopc: compute the NAOPC bounds (shared by all rankings of a sentence); False is the
+            cheaper AOPC-only run: no bound search, NAOPC columns NaN, bound_method "none".
         Others: as :func:`erasure_curves` and :func:`aopc_bounds`.
 
     Returns:
@@ -749,7 +889,7 @@ def faithfulness_report(
     for name, attr in attributions.items():
         jobs += _jobs_for(_check_attributions(attr, words, f"attributions[{name!r}]"), str(name))
     jobs += _random_jobs(words, n_random, seed)
-    table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=True))
+    table = _metric_table(_evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=_check_flag(naopc)))
     per_example = _average_rankings(table)
 
     return per_example, aggregate(per_example, n_boot=n_boot, alpha=alpha, seed=seed)
@@ -787,7 +927,10 @@ def aggregate(per_example: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0
     return pd.DataFrame(rows)
 
 
-def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16, progress: bool = False) -> Scorer:
+def model_scorer(
+    model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16, progress: bool = False,
+    memo: bool | ScoreMemo = True,
+) -> Scorer:
     """A :data:`Scorer` backed by a language model: label probabilities of the task's prompt.
 
     Each variant's ``.text`` (a plain word list: its words joined by single spaces) goes through
@@ -795,17 +938,30 @@ def model_scorer(model: Any, tokenizer: Any, task: Any, *, batch_size: int = 16,
     encodes it with the one encoding path (:func:`toolkit.prompts.encode_example`). An example
     given as a text and erased nowhere is that text, so the scorer feeds the model the same ids as
     ``predict`` and erasing nothing reproduces p(y^ | x) exactly (comp = 0 at k = 0).
+
+    Args:
+        memo: True (default) remembers each scored variant per model state
+            (:func:`model_state`, read at every call, so one scorer serves inside and outside a
+            ``drop_attention``) in a :class:`ScoreMemo` shared by every scorer of the same
+            (model, tokenizer, task); a ``ScoreMemo`` uses that one; False scores every call afresh.
+            The scorer's ``.memo`` attribute is the memo (None when off).
     """
     from toolkit.scoring import label_probs  # imported here: scoring pulls in torch and the model stack
 
     batch_size = check_int(batch_size, "batch_size", 1, keyword=True)
+    if not isinstance(memo, (bool, ScoreMemo)):
+        raise ValueError(f"memo={memo!r}; expected True, False or a ScoreMemo")
 
     def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
         texts = [v.text if isinstance(v, Variant) else " ".join(v) for v in variants]
         probs = label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress)
         return np.asarray(probs, dtype=float)
 
-    return score
+    if memo is False or model_state(model) is None:
+        score.memo = None  # type: ignore[attr-defined]
+        return score
+    shared = memo if isinstance(memo, ScoreMemo) else _memo_for(model, tokenizer, task)
+    return memoize(score, shared, state=lambda: model_state(model))
 
 
 def model_faithfulness(
@@ -821,6 +977,8 @@ def model_faithfulness(
     seed: int = 0,
     n_boot: int = 1000,
     alpha: float = 0.05,
+    naopc: bool = True,
+    memo: bool | ScoreMemo = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Explain ``examples`` with each attribution method and measure the erasure faithfulness of each.
 
@@ -835,7 +993,9 @@ def model_faithfulness(
         methods: attribution method names, e.g. ``("saliency", "input_x_gradient")``.
         backend: attribution backend, ``"fast"`` or ``"inseq"``.
         batch_size: examples per forward pass, for attributions and scoring alike.
-        n_random, seed, n_boot, alpha: as in :func:`faithfulness_report`.
+        n_random, seed, n_boot, alpha, naopc: as in :func:`faithfulness_report`.
+        memo: as in :func:`model_scorer` (default: remembered per model state, so a second call
+            on the same sentences and model state scores only new variants).
 
     Returns:
         ``(per_example, aggregate)`` as :func:`faithfulness_report` returns them.
@@ -843,8 +1003,8 @@ def model_faithfulness(
     attributions = {
         m: attribute(model, tokenizer, task, examples, method=m, backend=backend, batch_size=batch_size) for m in methods
     }
-    scorer = model_scorer(model, tokenizer, task, batch_size=batch_size)
+    scorer = model_scorer(model, tokenizer, task, batch_size=batch_size, memo=memo)
     return faithfulness_report(
         scorer, [e.text for e in examples], {m: [a.scores for a in attributions[m]] for m in methods},
-        n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha,
+        n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha, naopc=naopc,
     )  # fmt: skip
