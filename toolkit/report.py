@@ -60,8 +60,9 @@ def write_report(
         tag = f"{model}_{dataset}".replace("/", "_")
         wide = per_selection(sub)
         metrics = ["accuracy", "ece", "brier"]
-        naopc = sorted(m for m in sub.metric.unique() if m.startswith("naopc_comprehensiveness:"))
-        metrics += naopc[:3]
+        faith = sorted(m for m in sub.metric.unique() if m.startswith("naopc_comprehensiveness:"))
+        faith = faith or sorted(m for m in sub.metric.unique() if m.startswith("aopc_comprehensiveness:"))
+        metrics += faith[:3]  # NAOPC, or AOPC in an AOPC-only study
         ncols = min(3, len(metrics))
         nrows = -(-len(metrics) // ncols)
         fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows))

@@ -75,6 +75,8 @@ class StudyConfig:
             at most `max_words` words (NAOPC's bound search costs grow with the square of the length).
         max_words: longest text (in words) used for faithfulness.
         n_random: random rankings per example for the faithfulness baseline.
+        naopc: search each sentence's AOPC bounds for NAOPC (the dominant cost of faithfulness);
+            False is the cheaper AOPC-only study: the change tests then use AOPC comprehensiveness.
         n_boot: bootstrap resamples for every CI.
         seed: seeds subsampling, random selections, random rankings and bootstraps.
         batch_size: examples per forward pass.
@@ -107,6 +109,7 @@ class StudyConfig:
     n_faithfulness: int = 6
     max_words: int = 10
     n_random: int = 3
+    naopc: bool = True
     n_boot: int = 500
     seed: int = 0
     batch_size: int = 16
@@ -147,6 +150,8 @@ class StudyConfig:
             object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
             raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
+        if not isinstance(self.naopc, bool):
+            raise ValueError(f"StudyConfig.naopc={self.naopc!r}; expected true or false")
         for name in ("margin", "alpha"):
             object.__setattr__(self, name, check_probability(getattr(self, name), f"StudyConfig.{name}"))
         check_choice(self.correction, "correction", CORRECTIONS)
@@ -229,6 +234,8 @@ class StudyConfig:
         for name in ("device", "dtype", "device_map", "model_options"):
             if not data[name]:
                 del data[name]
+        if data["naopc"]:  # the default, as before the option existed
+            del data["naopc"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_dir(self) -> Path:
@@ -316,6 +323,7 @@ def _run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importanc
         per_example, _ = model_faithfulness(
             model, tok, test.task, faith_examples, config.methods, backend=config.attribution_backend,
             batch_size=config.batch_size, n_random=config.n_random, seed=seed, n_boot=config.n_boot,
+            naopc=config.naopc,
         )
     # log-probabilities are valid logits for the restricted softmax: T rescales them
     scaler = TemperatureScaler().fit(frame_logprobs(val_pred), val_pred.label.to_numpy())
@@ -545,19 +553,22 @@ def summary(
     Returns:
         One row per cell: the keys, accuracy, d_accuracy, tost_low, tost_high, equivalent, ece,
         d_ece, ece_low, ece_high (adjusted), ece_changed, ece_ts, naopc, d_naopc, naopc_low,
-        naopc_high (adjusted), naopc_changed, misaligned, verdict. ``attrs``: ``method``,
+        naopc_high (adjusted), naopc_changed (``aopc``, ... in an AOPC-only study), misaligned, verdict. ``attrs``: ``method``,
         ``statement`` (the test sizes: margin, alpha, m, the correction and the expected number of
         false flags without it) and ``m``.
     """
     check_choice(correction, "correction", CORRECTIONS)
-    methods = sorted({m.split(":", 1)[1] for m in table.metric if m.startswith("naopc_comprehensiveness:")} - {"random"})
+    # NAOPC, or AOPC in an AOPC-only study (naopc=False): its columns are then named aopc, d_aopc, ...
+    short = "naopc" if table.metric.str.startswith("naopc_comprehensiveness:").any() else "aopc"
+    faith = f"{short}_comprehensiveness"
+    methods = sorted({m.split(":", 1)[1] for m in table.metric if m.startswith(f"{faith}:")} - {"random"})
     if method is None:
         method = methods[0] if methods else "random"
-    naopc = f"naopc_comprehensiveness:{method}"
+    naopc = f"{faith}:{method}"
     keys = ["model", "dataset", "selection", "k", "layers"]
     if "level" in table and any(isinstance(v, float) and not float(v).is_integer() for v in table["level"]):
         keys.insert(3, "level")  # fractions of the depth: show them beside the k they meant per model
-    wanted = {"accuracy": "accuracy", "ece": "ece", naopc: "naopc", "ece_temperature_scaled": "ece_ts"}
+    wanted = {"accuracy": "accuracy", "ece": "ece", naopc: short, "ece_temperature_scaled": "ece_ts"}
     sub = table[table.metric.isin(wanted)].copy()
     sub["name"] = sub.metric.map(wanted)
     value = sub.pivot_table(index=keys, columns="name", values="value", aggfunc="first")
@@ -570,14 +581,14 @@ def summary(
     if len(acc):
         equivalence = acc[keys + ["tost_low", "tost_high", "equivalent", "margin"]].assign(alpha=alpha)
         equivalence["equivalent"] = equivalence["equivalent"].astype(bool)
-        change_metrics = ["ece"] + [f"naopc_comprehensiveness:{m}" for m in methods]
+        change_metrics = ["ece"] + [f"{faith}:{m}" for m in methods]
         tests = pruned[pruned.metric.isin(change_metrics)][keys + ["metric", "delta", "delta_se", "delta_df"]]
         tests = tests.rename(columns={"delta": "estimate", "delta_se": "se", "delta_df": "df"}).reset_index(drop=True)
         adjusted = adjust_tests(tests, method=correction, alpha=alpha)
         verdict = misalignment(equivalence, adjusted, on=keys)
         statement = verdict.statement
         out = out.merge(equivalence[keys + ["tost_low", "tost_high", "equivalent"]], on=keys, how="left")
-        for metric, name in (("ece", "ece"), (naopc, "naopc")):
+        for metric, name in (("ece", "ece"), (naopc, short)):
             part = adjusted[adjusted.metric == metric][keys + ["ci_low", "ci_high", "changed"]]
             part = part.rename(columns={"ci_low": f"{name}_low", "ci_high": f"{name}_high", "changed": f"{name}_changed"})
             out = out.merge(part, on=keys, how="left")
@@ -590,22 +601,24 @@ def summary(
     out["verdict"] = out["verdict"].where(~reference, "reference (unpruned)")
     out = out.sort_values(["model", "dataset", "k", "selection"], kind="stable")
     cols = keys + [c for c in ("accuracy", "d_accuracy", "tost_low", "tost_high", "equivalent", "ece", "d_ece",
-                               "ece_low", "ece_high", "ece_changed", "ece_ts", "naopc", "d_naopc", "naopc_low",
-                               "naopc_high", "naopc_changed", "misaligned", "verdict") if c in out]
+                               "ece_low", "ece_high", "ece_changed", "ece_ts", short, f"d_{short}", f"{short}_low",
+                               f"{short}_high", f"{short}_changed", "misaligned", "verdict") if c in out]
     result = out[cols].reset_index(drop=True)
-    result.attrs.update(out.attrs, method=method, statement=statement)
+    result.attrs.update(out.attrs, method=method, statement=statement, faithfulness_metric=faith)
     return result
 
 
 # ---- before anything runs: what is done, what it will cost, what it can detect -------------------
-# Seconds per cell on 2 idle CPU cores for a model of SmolLM2-135M's size (the default study's
-# cells, measured: scoring ~0.07 s per sentence, attribution ~0.33 s per sentence and method,
-# erasure + NAOPC bounds ~0.7 s per sentence and ranking at <= 10 words, growing with words^2;
-# the loss_delta ranking ~0.11 s per layer and labelled sentence, once per model and dataset).
+# Seconds per cell on 2 idle CPU cores for a model of SmolLM2-135M's size (measured on the default
+# study's cells and benchmarks/bench_faithfulness_memo.py: scoring ~0.07 s per sentence,
+# attribution ~0.33 s per sentence and method; erasure curves + decision flip ~0.1 s per sentence
+# and ranking, NAOPC bounds ~1.4 s per sentence, at <= 10 words, growing with words^2; the
+# loss_delta ranking ~0.11 s per layer and labelled sentence, once per model and dataset).
 # A finished cell's own time replaces the model: the median per model of the cells already done.
 _SECONDS_PER_SENTENCE = 0.07
 _SECONDS_PER_ATTRIBUTION = 0.33
-_SECONDS_PER_ERASURE_RANKING = 0.7
+_SECONDS_PER_ERASURE_RANKING = 0.1
+_SECONDS_PER_BOUNDS = 1.4
 _SECONDS_PER_LOSS_DELTA = 0.11
 _ASSUMED_LAYERS = 30
 # Paired spread assumed when no pilot cell exists (the default study's SmolLM2 cells): share of
@@ -618,6 +631,8 @@ def _cell_cost(cell: Cell, config: StudyConfig) -> float:
     seconds = _SECONDS_PER_SENTENCE * (config.n_eval + config.n_validation)
     seconds += _SECONDS_PER_ATTRIBUTION * config.n_faithfulness * len(config.methods)
     seconds += _SECONDS_PER_ERASURE_RANKING * config.n_faithfulness * words * (len(config.methods) + config.n_random)
+    if config.naopc:
+        seconds += _SECONDS_PER_BOUNDS * config.n_faithfulness * words
     return seconds
 
 
@@ -676,7 +691,8 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
         refs = {(r["model"], r["dataset"]): record_frame(r) for r in records if r["k"] == 0}
         flips = [float(np.mean(record_frame(r).correct.to_numpy() != refs[(r["model"], r["dataset"])].correct.to_numpy()))
                  for r in records if r["k"] > 0 and (r["model"], r["dataset"]) in refs]
-        naopc = table[table.metric.str.startswith("naopc_comprehensiveness:") & (table.k > 0)]
+        faith = "naopc" if config.naopc else "aopc"  # the change test's faithfulness metric
+        naopc = table[table.metric.str.startswith(f"{faith}_comprehensiveness:") & (table.k > 0)]
         ece_rows = table[(table.metric == "ece") & (table.k > 0)]
         if flips:
             pilot["p_disc"] = max(float(np.mean(flips)), 1e-3)
@@ -692,7 +708,7 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
                       alpha=config.alpha, power=power, margin=config.margin)
     changes = power_table(pd.DataFrame([
         {"metric": "ece", "n": config.n_eval, "sd": pilot["sd_ece"]},
-        {"metric": "naopc", "n": config.n_faithfulness, "sd": pilot["sd_naopc"]},
+        {"metric": "naopc" if config.naopc else "aopc", "n": config.n_faithfulness, "sd": pilot["sd_naopc"]},
     ]), alpha=test_alpha, power=power, margin=config.margin)
     out = pd.concat([acc.assign(test_alpha=config.alpha), changes.assign(test_alpha=test_alpha)], ignore_index=True)
     out["source"] = source
