@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .adapters import ADAPTERS, Adapter, adapter_for, attention_modules, attn_norm_names, decoder_layers, register_adapter
+from .folders import write_folder
 from .pruning import PRUNING_SPEC, load_pruned
 
 # ADAPTERS ... register_adapter: re-exported from toolkit.adapters, where they live.
@@ -197,26 +197,8 @@ def _convert_gguf(gguf: Path, target: Path, provenance: dict[str, object]) -> No
         source = {"gguf": gguf.name, **provenance, "converted_by": "toolkit.models"}
         (tmp / "SOURCE.json").write_text(json.dumps(source, indent=1))
 
-    _write_atomically(target, write)
+    write_folder(target, write)
     log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - t0)
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp)` on a fresh temporary folder beside `target`, then rename it to `target`.
-
-    A crash or exception inside `write` leaves neither `target` nor the temporary folder behind.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.is_dir():  # another process finishing first is fine; anything else is not
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
