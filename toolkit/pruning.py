@@ -11,6 +11,7 @@ needed to load a pruned checkpoint back with `toolkit.load_model`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,26 +23,35 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.cache_utils import DummyLayer
 
 from .adapters import adapter_for, attention_modules, attn_norm_names, decoder_layers
-from .validation import check_layers
+from .folders import write_folder
+from .validation import check_layers, is_int
 
 __all__ = [
     "PRUNING_SPEC",
     "PrunedAttention",
+    "check_output_folder",
     "checked_layers",
     "drop_attention",
     "dropped_layers",
     "load_pruned",
     "n_parameters",
     "prune_attention",
+    "read_pruning_spec",
     "save_pruned",
+    "weights_sha256",
 ]
 
 _MARK = "_toolkit_dropped"
 PRUNING_SPEC = "pruning.json"  # written by save_pruned, read back by load_model (via load_pruned)
+_FORMAT = "toolkit-pruned-attention/1"
+_SPEC_SHAPE = (
+    f'a JSON object {{"format": "{_FORMAT}", "pruned_attention_layers": [layer indices], ...}} as save_pruned writes it'
+)
 
 
 def checked_layers(model: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
@@ -213,49 +223,261 @@ def n_parameters(model: nn.Module) -> int:
     return sum(seen.values())
 
 
-def save_pruned(model: PreTrainedModel, path: str | os.PathLike, tokenizer: Any = None) -> Path:
+def check_output_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Where `save_pruned` may write: a new or empty folder, or (with `overwrite`) a model folder.
+
+    Raises FileExistsError for a file at `path`, for a non-empty folder unless `overwrite=True`,
+    and, even with `overwrite`, for a non-empty folder that holds no `config.json` (it is not a
+    model folder, so replacing it whole would delete something else). Call it before spending time
+    on a model that is to be saved (the `prune` command does).
+    """
+    path = Path(path)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"cannot save to {str(path)!r}: it is a file, not a folder; choose another path")
+    entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if not entries:
+        return path
+    listed = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
+    if not overwrite:
+        raise FileExistsError(
+            f"folder {str(path)!r} exists and is not empty ({listed}); pass overwrite=True "
+            "(command line: --overwrite) to replace it whole, or choose another folder"
+        )
+    if "config.json" not in entries:
+        raise FileExistsError(
+            f"refusing to overwrite {str(path)!r}: it holds no config.json, so it is not a model folder "
+            f"({listed}); choose another folder or empty it yourself"
+        )
+    return path
+
+
+def weights_sha256(path: str | os.PathLike) -> dict[str, str]:
+    """The sha256 of every `*.safetensors` file in the folder, by file name (what `pruning.json` records)."""
+    out = {}
+    for file in sorted(Path(path).glob("*.safetensors")):
+        digest = hashlib.sha256()
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[file.name] = digest.hexdigest()
+    return out
+
+
+def save_pruned(
+    model: PreTrainedModel, path: str | os.PathLike, tokenizer: Any = None, *, overwrite: bool = False
+) -> Path:
     """Write a pruned model as plain safetensors + config + `pruning.json`; reload with `load_model(path)`.
 
     The folder holds no code: `toolkit.load_model` rebuilds the stock architecture, removes the
     same attention modules and loads the saved weights (logits identical to the model saved here).
+    `pruning.json` records the removed layers and the sha256 of each weights file, which
+    `load_pruned` checks. Save the tokenizer with it: `load_model` needs one in the folder.
+
+    The folder is written whole: into a temporary sibling, then renamed into place, so a crash never
+    leaves a half-written folder. An existing non-empty folder is refused (FileExistsError) unless
+    `overwrite=True`; then it is replaced whole (files of the old folder do not survive), provided
+    it is a model folder (holds a config.json).
     """
-    path = Path(path)
-    layers = list(dropped_layers(model))
     if any(getattr(attn, _MARK, False) for attn in attention_modules(model)):
         raise RuntimeError("save_pruned called inside drop_attention; use prune_attention to make the drop permanent")
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(path)
-    spec = {
-        "format": "toolkit-pruned-attention/1",
-        "architecture": type(model).__name__,
-        "pruned_attention_layers": layers,
-        "n_layers": len(decoder_layers(model)),
-        "n_parameters": n_parameters(model),
-        "note": "load with toolkit.load_model(path); plain transformers would re-create the removed attention randomly",
-    }
-    (path / PRUNING_SPEC).write_text(json.dumps(spec, indent=1))
-    return path
+    path = check_output_folder(path, overwrite=overwrite)
+    layers = list(dropped_layers(model))
+    if tokenizer is None:
+        warnings.warn(
+            f"saving {path} without a tokenizer: load_model will refuse the folder until one is saved beside the "
+            "weights (pass tokenizer=... to save_pruned)",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        spec = {
+            "format": _FORMAT,
+            "architecture": type(model).__name__,
+            "pruned_attention_layers": layers,
+            "n_layers": len(decoder_layers(model)),
+            "n_parameters": n_parameters(model),
+            "weights_sha256": weights_sha256(tmp),
+            "note": "load with toolkit.load_model(path); plain transformers would re-create the removed attention randomly",
+        }
+        (tmp / PRUNING_SPEC).write_text(json.dumps(spec, indent=1))
+
+    return write_folder(path, write, replace=True)
+
+
+def read_pruning_spec(path: str | os.PathLike) -> dict[str, Any]:
+    """The contents of `path/pruning.json`, checked for the shape `save_pruned` writes.
+
+    Raises a ValueError naming the file and what it should hold when it is empty, not JSON, not a
+    JSON object, of another format, or without a list of distinct non-negative layer indices.
+    """
+    file = Path(path) / PRUNING_SPEC
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file} is not UTF-8 text ({err}); expected {_SPEC_SHAPE}") from err
+    if not text.strip():
+        raise ValueError(f"{file} is empty; expected {_SPEC_SHAPE}")
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file} is not valid JSON ({err}); expected {_SPEC_SHAPE}") from err
+    if not isinstance(spec, dict):
+        raise ValueError(f"{file} holds a JSON {type(spec).__name__}, not an object; expected {_SPEC_SHAPE}")
+    if spec.get("format") != _FORMAT:
+        raise ValueError(
+            f"{file} is not a toolkit pruning spec (format {spec.get('format')!r}); expected format {_FORMAT!r}"
+        )
+    layers = spec.get("pruned_attention_layers")
+    if not isinstance(layers, list) or not all(is_int(i) and i >= 0 for i in layers):
+        raise ValueError(
+            f"{file}: pruned_attention_layers is {layers!r}; expected a list of layer indices (integers >= 0)"
+        )
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"{file}: pruned_attention_layers {layers} lists a layer twice; expected distinct indices")
+    if "n_layers" in spec and not (is_int(spec["n_layers"]) and spec["n_layers"] >= 1):
+        raise ValueError(f"{file}: n_layers is {spec['n_layers']!r}; expected an integer >= 1")
+    sums = spec.get("weights_sha256")
+    if sums is not None and not (
+        isinstance(sums, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items())
+    ):
+        raise ValueError(
+            f"{file}: weights_sha256 is {sums!r}; expected an object mapping file names to sha256 hex digests"
+        )
+    return spec
+
+
+def _check_checksums(path: Path, spec: dict[str, Any]) -> None:
+    """The weights files are the ones `save_pruned` wrote: same names, same sha256."""
+    file = path / PRUNING_SPEC
+    recorded = spec.get("weights_sha256")
+    if recorded is None:
+        warnings.warn(
+            f"{file} records no weights checksum (written by an older toolkit), so the weights in {path} cannot "
+            "be verified (the layer check still runs); re-save it to add one: model, tok = toolkit.load_model(path); "
+            "toolkit.save_pruned(model, path, tok, overwrite=True)",
+            UserWarning,
+            stacklevel=4,
+        )
+        return
+    found = weights_sha256(path)
+    problems = [f"{name} is missing" for name in sorted(set(recorded) - set(found))]
+    problems += [f"{name} was not saved with it" for name in sorted(set(found) - set(recorded))]
+    problems += [
+        f"{name} has sha256 {found[name][:12]}... but {PRUNING_SPEC} records {recorded[name][:12]}..."
+        for name in sorted(set(recorded) & set(found))
+        if found[name] != recorded[name]
+    ]
+    if problems:
+        raise ValueError(
+            f"the weights in {path} changed since pruning: {'; '.join(problems)}; they no longer match {file}. "
+            "Prune and save the model again (toolkit.save_pruned, or python -m toolkit prune)"
+        )
+
+
+def _attention_keys(model: nn.Module) -> list[set[str]]:
+    """Per decoder layer, the state-dict keys of its attention and of the norms that only feed it."""
+    adapter = adapter_for(model)
+    keys = list(model.state_dict())
+    out = []
+    for i in range(len(decoder_layers(model))):
+        prefixes = tuple(f"{adapter.layers}.{i}.{name}." for name in (adapter.attention, *attn_norm_names(model)))
+        out.append({k for k in keys if k.startswith(prefixes)})
+    return out
+
+
+def _check_stored_keys(path: Path, expected: list[set[str]], layers: list[int]) -> None:
+    """The attention keys absent from the weights files are exactly those of the listed layers.
+
+    The file keys are compared with the un-pruned architecture's own names: for every supported
+    architecture transformers stores attention weights under their module paths.
+    """
+    stored: set[str] = set()
+    for weights in sorted(path.glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as f:
+            stored.update(f.keys())
+    file = path / PRUNING_SPEC
+    absent = {i: sorted(keys - stored) for i, keys in enumerate(expected) if keys - stored}
+    unlisted = {i: keys for i, keys in absent.items() if i not in layers}
+    kept = {i: sorted(expected[i] & stored) for i in layers if expected[i] & stored}
+    problems = []
+    if unlisted:
+        problems.append(
+            f"the weights lack the attention of layers {sorted(unlisted)} (e.g. {_some(unlisted)}) but {file} "
+            f"lists only {sorted(layers)} as pruned: loading would re-create that attention with random weights"
+        )
+    if kept:
+        problems.append(
+            f"{file} lists layers {sorted(kept)} as pruned but the weights hold their attention (e.g. {_some(kept)})"
+        )
+    if problems:
+        raise ValueError(f"{path} is not the pruned checkpoint it claims to be: {'; '.join(problems)}")
+
+
+def _some(keys_by_layer: dict[int, list[str]], n: int = 3) -> str:
+    keys = [k for ks in keys_by_layer.values() for k in ks]
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} keys)" if len(keys) > n else "")
 
 
 def load_pruned(
     path: str | os.PathLike, *, dtype: torch.dtype | None = None, device_map: Any = None
 ) -> PreTrainedModel:
-    """Load a folder written by `save_pruned` (used by `load_model`)."""
+    """Load a folder written by `save_pruned` (used by `load_model`), after checking it is what it claims.
+
+    Checks, each failure a ValueError naming the file: `pruning.json` has the shape `save_pruned`
+    writes (`read_pruning_spec`) and agrees with config.json (architecture, number of layers); the
+    weights files have the sha256 it records (a checkpoint without one, from an older toolkit, only
+    warns); the attention weights absent from the files are exactly those of the listed layers, and
+    no other weight is missing or unexpected.
+    """
     path = Path(path)
-    spec = json.loads((path / PRUNING_SPEC).read_text())
-    if spec.get("format") != "toolkit-pruned-attention/1":
-        raise ValueError(f"{path / PRUNING_SPEC} is not a toolkit pruning spec (format {spec.get('format')!r})")
+    spec = read_pruning_spec(path)
+    file = path / PRUNING_SPEC
+    _check_checksums(path, spec)
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    n_layers = len(decoder_layers(skeleton))
+    if spec.get("architecture", type(skeleton).__name__) != type(skeleton).__name__:
+        raise ValueError(
+            f"{file} was written for {spec['architecture']} but {path / 'config.json'} builds "
+            f"{type(skeleton).__name__}"
+        )
+    if spec.get("n_layers", n_layers) != n_layers:
+        raise ValueError(f"{file} records n_layers={spec['n_layers']} but {path / 'config.json'} has {n_layers} layers")
+    layers = check_layers(spec["pruned_attention_layers"], n_layers, name=f"pruned_attention_layers in {file}")
+    expected = _attention_keys(skeleton)
+    del skeleton
+    _check_stored_keys(path, expected, layers)
     # The removed attention weights are absent from the checkpoint: transformers initialises them,
-    # then prune_attention drops them again. Silence its "newly initialized" report for those keys.
+    # then prune_attention drops them again. Silence its "newly initialized" report (the keys were
+    # checked above, and the loading report is checked below).
     tf_logger = logging.getLogger("transformers.modeling_utils")
     level = tf_logger.level
     tf_logger.setLevel(logging.ERROR)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, device_map=device_map, attn_implementation="eager", use_safetensors=True
+        model, info = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype,
+            device_map=device_map,
+            attn_implementation="eager",
+            use_safetensors=True,
+            output_loading_info=True,
         )
     finally:
         tf_logger.setLevel(level)
-    return prune_attention(model, spec["pruned_attention_layers"])
+    removed = set().union(*(expected[i] for i in layers))
+    missing = sorted(set(info.get("missing_keys", ())) - removed)
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    if missing or unexpected:
+        raise ValueError(
+            f"the weights in {path} do not fit its config.json beyond the pruned attention: "
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+        )
+    return prune_attention(model, layers)
