@@ -202,3 +202,28 @@ def test_study_on_a_cluster_engine_gives_the_local_table(tmp_path, executor):
     # in the driver and 1 in Ray's workers, AOPC differed by 5e-5 relative and a bootstrap bound by
     # 8e-4: a tolerance would have to guess how far a percentile can move.)
     pd.testing.assert_frame_equal(local, remote)
+
+
+def test_aopc_only_study_tests_aopc_and_skips_the_bounds(tmp_path):
+    """naopc=False: no bound search in any cell, the change tests on AOPC comprehensiveness."""
+    from toolkit import Task, register_dataset
+    from toolkit.study import run_study
+
+    model_dir, data = write_fixture(tmp_path)
+    register_dataset("tiny_aopc", data, Task(name="tiny_aopc", instruction="sentiment of this review ?",
+                     label_names=("negative", "positive"), verbalizers=("negative", "positive"),
+                     input_name="review", use_chat_template=False))
+    config = StudyConfig(models=(str(model_dir),), datasets=("tiny_aopc",), levels=(0, 1), selections=("cosine",),
+                         methods=("saliency",), n_eval=8, n_validation=6, n_importance=4, n_faithfulness=3,
+                         n_random=1, n_boot=50, batch_size=4, naopc=False, output_dir=str(tmp_path / "out"))
+    table = run_study(config, progress=False, report=False)
+    assert not table.metric.str.startswith("naopc").any()
+    assert table.metric.str.startswith("aopc_comprehensiveness:saliency").any()
+    records = CellStore(config.run_dir()).records().values()
+    assert all(row["bound_method"] == "none" for r in records for row in r["faithfulness"])
+    head = summary(table)
+    assert {"aopc", "d_aopc", "aopc_low", "aopc_high", "aopc_changed"} <= set(head.columns)
+    assert head.attrs["faithfulness_metric"] == "aopc_comprehensiveness" and head.attrs["m"] == 2
+    assert plan(config).metric.tolist() == ["accuracy", "ece", "aopc"]
+    with pytest.raises(ValueError, match="StudyConfig.naopc='no'; expected true or false"):
+        StudyConfig(naopc="no")
