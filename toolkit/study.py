@@ -624,9 +624,28 @@ def check_study(config: StudyConfig) -> None:
     for method in config.methods:
         check_method(method, config.attribution_backend)
     for model in config.models:
+        _check_model_name(model)
         depth = _model_depth(model, config.load_options(model).get("revision"))
         if depth is not None:
             _check_levels(config, model, depth)
+
+
+def _check_model_name(name: str) -> None:
+    """Refuse a model name that is surely neither a folder, a built-in model nor a hub id (``org/name``).
+
+    Only the sure cases: no ``/`` at all (a mistyped built-in name), or a path (``/``, ``~``, ``./``,
+    ``../``) to nothing. :func:`toolkit.load_model` decides the rest when it loads.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir() or name in BUILTIN_MODELS:
+        return
+    allowed = f"expected a model folder, a built-in model {sorted(BUILTIN_MODELS)} or a hub id 'org/name'"
+    if path.exists():
+        raise InputError(f"model {name!r} is a file, not a model folder; {allowed}")
+    if "/" not in name:
+        raise InputError(f"unknown model {name!r}: not a built-in model and no such folder; {allowed}")
+    if name.startswith(("/", "~", "./", "../")):
+        raise InputError(f"model folder {name!r} does not exist; {allowed}")
 
 
 def _model_depth(name: str, revision: str | None = None) -> int | None:
