@@ -341,7 +341,7 @@ def _example_list(data: Any) -> list[Example]:
     examples = list(data)
     for i, ex in enumerate(examples):
         if not isinstance(ex, Example):
-            raise InputTypeError(f"data[{i}] is a {type(ex).__name__} ({short_repr(ex)}), not a toolkit.Example; "
+            raise InputTypeError(f"data[{i}] is {short_repr(ex)} ({type(ex).__name__}), not a toolkit.Example; "
                                  f"pass Example(id, text, label) objects or a Dataset ({_UNLABELED})")
     return examples
 

@@ -87,7 +87,7 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise InputError("texts must be a list of strings, got a single string")
     if not isinstance(texts, Iterable):
-        raise InputTypeError(f"texts must be a list of strings, got a {type(texts).__name__} ({short_repr(texts)})")
+        raise InputTypeError(f"texts must be a list of strings, got {short_repr(texts)} ({type(texts).__name__})")
     texts = list(texts)
     if not texts:
         raise InputError("texts is empty; pass at least one text")
@@ -122,7 +122,7 @@ def check_text_list(texts: Sequence[str], name: str = "texts") -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InputTypeError(
-                f"{name}[{i}] is a {type(text).__name__} ({short_repr(text)}); {name} must be a list of strings"
+                f"{name}[{i}] is {short_repr(text)} ({type(text).__name__}), not a str; {name} must be a list of strings"
             )
         if not text.strip():
             raise InputError(f"{name}[{i}] is empty or only whitespace ({text!r}); every text needs at least one word")
