@@ -139,34 +139,29 @@ def _encoded_texts(
 ) -> list[list[int]]:
     """Each text's token ids (:func:`toolkit.prompts.encode_text`), checked against the length policy.
 
-    ``max_length=None``: a text longer than the model's context is an error (as for a prompt in
-    :func:`toolkit.predict`). An int: longer texts are cut to it, with a warning counting the cut.
+    An int ``max_length`` cuts longer texts to it, with a warning counting the cut. Then a text
+    (as cut) longer than the model's context is an error, as a prompt is in :func:`toolkit.predict`.
     """
-    context = context_length(model)
-    if max_length is not None:
-        if not is_int(max_length) or max_length < 1:
-            raise InputError(
-                f"max_length={max_length!r} is invalid; expected an integer >= 1 (tokens kept per text) or None "
-                "(whole texts, none longer than the model's context)"
-            )
-        if context is not None and max_length > context:
-            raise InputError(
-                f"max_length={max_length} is longer than the model's context of {context} tokens; "
-                f"expected an integer in [1, {context}] or None (the model's context, no truncation)"
-            )
+    if max_length is not None and (not is_int(max_length) or max_length < 1):
+        raise InputError(
+            f"max_length={max_length!r} is invalid; expected an integer >= 1 (tokens kept per text) or None "
+            "(whole texts, none longer than the model's context)"
+        )
     ids = [encode_text(tokenizer, t) for t in texts]
     for i, row in enumerate(ids):
         if not row:
             raise InputError(f"texts[{i}] ({short_repr(texts[i])}) encodes to no tokens")
-    if max_length is None:
-        for i, row in enumerate(ids):
-            if context is not None and len(row) > context:
-                raise InputError(
-                    f"texts[{i}] ({short_repr(texts[i], 40)}) is {len(row)} tokens, longer than the model's context "
-                    f"of {context} tokens; shorten it, or pass max_length=<n> to cut every text to n tokens"
-                )
-        return ids
-    cut = [len(row) - max_length for row in ids if len(row) > max_length]
+    kept = ids if max_length is None else [row[:max_length] for row in ids]
+    context = context_length(model)
+    for i, row in enumerate(kept):
+        if context is not None and len(row) > context:
+            cut_to = "" if max_length is None else f" (cut to max_length={max_length})"
+            raise InputError(
+                f"texts[{i}] ({short_repr(texts[i], 40)}) is {len(row)} tokens{cut_to}, longer than the model's "
+                f"context of {context} tokens; shorten it, or pass max_length=<n <= {context}> to cut every text "
+                "to n tokens"
+            )
+    cut = [len(row) - len(short) for row, short in zip(ids, kept) if len(row) > len(short)]
     if cut:
         warnings.warn(
             f"attention_importance: max_length={max_length} dropped {sum(cut)} tokens from {len(cut)} of "
@@ -175,7 +170,7 @@ def _encoded_texts(
             UserWarning,
             stacklevel=3,
         )
-    return [row[:max_length] for row in ids]
+    return kept
 
 
 def attention_importance(
@@ -203,7 +198,8 @@ def attention_importance(
     Length policy (the same as :func:`toolkit.predict` and :func:`toolkit.attribute`: nothing is
     cut silently): by default a text longer than the model's context is an error naming it;
     ``max_length=n`` cuts every text to its first n tokens and warns (``UserWarning``) how many
-    tokens were dropped from how many texts. With a task, `loss_delta` scores whole prompts, which
+    tokens were dropped from how many texts (a text still longer than the context is an error,
+    before any warning). With a task, `loss_delta` scores whole prompts, which
     :func:`toolkit.predict`'s policy covers (``max_length`` does not apply).
 
     Args:
@@ -211,7 +207,7 @@ def attention_importance(
             needs at least one non-space character.
         metric: one of `IMPORTANCE_METRICS`.
         max_length: None (default: whole texts, at most the model's context) or the number of
-            tokens (>= 1, at most the context) to keep of each text, the tokenizer's BOS included.
+            tokens (>= 1) to keep of each text, the tokenizer's BOS included.
         labels: with `task`, the class id of each text, in ``range(task.n_classes)``.
         exclude: layers already dropped; they get NaN and are never selected.
 
