@@ -121,7 +121,7 @@ def test_predict_refuses(tiny, data, error, message):
          "task must be a toolkit.Task, got a str ('tiny')"),
         (lambda m, t: predict(m, t, [Example("a", "good", 0)], task=TASK, batch_size=0), InputError,
          "batch_size must be an integer >= 1, got 0"),
-        (lambda m, t: label_probs(m, t, TASK, ["good", ""]), InputError, "texts[1] is empty or only whitespace"),
+        (lambda m, t: label_probs(m, t, TASK, ["good", None]), InputTypeError, "texts[1] is None (NoneType), not a str"),
         (lambda m, t: label_probs(m, t, TASK, "good"), InputError, "texts must be a list of strings, got a single"),
     ],
 )

@@ -261,11 +261,13 @@ def label_probs(
     Returns:
         Array of shape (len(texts), n_classes).
 
+    An empty text is scored (the prompt around nothing: faithfulness erases every word this way).
+
     Raises:
-        InputError (a ValueError): no texts, a single string, an empty or whitespace-only text, a
-            prompt longer than the model's context.
+        InputError (a ValueError): no texts, a single string, a prompt longer than the model's context.
+        InputTypeError: an item that is not a str.
     """
-    texts = check_text_list(texts)
+    texts = check_text_list(texts, allow_blank=True)
     verbalizers = verbalizer_ids(task, tokenizer)
     prompts = _prompt_ids(model, tokenizer, task, texts, demos)
     loglik, _ = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)

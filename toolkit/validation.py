@@ -111,8 +111,8 @@ def check_layers(layers: Iterable[int], n_layers: int, name: str = "layers") -> 
     return out
 
 
-def check_text_list(texts: Sequence[str], name: str = "texts") -> list[str]:
-    """:func:`check_texts`, and every item a ``str`` with at least one non-space character.
+def check_text_list(texts: Sequence[str], name: str = "texts", *, allow_blank: bool = False) -> list[str]:
+    """:func:`check_texts`, and every item a ``str`` with at least one non-space character (any str if ``allow_blank``).
 
     Raises:
         InputTypeError: an item that is not a ``str`` (named by its index and type).
@@ -124,6 +124,6 @@ def check_text_list(texts: Sequence[str], name: str = "texts") -> list[str]:
             raise InputTypeError(
                 f"{name}[{i}] is {short_repr(text)} ({type(text).__name__}), not a str; {name} must be a list of strings"
             )
-        if not text.strip():
+        if not allow_blank and not text.strip():
             raise InputError(f"{name}[{i}] is empty or only whitespace ({text!r}); every text needs at least one word")
     return texts
