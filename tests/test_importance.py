@@ -126,7 +126,7 @@ def test_iterative_selection_recomputes_on_the_pruned_model():
         (dict(metric="cosin"), "unknown importance metric 'cosin'.*'cosine'"),
         (dict(texts=[]), "texts is empty"),
         (dict(texts="one string"), "single string"),
-        (dict(batch_size=0), "batch_size must be >= 1"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_input(kwargs, match):

@@ -1,4 +1,9 @@
-"""Command line: `python -m toolkit {study,importance,prune,list}`; `--help` on each."""
+"""Command line: `python -m toolkit {study,importance,prune,list}`; `--help` on each.
+
+A mistake the user can fix (a bad flag, config file, model, dataset or path) prints one line
+``error: ...`` to stderr and exits with status 2, before anything is computed where it can be
+known; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main"]
+
+# Errors a user causes: the toolkit's input checks (InputError and every ValueError) and paths
+# that are missing, are folders or are not writable. Anything else is a bug: its traceback stays.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+class _UsageError(Exception):
+    """A command line argparse refuses (an unknown flag, a bad choice, a missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake reaches `main` (one ``error:`` line) instead of exiting from inside."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
 def _int_list(text: str) -> list[int]:
@@ -34,10 +60,7 @@ def _study_config(args: argparse.Namespace):
     if args.workers is not None:
         overrides["resources"] = {"workers": args.workers}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise ValueError(f"config file {args.config!r} does not exist")
-        config = StudyConfig.from_file(path)
+        config = StudyConfig.from_file(Path(args.config))
     else:
         config = StudyConfig.profile("quick" if args.quick else args.profile)
     if "resources" in overrides:
@@ -48,9 +71,10 @@ def _study_config(args: argparse.Namespace):
 def _cmd_study(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .study import StudyIncomplete, plan, run_study, status, summary
+    from .study import StudyIncomplete, check_study, plan, run_study, status, summary
 
     config = _study_config(args)
+    check_study(config)  # datasets, methods, levels vs. model depth: before anything loads or runs
     print(f"study {config.digest()} -> {config.run_dir()} (executor {config.executor})", flush=True)
     if args.dry_run or args.plan:
         cells = status(config)
@@ -86,10 +110,15 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _cmd_importance(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from . import attention_importance, load_dataset, load_model
+    from . import IMPORTANCE_METRICS, attention_importance, load_dataset, load_model
+    from .validation import check_choice
 
-    model, tok = load_model(args.model)
+    for metric in args.metric:
+        check_choice(metric, "importance metric", IMPORTANCE_METRICS)
+    if args.plot:
+        _check_plot_path(args.plot)
     ds = load_dataset(args.dataset, n=args.n, split="train")
+    model, tok = load_model(args.model)
     columns = {}
     for metric in args.metric:
         kwargs = dict(task=ds.task, labels=ds.labels) if metric == "loss_delta" else {}
@@ -106,6 +135,24 @@ def _cmd_importance(args: argparse.Namespace) -> int:
         ax.figure.savefig(args.plot, dpi=110, bbox_inches="tight")
         print(f"saved {args.plot}")
     return 0
+
+
+def _check_plot_path(plot: str) -> None:
+    """``--plot`` names a file matplotlib can write into an existing folder (checked before computing)."""
+    from matplotlib.figure import Figure
+
+    path = Path(plot).expanduser()
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"--plot {plot!r}: folder {str(folder)!r} does not exist; create it first or choose another path")
+    if path.is_dir():
+        raise ValueError(f"--plot {plot!r} is a folder; expected a file name such as importance.png")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--plot {plot!r}: folder {str(folder)!r} is not writable")
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix and suffix not in formats:
+        raise ValueError(f"--plot {plot!r}: unknown image format {suffix!r}; expected one of {sorted(formats)}")
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
@@ -144,7 +191,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m toolkit",
         description="What does pruning attention layers do to accuracy, faithfulness and calibration?",
     )
@@ -194,15 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: object) -> int:
+    """Print ``error: <message>`` as one line to stderr; the exit status of a user's mistake (2)."""
+    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"error: {text}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; a user's mistake (see ``USER_ERRORS``) prints one ``error:`` line and returns 2."""
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as err:
+        return _error(err)
     if getattr(args, "metric", None) is None and args.command == "importance":
         args.metric = ["cosine"]
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return _error(err)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence, overload
 import numpy as np
 import pandas as pd
 
-from .validation import is_int
+from .validation import InputTypeError, is_int
 
 __all__ = [
     "SPLITS",
@@ -150,11 +150,20 @@ class Dataset:
     split: str | None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.task, Task):
+            raise InputTypeError(f"dataset {self.name!r}: task must be a toolkit.Task, got a {type(self.task).__name__}")
+        if isinstance(self.examples, (str, Example)):
+            raise InputTypeError(f"dataset {self.name!r}: examples must be a sequence of Example, got a "
+                                 f"{type(self.examples).__name__}")
         object.__setattr__(self, "examples", tuple(self.examples))
+        not_examples = sorted({type(ex).__name__ for ex in self.examples if not isinstance(ex, Example)})
+        if not_examples:
+            raise InputTypeError(f"dataset {self.name!r}: examples must be Example objects, got {not_examples}")
         _check_split(self.split)
-        bad = [ex.label for ex in self.examples if not 0 <= ex.label < self.task.n_classes]
+        bad = [ex.label for ex in self.examples if not is_int(ex.label) or not 0 <= ex.label < self.task.n_classes]
         if bad:
-            raise ValueError(f"dataset {self.name!r}: labels {sorted(set(bad))} out of range for "
+            shown = sorted(set(bad)) if all(is_int(v) for v in bad) else sorted(set(map(repr, bad)))
+            raise ValueError(f"dataset {self.name!r}: labels {shown} out of range for "
                              f"label_names {self.task.label_names!r}")
 
     def __len__(self) -> int:

@@ -15,6 +15,7 @@ hooks add per-layer running sums, nothing keeps activations.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,9 +25,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .adapters import adapter_for, decoder_layers
+from .prompts import context_length, encode_text
 from .pruning import checked_layers, drop_attention
-from .scoring import encode_texts, label_probs
-from .validation import check_int, check_texts, is_int
+from .scoring import encode_prompts, label_probs
+from .validation import InputError, InputTypeError, check_choice, check_int, check_text_list, is_int, short_repr
 
 __all__ = ["IMPORTANCE_METRICS", "attention_importance", "choose_layers", "select_layers"]
 
@@ -38,10 +40,9 @@ SELECTION_STRATEGIES = ("one_shot", "iterative")
 def _similarity_scores(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
+    token_ids: list[list[int]],
     *,
     batch_size: int,
-    max_length: int,
     progress: bool,
 ) -> dict[str, np.ndarray]:
     """Per-layer cosine / angular / block-influence scores from one forward pass per batch."""
@@ -90,8 +91,8 @@ def _similarity_scores(
             handles.append(layer.register_forward_pre_hook(pre_layer(i), with_kwargs=True))
             handles.append(getattr(layer, adapter.attention).register_forward_hook(post_attn(i)))
             handles.append(layer.register_forward_hook(post_layer(i), with_kwargs=True))
-        for start in tqdm(range(0, len(texts), batch_size), desc="importance", disable=not progress, leave=False):
-            enc = encode_texts(tokenizer, texts[start : start + batch_size], max_length, device)
+        for start in tqdm(range(0, len(token_ids), batch_size), desc="importance", disable=not progress, leave=False):
+            enc = encode_prompts(tokenizer, token_ids[start : start + batch_size], device)
             state["mask"] = enc["attention_mask"].float()
             count += enc["attention_mask"].sum().double().cpu()
             # Only the residual stream is needed: run the base model, skip the LM head.
@@ -109,13 +110,13 @@ def _similarity_scores(
 
 @torch.no_grad()
 def _lm_loss(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, max_length: int
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, token_ids: list[list[int]], batch_size: int
 ) -> float:
     """Mean next-token cross-entropy (nats) over all non-padding target tokens."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        enc = encode_texts(tokenizer, texts[start : start + batch_size], max_length, device)
+    for start in range(0, len(token_ids), batch_size):
+        enc = encode_prompts(tokenizer, token_ids[start : start + batch_size], device)
         logits = model(**enc, use_cache=False).logits[:, :-1].float()
         target = enc["input_ids"][:, 1:]
         mask = enc["attention_mask"][:, 1:] * enc["attention_mask"][:, :-1]
@@ -133,6 +134,45 @@ def _label_loss(model, tokenizer, task, texts, labels, batch_size) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
 
 
+def _encoded_texts(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int | None
+) -> list[list[int]]:
+    """Each text's token ids (:func:`toolkit.prompts.encode_text`), checked against the length policy.
+
+    An int ``max_length`` cuts longer texts to it, with a warning counting the cut. Then a text
+    (as cut) longer than the model's context is an error, as a prompt is in :func:`toolkit.predict`.
+    """
+    if max_length is not None and (not is_int(max_length) or max_length < 1):
+        raise InputError(
+            f"max_length={max_length!r} is invalid; expected an integer >= 1 (tokens kept per text) or None "
+            "(whole texts, none longer than the model's context)"
+        )
+    ids = [encode_text(tokenizer, t) for t in texts]
+    for i, row in enumerate(ids):
+        if not row:
+            raise InputError(f"texts[{i}] ({short_repr(texts[i])}) encodes to no tokens")
+    kept = ids if max_length is None else [row[:max_length] for row in ids]
+    context = context_length(model)
+    for i, row in enumerate(kept):
+        if context is not None and len(row) > context:
+            cut_to = "" if max_length is None else f" (cut to max_length={max_length})"
+            raise InputError(
+                f"texts[{i}] ({short_repr(texts[i], 40)}) is {len(row)} tokens{cut_to}, longer than the model's "
+                f"context of {context} tokens; shorten it, or pass max_length=<n <= {context}> to cut every text "
+                "to n tokens"
+            )
+    cut = [len(row) - len(short) for row, short in zip(ids, kept) if len(row) > len(short)]
+    if cut:
+        warnings.warn(
+            f"attention_importance: max_length={max_length} dropped {sum(cut)} tokens from {len(cut)} of "
+            f"{len(ids)} texts (the longest lost {max(cut)}); scores describe the first {max_length} tokens "
+            "of those texts",
+            UserWarning,
+            stacklevel=3,
+        )
+    return kept
+
+
 def attention_importance(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -140,7 +180,7 @@ def attention_importance(
     *,
     metric: str = "cosine",
     batch_size: int = 8,
-    max_length: int = 256,
+    max_length: int | None = None,
     task=None,
     labels: Sequence[int] | None = None,
     exclude: Sequence[int] = (),
@@ -155,33 +195,47 @@ def attention_importance(
     when `task` and `labels` are given, else the texts' next-token cross-entropy; one pass per layer),
     and `random` (seeded uniform scores, a control).
 
+    Length policy (the same as :func:`toolkit.predict` and :func:`toolkit.attribute`: nothing is
+    cut silently): by default a text longer than the model's context is an error naming it;
+    ``max_length=n`` cuts every text to its first n tokens and warns (``UserWarning``) how many
+    tokens were dropped from how many texts (a text still longer than the context is an error,
+    before any warning). With a task, `loss_delta` scores whole prompts, which
+    :func:`toolkit.predict`'s policy covers (``max_length`` does not apply).
+
     Args:
-        texts: the texts to measure on (for `loss_delta` with a task: the example texts).
+        texts: the texts to measure on (for `loss_delta` with a task: the example texts); each
+            needs at least one non-space character.
         metric: one of `IMPORTANCE_METRICS`.
+        max_length: None (default: whole texts, at most the model's context) or the number of
+            tokens (>= 1) to keep of each text, the tokenizer's BOS included.
+        labels: with `task`, the class id of each text, in ``range(task.n_classes)``.
         exclude: layers already dropped; they get NaN and are never selected.
 
     Returns:
         `pandas.Series` indexed by layer (name `metric`), one score per decoder layer.
+
+    Raises:
+        InputError (a ValueError): an unknown metric, an empty or blank text, a text longer than
+            the context (without ``max_length``), a bad ``max_length``, ``batch_size`` or label.
     """
-    if metric not in IMPORTANCE_METRICS:
-        raise ValueError(f"unknown importance metric {metric!r}; expected one of {list(IMPORTANCE_METRICS)}")
-    texts = check_texts(texts)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_choice(metric, "importance metric", IMPORTANCE_METRICS)
+    texts = check_text_list(texts)
+    batch_size = check_int(batch_size, "batch_size", 1)
     n = len(decoder_layers(model))
     exclude = set(checked_layers(model, exclude)) if exclude else set()
     if metric == "random":
         scores = np.random.default_rng(seed).random(n)
     elif metric == "loss_delta":
         if (task is None) != (labels is None):
-            raise ValueError("loss_delta needs both task= and labels= (or neither, for the LM loss on texts)")
-        if labels is not None and len(labels) != len(texts):
-            raise ValueError(f"labels has {len(labels)} entries but texts has {len(texts)}")
+            raise InputError("loss_delta needs both task= and labels= (or neither, for the LM loss on texts)")
+        if labels is not None:
+            labels = _checked_labels(labels, task, len(texts))
+        ids = _encoded_texts(model, tokenizer, texts, max_length) if task is None else None
 
         def loss() -> float:
             if task is None:
-                return _lm_loss(model, tokenizer, texts, batch_size, max_length)
-            return _label_loss(model, tokenizer, task, texts, np.asarray(labels), batch_size)
+                return _lm_loss(model, tokenizer, ids, batch_size)
+            return _label_loss(model, tokenizer, task, texts, labels, batch_size)
 
         base = loss()
         scores = np.full(n, np.nan)
@@ -191,17 +245,41 @@ def attention_importance(
             with drop_attention(model, [i]):
                 scores[i] = loss() - base
     else:
-        scores = _similarity_scores(
-            model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress
-        )[metric]
+        ids = _encoded_texts(model, tokenizer, texts, max_length)
+        scores = _similarity_scores(model, tokenizer, ids, batch_size=batch_size, progress=progress)[metric]
     scores = np.asarray(scores, dtype=np.float64)
     for i in exclude:
         scores[i] = np.nan
     return pd.Series(scores, index=pd.RangeIndex(n, name="layer"), name=metric)
 
 
+def _checked_labels(labels: Sequence[int], task, n_texts: int) -> np.ndarray:
+    """``labels`` as an int array, one class id of ``task`` per text."""
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+        raise InputTypeError(f"labels must be a sequence of class ids, got {type(labels).__name__}")
+    if len(labels) != n_texts:
+        raise InputError(f"labels has {len(labels)} entries but texts has {n_texts}")
+    n_classes = len(task.label_names)
+    for i, label in enumerate(labels):
+        if not is_int(label) or not 0 <= label < n_classes:
+            raise InputError(
+                f"labels[{i}] is {label!r}, not a class of task {task.name!r}; allowed: class ids 0..{n_classes - 1} "
+                f"({', '.join(f'{c}={name}' for c, name in enumerate(task.label_names))})"
+            )
+    return np.asarray(labels, dtype=np.int64)
+
+
 def select_layers(importance: pd.Series, k: int) -> list[int]:
-    """The `k` layers with the lowest importance (NaN never chosen), in ascending layer order."""
+    """The `k` layers with the lowest importance (NaN never chosen), in ascending layer order.
+
+    Args:
+        importance: a ``pandas.Series`` indexed by layer, as :func:`attention_importance` returns.
+    """
+    if not isinstance(importance, pd.Series):
+        raise InputTypeError(
+            f"importance must be a pandas Series indexed by layer (what attention_importance returns), got a "
+            f"{type(importance).__name__}; wrap plain scores as pd.Series(scores) (index = layer)"
+        )
     valid = importance.dropna()
     if not is_int(k) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 
 from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
 from .calibration.inputs import check_probs
+from .validation import InputTypeError
 
 __all__ = ["importance_profile", "metric_vs_pruning", "reliability_diagram"]
 
@@ -158,6 +159,8 @@ def metric_vs_pruning(
     Returns:
         The Axes.
     """
+    if not isinstance(table, pd.DataFrame):
+        raise InputTypeError(f"table must be a tidy pandas DataFrame (a study's table), got a {type(table).__name__}")
     needed = [x, "metric", "value", "low", "high"] + ([hue] if hue is not None else [])
     missing = [c for c in needed if c not in table.columns]
     if missing:
@@ -196,6 +199,11 @@ def importance_profile(importance: pd.DataFrame | pd.Series, *, ax: Axes | None 
     Returns:
         The Axes.
     """
+    if not isinstance(importance, (pd.Series, pd.DataFrame)):
+        raise InputTypeError(
+            f"importance must be a pandas Series or DataFrame indexed by layer (attention_importance's result), got a "
+            f"{type(importance).__name__}; wrap plain scores as pd.Series(scores)"
+        )
     frame = importance.to_frame() if isinstance(importance, pd.Series) else importance
     if frame.empty:
         raise ValueError("importance is empty; expected one score per layer")

@@ -8,6 +8,7 @@ importing or calling this module leaves a notebook's plotting setup alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,16 +16,38 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .plots import importance_profile, metric_vs_pruning, reliability_diagram
+from .store import cell_id
 
-__all__ = ["per_selection", "write_report"]
+__all__ = ["artifact_tag", "per_selection", "write_report"]
+
+MAX_TAG = 64  # characters of a (model, dataset) tag in a figure's file name
 
 
 def per_selection(table: pd.DataFrame) -> pd.DataFrame:
-    """Copy the unpruned (k = 0, selection 'none') rows into every selection, so lines start at k = 0."""
-    selections = sorted(set(table.selection) - {"none"})
+    """Copy the unpruned (k = 0, selection 'none') rows into every selection, so lines start at k = 0.
+
+    A table with no pruned selection keeps its unpruned rows as they are (one point per metric).
+    """
+    selections = sorted(set(table.selection) - {"none"}) or ["none"]
     ref = table[table.selection == "none"]
     parts = [table[table.selection != "none"]] + [ref.assign(selection=s) for s in selections]
     return pd.concat(parts, ignore_index=True).sort_values(["selection", "k"], kind="stable")
+
+
+def artifact_tag(model: str, dataset: str) -> str:
+    """The (model, dataset) part of a figure's file name: safe characters only, at most ``MAX_TAG`` long.
+
+    A short tag stays readable (``smollm2-135m_uci_yelp``; characters other than letters, digits,
+    ``.``, ``_``, ``-`` become ``_``). A longer one (a long model path would exceed the file system's
+    name limit) keeps its first and last characters around the model and dataset's
+    :func:`toolkit.store.cell_id` hash, so distinct pairs keep distinct names.
+    """
+    tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}_{dataset}")
+    if len(tag) <= MAX_TAG:
+        return tag
+    digest = cell_id(f"{model}|{dataset}")[:16]
+    keep = (MAX_TAG - len(digest) - 2) // 2
+    return f"{tag[:keep]}_{digest}_{tag[-keep:]}"
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -57,7 +80,7 @@ def write_report(
     figures: list[tuple[str, str]] = []
     lines = ["# Attention-pruning study", "", f"Config hash `{digest}`.", ""]
     for (model, dataset), sub in table.groupby(["model", "dataset"], sort=False):
-        tag = f"{model}_{dataset}".replace("/", "_")
+        tag = artifact_tag(model, dataset)
         wide = per_selection(sub)
         metrics = ["accuracy", "ece", "brier"]
         faith = sorted(m for m in sub.metric.unique() if m.startswith("naopc_comprehensiveness:"))

@@ -9,7 +9,7 @@ the end of the prompt, restricted to the label verbalizers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data import Dataset, Example, Task
 from .prompts import Prompt, context_length, encode_examples, encode_text, render_prompt, verbalizer_ids
+from .validation import InputError, InputTypeError, check_int, check_text_list, is_int, short_repr
 
 __all__ = [
     "LOG_FLOOR",
@@ -259,9 +260,14 @@ def label_probs(
 
     Returns:
         Array of shape (len(texts), n_classes).
+
+    An empty text is scored (the prompt around nothing: faithfulness erases every word this way).
+
+    Raises:
+        InputError (a ValueError): no texts, a single string, a prompt longer than the model's context.
+        InputTypeError: an item that is not a str.
     """
-    if len(texts) == 0:
-        raise ValueError("texts is empty; pass at least one text")
+    texts = check_text_list(texts, allow_blank=True)
     verbalizers = verbalizer_ids(task, tokenizer)
     prompts = _prompt_ids(model, tokenizer, task, texts, demos)
     loglik, _ = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
@@ -294,22 +300,64 @@ def predict(
         DataFrame with columns `id`, `label`, `pred`, `p_<label name>` (one per class, in label
         order), `label_mass` (probability the full vocabulary puts on the label verbalizers),
         `confidence` (max class probability), `correct`. `df.attrs["label_names"]` holds the names.
+
+    Raises:
+        InputTypeError: ``data`` is not a Dataset or a sequence of Example (plain strings: use
+            :func:`label_probs` for unlabeled texts), ``task`` is not a Task.
+        InputError (a ValueError): no examples, an example with empty or whitespace-only text, a
+            label that is not a class id of the task, a prompt longer than the model's context.
     """
     if isinstance(data, Dataset):
         task = task or data.task
         examples: Sequence[Example] = data.examples
     else:
-        examples = list(data)
+        examples = _example_list(data)
         if task is None:
             raise ValueError("task is required when data is a list of examples")
+    if not isinstance(task, Task):
+        raise InputTypeError(f"task must be a toolkit.Task, got a {type(task).__name__} ({short_repr(task)})")
     if len(examples) == 0:
         raise ValueError("no examples to score: the example list is empty")
+    _check_examples(examples, task)
+    batch_size = check_int(batch_size, "batch_size", 1)
     verbalizers = verbalizer_ids(task, tokenizer)
     prompts = _prompt_ids(model, tokenizer, task, [e.text for e in examples], demos)
     loglik, mass = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
     return prediction_frame(
         [e.id for e in examples], [e.label for e in examples], _softmax(loglik), task.label_names, mass, task=task.name
     )
+
+
+_UNLABELED = "for unlabeled texts use toolkit.label_probs(model, tokenizer, task, texts)"
+
+
+def _example_list(data: Any) -> list[Example]:
+    """``data`` as a list of Example, or an InputTypeError saying what to pass."""
+    if isinstance(data, str):
+        raise InputTypeError(f"data must be a Dataset or a list of toolkit.Example, got a str; {_UNLABELED}")
+    if isinstance(data, Example):
+        raise InputTypeError("data must be a Dataset or a list of toolkit.Example, got a single Example; wrap it "
+                             "in a list")
+    if not isinstance(data, Iterable):
+        raise InputTypeError(f"data must be a Dataset or a list of toolkit.Example, got a {type(data).__name__}")
+    examples = list(data)
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example):
+            raise InputTypeError(f"data[{i}] is {short_repr(ex)} ({type(ex).__name__}), not a toolkit.Example; "
+                                 f"pass Example(id, text, label) objects or a Dataset ({_UNLABELED})")
+    return examples
+
+
+def _check_examples(examples: Sequence[Example], task: Task) -> None:
+    """Every example has words to score and a label that is a class id of ``task``."""
+    for ex in examples:
+        if not isinstance(ex.text, str) or not ex.text.strip():
+            raise InputError(f"example {ex.id!r} has no text to score (text {short_repr(ex.text)}); "
+                             "every example needs at least one word")
+        if not is_int(ex.label) or not 0 <= ex.label < task.n_classes:
+            classes = ", ".join(f"{c}={name}" for c, name in enumerate(task.label_names))
+            raise InputError(f"example {ex.id!r} has label {ex.label!r}, not a class of task {task.name!r}; "
+                             f"allowed: class ids 0..{task.n_classes - 1} ({classes})")
 
 
 # --------------------------------------------------------------------------------------------------

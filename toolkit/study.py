@@ -16,7 +16,7 @@ import json
 import os
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers import AutoConfig
 
 from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
 from .data import DatasetSpec, load_dataset, restore_datasets, user_datasets
@@ -34,16 +35,17 @@ from .faithfulness import METRICS as FAITHFULNESS_METRICS
 from .faithfulness import model_faithfulness
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
 from .adapters import decoder_layers
-from .models import load_model
+from .attribution import check_method
+from .models import BUILTIN_MODELS, cache_dir, load_model
 from .prompts import split_words
 from .pruning import drop_attention
 from .report import write_report
 from .scoring import frame_logprobs, frame_probs, predict, prediction_frame
 from .stats import mean_ci, paired_bootstrap
 from .store import CellStore
-from .validation import check_choice, check_int, check_probability
+from .validation import InputError, InputTypeError, check_choice, check_int, check_probability, is_int, short_repr
 
-__all__ = ["StudyConfig", "load_results", "record_frame", "resolve_level", "run_study", "summary"]
+__all__ = ["StudyConfig", "check_study", "load_results", "record_frame", "resolve_level", "run_study", "summary"]
 
 PROFILES = ("full", "quick", "ci")
 CORRECTIONS = ("holm", "bh")
@@ -127,11 +129,12 @@ class StudyConfig:
     def __post_init__(self) -> None:
         for name in ("models", "datasets", "levels", "selections", "methods"):
             value = getattr(self, name)
-            if isinstance(value, (str, int)):
+            if isinstance(value, (str, int, float, os.PathLike)) or not isinstance(value, Iterable):
                 value = (value,)
             object.__setattr__(self, name, tuple(value))
             if not getattr(self, name):
                 raise ValueError(f"StudyConfig.{name} is empty; give at least one")
+        self._check_names()
         for s in self.selections:
             check_choice(s, "selection", IMPORTANCE_METRICS)
         check_choice(self.strategy, "strategy", SELECTION_STRATEGIES)
@@ -146,6 +149,11 @@ class StudyConfig:
                 )
         if len(set(self.levels)) != len(self.levels):
             raise ValueError(f"levels has duplicates: {list(self.levels)}")
+        if all(k == 0 for k in self.levels):
+            raise InputError(
+                f"StudyConfig.levels={list(self.levels)} has no pruned level: a study compares pruned models with "
+                "the unpruned one (level 0); add a level k >= 1 (layers to drop) or a fraction of the depth in (0, 1)"
+            )
         for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size", "max_words"):
             object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
@@ -157,6 +165,10 @@ class StudyConfig:
         check_choice(self.correction, "correction", CORRECTIONS)
         check_choice(self.executor, "executor", EXECUTORS)
         if isinstance(self.resources, Mapping):
+            fields = sorted(f.name for f in dataclasses.fields(Resources))
+            bad = sorted(map(str, set(self.resources) - set(fields)))
+            if bad:
+                raise InputError(f"StudyConfig.resources has unknown field(s) {bad}; allowed: {fields}")
             object.__setattr__(self, "resources", Resources(**self.resources))
         if not isinstance(self.resources, Resources):
             raise ValueError(f"StudyConfig.resources={self.resources!r}; expected a mapping of Resources fields")
@@ -166,9 +178,38 @@ class StudyConfig:
         for model, options in self.model_options.items():
             if model not in self.models:
                 raise ValueError(f"model_options names {model!r}, which is not in models {list(self.models)}")
+            if not isinstance(options, Mapping):
+                raise InputError(f"model_options[{model!r}]={short_repr(options)}; expected a mapping of load options "
+                                 f"({sorted(allowed)})")
             bad = sorted(set(options) - allowed)
             if bad:
                 raise ValueError(f"model_options[{model!r}] has unknown option(s) {bad}; allowed: {sorted(allowed)}")
+
+    def _check_names(self) -> None:
+        """Models and datasets are names (a path-like model becomes its str); seed, output_dir and the
+        load options have the types the runner needs (a str seed would be repeated, not added)."""
+        for name, what in (("models", "a model name, folder or hub id"), ("datasets", "a dataset name")):
+            values = tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in getattr(self, name))
+            object.__setattr__(self, name, values)
+            for i, v in enumerate(values):
+                if not isinstance(v, str) or not v.strip():
+                    raise InputError(f"StudyConfig.{name}[{i}] is {short_repr(v)}; expected {what} (a non-empty str)")
+        for i, v in enumerate(self.selections + self.methods):
+            if not isinstance(v, str):
+                kind = "selections" if i < len(self.selections) else "methods"
+                raise InputError(f"StudyConfig.{kind} holds {short_repr(v)} ({type(v).__name__}); expected names (str)")
+        if not is_int(self.seed):
+            raise InputError(f"StudyConfig.seed={self.seed!r} is invalid; expected an integer")
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "n_random", check_int(self.n_random, "StudyConfig.n_random", 0))
+        if isinstance(self.output_dir, os.PathLike):
+            object.__setattr__(self, "output_dir", os.fspath(self.output_dir))
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise InputError(f"StudyConfig.output_dir={self.output_dir!r}; expected a folder path (str)")
+        for name in ("device", "dtype", "device_map"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"StudyConfig.{name}={short_repr(value)}; expected a str or None")
 
     def load_options(self, model: str) -> dict[str, Any]:
         """Keyword arguments of :func:`toolkit.load_model` for ``model``."""
@@ -182,8 +223,11 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        if not isinstance(data, Mapping):
+            raise InputTypeError(f"a study config is a mapping of StudyConfig fields, got a {type(data).__name__} "
+                                 f"({short_repr(data)})")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise ValueError(f"unknown study option(s) {unknown}; allowed: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
@@ -194,22 +238,38 @@ class StudyConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> StudyConfig:
-        """Read a config from JSON, YAML or TOML (by file extension)."""
+        """Read a config from JSON, YAML or TOML (by file extension).
+
+        Raises:
+            InputError (a ValueError, one line each): another extension; a missing or unreadable
+                file; text that does not parse (the file, line and the parser's reason); an empty
+                file or one without settings (it would silently be the full default study); a top
+                level that is not a mapping; unknown or invalid fields.
+        """
         path = Path(path)
-        text = path.read_text()
-        if path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif path.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            raise ValueError(f"config file {str(path)!r} must end in .json, .yaml, .yml or .toml")
-        return cls.from_dict(data or {})
+        where = f"config file {str(path)!r}"
+        if path.suffix not in _CONFIG_SUFFIXES:
+            raise InputError(f"{where} must end in .json, .yaml, .yml or .toml")
+        if not path.is_file():
+            raise InputError(f"{where} {'is a folder' if path.is_dir() else 'does not exist'}; expected a "
+                             f"{'/'.join(_CONFIG_SUFFIXES)} file of StudyConfig fields")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"{where} cannot be read: {err}") from None
+        data = _parse_config(text, path.suffix, where)
+        if data is None or (isinstance(data, Mapping) and not data):
+            raise InputError(
+                f"{where} is empty (no settings), which would run the full default study; give the fields to set "
+                "(e.g. `levels: [0, 2, 4]`), or use StudyConfig() / leave out --config for the default study"
+            )
+        if not isinstance(data, Mapping):
+            raise InputError(f"{where} holds {short_repr(data)} ({type(data).__name__}) at the top level; expected "
+                             "a mapping of StudyConfig fields, e.g. `levels: [0, 2, 4]`")
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise InputError(f"{where}: {err}") from None
 
     @classmethod
     def profile(cls, name: str = "full", **overrides: Any) -> StudyConfig:
@@ -240,6 +300,36 @@ class StudyConfig:
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.digest()
+
+
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
+
+
+def _parse_config(text: str, suffix: str, where: str) -> Any:
+    """The parsed text of a config file; a syntax error becomes one InputError line naming the file and line."""
+    if not text.strip():
+        return None
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise InputError(f"{where} is not valid TOML: {' '.join(str(err).split())}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"{where} is not valid YAML: {problem}{at}") from None
 
 
 def resolve_level(level: int | float, n_layers: int) -> int:
@@ -459,6 +549,7 @@ def _study_work(
     """
     restore_datasets(datasets)
     model, tok = load_model(model_name, **config.load_options(model_name))
+    _check_levels(config, model_name, len(decoder_layers(model)))  # before any cell, when check_study could not
     data: dict[str, dict] = {}
     importance_cache: dict = {}
 
@@ -492,9 +583,11 @@ def run_study(
         `<faithfulness metric>:<method>` for each attribution method and `random`.
 
     Raises:
+        InputError: what :func:`check_study` finds, before anything is computed or written.
         StudyIncomplete: cells failed (tracebacks in ``<run_dir>/failed/``) or could not be finished.
     """
     config = config or StudyConfig()
+    check_study(config)
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
@@ -518,6 +611,75 @@ def run_study(
         write_report(run_dir, table, summary(table, correction=config.correction, alpha=config.alpha),
                      _report_frames(records), digest=config.digest())
     return table
+
+
+def check_study(config: StudyConfig) -> None:
+    """Check what can be known about ``config`` before any model loads; :func:`run_study` calls it first.
+
+    Every dataset is registered and has the splits and examples the study draws; every attribution
+    method exists for ``config.attribution_backend``; no level asks for more attention layers than a
+    model has, where the depth can be read from the model's ``config.json`` without its weights (a
+    local folder, a built-in model already converted, a hub id in the local cache). Otherwise the
+    depth is checked right after the model loads, before its first cell.
+
+    Raises:
+        InputError (a ValueError): the first problem found, naming the value and what is allowed.
+    """
+    if not isinstance(config, StudyConfig):
+        raise InputTypeError(f"config must be a StudyConfig, got a {type(config).__name__}")
+    for dataset in config.datasets:
+        _study_data(dataset, config)
+    for method in config.methods:
+        check_method(method, config.attribution_backend)
+    for model in config.models:
+        _check_model_name(model)
+        depth = _model_depth(model, config.load_options(model).get("revision"))
+        if depth is not None:
+            _check_levels(config, model, depth)
+
+
+def _check_model_name(name: str) -> None:
+    """Refuse a model name that is surely neither a folder, a built-in model nor a hub id (``org/name``).
+
+    Only the sure cases: no ``/`` at all (a mistyped built-in name), or a path (``/``, ``~``, ``./``,
+    ``../``) to nothing. :func:`toolkit.load_model` decides the rest when it loads.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir() or name in BUILTIN_MODELS:
+        return
+    allowed = f"expected a model folder, a built-in model {sorted(BUILTIN_MODELS)} or a hub id 'org/name'"
+    if path.exists():
+        raise InputError(f"model {name!r} is a file, not a model folder; {allowed}")
+    if "/" not in name:
+        raise InputError(f"unknown model {name!r}: not a built-in model and no such folder; {allowed}")
+    if name.startswith(("/", "~", "./", "../")):
+        raise InputError(f"model folder {name!r} does not exist; {allowed}")
+
+
+def _model_depth(name: str, revision: str | None = None) -> int | None:
+    """Decoder layers of model ``name`` from its config.json alone (no weights, no download); None if not at hand."""
+    path = Path(name).expanduser()
+    source = str(path) if path.is_dir() else name
+    if not path.is_dir() and name in BUILTIN_MODELS:
+        source = str(cache_dir() / name)
+        if not (Path(source) / "config.json").is_file():
+            return None
+    try:
+        model_config = AutoConfig.from_pretrained(source, local_files_only=True, revision=revision)
+    except (OSError, ValueError, KeyError):
+        return None
+    depth = getattr(model_config.get_text_config(), "num_hidden_layers", None)
+    return int(depth) if is_int(depth) and depth > 0 else None
+
+
+def _check_levels(config: StudyConfig, model: str, n_layers: int) -> None:
+    """Every level of ``config`` is a number of attention layers that ``model`` (``n_layers`` deep) has."""
+    too_deep = [k for k in config.levels if is_int(k) and k > n_layers]  # a fraction in (0, 1) always fits
+    if too_deep:
+        raise InputError(
+            f"StudyConfig.levels {too_deep} ask(s) for more attention layers than model {model!r} has ({n_layers}); "
+            f"allowed: integers 0..{n_layers} or fractions of the depth in (0, 1)"
+        )
 
 
 def _study_data(dataset: str, config: StudyConfig) -> dict:
