@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
 from toolkit.calibration import reliability_table  # noqa: E402
+from toolkit import plots  # noqa: E402
 from toolkit.plots import metric_vs_pruning, reliability_diagram  # noqa: E402
 
 
@@ -149,3 +150,46 @@ def test_importance_profile_draws_one_bar_per_layer_and_one_line_per_metric():
     assert dict(matplotlib.rcParams) == before
     with pytest.raises(ValueError, match="importance is empty"):
         importance_profile(pd.DataFrame())
+
+
+def _claims_summary():
+    rows = [
+        dict(selection="none", k=0, misaligned=False),
+        dict(selection="cosine", k=1, d_accuracy=-0.02, tost_low=-0.04, tost_high=-0.01, equivalent=True, d_ece=-0.03,
+             ece_low=-0.06, ece_high=-0.002, ece_changed=True, d_naopc=0.01, naopc_low=-0.05, naopc_high=0.07,
+             naopc_changed=False, misaligned=True),
+        dict(selection="cosine", k=2, d_accuracy=-0.13, tost_low=-0.16, tost_high=-0.10, equivalent=False, d_ece=-0.1,
+             ece_low=-0.2, ece_high=-0.05, ece_changed=True, d_naopc=-0.02, naopc_low=-0.1, naopc_high=0.08,
+             naopc_changed=False, misaligned=False),
+        dict(selection="random", k=2, d_accuracy=0.01, tost_low=-0.02, tost_high=0.04, equivalent=True, d_ece=0.0,
+             ece_low=-0.03, ece_high=0.03, ece_changed=False, d_naopc=0.2, naopc_low=0.05, naopc_high=0.35,
+             naopc_changed=True, misaligned=True),
+    ]
+    s = pd.DataFrame(rows)
+    s.attrs.update(margin=0.05, alpha=0.05, correction="holm", method="saliency")
+    return s
+
+
+def test_claims_plot_draws_each_interval_and_marks_what_was_shown():
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    s = _claims_summary()
+    axes = plots.claims_plot(s)
+    pruned = s[s.k > 0]
+    for ax, (lo, hi, shown) in zip(axes, [("tost_low", "tost_high", "equivalent"), ("ece_low", "ece_high", "ece_changed"),
+                                         ("naopc_low", "naopc_high", "naopc_changed")]):
+        bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+        spans = sorted((round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6)) for b in bars for seg in b.get_segments())
+        assert spans == sorted(zip(pruned[lo].round(6), pruned[hi].round(6)))  # the intervals, not bootstrap bands
+        points = [c for c in ax.collections if not isinstance(c, LineCollection)]
+        filled = sum(len(c.get_offsets()) for c in points
+                     if len(c.get_offsets()) and c.get_facecolor().size and c.get_facecolor()[0][:3].tolist() != [1, 1, 1]
+                     and c.get_sizes()[0] < 100)
+        rings = sum(len(c.get_offsets()) for c in points if len(c.get_offsets()) and c.get_sizes()[0] >= 100)
+        assert filled == pruned[shown].sum() and rings == pruned.misaligned.sum() == 2
+    assert axes[0].get_title() == "Δ accuracy, TOST 90% CI" and "Holm" in axes[1].get_title()
+    assert "NAOPC (saliency)" in axes[2].get_title()
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"summary lacks columns \['d_accuracy'"):
+        plots.claims_plot(s.drop(columns=["d_accuracy"]))

@@ -7,7 +7,7 @@ matplotlib state (no rcParams, style or theme calls). Numbers come from the comp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,7 +20,7 @@ from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
 from .calibration.inputs import check_probs
 from .validation import InputTypeError
 
-__all__ = ["importance_profile", "metric_vs_pruning", "reliability_diagram"]
+__all__ = ["claims_plot", "importance_profile", "metric_vs_pruning", "reliability_diagram"]
 
 _GAP_COLOR = "#d62728"
 
@@ -186,6 +186,76 @@ def metric_vs_pruning(
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     return ax
+
+
+_CLAIM_PANELS = (
+    ("d_accuracy", "tost_low", "tost_high", "equivalent", "Δ accuracy, TOST {ci:.0%} CI"),
+    ("d_ece", "ece_low", "ece_high", "ece_changed", "Δ ECE, {correction} CI"),
+)
+
+
+def claims_plot(summary: pd.DataFrame, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
+    """The study's claims against the pruning level: each paired difference with the interval its test uses.
+
+    Three panels (``toolkit.study.summary`` in): Δ accuracy with its (1 - 2 alpha) TOST interval and
+    the ±margin band it must lie in (filled marker: shown equivalent); Δ ECE and Δ NAOPC (or Δ AOPC
+    in an AOPC-only study) with their multiplicity-adjusted intervals (filled: shown changed). A
+    misaligned cell is ringed in red on every panel. One colour per selection; the unpruned
+    reference is the zero line.
+
+    Args:
+        summary: the DataFrame :func:`toolkit.study.summary` returns (its ``attrs`` name the margin,
+            the correction and the faithfulness metric).
+        axes: three Axes to draw on; None creates a figure.
+
+    Returns:
+        The three Axes.
+    """
+    if not isinstance(summary, pd.DataFrame):
+        raise InputTypeError(f"summary must be the DataFrame toolkit.study.summary returns, got {type(summary).__name__}")
+    faith = "naopc" if "d_naopc" in summary else "aopc"
+    needed = ["selection", "k", "misaligned", "d_accuracy", "tost_low", "tost_high", "equivalent", "d_ece", "ece_low",
+              "ece_high", "ece_changed", f"d_{faith}", f"{faith}_low", f"{faith}_high", f"{faith}_changed"]
+    missing = [c for c in needed if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary lacks columns {missing}: pass toolkit.study.summary(table) of a study with a "
+                         "pruned level")
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13.5, 3.6))
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != 3:
+        raise ValueError(f"axes has {len(axes)} Axes; expected 3 (accuracy, ECE, faithfulness)")
+    pruned = summary[summary.k > 0]
+    margin = summary.attrs.get("margin")
+    alpha = summary.attrs.get("alpha", 0.05)
+    correction = {"holm": "Holm", "bh": "Benjamini-Yekutieli"}.get(summary.attrs.get("correction"), "adjusted")
+    method = summary.attrs.get("method", "")
+    panels = _CLAIM_PANELS + ((f"d_{faith}", f"{faith}_low", f"{faith}_high", f"{faith}_changed",
+                               f"Δ {faith.upper()} ({method}), {{correction}} CI"),)
+    selections = sorted(pruned.selection.unique())
+    colors = dict(zip(selections, sns.color_palette(n_colors=max(1, len(selections)))))
+    width = 0.5 / max(1, len(selections))
+    for ax, (col, low, high, shown, title) in zip(axes, panels):
+        ax.axhline(0.0, color="0.3", linewidth=0.8)
+        if col == "d_accuracy" and margin is not None:
+            ax.axhspan(-margin, margin, color="0.85", zorder=0, label=f"±{margin:g} margin")
+        for i, sel in enumerate(selections):
+            g = pruned[pruned.selection == sel].sort_values("k")
+            x = g.k.to_numpy(dtype=float) + (i - (len(selections) - 1) / 2) * width
+            y = g[col].to_numpy(dtype=float)
+            err = np.vstack([y - g[low].to_numpy(dtype=float), g[high].to_numpy(dtype=float) - y])
+            ax.errorbar(x, y, yerr=err, fmt="none", ecolor=colors[sel], capsize=3, label=sel)
+            filled = g[shown].fillna(False).astype(bool).to_numpy()
+            ax.scatter(x[filled], y[filled], color=colors[sel], zorder=3)
+            ax.scatter(x[~filled], y[~filled], facecolor="white", edgecolor=colors[sel], zorder=3)
+            bad = g.misaligned.astype(bool).to_numpy()
+            ax.scatter(x[bad], y[bad], s=160, facecolor="none", edgecolor="#d62728", linewidth=1.5, zorder=4,
+                       label="misaligned" if i == 0 else None)
+        ax.set_title(title.format(ci=1 - 2 * alpha, correction=correction), fontsize=10)
+        ax.set_xlabel("k (attention layers dropped)")
+        ax.set_xticks(sorted(pruned.k.unique()))
+    axes[0].legend(fontsize="small", loc="best")
+    return axes
 
 
 def importance_profile(importance: pd.DataFrame | pd.Series, *, ax: Axes | None = None) -> Axes:

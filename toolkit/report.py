@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .plots import importance_profile, metric_vs_pruning, reliability_diagram
+from .plots import claims_plot, importance_profile, metric_vs_pruning, reliability_diagram
 from .store import cell_id
 
 __all__ = ["artifact_tag", "per_selection", "write_report"]
@@ -98,6 +98,15 @@ def write_report(
             ax.set_visible(False)
         figures.append((f"{model} / {dataset}: metrics vs pruning level", _save(fig, out / f"metrics_{tag}.png")))
 
+        has_claims = {"model", "dataset", "k", "tost_low"} <= set(summary)
+        claims = summary[(summary.model == model) & (summary.dataset == dataset)] if has_claims else None
+        if claims is not None and (claims.k > 0).any():
+            claims.attrs = dict(summary.attrs)
+            fig = Figure(figsize=(13.5, 3.6))
+            claims_plot(claims, axes=fig.subplots(1, 3))
+            figures.append((f"{model} / {dataset}: the claims, each with the interval its test uses",
+                            _save(fig, out / f"claims_{tag}.png")))
+
         cell = cells.get((model, dataset), {})
         if cell.get("frames"):
             fig = Figure(figsize=(5, 5))
@@ -111,9 +120,19 @@ def write_report(
             importance_profile(pd.DataFrame(cell["importance"]), ax=ax)
             figures.append((f"{model} / {dataset}: attention importance", _save(fig, out / f"importance_{tag}.png")))
 
-    lines += ["## Summary", "", f"NAOPC is for `{summary.attrs['method']}`. Deltas are against the unpruned model on "
-              "the same examples (paired bootstrap); `misaligned`: accuracy's paired CI contains 0 while ECE's or "
-              "NAOPC's does not.", "", summary.round(3).to_markdown(index=False), ""]
+    shown = summary.copy()
+    for col in shown.columns:  # booleans as yes/no, not 1.0/0.0/nan
+        if shown[col].dropna().map(type).isin([bool]).all() and shown[col].notna().any():
+            shown[col] = shown[col].map({True: "yes", False: "no"}).fillna("")
+    faith = summary.attrs.get("faithfulness_metric", "naopc_comprehensiveness").split("_")[0].upper()
+    lines += ["## Summary", "",
+              f"{faith} is for `{summary.attrs.get('method')}`. Deltas (`d_`) are paired differences against the "
+              "unpruned model on the same examples. `equivalent`: accuracy shown equivalent by paired TOST "
+              "(`tost_low`, `tost_high`: its interval, which must lie inside the margin); `ece_changed`, "
+              f"`{faith.lower()}_changed`: a change shown after the multiplicity correction (`_low`, `_high`: "
+              "the adjusted interval); `misaligned`: equivalent and a change shown.", "",
+              f"Tests: {summary.attrs.get('statement', '')}", "",
+              shown.round(3).to_markdown(index=False), ""]
     lines += ["## Figures", ""] + [f"### {title}\n\n![{title}]({name})\n" for title, name in figures]
     lines += ["## Full table", "", "`table.csv` beside this file: one row per (cell, metric) with bootstrap CIs.", ""]
     path = out / "report.md"
