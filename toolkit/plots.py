@@ -236,6 +236,7 @@ def claims_plot(summary: pd.DataFrame, *, axes: Sequence[Axes] | None = None) ->
     colors = dict(zip(selections, sns.color_palette(n_colors=max(1, len(selections)))))
     width = 0.5 / max(1, len(selections))
     for ax, (col, low, high, shown, title) in zip(axes, panels):
+        ringed = False  # one "misaligned" legend entry, and none when no cell is
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         if col == "d_accuracy" and margin is not None:
             ax.axhspan(-margin, margin, color="0.85", zorder=0, label=f"±{margin:g} margin")
@@ -250,7 +251,8 @@ def claims_plot(summary: pd.DataFrame, *, axes: Sequence[Axes] | None = None) ->
             ax.scatter(x[~filled], y[~filled], facecolor="white", edgecolor=colors[sel], zorder=3)
             bad = g.misaligned.astype(bool).to_numpy()
             ax.scatter(x[bad], y[bad], s=160, facecolor="none", edgecolor="#d62728", linewidth=1.5, zorder=4,
-                       label="misaligned" if i == 0 else None)
+                       label="misaligned" if bad.any() and not ringed else None)
+            ringed |= bool(bad.any())
         ax.set_title(title.format(ci=1 - 2 * alpha, correction=correction), fontsize=10)
         ax.set_xlabel("k (attention layers dropped)")
         ax.set_xticks(sorted(pruned.k.unique()))
