@@ -28,13 +28,14 @@ from typing import Any, Iterator, Mapping, Sequence, overload
 import numpy as np
 import pandas as pd
 
-from .validation import InputTypeError, is_int
+from .validation import InputTypeError, is_int, short_repr
 
 __all__ = [
     "SPLITS",
     "Dataset",
     "Example",
     "Task",
+    "as_examples",
     "data_dir",
     "dataset_from_records",
     "demonstrations",
@@ -499,6 +500,31 @@ def _stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
         index.append(members)
     keys, ranks, index = np.concatenate(keys), np.concatenate(ranks), np.concatenate(index)
     return index[np.lexsort((ranks, keys))]
+
+
+_UNLABELED = "for unlabeled texts use toolkit.label_probs(model, tokenizer, task, texts)"
+
+
+def as_examples(data: Any, name: str = "data") -> list[Example]:
+    """``data`` (a Dataset or a sequence of Example) as a list of Example, or an InputTypeError saying what to pass.
+
+    The one check of "examples" for every entry point that takes them (``predict``, ``attribute``).
+    """
+    if isinstance(data, Dataset):
+        return list(data.examples)
+    what = f"{name} must be a Dataset or a list of toolkit.Example"
+    if isinstance(data, str):
+        raise InputTypeError(f"{what}, got a str; {_UNLABELED}")
+    if isinstance(data, Example):
+        raise InputTypeError(f"{what}, got a single Example; wrap it in a list")
+    if not hasattr(data, "__iter__"):
+        raise InputTypeError(f"{what}, got a {type(data).__name__}")
+    examples = list(data)
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example):
+            raise InputTypeError(f"{name}[{i}] is {short_repr(ex)} ({type(ex).__name__}), not a toolkit.Example; "
+                                 f"pass Example(id, text, label) objects or a Dataset ({_UNLABELED})")
+    return examples
 
 
 def load_dataset(name: str, *, n: int | None = None, seed: int = 0, split: str | None = None) -> Dataset:

@@ -9,7 +9,7 @@ the end of the prompt, restricted to the label verbalizers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .data import Dataset, Example, Task
+from .data import Dataset, Example, Task, as_examples
 from .prompts import Prompt, context_length, encode_examples, encode_text, render_prompt, verbalizer_ids
 from .validation import InputError, InputTypeError, check_int, check_text_list, is_int, short_repr
 
@@ -311,7 +311,7 @@ def predict(
         task = task or data.task
         examples: Sequence[Example] = data.examples
     else:
-        examples = _example_list(data)
+        examples = as_examples(data)
         if task is None:
             raise ValueError("task is required when data is a list of examples")
     if not isinstance(task, Task):
@@ -326,26 +326,6 @@ def predict(
     return prediction_frame(
         [e.id for e in examples], [e.label for e in examples], _softmax(loglik), task.label_names, mass, task=task.name
     )
-
-
-_UNLABELED = "for unlabeled texts use toolkit.label_probs(model, tokenizer, task, texts)"
-
-
-def _example_list(data: Any) -> list[Example]:
-    """``data`` as a list of Example, or an InputTypeError saying what to pass."""
-    if isinstance(data, str):
-        raise InputTypeError(f"data must be a Dataset or a list of toolkit.Example, got a str; {_UNLABELED}")
-    if isinstance(data, Example):
-        raise InputTypeError("data must be a Dataset or a list of toolkit.Example, got a single Example; wrap it "
-                             "in a list")
-    if not isinstance(data, Iterable):
-        raise InputTypeError(f"data must be a Dataset or a list of toolkit.Example, got a {type(data).__name__}")
-    examples = list(data)
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, Example):
-            raise InputTypeError(f"data[{i}] is {short_repr(ex)} ({type(ex).__name__}), not a toolkit.Example; "
-                                 f"pass Example(id, text, label) objects or a Dataset ({_UNLABELED})")
-    return examples
 
 
 def _check_examples(examples: Sequence[Example], task: Task) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data import Dataset, Example, Task
+from ..data import Dataset, Example, Task, as_examples
 from ..prompts import EncodedPrompt, context_length, encode_examples, task_demos, verbalizer_ids, word_spans
 from ..scoring import label_probs
 
@@ -42,15 +42,7 @@ class Item:
 
 
 def examples_of(examples: Dataset | Sequence[Example]) -> list[Example]:
-    if isinstance(examples, Dataset):
-        return list(examples.examples)
-    if isinstance(examples, Example):
-        raise ValueError("examples must be a Dataset or a sequence of Example, got a single Example; wrap it in a list")
-    out = list(examples)
-    bad = [type(e).__name__ for e in out if not isinstance(e, Example)]
-    if bad:
-        raise ValueError(f"examples must be Example objects, got {sorted(set(bad))}")
-    return out
+    return as_examples(examples, "examples")
 
 
 def prepare_items(
