@@ -41,13 +41,14 @@ def logistic(weights: dict[str, float], bias: float = 0.0, pairs: dict[tuple[str
 
 
 class Counting:
-    """Wraps a scorer; records every call's batch size."""
+    """Wraps a scorer; records every call's batch size and every variant it scored (words, text)."""
 
     def __init__(self, scorer):
-        self.scorer, self.calls = scorer, []
+        self.scorer, self.calls, self.keys = scorer, [], []
 
     def __call__(self, variants):
         self.calls.append(len(variants))
+        self.keys += [(tuple(v), v.text) for v in variants]
         return self.scorer(variants)
 
 
@@ -542,17 +543,6 @@ def test_smollm2_on_uci_sentences():
 # ----------------------------------------------------------------------------- memo and AOPC-only
 
 
-class Tally:
-    """A scorer wrapper that records every variant it is asked to score (an independent tally)."""
-
-    def __init__(self, scorer):
-        self.scorer, self.keys = scorer, []
-
-    def __call__(self, variants):
-        self.keys += [(tuple(v), v.text) for v in variants]
-        return self.scorer(variants)
-
-
 MEMO_WORDS = ["good food bad service", "the movie was great", "awful plot not very good at all today", "i liked it"]
 MEMO_WEIGHTS = {"good": 1.5, "great": 2.0, "liked": 1.2, "bad": -1.7, "awful": -2.2, "not": -0.8}
 
@@ -564,8 +554,8 @@ def _rankings(words, seed):
 
 def test_memo_scores_each_variant_once_across_calls_and_changes_no_number():
     """naopc + random_baseline + the report on one memo: scored = the distinct variants of all calls."""
-    plain = Tally(logistic(MEMO_WEIGHTS, pairs={("not", "good"): -2.0}))
-    memo_inner = Tally(logistic(MEMO_WEIGHTS, pairs={("not", "good"): -2.0}))
+    plain = Counting(logistic(MEMO_WEIGHTS, pairs={("not", "good"): -2.0}))
+    memo_inner = Counting(logistic(MEMO_WEIGHTS, pairs={("not", "good"): -2.0}))
     memoised = F.memoize(memo_inner)
     attrs = {"a": _rankings(MEMO_WORDS, 1), "b": _rankings(MEMO_WORDS, 2)}
     calls = [
@@ -584,7 +574,7 @@ def test_memo_scores_each_variant_once_across_calls_and_changes_no_number():
 
 def test_memo_keeps_model_states_apart_and_drops_the_oldest():
     state = {"s": 0}
-    inner = Tally(logistic(MEMO_WEIGHTS))
+    inner = Counting(logistic(MEMO_WEIGHTS))
     memo = F.ScoreMemo(max_states=2)
     scorer = F.memoize(inner, memo, state=lambda: state["s"])
     variant = F.Variant(("good", "food"), "good food")
@@ -602,7 +592,7 @@ def test_memo_argument_is_checked(bad):
 
 
 def test_naopc_false_is_aopc_only_and_scores_fewer_variants():
-    full, cheap = Tally(logistic(MEMO_WEIGHTS)), Tally(logistic(MEMO_WEIGHTS))
+    full, cheap = Counting(logistic(MEMO_WEIGHTS)), Counting(logistic(MEMO_WEIGHTS))
     attrs = {"a": _rankings(MEMO_WORDS, 3)}
     with_bounds, _ = F.faithfulness_report(full, MEMO_WORDS, attrs, n_random=2, n_boot=50, exact_max_words=4)
     aopc_only, agg = F.faithfulness_report(cheap, MEMO_WORDS, attrs, n_random=2, n_boot=50, naopc=False)

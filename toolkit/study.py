@@ -733,11 +733,11 @@ def summary(
     methods = sorted({m.split(":", 1)[1] for m in table.metric if m.startswith(f"{faith}:")} - {"random"})
     if method is None:
         method = methods[0] if methods else "random"
-    naopc = f"{faith}:{method}"
+    faith_metric = f"{faith}:{method}"
     keys = ["model", "dataset", "selection", "k", "layers"]
     if "level" in table and any(isinstance(v, float) and not float(v).is_integer() for v in table["level"]):
         keys.insert(3, "level")  # fractions of the depth: show them beside the k they meant per model
-    wanted = {"accuracy": "accuracy", "ece": "ece", naopc: short, "ece_temperature_scaled": "ece_ts"}
+    wanted = {"accuracy": "accuracy", "ece": "ece", faith_metric: short, "ece_temperature_scaled": "ece_ts"}
     sub = table[table.metric.isin(wanted)].copy()
     sub["name"] = sub.metric.map(wanted)
     value = sub.pivot_table(index=keys, columns="name", values="value", aggfunc="first")
@@ -757,7 +757,7 @@ def summary(
         verdict = misalignment(equivalence, adjusted, on=keys)
         statement = verdict.statement
         out = out.merge(equivalence[keys + ["tost_low", "tost_high", "equivalent"]], on=keys, how="left")
-        for metric, name in (("ece", "ece"), (naopc, short)):
+        for metric, name in (("ece", "ece"), (faith_metric, short)):
             part = adjusted[adjusted.metric == metric][keys + ["ci_low", "ci_high", "changed"]]
             part = part.rename(columns={"ci_low": f"{name}_low", "ci_high": f"{name}_high", "changed": f"{name}_changed"})
             out = out.merge(part, on=keys, how="left")
