@@ -164,6 +164,25 @@ def ranking(attribution: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(attribution, dtype=float), kind="stable")
 
 
+def naopc_from_bounds(aopc: Any, lower: Any, upper: Any) -> np.ndarray | float:
+    """Min-max normalised AOPC: (AOPC - lower) / (upper - lower), NaN where upper - lower <= 1e-12.
+
+    Edin et al. 2025, https://arxiv.org/abs/2408.08137 : lower and upper are the AOPC of the least
+    and the most faithful orderings of the same input (:func:`aopc_bounds`). A span of at most
+    ``FLAT_BOUNDS_TOL`` means no ordering beats another: NaN, not a division by ~0. Elementwise
+    over arrays (numpy broadcasting); :func:`naopc` normalises with this.
+
+    Returns:
+        A float for scalar inputs, else a float array.
+    """
+    a, lo, hi = (np.asarray(v, dtype=float) for v in (aopc, lower, upper))
+    span = hi - lo
+    flat = ~(span > FLAT_BOUNDS_TOL)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(flat, np.nan, (a - lo) / np.where(flat, 1.0, span))
+    return float(out) if out.ndim == 0 else out
+
+
 # ----------------------------------------------------------------------------- erasure and batching
 
 
@@ -607,9 +626,7 @@ def _normalise(aopc: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
         seen = out.groupby("example")[f"aopc_{m}"]
         out[f"{m}_lower"] = out[f"{m}_lower"].where(~searched, np.minimum(out[f"{m}_lower"], seen.transform("min")))
         out[f"{m}_upper"] = out[f"{m}_upper"].where(~searched, np.maximum(out[f"{m}_upper"], seen.transform("max")))
-        lo, hi = out[f"{m}_lower"], out[f"{m}_upper"]
-        span = hi - lo
-        out[f"naopc_{m}"] = ((out[f"aopc_{m}"] - lo) / span).where(span > FLAT_BOUNDS_TOL)
+        out[f"naopc_{m}"] = naopc_from_bounds(out[f"aopc_{m}"], out[f"{m}_lower"], out[f"{m}_upper"])
     return out
 
 

@@ -30,10 +30,77 @@ from .pruning import checked_layers, drop_attention
 from .scoring import encode_prompts, label_probs
 from .validation import InputError, InputTypeError, check_choice, check_int, check_text_list, is_int, short_repr
 
-__all__ = ["IMPORTANCE_METRICS", "attention_importance", "choose_layers", "select_layers"]
+__all__ = [
+    "IMPORTANCE_METRICS",
+    "angular_distance",
+    "attention_importance",
+    "choose_layers",
+    "cosine_importance",
+    "select_layers",
+    "token_cosine",
+]
 
 IMPORTANCE_METRICS = ("cosine", "angular", "block_influence", "loss_delta", "random")
 SELECTION_STRATEGIES = ("one_shot", "iterative")
+COSINE_EPS = 1e-8  # torch.nn.functional.cosine_similarity's eps: a zero vector has cosine 0
+
+
+def _as_tensor(value: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value)
+    if t.ndim < 1 or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise InputError(f"{name} has shape {tuple(t.shape)} and dtype {t.dtype}; expected a float array [..., d]")
+    return t.float()
+
+
+def token_cosine(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """cos(x_t, y_t) for every token t, over the last (feature) axis, in float32.
+
+    cos(x, y) = x . y / max(|x| |y|, eps), eps = 1e-8 (``torch.nn.functional.cosine_similarity``).
+
+    Args:
+        x, y: residual streams of the same shape ``[..., tokens, d]``.
+
+    Returns:
+        A float32 tensor of shape ``[..., tokens]``.
+    """
+    xt, yt = _as_tensor(x, "x"), _as_tensor(y, "y")
+    if xt.shape != yt.shape:
+        raise InputError(f"x has shape {tuple(xt.shape)} but y has {tuple(yt.shape)}; expected the same shape")
+    return torch.nn.functional.cosine_similarity(xt, yt, dim=-1, eps=COSINE_EPS)
+
+
+def _token_angle(cos: torch.Tensor) -> torch.Tensor:
+    """arccos of a cosine, clamped to [-1, 1] first (float32 rounding can give 1 + 1e-7)."""
+    return torch.arccos(cos.clamp(-1, 1))
+
+
+def cosine_importance(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+    """LLM-Drop importance of one attention sub-layer: 1 - mean_t cos(X_t, Y_t).
+
+    X = the residual stream entering the layer, Y = X + Attn(LN(X)) the stream after the attention
+    sub-layer (He et al. 2024, https://arxiv.org/abs/2406.15786). :func:`attention_importance`
+    ("cosine") computes the same per-token cosines (:func:`token_cosine`) inside its hooks and
+    averages them over all non-padding tokens of all texts.
+
+    Args:
+        x, y: ``[tokens, d]`` (or ``[..., tokens, d]``; every token counts once).
+
+    Returns:
+        The score as a float in [0, 2].
+    """
+    return float(1.0 - token_cosine(x, y).double().mean())
+
+
+def angular_distance(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+    """Angular distance between the streams before and after a sub-layer: mean_t arccos(cos(X_t, Y_t)) / pi.
+
+    Gromov et al. 2024 (https://arxiv.org/abs/2403.17887), per token then averaged, as
+    :func:`attention_importance` ("angular") computes it. Arguments as :func:`cosine_importance`.
+
+    Returns:
+        The score as a float in [0, 1].
+    """
+    return float(_token_angle(token_cosine(x, y)).double().mean() / np.pi)
 
 
 @torch.no_grad()
@@ -56,8 +123,7 @@ def _similarity_scores(
     x_in: dict[int, torch.Tensor] = {}
 
     def cos_to_x(i: int, y: torch.Tensor) -> torch.Tensor:
-        x = x_in[i].float()
-        return torch.nn.functional.cosine_similarity(x, y.float(), dim=-1, eps=1e-8)
+        return token_cosine(x_in[i], y)
 
     def pre_layer(i: int):
         def hook(module, args, kwargs):
@@ -73,7 +139,7 @@ def _similarity_scores(
             c = cos_to_x(i, x_in[i].float() + a.float())
             m = state["mask"]
             sums["cos"][i] += (c * m).sum().double().cpu()
-            sums["ang"][i] += (torch.arccos(c.clamp(-1, 1)) * m).sum().double().cpu()
+            sums["ang"][i] += (_token_angle(c) * m).sum().double().cpu()
 
         return hook
 
