@@ -32,6 +32,7 @@ def _k_cases() -> list[Case]:
         Case("typical: 10% of 20 words", (0.1, 20)),
         Case("a fraction that covers less than one word still erases one", (0.01, 30)),
         Case("round up: 50% of 7 words", (0.5, 7)),
+        Case("round up, not to the nearest: 20% of 12 words (2.4) is 3", (0.2, 12)),
         Case("float noise: 0.14 * 50 = 7.000000000000001 is 7 words", (0.14, 50)),
         Case("float noise: 0.1 * 30 = 3.0000000000000004 is 3 words", (0.1, 30)),
         Case("the whole text", (1.0, 5)),

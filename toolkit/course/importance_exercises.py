@@ -12,6 +12,9 @@ from .checking import Case, Exercise, exact_ints, scalar
 # float32 streams: per-token cosines carry ~1e-7 relative rounding and a float32 mean over a few
 # tokens adds ~1e-7; 1e-5 leaves 100x room and is far below any conceptual error (>= 1e-2 here).
 STREAM_ATOL = 1e-5
+# arccos(1 - e) ~ sqrt(2 e): float32 cosines (e ~ 1e-7) give angles off by up to ~1.6e-4 after / pi,
+# which the toolkit's own float32 hooks share; the mistakes below move the score by >= 1e-2.
+ANGLE_ATOL = 5e-4
 
 
 def _streams(seed: int, tokens: int, d: int, update: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,11 +105,11 @@ ANGULAR = Exercise(
     ),
     cases=_stream_cases,
     reference=angular_distance,
-    compare=scalar(atol=STREAM_ATOL),
+    compare=scalar(atol=ANGLE_ATOL),
     compared_with="toolkit.importance.angular_distance (the per-token angle attention_importance uses)",
     tolerance=(
-        f"abs tolerance {STREAM_ATOL:g}: float32 rounding; arccos is steep near cos = 1, but y = x gives "
-        "exactly 0 after the clamp"
+        f"abs tolerance {ANGLE_ATOL:g}: arccos is steep near cos = 1, so a float32 rounding error e ~ 1e-7 of a "
+        "cosine becomes an angle error of up to sqrt(2 e) / pi ~ 1.6e-4 (y = x gives ~6e-5, not 0)"
     ),
 )
 

@@ -1,0 +1,645 @@
+"""The course's exercise checkers: correct solutions pass, stubs and plausible wrong solutions fail clearly.
+
+SOLUTIONS are written here independently of the toolkit (what a student would write), so a
+passing check means two implementations agree, not that the toolkit agrees with itself.
+MUTANTS are plausible mistakes; each must be rejected with a message that names the case, the
+expected and the received value. Every registered exercise needs a solution and >= 2 mutants.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from scipy import optimize, special, stats
+
+from toolkit.course import NOTEBOOKS, Case, CheckResult, Exercise, ExerciseFailed, check, exercise, list_exercises
+from toolkit.course import register_exercise
+from toolkit.course.checking import scalar
+from toolkit.validation import InputError
+
+FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
+
+
+# ----------------------------------------------------------------------------- 01 layer importance
+
+
+def cosine_importance(x, y):
+    cos = (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1))
+    return float(1 - cos.mean())
+
+
+def angular_distance(x, y):
+    cos = (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1))
+    return float(torch.arccos(cos.clamp(-1, 1)).mean() / math.pi)
+
+
+def k_least_important(scores, k):
+    valid = [i for i, s in enumerate(scores) if not math.isnan(s)]
+    return sorted(sorted(valid, key=lambda i: scores[i])[:k])
+
+
+# ----------------------------------------------------------------------------- 02 pruning
+
+
+def drop_with_hook(model, layer):
+    def hook(module, args, output):
+        return (torch.zeros_like(output[0]), output[1])
+
+    return model.model.layers[layer].self_attn.register_forward_hook(hook)
+
+
+def paired_accuracy_ci(correct_a, correct_b, n_boot, seed):
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    diff = b[idx].mean(axis=1) - a[idx].mean(axis=1)
+    low, high = np.quantile(diff, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def attention_parameters(config):
+    h, hd = config.hidden_size, config.head_dim
+    q, kv = config.num_attention_heads * hd, config.num_key_value_heads * hd
+    weights = h * q + 2 * h * kv + q * h
+    biases = q + 2 * kv + h if config.attention_bias else 0
+    return weights + biases + h
+
+
+# ----------------------------------------------------------------------------- 03 faithfulness
+
+
+def k_for_fraction(fraction, n_words):
+    return max(1, math.ceil(round(fraction * n_words, 9)))
+
+
+def ranking(attribution):
+    return np.array(sorted(range(len(attribution)), key=lambda i: (-attribution[i], i)))
+
+
+def comprehensiveness(p_full, p_erased):
+    y = np.argmax(p_full, axis=1)
+    rows = np.arange(len(y))
+    return p_full[rows, y] - p_erased[rows, y]
+
+
+def aopc(curve):
+    n = len(curve) - 1
+    return float(np.mean([curve[k_for_fraction(f, n)] for f in FRACTIONS]))
+
+
+def naopc(aopc, lower, upper):
+    out = np.full(len(aopc), np.nan)
+    for i, (a, lo, hi) in enumerate(zip(aopc, lower, upper)):
+        if hi - lo > 1e-12:
+            out[i] = (a - lo) / (hi - lo)
+    return out
+
+
+# ----------------------------------------------------------------------------- 04 calibration
+
+
+def ece(confidence, correct, n_bins=15):
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    total = 0.0
+    for m in range(n_bins):
+        lo, hi = m / n_bins, (m + 1) / n_bins
+        inside = (confidence > lo) & (confidence <= hi) if m else (confidence <= hi)
+        if inside.any():
+            total += inside.sum() / len(confidence) * abs(correct[inside].mean() - confidence[inside].mean())
+    return total
+
+
+def brier(probs, labels):
+    onehot = np.eye(probs.shape[1])[labels]
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def nll(probs, labels):
+    return float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-15))))
+
+
+def _nll_at(t, logits, labels):
+    return -special.log_softmax(logits / t, axis=1)[np.arange(len(labels)), labels].mean()
+
+
+def fit_temperature(logits, labels):
+    res = optimize.minimize_scalar(_nll_at, bounds=(0.01, 100), args=(logits, labels), method="bounded",
+                                   options={"xatol": 1e-7})
+    return float(res.x)
+
+
+# ----------------------------------------------------------------------------- 05 study
+
+
+def _tost_p(d, margin, dist):
+    n = len(d)
+    se = d.std(ddof=1) / math.sqrt(n)
+    if se == 0:
+        return max(0.0 if d.mean() > -margin else 1.0, 0.0 if d.mean() < margin else 1.0)
+    return max(dist.sf((d.mean() + margin) / se), dist.cdf((d.mean() - margin) / se))
+
+
+def paired_tost(a, b, margin, alpha=0.05):
+    d = np.asarray(b) - np.asarray(a)
+    p = float(_tost_p(d, margin, stats.t(len(d) - 1)))
+    return p < alpha, p
+
+
+def holm(pvalues):
+    p = np.asarray(pvalues, float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def expected_false_flags(m, alpha):
+    return alpha * m
+
+
+def mde_paired(n, sd, alpha=0.05, power=0.8):
+    return (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * sd / math.sqrt(n)
+
+
+SOLUTIONS = {f.__name__: f for f in (
+    cosine_importance, angular_distance, k_least_important, drop_with_hook, paired_accuracy_ci,
+    attention_parameters, k_for_fraction, ranking, comprehensiveness, aopc, naopc, ece, brier, nll,
+    fit_temperature, paired_tost, holm, expected_false_flags, mde_paired,
+)}
+
+
+# ----------------------------------------------------------------------------- mutants
+
+
+def _cos(x, y, dim=-1):
+    return torch.nn.functional.cosine_similarity(x, y, dim=dim)
+
+
+def _hook_on(layer_of, zero=True):
+    def mutant(model, layer):
+        def hook(module, args, output):
+            return (torch.zeros_like(output[0]) if zero else output[0], output[1])
+
+        return model.model.layers[layer_of(layer, len(model.model.layers))].self_attn.register_forward_hook(hook)
+
+    return mutant
+
+
+def _hook_never_removed(model, layer):
+    drop_with_hook(model, layer)
+
+    class Handle:
+        def remove(self):
+            pass
+
+    return Handle()
+
+
+def _hook_zeroes_whole_layer(model, layer):
+    def hook(module, args, output):
+        return torch.zeros_like(output[0] if isinstance(output, tuple) else output)
+
+    return model.model.layers[layer].register_forward_hook(hook)
+
+
+def _unpaired_ci(correct_a, correct_b, n_boot, seed):
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
+    ia = rng.integers(0, len(a), size=(n_boot, len(a)))
+    ib = rng.integers(0, len(b), size=(n_boot, len(b)))
+    low, high = np.quantile(b[ib].mean(axis=1) - a[ia].mean(axis=1), [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _ci_a_minus_b(correct_a, correct_b, n_boot, seed):
+    return paired_accuracy_ci(correct_b, correct_a, n_boot, seed)
+
+
+def _ci_without_replacement(correct_a, correct_b, n_boot, seed):
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
+    diffs = []
+    for _ in range(200):
+        idx = rng.permutation(len(a))
+        diffs.append(b[idx].mean() - a[idx].mean())
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _params_no_norm(config):
+    return attention_parameters(config) - config.hidden_size
+
+
+def _params_square(config):
+    h = config.hidden_size
+    return 4 * h * h + h
+
+
+def _params_no_bias(config):
+    h, hd = config.hidden_size, config.head_dim
+    q, kv = config.num_attention_heads * hd, config.num_key_value_heads * hd
+    return 2 * h * q + 2 * h * kv + h
+
+
+def _aopc_with(fractions=FRACTIONS, k_rule=k_for_fraction, distinct=False, zero=False):
+    def mutant(curve):
+        n = len(curve) - 1
+        ks = [k_rule(f, n) for f in fractions]
+        if distinct:
+            ks = sorted(set(ks))
+        values = [curve[k] for k in ks] + ([0.0] if zero else [])
+        return float(np.mean(values))
+
+    return mutant
+
+
+def _ece_with(weighted=True, side="right", squared=False):
+    def mutant(confidence, correct, n_bins=15):
+        confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+        if side == "right":
+            b = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+        elif side == "left":  # [lower, upper) bins, 1.0 clipped into the last
+            b = np.clip(np.floor(confidence * n_bins).astype(int), 0, n_bins - 1)
+        else:  # np.digitize without right=True: 1.0 falls into a phantom bin that is then ignored
+            b = np.digitize(confidence, np.linspace(0, 1, n_bins + 1)[1:-1])
+            b = np.where(confidence >= 1.0, n_bins, b)
+        gaps, sizes = [], []
+        for m in range(n_bins):
+            inside = b == m
+            if inside.any():
+                gap = abs(correct[inside].mean() - confidence[inside].mean())
+                gaps.append(gap**2 if squared else gap)
+                sizes.append(inside.sum())
+        gaps, sizes = np.array(gaps), np.array(sizes)
+        if not weighted:
+            return float(gaps.mean())
+        value = float((sizes / len(confidence) * gaps).sum())
+        return math.sqrt(value) if squared else value
+
+    return mutant
+
+
+def _tost_with(dist=None, ddof=1, combine=max):
+    def mutant(a, b, margin, alpha=0.05):
+        d = np.asarray(b) - np.asarray(a)
+        se = d.std(ddof=ddof) / math.sqrt(len(d))
+        law = dist or stats.t(len(d) - 1)
+        if se == 0:
+            return paired_tost(a, b, margin, alpha)
+        p = float(combine(law.sf((d.mean() + margin) / se), law.cdf((d.mean() - margin) / se)))
+        return p < alpha, p
+
+    return mutant
+
+
+def _holm_no_monotone(pvalues):
+    p = np.asarray(pvalues, float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    out = np.empty(m)
+    out[order] = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    return out
+
+
+def _bh(pvalues):
+    p = np.asarray(pvalues, float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum.accumulate(np.minimum(1.0, m * p[order] / np.arange(1, m + 1))[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def _holm_sorted_order(pvalues):
+    p = np.asarray(pvalues, float)
+    m = len(p)
+    return np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * np.sort(p)))
+
+
+def _temperature_on(objective):
+    def mutant(logits, labels):
+        res = optimize.minimize_scalar(objective, bounds=(0.01, 100), args=(logits, labels), method="bounded")
+        return float(res.x)
+
+    return mutant
+
+
+def _accuracy_at(t, logits, labels):
+    return -float(((logits / t).argmax(axis=1) == labels).mean())
+
+
+def _brier_top_label(t, logits, labels):
+    p = special.softmax(logits / t, axis=1)
+    return float(((p.max(axis=1) - (p.argmax(axis=1) == labels)) ** 2).mean())
+
+
+MUTANTS = {
+    "cosine_importance": [
+        ("mean cosine without the '1 -'", lambda x, y: float(_cos(x, y).mean())),
+        ("cosine across tokens (dim=0)", lambda x, y: float(1 - _cos(x, y, dim=0).mean())),
+        ("cosine of the flattened matrices", lambda x, y: float(1 - _cos(x.flatten(), y.flatten(), dim=0))),
+        ("returns a tensor of per-token scores", lambda x, y: 1 - _cos(x, y)),
+    ],
+    "angular_distance": [
+        ("arccos of the mean cosine", lambda x, y: float(torch.arccos(_cos(x, y).mean().clamp(-1, 1)) / math.pi)),
+        ("radians (no / pi)", lambda x, y: float(torch.arccos(_cos(x, y).clamp(-1, 1)).mean())),
+        ("1 - cosine instead of the angle", lambda x, y: float((1 - _cos(x, y)).mean())),
+    ],
+    "k_least_important": [
+        ("in score order, not layer order",
+         lambda s, k: [int(i) for i in np.argsort(np.nan_to_num(s, nan=np.inf), kind="stable")[:k]]),
+        ("ties to the later layer",
+         lambda s, k: sorted(sorted((i for i in range(len(s)) if not math.isnan(s[i])), key=lambda i: (s[i], -i))[:k])),
+        ("NaN read as 0 (a dropped layer chosen again)",
+         lambda s, k: sorted(int(i) for i in np.argsort(np.nan_to_num(s, nan=0.0), kind="stable")[:k])),
+        ("the k MOST important", lambda s, k: sorted(int(i) for i in np.argsort(-np.nan_to_num(s, nan=-np.inf),
+                                                                                 kind="stable")[:k])),
+    ],
+    "drop_with_hook": [
+        ("zeroes the next layer", _hook_on(lambda layer, n: (layer + 1) % n)),
+        ("always zeroes layer 0", _hook_on(lambda layer, n: 0)),
+        ("a hook that changes nothing", _hook_on(lambda layer, n: layer, zero=False)),
+        ("a handle whose remove() does nothing", _hook_never_removed),
+        ("zeroes the whole decoder layer's output", _hook_zeroes_whole_layer),
+    ],
+    "paired_accuracy_ci": [
+        ("unpaired: the arms resampled independently", _unpaired_ci),
+        ("a - b instead of b - a", _ci_a_minus_b),
+        ("permutations (sampling without replacement)", _ci_without_replacement),
+    ],
+    "attention_parameters": [
+        ("forgets the pre-attention norm", _params_no_norm),
+        ("4 h^2: ignores grouped KV heads and head_dim", _params_square),
+        ("ignores attention_bias", _params_no_bias),
+    ],
+    "k_for_fraction": [
+        ("floor instead of ceil", lambda f, n: max(1, math.floor(f * n))),
+        ("ceil without rounding away float noise", lambda f, n: max(1, math.ceil(f * n))),
+        ("round to nearest", lambda f, n: max(1, round(f * n))),
+        ("returns a float (np.ceil)", lambda f, n: max(1.0, float(np.ceil(round(f * n, 9))))),
+    ],
+    "ranking": [
+        ("reversed ascending argsort (ties: later word first)", lambda a: np.argsort(a, kind="stable")[::-1]),
+        ("ranks by |attribution|", lambda a: np.argsort(-np.abs(a), kind="stable")),
+        ("ascending", lambda a: np.argsort(a, kind="stable")),
+    ],
+    "comprehensiveness": [
+        ("max before minus max after", lambda p, q: p.max(axis=1) - q.max(axis=1)),
+        ("the erased input's argmax", lambda p, q: (p - q)[np.arange(len(p)), q.argmax(axis=1)]),
+        ("after minus before", lambda p, q: -comprehensiveness(p, q)),
+        ("ties to the last class", lambda p, q: (p - q)[np.arange(len(p)), p.shape[1] - 1 - p[:, ::-1].argmax(axis=1)]),
+    ],
+    "aopc": [
+        ("wrong fractions (10% .. 50%)", _aopc_with(fractions=(0.1, 0.2, 0.3, 0.4, 0.5))),
+        ("distinct k's only", _aopc_with(distinct=True)),
+        ("counts a 0% point: 1/(|B|+1)", _aopc_with(zero=True)),
+        ("floor for k", _aopc_with(k_rule=lambda f, n: max(1, math.floor(f * n)))),
+        ("mean of the whole curve", lambda c: float(np.mean(c[1:]))),
+    ],
+    "naopc": [
+        ("no NaN for flat bounds", lambda a, lo, hi: (a - lo) / np.where(hi - lo > 0, hi - lo, 1.0)),
+        ("inverted: (upper - AOPC) / span", lambda a, lo, hi: np.where(hi - lo > 1e-12, (hi - a) / (hi - lo), np.nan)),
+        ("AOPC / upper", lambda a, lo, hi: np.where(hi - lo > 1e-12, a / hi, np.nan)),
+    ],
+    "ece": [
+        ("not weighted by bin size", _ece_with(weighted=False)),
+        ("bins closed on the wrong side [lower, upper)", _ece_with(side="left")),
+        ("np.digitize: a confidence of 1.0 falls in a phantom bin", _ece_with(side="phantom")),
+        ("RMS (squared gaps) instead of L1", _ece_with(squared=True)),
+        ("one global gap", lambda f, c, n_bins=15: abs(float(np.mean(f)) - float(np.mean(c)))),
+    ],
+    "brier": [
+        ("only the true class", lambda p, y: float(((1 - p[np.arange(len(y)), y]) ** 2).mean())),
+        ("mean over classes too", lambda p, y: float(((p - np.eye(p.shape[1])[y]) ** 2).mean())),
+        ("binary Brier of the top label", lambda p, y: float(((p.max(1) - (p.argmax(1) == y)) ** 2).mean())),
+    ],
+    "nll": [
+        ("log base 2", lambda p, y: float(-np.mean(np.log2(np.maximum(p[np.arange(len(y)), y], 1e-15))))),
+        ("no floor", lambda p, y: float(-np.mean(np.log(p[np.arange(len(y)), y] + 0.0)))),
+        ("the largest probability, not the true label's", lambda p, y: float(-np.mean(np.log(p.max(axis=1))))),
+        ("sum instead of mean", lambda p, y: float(-np.sum(np.log(np.maximum(p[np.arange(len(y)), y], 1e-15))))),
+    ],
+    "fit_temperature": [
+        ("T fitted on accuracy", _temperature_on(_accuracy_at)),
+        ("T multiplies the logits (returns 1/T)", lambda z, y: 1.0 / fit_temperature(z, y)),
+        ("T fitted on softmax probabilities as if logits",
+         lambda z, y: fit_temperature(special.softmax(z, axis=1), y)),
+        ("T fitted on the top-label Brier score", _temperature_on(_brier_top_label)),
+    ],
+    "paired_tost": [
+        ("normal instead of t", _tost_with(dist=stats.norm())),
+        ("sd with ddof=0", _tost_with(ddof=0)),
+        ("p = min of the two one-sided p-values", _tost_with(combine=min)),
+    ],
+    "holm": [
+        ("Bonferroni", lambda p: np.minimum(1.0, len(p) * np.asarray(p))),
+        ("Holm without the monotone step", _holm_no_monotone),
+        ("Benjamini-Hochberg", _bh),
+        ("in sorted order, not the input's", _holm_sorted_order),
+    ],
+    "expected_false_flags": [
+        ("P(at least one false flag)", lambda m, alpha: 1 - (1 - alpha) ** m),
+        ("Holm's familywise bound alpha", lambda m, alpha: alpha),
+        ("alpha / m", lambda m, alpha: alpha / m if m else 0.0),
+    ],
+    "mde_paired": [
+        ("one-sided alpha", lambda n, sd, alpha=0.05, power=0.8:
+         (stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) * sd / math.sqrt(n)),
+        ("no power term", lambda n, sd, alpha=0.05, power=0.8: stats.norm.ppf(1 - alpha / 2) * sd / math.sqrt(n)),
+        ("sd / n", lambda n, sd, alpha=0.05, power=0.8:
+         (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * sd / n),
+    ],
+}
+
+NAMES = list(list_exercises()["name"])
+MUTANT_CASES = [(name, label, fn) for name, rows in MUTANTS.items() for label, fn in rows]
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_every_exercise_has_a_solution_and_at_least_two_mutants():
+    assert set(SOLUTIONS) == set(NAMES)
+    assert set(MUTANTS) == set(NAMES)
+    assert all(len(MUTANTS[name]) >= 2 for name in NAMES), {n: len(MUTANTS[n]) for n in NAMES}
+
+
+def test_list_exercises_table():
+    table = list_exercises()
+    assert list(table.columns) == ["name", "notebook", "title", "difficulty", "importance", "minutes", "signature"]
+    assert len(table) >= 17
+    assert table["name"].is_unique
+    counts = table.groupby("notebook").size()
+    assert set(counts.index) == set(NOTEBOOKS) and (counts >= 3).all()
+    assert table["difficulty"].between(1, 3).all() and table["importance"].between(1, 3).all()
+    assert (table["minutes"] >= 1).all()
+    assert list(list_exercises("04_calibration")["name"]) == ["ece", "brier", "nll", "fit_temperature"]
+    for sig, name in zip(table["signature"], table["name"]):
+        assert sig.startswith(f"def {name}(")
+    with pytest.raises(InputError, match="unknown notebook"):
+        list_exercises("06_nothing")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_record_and_stub(name):
+    record = exercise(name)
+    assert isinstance(record, Exercise) and record.name == name
+    assert record.hint.strip() and record.tolerance and record.compared_with
+    assert len(record.docstring) > 80  # states the formula, not just a title
+    assert len(record.cases()) >= 3
+    assert len({c.name for c in record.cases()}) == len(record.cases())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_solution_passes(name):
+    result = check(name, SOLUTIONS[name])
+    assert isinstance(result, CheckResult)
+    assert result.n_cases == len(exercise(name).cases()) >= 3
+    assert repr(result) == f"\u2714 {name}: all {result.n_cases} cases passed"
+    assert f"all {result.n_cases} cases passed" in result._repr_html_() and "color:#1a7f37" in result._repr_html_()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_stub_is_not_implemented_yet(name):
+    namespace = {}
+    exec(exercise(name).stub, namespace)
+    with pytest.raises(ExerciseFailed) as info:
+        check(name, namespace[name])
+    message = str(info.value)
+    assert f"not implemented yet: replace `raise NotImplementedError` in {name} with your code" in message
+    assert "hint:" in message
+    assert isinstance(info.value, AssertionError)
+
+
+@pytest.mark.parametrize("name,label,mutant", MUTANT_CASES, ids=[f"{n}-{lab}" for n, lab, _ in MUTANT_CASES])
+def test_a_mutant_is_rejected_with_case_expected_received(name, label, mutant):
+    with pytest.raises(ExerciseFailed) as info:
+        check(name, mutant)
+    message = str(info.value)
+    case_names = [c.name for c in exercise(name).cases()]
+    head = re.fullmatch(rf"{name}: case '(.+)' failed", message.splitlines()[0])
+    assert head and head.group(1) in case_names, message
+    assert "\n  inputs: " in message
+    assert ("expected" in message and "received" in message), message
+    assert "hint: " in message
+    assert "Traceback" not in message
+
+
+def test_failure_rendering_has_no_toolkit_paths():
+    def wrong_ece(confidence, correct, n_bins=15):
+        return 0.5
+
+    with pytest.raises(ExerciseFailed) as info:
+        check("ece", wrong_ece)
+    lines = info.value._render_traceback_()
+    assert isinstance(lines, list) and all(isinstance(x, str) for x in lines)
+    text = "\n".join(lines)
+    assert "toolkit/" not in text and "site-packages" not in text
+    assert "expected 0.0" in text or "expected " in text
+    assert "received 0.5" in text
+    assert "hint:" in text
+
+
+def test_a_student_exception_is_named_with_the_students_frames_only():
+    def broken_brier(probs, labels):
+        onehot = np.eye(probs.shape[1])[labels]
+        return float(((probs - onehot.T) ** 2).sum())  # shapes (n, C) and (C, n) do not broadcast
+
+    with pytest.raises(ExerciseFailed) as info:
+        check("brier", broken_brier)
+    text = "\n".join(info.value._render_traceback_())
+    assert "case 'typical: 50 examples, 3 classes' failed" in text
+    assert "your function raised ValueError: operands could not be broadcast" in text
+    assert "broken_brier" in text and "test_course.py" in text  # the student's frame
+    assert "toolkit/" not in text and "checking.py" not in text
+
+
+def test_an_exception_inside_the_students_hook_is_the_students():
+    def bad_hook(model, layer):
+        def hook(module, args, output):
+            return torch.zeros(3)  # not the (attn_output, attn_weights) tuple the layer unpacks
+
+        return model.model.layers[layer].self_attn.register_forward_hook(hook)
+
+    with pytest.raises(ExerciseFailed) as info:
+        check("drop_with_hook", bad_hook)
+    text = "\n".join(info.value._render_traceback_())
+    assert "your function raised" in text and "case 'layer 0' failed" in text
+    assert "toolkit/" not in text
+
+
+@pytest.mark.parametrize(
+    "name,fn,needle",
+    [
+        ("ece", lambda f, c, n_bins=15: [0.1], "expected a single number (a float), received list"),
+        ("cosine_importance", lambda x, y: torch.ones(2), "expected a single number (a float), received a tensor of shape (2,)"),
+        ("comprehensiveness", lambda p, q: (p - q)[:, 0].reshape(-1, 1), "expected a float array of shape (4,), received shape (4, 1)"),
+        ("k_least_important", lambda s, k: "0,3", "expected a list of layer indices such as"),
+        ("paired_accuracy_ci", lambda a, b, n, s: 0.0, "expected a tuple (low, high), received float"),
+        ("paired_tost", lambda a, b, m, alpha=0.05: (1, 0.5), "equivalent: expected a bool"),
+        ("drop_with_hook", lambda model, layer: None, "expected the handle that register_forward_hook returns"),
+    ],
+)
+def test_a_wrong_type_or_shape_says_what_was_expected(name, fn, needle):
+    with pytest.raises(ExerciseFailed) as info:
+        check(name, fn)
+    assert needle in str(info.value), str(info.value)
+
+
+def test_inputs_are_copied_so_a_mutating_solution_cannot_change_the_expected_value():
+    def sorts_in_place(pvalues):
+        out = holm(pvalues)
+        pvalues.sort()
+        return out
+
+    assert check("holm", sorts_in_place).n_cases == len(exercise("holm").cases())
+
+
+def test_the_hook_exercise_leaves_the_cached_model_clean():
+    from toolkit.course.pruning_exercises import _cached_tiny
+
+    with pytest.raises(ExerciseFailed, match="after handle.remove"):
+        check("drop_with_hook", _hook_never_removed)
+    assert all(not m._forward_hooks for m in _cached_tiny().modules())
+    assert check("drop_with_hook", drop_with_hook).n_cases == 3  # a left-behind hook reached no later case
+
+
+def test_registry_refuses_silent_overwrite_and_unknown_names():
+    with pytest.raises(InputError, match="already registered"):
+        register_exercise(exercise("ece"))
+    with pytest.raises(InputError, match="unknown exercise 'eec'"):
+        check("eec", ece)
+    with pytest.raises(InputError, match="needs your function"):
+        check("ece", 3)
+
+
+def test_a_malformed_record_is_refused():
+    common = dict(notebook="04_calibration", title="t", difficulty=1, importance=1, minutes=1, hint="h",
+                  cases=lambda: [Case("c", (1,))], reference=lambda x: x, compare=scalar(), compared_with="x",
+                  tolerance="exact")
+    with pytest.raises(InputError, match="signature must be"):
+        Exercise(name="f", signature="def g(x):\n    '''doc'''", **common)
+    with pytest.raises(InputError, match="difficulty=4"):
+        Exercise(name="f", signature="def f(x):\n    '''doc'''", **{**common, "difficulty": 4})
+    with pytest.raises(InputError, match="notebook"):
+        Exercise(name="f", signature="def f(x):\n    '''doc'''", **{**common, "notebook": "07"})
+
+
+def test_paired_ci_tolerance_covers_monte_carlo_error_but_not_unpairing():
+    """The stated CI_ATOL: seeds of a correct paired bootstrap stay inside it, an unpaired one does not."""
+    from toolkit.course.pruning_exercises import CI_ATOL, _ci_cases, _ci_reference
+
+    for case in _ci_cases():
+        a, b, n_boot, _ = case.args
+        ref = np.array(_ci_reference(a, b, n_boot, 0))
+        worst = max(np.abs(np.array(paired_accuracy_ci(a, b, n_boot, seed)) - ref).max() for seed in range(20))
+        assert worst <= CI_ATOL / 2, (case.name, worst)
+        gap = np.abs(np.array(_unpaired_ci(a, b, n_boot, 0)) - ref).max()
+        assert gap >= 2 * CI_ATOL, (case.name, gap)
