@@ -76,9 +76,9 @@ ECE = Exercise(
         A Python float.
     """''',
     hint=(
-        "Bin index `b = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)` puts a value on an "
-        "upper edge in the lower bin and 1.0 in the last. Then for each non-empty bin add "
-        "`(count / n) * abs(correct[b == m].mean() - confidence[b == m].mean())`: weighted by bin size."
+        'Bin index `ceil(f * M) - 1`, clipped to [0, M - 1], keeps a value on an upper edge in the lower bin '
+        'and 1.0 in the last. Each non-empty bin adds (its share of all n predictions) x |accuracy - mean '
+        'confidence|: weighted by bin size.'
     ),
     cases=_ece_cases,
     reference=_ece_reference,
@@ -135,8 +135,8 @@ BRIER = Exercise(
         A Python float.
     """''',
     hint=(
-        "`onehot = np.eye(probs.shape[1])[labels]`; `float(((probs - onehot) ** 2).sum(axis=1).mean())`: "
-        "sum over classes first, then the mean over examples."
+        'One-hot the labels (`np.eye(C)[labels]`), square the differences for EVERY class, sum over classes, '
+        'then average over examples.'
     ),
     cases=lambda: _prob_cases(zero_on_label=False),
     reference=lambda probs, labels: float(brier(probs, labels)),
@@ -168,8 +168,8 @@ NLL = Exercise(
         A Python float.
     """''',
     hint=(
-        "`p_y = probs[np.arange(len(labels)), labels]`; `float(-np.log(np.maximum(p_y, 1e-15)).mean())`: the "
-        "probability of the TRUE label (not the largest one), `np.log` (not log2)."
+        'Take the probability of the TRUE label in each row (`probs[np.arange(n), labels]`), floor it at '
+        '1e-15, natural log, average, negate.'
     ),
     cases=lambda: _prob_cases(zero_on_label=True),
     reference=lambda probs, labels: float(nll(probs, labels)),
@@ -195,8 +195,9 @@ def _logits(n: int, n_classes: int, scale: float, seed: int) -> tuple[np.ndarray
 
 
 # The NLL is smooth and convex in 1/T: any optimiser run to convergence (scipy's bounded
-# minimize_scalar: xatol 1e-5; L-BFGS on log T) lands within 1e-4 of T^ in relative terms;
-# 1e-3 leaves room. Fitting the wrong objective moves T by > 3% in every case below.
+# minimize_scalar: xatol 1e-5; L-BFGS on log T) lands within ~2e-5 of T^ in relative terms
+# (observed 3e-8 for minimize_scalar with xatol 1e-7); 1e-3 leaves room. The closest wrong
+# objective tried (top-label Brier) moves T by 1.2-8% (tests/test_course.py MUTANTS).
 T_RTOL = 1e-3
 
 TEMPERATURE = Exercise(
@@ -222,9 +223,9 @@ TEMPERATURE = Exercise(
         T as a Python float.
     """''',
     hint=(
-        "Write `def objective(t): return -scipy.special.log_softmax(logits / t, axis=1)[np.arange(n), labels].mean()` "
-        "and minimise it: `scipy.optimize.minimize_scalar(objective, bounds=(0.01, 100), method='bounded')`. "
-        "Use the log-softmax of the LOGITS divided by T (not of probabilities)."
+        'Write the NLL of softmax(logits / T) as a function of T (`scipy.special.log_softmax` is stable) and '
+        'minimise it over [0.01, 100], e.g. `scipy.optimize.minimize_scalar(..., bounds=(0.01, 100), '
+        "method='bounded')`. Accuracy does not change with T, so it cannot choose T."
     ),
     cases=lambda: [
         Case("over-confident logits (T^ near 2.5)", _logits(400, 3, 2.5, 0)),

@@ -232,7 +232,13 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _fmt_float(v: float) -> str:
-    return "nan" if math.isnan(v) else f"{v:.6g}"
+    """Six significant digits; a whole float keeps its ".0" so it does not read as an int."""
+    text = f"{v:.6g}"
+    return text + ".0" if text.lstrip("-").isdigit() else text
+
+
+def _fmt_index(index: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(i) for i in index) + "]"
 
 
 def describe(value: Any, limit: int = 8) -> str:
@@ -345,7 +351,7 @@ def floats(atol: float = 0.0, rtol: float = 0.0, what: str = "an array") -> Call
         if (nan_e != nan_r).any():
             i = tuple(int(j) for j in np.argwhere(nan_e != nan_r)[0])
             raise Mismatch(
-                f"at index {i}: expected {_fmt_float(e[i])}, received {_fmt_float(r[i])}"
+                f"at index {_fmt_index(i)}: expected {_fmt_float(e[i])}, received {_fmt_float(r[i])}"
                 + (f"\n  expected: {describe(e)}\n  received: {describe(r)}" if e.size <= 8 else "")
             )
         with np.errstate(invalid="ignore"):
@@ -355,7 +361,7 @@ def floats(atol: float = 0.0, rtol: float = 0.0, what: str = "an array") -> Call
             i = tuple(int(j) for j in np.unravel_index(int(np.nanargmax(np.nan_to_num(diff, nan=np.inf))), e.shape))
             detail = f"\n  expected: {describe(e)}\n  received: {describe(r)}" if e.size <= 8 else ""
             raise Mismatch(
-                f"{int(bad.sum())} of {e.size} entries differ; the largest difference is at index {i}: "
+                f"{int(bad.sum())} of {e.size} entries differ; the largest difference is at index {_fmt_index(i)}: "
                 f"expected {_fmt_float(e[i])}, received {_fmt_float(r[i])}{detail}"
             )
 

@@ -62,7 +62,10 @@ K_FOR_FRACTION = Exercise(
     Returns:
         k, a Python int.
     """''',
-    hint="`max(1, math.ceil(round(fraction * n_words, 9)))` - `math.ceil` returns an int, `np.ceil` a float.",
+    hint=(
+        'Round *up* (ceil), not down or to the nearest; `round(fraction * n_words, 9)` before that; at least '
+        '1. `math.ceil` returns an int, `np.ceil` a float.'
+    ),
     cases=_k_cases,
     reference=k_for_fraction,
     compare=exact_int(),
@@ -103,7 +106,10 @@ RANKING = Exercise(
     Returns:
         An int array (n_words,) of word indices.
     """''',
-    hint="`np.argsort(-attribution, kind='stable')`. Reversing an ascending argsort puts tied words in reverse order.",
+    hint=(
+        'A *stable* sort of the negated scores keeps tied words in text order; reversing an ascending argsort '
+        'puts ties in reverse order. Use the signed scores, not their absolute values.'
+    ),
     cases=_ranking_cases,
     reference=ranking,
     compare=exact_ints("an int array of word indices"),
@@ -165,8 +171,8 @@ COMPREHENSIVENESS = Exercise(
         A float array (n,).
     """''',
     hint=(
-        "`y = p_full.argmax(axis=1)`; `rows = np.arange(len(y))`; `p_full[rows, y] - p_erased[rows, y]`. "
-        "Do not take the argmax (or max) of `p_erased`."
+        'Find y^ on the FULL input (the argmax of each row of `p_full`), then read that same class in both '
+        "arrays. The erased input's own argmax does not matter."
     ),
     cases=_comp_cases,
     reference=_comp_reference,
@@ -231,8 +237,8 @@ AOPC = Exercise(
         A Python float.
     """''',
     hint=(
-        "`n = len(curve) - 1`; `ks = [k_for_fraction(f, n) for f in (0.01, 0.05, 0.1, 0.2, 0.5)]`; "
-        "`float(np.mean(curve[ks]))`. No 0% point, no de-duplication of the k's."
+        'For each of the 5 fractions get k from your `k_for_fraction` and read `curve[k]`; average the 5 '
+        'values. Short texts repeat a k: keep the repeats. There is no 0% point.'
     ),
     cases=lambda: [Case(name, (_curve(n, seed),)) for seed, (name, n) in enumerate(AOPC_CASES)],
     reference=_aopc_reference,
@@ -283,8 +289,8 @@ NAOPC = Exercise(
         A float array (n,).
     """''',
     hint=(
-        "`span = upper - lower`; `np.where(span > 1e-12, (aopc - lower) / np.where(span > 1e-12, span, 1.0), np.nan)` "
-        "(the inner `where` avoids a division by zero)."
+        'Subtract the lower bound and divide by the span upper - lower; where the span is <= 1e-12 the answer '
+        'is NaN (`np.where`; do not divide by the tiny span there).'
     ),
     cases=_naopc_cases,
     reference=naopc_from_bounds,

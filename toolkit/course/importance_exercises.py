@@ -66,9 +66,9 @@ COSINE = Exercise(
         The score as a Python float (0 when y = x, 2 when y = -x).
     """''',
     hint=(
-        "Compute one cosine **per token** (row), over the feature axis (`dim=-1`), e.g. "
-        "`torch.nn.functional.cosine_similarity(x, y, dim=-1)`; average over tokens; then take `1 -` that "
-        "mean. Return `float(...)`."
+        'One cosine per token (row t of x with row t of y), over the feature axis `dim=-1` (e.g. '
+        '`torch.nn.functional.cosine_similarity`); average the T cosines, then subtract the mean from 1. '
+        'Return a Python `float`.'
     ),
     cases=_stream_cases,
     reference=cosine_importance,
@@ -100,8 +100,8 @@ ANGULAR = Exercise(
         A Python float (0 when y = x, 0.5 for orthogonal updates, 1 when y = -x).
     """''',
     hint=(
-        "Per token: `c = cosine_similarity(x, y, dim=-1)`, then `torch.arccos(c.clamp(-1, 1)) / math.pi`, then "
-        "the mean over tokens. `arccos` of the *mean* cosine is a different number."
+        "Turn each token's cosine into an angle first (clamp it to [-1, 1] before `torch.arccos`), divide by "
+        'pi, then average over tokens. The arccos of the *average* cosine is a different number.'
     ),
     cases=_stream_cases,
     reference=angular_distance,
@@ -151,9 +151,8 @@ SELECT = Exercise(
         A list of k Python ints, in ascending layer order.
     """''',
     hint=(
-        "Drop the NaN layers, sort the rest by score with a **stable** sort (`sorted(..., key=...)` or "
-        "`np.argsort(..., kind='stable')`), take the first k, and return them **sorted by layer index** "
-        "as a list of ints."
+        'Leave out the NaN layers; sort the others by score with a *stable* sort, so tied layers keep their '
+        'index order; keep the first k; return them in layer order (not score order) as Python ints.'
     ),
     cases=_select_cases,
     reference=_select_reference,

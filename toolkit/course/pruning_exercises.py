@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 
 from ..pruning import drop_attention, n_parameters, prune_attention
-from .checking import Case, Exercise, Mismatch, exact_int, fields, floats, scalar, student_code
 from ..stats import paired_bootstrap
+from .checking import Case, Exercise, Mismatch, exact_int, fields, floats, scalar, student_code
 
 TINY = dict(
     vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=4,
@@ -95,8 +95,9 @@ HOOK = Exercise(
         The handle of the registered hook; handle.remove() restores the model exactly.
     """''',
     hint=(
-        "`attn = model.model.layers[layer].self_attn`; define `def hook(module, args, output): "
-        "return (torch.zeros_like(output[0]), output[1])` and `return attn.register_forward_hook(hook)`."
+        'Use `register_forward_hook` on `model.model.layers[layer].self_attn`: the hook receives `(module, '
+        'args, output)` and whatever it returns replaces the output. Keep the tuple shape `(attn_output, '
+        'attn_weights)`, and return the handle `register_forward_hook` gives you.'
     ),
     cases=_hook_cases,
     reference=_hook_reference,
@@ -179,9 +180,9 @@ PAIRED_CI = Exercise(
         (low, high) as two floats.
     """''',
     hint=(
-        "Draw `idx = rng.integers(0, n, size=(n_boot, n))` once and index **both** arrays with it: "
-        "`diff = correct_b[idx].mean(axis=1) - correct_a[idx].mean(axis=1)`; then "
-        "`np.quantile(diff, [0.025, 0.975])`. Resampling a and b separately ignores the pairing."
+        'Pairing means ONE set of resampled indices per bootstrap round, used for both arrays (an example is '
+        'drawn with both of its answers). Compute the difference of the two means per round, then the 2.5% '
+        'and 97.5% quantiles (`np.quantile`).'
     ),
     cases=_ci_cases,
     reference=_ci_reference,
@@ -243,9 +244,10 @@ PARAMETERS = Exercise(
         The number of parameters, an int.
     """''',
     hint=(
-        "With h = hidden_size, q = num_attention_heads * head_dim and kv = num_key_value_heads * head_dim: "
-        "weights h*q + 2*h*kv + q*h, biases q + 2*kv + h when attention_bias, plus h for input_layernorm. "
-        "Use `config.head_dim`, not `h // heads`, and `config.num_key_value_heads` for k and v."
+        'A linear layer holds in_features x out_features weights (+ out_features biases). q and o use '
+        '`num_attention_heads * head_dim`, k and v only `num_key_value_heads * head_dim`; read '
+        '`config.head_dim` rather than dividing. Count the norm that `prune_attention` removes with the '
+        'attention too.'
     ),
     cases=_params_cases,
     reference=_params_reference,

@@ -63,9 +63,8 @@ TOST = Exercise(
         (equivalent, p): a bool and a float.
     """''',
     hint=(
-        "`t = scipy.stats.t(df=n - 1)`; `p_lower = t.sf((d.mean() + margin) / se)`, `p_upper = t.cdf((d.mean() - "
-        "margin) / se)`; `p = max(...)`; return `(bool(p < alpha), float(p))`. Use `ddof=1` and handle `se == 0` "
-        "before dividing."
+        'Work on the differences d = b - a: two one-sided t-tests (df = n - 1, sd with `ddof=1`), and p is '
+        'the LARGER of the two p-values (both must reject). Handle se = 0 before dividing.'
     ),
     cases=_tost_cases,
     reference=_tost_reference,
@@ -114,8 +113,9 @@ HOLM = Exercise(
         A float array (m,): the adjusted p-value of each test, in the input's order.
     """''',
     hint=(
-        "`order = np.argsort(p, kind='stable')`; `adj = np.minimum(1, (m - np.arange(m)) * p[order])`; "
-        "`adj = np.maximum.accumulate(adj)` (the monotone step); then put them back: `out[order] = adj`."
+        'Sort the p-values, multiply the i-th smallest (i from 0) by m - i, cap at 1, make the sequence '
+        'non-decreasing (a running maximum: the step that Bonferroni lacks), and put the values back in the '
+        "input's order."
     ),
     cases=_holm_cases,
     reference=lambda pvalues: adjust_pvalues(pvalues, method="holm"),
@@ -150,7 +150,10 @@ FALSE_FLAGS = Exercise(
     Returns:
         A Python float.
     """''',
-    hint="Linearity of expectation: `alpha * m`. `1 - (1 - alpha) ** m` is the chance of at least one false flag.",
+    hint=(
+        'Linearity of expectation: each of the m tests flags with probability alpha, dependent or not. `1 - '
+        '(1 - alpha) ** m` is the chance of at least one.'
+    ),
     cases=lambda: [
         Case("20 tests at 0.05", (20, 0.05)),
         Case("no tests", (0, 0.05)),
@@ -187,7 +190,10 @@ MDE = Exercise(
     Returns:
         A Python float, in the units of the metric.
     """''',
-    hint="`z = scipy.stats.norm.ppf`; `(z(1 - alpha / 2) + z(power)) * sd / math.sqrt(n)`: two-sided alpha, and the power term.",
+    hint=(
+        'Two-sided test: the normal quantile at 1 - alpha/2, plus the quantile at `power`; scale by the '
+        'standard error sd / sqrt(n). `scipy.stats.norm.ppf` gives the quantiles.'
+    ),
     cases=lambda: [
         Case("typical: 500 examples, sd 0.1", (500, 0.1)),
         Case("alpha=0.01, power=0.9", (200, 0.05), {"alpha": 0.01, "power": 0.9}),
