@@ -38,8 +38,8 @@ def angular_distance(x, y):
 
 
 def k_least_important(scores, k):
-    valid = [i for i, s in enumerate(scores) if not math.isnan(s)]
-    return sorted(sorted(valid, key=lambda i: scores[i])[:k])
+    valid = [layer for layer, s in scores.items() if not math.isnan(s)]
+    return sorted(sorted(valid, key=lambda layer: scores[layer])[:k])
 
 
 # ----------------------------------------------------------------------------- 02 pruning
@@ -81,22 +81,19 @@ def ranking(attribution):
 
 
 def comprehensiveness(p_full, p_erased):
-    y = np.argmax(p_full, axis=1)
-    rows = np.arange(len(y))
-    return p_full[rows, y] - p_erased[rows, y]
+    if np.ndim(p_full) == 0 and np.ndim(p_erased) == 0:
+        return float(p_full) - float(p_erased)
+    return np.subtract(p_full, p_erased)
 
 
 def aopc(curve):
-    n = len(curve) - 1
-    return float(np.mean([curve[k_for_fraction(f, n)] for f in FRACTIONS]))
+    return sum(float(c) for c in curve) / len(FRACTIONS)
 
 
 def naopc(aopc, lower, upper):
-    out = np.full(len(aopc), np.nan)
-    for i, (a, lo, hi) in enumerate(zip(aopc, lower, upper)):
-        if hi - lo > 1e-12:
-            out[i] = (a - lo) / (hi - lo)
-    return out
+    if np.ndim(aopc) == 0:
+        return (aopc - lower) / (upper - lower) if upper - lower > 1e-12 else math.nan
+    return np.array([naopc(a, lo, hi) for a, lo, hi in zip(aopc, lower, upper)])
 
 
 # ----------------------------------------------------------------------------- 04 calibration
@@ -145,8 +142,9 @@ def _tost_p(d, margin, dist):
 
 def paired_tost(a, b, margin, alpha=0.05):
     d = np.asarray(b) - np.asarray(a)
-    p = float(_tost_p(d, margin, stats.t(len(d) - 1)))
-    return p < alpha, p
+    t = stats.t(len(d) - 1)
+    half = t.ppf(1 - alpha) * d.std(ddof=1) / math.sqrt(len(d))
+    return d.mean() - half, d.mean() + half, float(_tost_p(d, margin, t))
 
 
 def holm(pvalues):
@@ -247,18 +245,6 @@ def _params_no_bias(config):
     return 2 * h * q + 2 * h * kv + h
 
 
-def _aopc_with(fractions=FRACTIONS, k_rule=k_for_fraction, distinct=False, zero=False):
-    def mutant(curve):
-        n = len(curve) - 1
-        ks = [k_rule(f, n) for f in fractions]
-        if distinct:
-            ks = sorted(set(ks))
-        values = [curve[k] for k in ks] + ([0.0] if zero else [])
-        return float(np.mean(values))
-
-    return mutant
-
-
 def _ece_with(weighted=True, side="right", squared=False):
     def mutant(confidence, correct, n_bins=15):
         confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
@@ -285,7 +271,7 @@ def _ece_with(weighted=True, side="right", squared=False):
     return mutant
 
 
-def _tost_with(dist=None, ddof=1, combine=max):
+def _tost_with(dist=None, ddof=1, combine=max, level=lambda alpha: 1 - alpha):
     def mutant(a, b, margin, alpha=0.05):
         d = np.asarray(b) - np.asarray(a)
         se = d.std(ddof=ddof) / math.sqrt(len(d))
@@ -293,7 +279,8 @@ def _tost_with(dist=None, ddof=1, combine=max):
         if se == 0:
             return paired_tost(a, b, margin, alpha)
         p = float(combine(law.sf((d.mean() + margin) / se), law.cdf((d.mean() - margin) / se)))
-        return p < alpha, p
+        half = law.ppf(level(alpha)) * se
+        return d.mean() - half, d.mean() + half, p
 
     return mutant
 
@@ -358,14 +345,13 @@ MUTANTS = {
         ("1 - cosine instead of the angle", lambda x, y: float((1 - _cos(x, y)).mean())),
     ],
     "k_least_important": [
-        ("in score order, not layer order",
-         lambda s, k: [int(i) for i in np.argsort(np.nan_to_num(s, nan=np.inf), kind="stable")[:k]]),
+        ("in score order, not layer order", lambda s, k: [int(i) for i in s.dropna().sort_values(kind="stable").index[:k]]),
         ("ties to the later layer",
-         lambda s, k: sorted(sorted((i for i in range(len(s)) if not math.isnan(s[i])), key=lambda i: (s[i], -i))[:k])),
+         lambda s, k: sorted(sorted(s.dropna().index, key=lambda i: (s[i], -i))[:k])),
         ("NaN read as 0 (a dropped layer chosen again)",
-         lambda s, k: sorted(int(i) for i in np.argsort(np.nan_to_num(s, nan=0.0), kind="stable")[:k])),
-        ("the k MOST important", lambda s, k: sorted(int(i) for i in np.argsort(-np.nan_to_num(s, nan=-np.inf),
-                                                                                 kind="stable")[:k])),
+         lambda s, k: sorted(int(i) for i in s.fillna(0.0).sort_values(kind="stable").index[:k])),
+        ("the k MOST important",
+         lambda s, k: sorted(int(i) for i in s.dropna().sort_values(ascending=False, kind="stable").index[:k])),
     ],
     "drop_with_hook": [
         ("zeroes the next layer", _hook_on(lambda layer, n: (layer + 1) % n)),
@@ -396,22 +382,23 @@ MUTANTS = {
         ("ascending", lambda a: np.argsort(a, kind="stable")),
     ],
     "comprehensiveness": [
-        ("max before minus max after", lambda p, q: p.max(axis=1) - q.max(axis=1)),
-        ("the erased input's argmax", lambda p, q: (p - q)[np.arange(len(p)), q.argmax(axis=1)]),
-        ("after minus before", lambda p, q: -comprehensiveness(p, q)),
-        ("ties to the last class", lambda p, q: (p - q)[np.arange(len(p)), p.shape[1] - 1 - p[:, ::-1].argmax(axis=1)]),
+        ("after minus before", lambda p, q: np.subtract(q, p)),
+        ("the absolute change", lambda p, q: np.abs(np.subtract(p, q))),
+        ("relative drop (p_full - p_erased) / p_full", lambda p, q: np.subtract(p, q) / np.asarray(p)),
+        ("1 - p_erased (ignores p_full)", lambda p, q: 1 - np.asarray(q)),
     ],
     "aopc": [
-        ("wrong fractions (10% .. 50%)", _aopc_with(fractions=(0.1, 0.2, 0.3, 0.4, 0.5))),
-        ("distinct k's only", _aopc_with(distinct=True)),
-        ("counts a 0% point: 1/(|B|+1)", _aopc_with(zero=True)),
-        ("floor for k", _aopc_with(k_rule=lambda f, n: max(1, math.floor(f * n)))),
-        ("mean of the whole curve", lambda c: float(np.mean(c[1:]))),
+        ("ERASER paper's 1/(|F|+1)", lambda c: float(np.sum(c)) / (len(FRACTIONS) + 1)),
+        ("trapezoid area over the fraction axis", lambda c: float(np.trapezoid(c, FRACTIONS))),
+        ("sum, not mean", lambda c: float(np.sum(c))),
+        ("returns a list of the values", lambda c: list(c)),
     ],
     "naopc": [
-        ("no NaN for flat bounds", lambda a, lo, hi: (a - lo) / np.where(hi - lo > 0, hi - lo, 1.0)),
-        ("inverted: (upper - AOPC) / span", lambda a, lo, hi: np.where(hi - lo > 1e-12, (hi - a) / (hi - lo), np.nan)),
-        ("AOPC / upper", lambda a, lo, hi: np.where(hi - lo > 1e-12, a / hi, np.nan)),
+        ("no NaN for flat bounds", lambda a, lo, hi: np.divide(np.subtract(a, lo), np.where(
+            np.subtract(hi, lo) > 0, np.subtract(hi, lo), 1.0))),
+        ("inverted: (upper - AOPC) / span", lambda a, lo, hi: np.where(
+            np.subtract(hi, lo) > 1e-12, np.subtract(hi, a) / np.maximum(np.subtract(hi, lo), 1e-300), np.nan)),
+        ("AOPC / upper", lambda a, lo, hi: np.where(np.subtract(hi, lo) > 1e-12, np.divide(a, hi), np.nan)),
     ],
     "ece": [
         ("not weighted by bin size", _ece_with(weighted=False)),
@@ -442,6 +429,7 @@ MUTANTS = {
         ("normal instead of t", _tost_with(dist=stats.norm())),
         ("sd with ddof=0", _tost_with(ddof=0)),
         ("p = min of the two one-sided p-values", _tost_with(combine=min)),
+        ("a (1 - alpha) interval: t at 1 - alpha/2", _tost_with(level=lambda alpha: 1 - alpha / 2)),
     ],
     "holm": [
         ("Bonferroni", lambda p: np.minimum(1.0, len(p) * np.asarray(p))),
@@ -585,10 +573,12 @@ def test_an_exception_inside_the_students_hook_is_the_students():
     [
         ("ece", lambda f, c, n_bins=15: [0.1], "expected a single number (a float), received list"),
         ("cosine_importance", lambda x, y: torch.ones(2), "expected a single number (a float), received a tensor of shape (2,)"),
-        ("comprehensiveness", lambda p, q: (p - q)[:, 0].reshape(-1, 1), "expected a float array of shape (4,), received shape (4, 1)"),
+        ("comprehensiveness", lambda p, q: np.reshape(np.subtract(p, q), (-1, 1)), "expected a single number (a float), received an array of shape (1, 1)"),
+        ("holm", lambda p: np.asarray(p).reshape(1, -1), "expected a float array of shape (5,), received shape (1, 5)"),
         ("k_least_important", lambda s, k: "0,3", "expected a list of layer indices such as"),
         ("paired_accuracy_ci", lambda a, b, n, s: 0.0, "expected a tuple (low, high), received float"),
-        ("paired_tost", lambda a, b, m, alpha=0.05: (1, 0.5), "equivalent: expected a bool"),
+        ("paired_tost", lambda a, b, m, alpha=0.05: (True, 0.5), "expected a tuple (low, high, p), received tuple"),
+        ("paired_tost", lambda a, b, m, alpha=0.05: (True, 0.5, 0.1), "low: expected a single number (a float), received a bool"),
         ("drop_with_hook", lambda model, layer: None, "expected the handle that register_forward_hook returns"),
     ],
 )

@@ -56,7 +56,7 @@ ECE = Exercise(
     title="Expected calibration error with equal-width bins (Guo et al. 2017)",
     difficulty=2,
     importance=3,
-    minutes=20,
+    minutes=10,
     signature='''def ece(confidence, correct, n_bins=15):
     """Expected calibration error of top-label confidences (Guo et al. 2017, L1, equal-width bins).
 
@@ -118,7 +118,7 @@ BRIER = Exercise(
     title="The multi-class Brier score",
     difficulty=1,
     importance=2,
-    minutes=10,
+    minutes=5,
     signature='''def brier(probs, labels):
     """Multi-class Brier score: mean squared distance to the one-hot label, in [0, 2].
 
@@ -151,7 +151,7 @@ NLL = Exercise(
     title="Negative log-likelihood (cross-entropy) in nats",
     difficulty=1,
     importance=2,
-    minutes=10,
+    minutes=5,
     signature='''def nll(probs, labels):
     """Negative log-likelihood of the true labels, natural log (nats).
 
@@ -205,8 +205,8 @@ TEMPERATURE = Exercise(
     notebook="04_calibration",
     title="Fit one temperature by minimising the NLL on held-out logits",
     difficulty=3,
-    importance=3,
-    minutes=25,
+    importance=2,
+    minutes=10,
     signature='''def fit_temperature(logits, labels):
     """Temperature scaling (Guo et al. 2017, Sec. 4.2): the T > 0 that minimises the NLL of softmax(z / T).
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..validation import InputError, InputTypeError, is_int
@@ -250,6 +251,8 @@ def describe(value: Any, limit: int = 8) -> str:
     if isinstance(value, torch.nn.Module):
         n_layers = getattr(getattr(value, "config", None), "num_hidden_layers", None)
         return f"a tiny random {type(value).__name__}" + (f" ({n_layers} layers)" if n_layers else "")
+    if isinstance(value, pd.Series):
+        return "Series " + describe(value.to_numpy(), limit)
     if isinstance(value, (bool, np.bool_)):
         return repr(bool(value))
     if is_int(value):

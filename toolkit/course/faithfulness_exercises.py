@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..faithfulness import aopc, comprehensiveness, k_for_fraction, naopc_from_bounds, ranking
+from ..faithfulness import FRACTIONS, aopc, comprehensiveness, k_for_fraction, naopc_from_bounds, ranking
 from .checking import Case, Exercise, exact_int, exact_ints, floats, scalar
 
 
@@ -121,62 +121,68 @@ RANKING = Exercise(
 # ----------------------------------------------------------------------------- comprehensiveness
 
 
-def _comp_reference(p_full: Any, p_erased: Any) -> np.ndarray:
-    p_full, p_erased = np.asarray(p_full, dtype=float), np.asarray(p_erased, dtype=float)
+def _comp_reference(p_full: Any, p_erased: Any) -> np.ndarray | float:
+    """The toolkit's comprehensiveness, one example per (p_full, p_erased) pair.
+
+    Each pair becomes a two-word example whose scorer says p(y^) = p_full on the full text and
+    p_erased without its top word (the other class gets the rest; y^ = class 0, as p_full >= 0.5).
+    """
+    full, erased = np.broadcast_arrays(np.asarray(p_full, dtype=float), np.asarray(p_erased, dtype=float))
     table, words = {}, []
-    for i in range(p_full.shape[0]):
+    for i, (pf, pe) in enumerate(zip(full.ravel(), erased.ravel())):
         pair = (f"top{i}", f"rest{i}")  # top-ranked word first; k = 1 of 2 words at fraction 0.5
         words.append(pair)
-        table[pair] = p_full[i]
-        table[pair[1:]] = p_erased[i]  # the text without its top-1 word
-    scorer = _lookup_scorer(table, default=np.full(p_full.shape[1], 1.0 / p_full.shape[1]))
+        table[pair] = np.array([pf, 1.0 - pf])
+        table[pair[1:]] = np.array([pe, 1.0 - pe])
+    scorer = _lookup_scorer(table, default=np.array([0.5, 0.5]))
     out = comprehensiveness(scorer, words, [np.array([1.0, 0.0])] * len(words), fractions=(0.5,))
-    return out["comprehensiveness@0.5"].to_numpy()
+    values = out["comprehensiveness@0.5"].to_numpy().reshape(full.shape)
+    return float(values) if values.ndim == 0 else values
 
 
 def _comp_cases() -> list[Case]:
     rng = np.random.default_rng(0)
-    p = rng.dirichlet(np.ones(2), size=4)
-    q = rng.dirichlet(np.ones(2), size=4)
+    p = rng.uniform(0.5, 1.0, 6)
     return [
-        Case("typical: 4 examples, 2 classes", (p, q)),
-        Case("erasing flips the prediction: track the full input's class y^", (
-            np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]), np.array([[0.2, 0.7, 0.1], [0.5, 0.4, 0.1]]))),
-        Case("a tie in p_full: y^ is the lower class index (as np.argmax)", (
-            np.array([[0.4, 0.4, 0.2], [0.2, 0.4, 0.4]]), np.array([[0.1, 0.6, 0.3], [0.3, 0.1, 0.6]]))),
-        Case("erasing raises p(y^): comprehensiveness is negative", (np.array([[0.6, 0.4]]), np.array([[0.9, 0.1]]))),
+        Case("one example (floats)", (0.9, 0.4)),
+        Case("6 examples (arrays)", (p, p * rng.uniform(0.2, 1.0, 6))),
+        Case("erasing raises p(y^): comprehensiveness is negative", (np.array([0.6, 0.7]), np.array([0.9, 0.7]))),
+        Case("one example, its curve over 5 erasures (a float and an array)", (0.8, np.array([0.75, 0.6, 0.5, 0.3, 0.1]))),
     ]
 
 
 COMPREHENSIVENESS = Exercise(
     name="comprehensiveness",
     notebook="03_faithfulness",
-    title="ERASER comprehensiveness from the probabilities before and after erasing the rationale",
+    title="ERASER comprehensiveness: the drop in p(y^) when the rationale is erased",
     difficulty=1,
     importance=3,
-    minutes=10,
+    minutes=3,
     signature='''def comprehensiveness(p_full, p_erased):
-    """ERASER comprehensiveness of each example: how much erasing the rationale lowers p(y^).
+    """ERASER comprehensiveness: how much erasing the top-k words lowers the predicted label's probability.
 
-        comp_i = p_full[i, y^_i] - p_erased[i, y^_i],   y^_i = argmax_c p_full[i, c]
+        comp = p(y^ | x) - p(y^ | x without its top-k words)
 
-    y^ is the class predicted on the FULL input (ties: the lower class index, as np.argmax).
-    DeYoung et al. 2020, "ERASER", https://arxiv.org/abs/1911.03429 .
+    y^ is the label predicted on the full input; both arguments are probabilities of that same
+    label. DeYoung et al. 2020, "ERASER", https://arxiv.org/abs/1911.03429 . Elementwise: floats
+    or numpy arrays (numpy broadcasting), as toolkit.faithfulness.comprehensiveness computes it.
 
     Args:
-        p_full: float array (n, C), class probabilities on the full inputs.
-        p_erased: float array (n, C), class probabilities with the top-k words erased.
+        p_full: p(y^ | x), a float or an array.
+        p_erased: p(y^ | x without r_k), a float or an array.
 
     Returns:
-        A float array (n,).
+        A float for floats, else an array.
     """''',
     hint=(
-        'Find y^ on the FULL input (the argmax of each row of `p_full`), then read that same class in both '
-        "arrays. The erased input's own argmax does not matter."
+        "Before minus after: a faithful rationale makes p(y^) FALL when erased, so comprehensiveness is "
+        "positive; it is negative when erasing raised p(y^). Convert with `np.asarray` so arrays work too."
     ),
     cases=_comp_cases,
     reference=_comp_reference,
-    compare=floats(atol=1e-12, what="a float array"),
+    compare=lambda received, expected: (
+        scalar(atol=1e-12) if isinstance(expected, float) else floats(atol=1e-12, what="a float array")
+    )(received, expected),
     compared_with="toolkit.faithfulness.comprehensiveness (with a scorer returning these probabilities)",
     tolerance="abs tolerance 1e-12 (one float64 subtraction)",
 )
@@ -184,66 +190,59 @@ COMPREHENSIVENESS = Exercise(
 
 # ----------------------------------------------------------------------------- AOPC
 
+N_GRID = 100  # words: the fractions (1, 5, 10, 20, 50)% erase 1, 5, 10, 20, 50 words
+
 
 def _aopc_reference(curve: Any) -> float:
+    """The toolkit's AOPC of a 100-word example whose comprehensiveness at the 5 fractions is `curve`."""
     curve = np.asarray(curve, dtype=float)
-    n = curve.size - 1
-    words = tuple(f"w{i}" for i in range(n))
+    words = tuple(f"w{i}" for i in range(N_GRID))
     p_full = np.array([0.8, 0.2])
     table = {words: p_full}
-    for k in range(1, n + 1):  # the text without its top-k words (word i is ranked i-th)
-        table[words[k:]] = np.array([0.8 - curve[k], 0.2 + curve[k]])
+    for value, fraction in zip(curve, FRACTIONS):  # the text without its top-k words (word i is ranked i-th)
+        k = k_for_fraction(fraction, N_GRID)
+        table[words[k:]] = np.array([0.8 - value, 0.2 + value])
     scorer = _lookup_scorer(table, default=p_full)  # sufficiency's variants: not used here
-    out = aopc(scorer, [words], [np.arange(n, 0, -1, dtype=float)])
+    out = aopc(scorer, [words], [np.arange(N_GRID, 0, -1, dtype=float)])
     return float(out["aopc_comprehensiveness"].iloc[0])
 
-
-def _curve(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    c = np.concatenate([[0.0], np.cumsum(rng.uniform(-0.02, 0.08, n))])
-    return np.clip(c, -0.2, 0.8)
-
-
-AOPC_CASES = (
-    ("100 words: the grid erases 1, 5, 10, 20 and 50 words", 100),
-    ("10 words: 1%, 5% and 10% all erase one word (it counts three times)", 10),
-    ("30 words: 10% is 3 words, not 4 (float noise)", 30),
-    ("3 words", 3),
-    ("1 word", 1),
-)
 
 AOPC = Exercise(
     name="aopc",
     notebook="03_faithfulness",
-    title="AOPC: the mean comprehensiveness over ERASER's fractions",
-    difficulty=2,
+    title="AOPC: the mean comprehensiveness over ERASER's five fractions",
+    difficulty=1,
     importance=3,
-    minutes=15,
+    minutes=3,
     signature='''def aopc(curve):
-    """Area over the perturbation curve (AOPC) of one example, as ERASER's scorer computes it.
+    """Area over the perturbation curve (AOPC) of one example, as ERASER's released scorer computes it.
 
-        AOPC = (1/|B|) sum_{f in B} curve[k(f)],   B = (0.01, 0.05, 0.10, 0.20, 0.50)
+        AOPC = (1/|F|) sum_{f in F} comp_{k(f)},   F = {1, 5, 10, 20, 50}%
 
-    with k(f) = max(1, ceil(f * n)) (your k_for_fraction) and n = len(curve) - 1. The mean is over
-    the 5 fractions: when several fractions give the same k, that k counts several times.
-    DeYoung et al. 2020 (ERASER's released rationale_benchmark/metrics.py averages over the
-    |B| fractions).
+    `curve` holds comp_{k(f)} at the five fractions. ERASER's paper prints 1/(|F| + 1); its
+    released scorer (rationale_benchmark/metrics.py) and toolkit.faithfulness.aopc average over the
+    |F| fractions. DeYoung et al. 2020, https://arxiv.org/abs/1911.03429 .
 
     Args:
-        curve: float array (n + 1,), curve[k] = comprehensiveness after erasing the top-k
-            words (curve[0] = 0).
+        curve: a list or array of 5 floats (comprehensiveness at 1, 5, 10, 20, 50%).
 
     Returns:
         A Python float.
     """''',
     hint=(
-        'For each of the 5 fractions get k from your `k_for_fraction` and read `curve[k]`; average the 5 '
-        'values. Short texts repeat a k: keep the repeats. There is no 0% point.'
+        "The plain mean of the 5 values: divide by |F| = 5, not by |F| + 1 (there is no 0% point), and no "
+        "trapezoid over the fraction axis. Return `float(...)`."
     ),
-    cases=lambda: [Case(name, (_curve(n, seed),)) for seed, (name, n) in enumerate(AOPC_CASES)],
+    cases=lambda: [
+        Case("typical: a rising curve", ([0.02, 0.08, 0.15, 0.3, 0.45],)),
+        Case("negative values: erasing helped the prediction", ([-0.05, -0.02, 0.01, 0.1, 0.2],)),
+        Case("a flat curve", (np.full(5, 0.25),)),
+        Case("erasing changes nothing: 0", (np.zeros(5),)),
+        Case("as a numpy array", (np.array([0.3, 0.31, 0.5, 0.52, 0.6]),)),
+    ],
     reference=_aopc_reference,
     compare=scalar(atol=1e-12),
-    compared_with="toolkit.faithfulness.aopc (with a scorer realising this curve)",
+    compared_with="toolkit.faithfulness.aopc (with a scorer realising this curve on a 100-word example)",
     tolerance="abs tolerance 1e-12 (float64 differences of probabilities)",
 )
 
@@ -257,6 +256,7 @@ def _naopc_cases() -> list[Case]:
     hi = lo + rng.uniform(0.1, 0.5, 5)
     a = lo + rng.uniform(0, 1, 5) * (hi - lo)
     return [
+        Case("one example (floats)", (0.3, 0.1, 0.5)),
         Case("typical: 5 examples", (a, lo, hi)),
         Case("AOPC at its bounds: 0 and 1", (np.array([0.1, 0.4]), np.array([0.1, 0.1]), np.array([0.4, 0.4]))),
         Case("negative AOPCs (sufficiency can be negative)", (np.array([-0.05, -0.2]), np.array([-0.3, -0.3]),
@@ -270,9 +270,9 @@ NAOPC = Exercise(
     name="naopc",
     notebook="03_faithfulness",
     title="Normalised AOPC: AOPC min-max scaled between its bounds over orderings",
-    difficulty=1,
-    importance=2,
-    minutes=10,
+    difficulty=2,
+    importance=3,
+    minutes=5,
     signature='''def naopc(aopc, lower, upper):
     """Normalised AOPC (Edin et al. 2025, https://arxiv.org/abs/2408.08137), per example.
 
@@ -283,10 +283,10 @@ NAOPC = Exercise(
     beats another, NaN rather than a division by ~0. As toolkit.faithfulness.naopc_from_bounds.
 
     Args:
-        aopc, lower, upper: float arrays (n,).
+        aopc, lower, upper: floats, or float arrays (n,) (one value per example).
 
     Returns:
-        A float array (n,).
+        A float for floats, else a float array (n,).
     """''',
     hint=(
         'Subtract the lower bound and divide by the span upper - lower; where the span is <= 1e-12 the answer '
@@ -294,7 +294,9 @@ NAOPC = Exercise(
     ),
     cases=_naopc_cases,
     reference=naopc_from_bounds,
-    compare=floats(atol=1e-12, rtol=1e-9, what="a float array"),
+    compare=lambda received, expected: (
+        scalar(atol=1e-12, rtol=1e-9) if isinstance(expected, float) else floats(atol=1e-12, rtol=1e-9, what="a float array")
+    )(received, expected),
     compared_with="toolkit.faithfulness.naopc_from_bounds (what toolkit.faithfulness.naopc uses)",
     tolerance="abs 1e-12 + rel 1e-9 (float64 division)",
 )

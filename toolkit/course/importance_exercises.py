@@ -49,7 +49,7 @@ COSINE = Exercise(
     title="LLM-Drop importance: 1 - mean cosine between the stream before and after attention",
     difficulty=1,
     importance=3,
-    minutes=10,
+    minutes=5,
     signature='''def cosine_importance(x, y):
     """Importance of one attention sub-layer from the residual stream around it (LLM-Drop).
 
@@ -83,7 +83,7 @@ ANGULAR = Exercise(
     title="Angular distance between the stream before and after attention (ShortGPT/Gromov style)",
     difficulty=1,
     importance=2,
-    minutes=10,
+    minutes=5,
     signature='''def angular_distance(x, y):
     """Mean angular distance between the residual stream before and after a sub-layer.
 
@@ -114,19 +114,19 @@ ANGULAR = Exercise(
 )
 
 
-def _select_reference(scores: object, k: int) -> list[int]:
-    return select_layers(pd.Series(np.asarray(scores, dtype=np.float64)), k)
+def _select_reference(scores: pd.Series, k: int) -> list[int]:
+    return select_layers(scores, k)
 
 
 def _select_cases() -> list[Case]:
-    typical = [0.31, 0.05, 0.22, 0.02, 0.40, 0.11, 0.09, 0.35]
+    typical = pd.Series([0.31, 0.05, 0.22, 0.02, 0.40, 0.11, 0.09, 0.35], name="cosine")
     return [
         Case("typical: 8 layers, k=3 (the answer is in layer order, not score order)", (typical, 3)),
         Case("k=0: nothing to drop", (typical, 0)),
-        Case("ties: equal scores go to the lower layer index first", ([0.2, 0.1, 0.3, 0.1, 0.1, 0.2], 2)),
-        Case("every layer tied", ([0.5, 0.5, 0.5, 0.5], 3)),
-        Case("NaN = an already dropped layer, never chosen", ([0.3, np.nan, 0.1, np.nan, 0.2], 3)),
-        Case("one layer, k=1", ([0.7], 1)),
+        Case("ties: equal scores go to the lower layer index first", (pd.Series([0.2, 0.1, 0.3, 0.1, 0.1, 0.2]), 2)),
+        Case("every layer tied", (pd.Series([0.5, 0.5, 0.5, 0.5]), 3)),
+        Case("NaN = an already dropped layer, never chosen", (pd.Series([0.3, np.nan, 0.1, np.nan, 0.2]), 3)),
+        Case("one layer, k=1", (pd.Series([0.7]), 1)),
     ]
 
 
@@ -136,15 +136,15 @@ SELECT = Exercise(
     title="Pick the k least important attention layers (ties and NaN as toolkit.select_layers)",
     difficulty=1,
     importance=3,
-    minutes=10,
+    minutes=5,
     signature='''def k_least_important(scores, k):
     """The k layers with the lowest importance: the attention sub-layers to drop.
 
     Ties go to the lower layer index (a stable sort); NaN marks a layer already dropped and is
-    never chosen. Same result as toolkit.select_layers(pd.Series(scores), k).
+    never chosen. Same result as toolkit.select_layers(scores, k).
 
     Args:
-        scores: list of floats, one per layer (index = layer), NaN allowed.
+        scores: pandas Series indexed by layer (as toolkit.attention_importance returns), NaN allowed.
         k: how many layers to choose, 0 <= k <= number of non-NaN scores.
 
     Returns:

@@ -79,7 +79,7 @@ HOOK = Exercise(
     title="Drop one attention sub-layer with a removable forward hook",
     difficulty=2,
     importance=3,
-    minutes=15,
+    minutes=10,
     signature='''def drop_with_hook(model, layer):
     """Make attention sub-layer `layer` contribute nothing, reversibly, with a forward hook.
 
@@ -161,7 +161,7 @@ PAIRED_CI = Exercise(
     title="A paired bootstrap CI of the accuracy change after pruning",
     difficulty=2,
     importance=3,
-    minutes=20,
+    minutes=10,
     signature='''def paired_accuracy_ci(correct_a, correct_b, n_boot, seed):
     """95% paired percentile bootstrap CI of the accuracy difference b - a.
 
@@ -224,9 +224,9 @@ PARAMETERS = Exercise(
     name="attention_parameters",
     notebook="02_pruning",
     title="How many parameters does pruning one attention sub-layer remove?",
-    difficulty=2,
+    difficulty=1,
     importance=2,
-    minutes=15,
+    minutes=5,
     signature='''def attention_parameters(config):
     """Parameters that prune_attention removes from one decoder layer of a Llama-style model.
 

@@ -7,14 +7,14 @@ from typing import Any
 import numpy as np
 
 from ..decisions import adjust_pvalues, error_budget, mde_paired, paired_tost
-from .checking import Case, Exercise, boolean, fields, floats, scalar
+from .checking import Case, Exercise, fields, floats, scalar
 
 # ----------------------------------------------------------------------------- TOST
 
 
-def _tost_reference(a: Any, b: Any, margin: float, alpha: float = 0.05) -> tuple[bool, float]:
+def _tost_reference(a: Any, b: Any, margin: float, alpha: float = 0.05) -> tuple[float, float, float]:
     result = paired_tost(a, b, margin, alpha)
-    return result.equivalent, result.p
+    return result.low, result.high, result.p
 
 
 def _tost_cases() -> list[Case]:
@@ -39,38 +39,41 @@ TOST = Exercise(
     name="paired_tost",
     notebook="05_study",
     title="Paired TOST: is the change smaller than the margin?",
-    difficulty=2,
+    difficulty=3,
     importance=3,
-    minutes=20,
+    minutes=10,
     signature='''def paired_tost(a, b, margin, alpha=0.05):
     """Paired two one-sided t-tests (Schuirmann 1987) for |mean(b - a)| < margin.
 
     d_i = b_i - a_i, d^ = mean(d), se = sd(d, ddof=1) / sqrt(n), df = n - 1, T ~ Student t(df):
 
-        p_lower = P(T > (d^ + margin) / se)      (H0: d <= -margin)
-        p_upper = P(T < (d^ - margin) / se)      (H0: d >= +margin)
-        p = max(p_lower, p_upper);   equivalent = p < alpha
+        (low, high) = d^ -+ t_{1 - alpha, df} * se            the (1 - 2 alpha) interval
+        p_lower = P(T > (d^ + margin) / se)                  (H0: d <= -margin)
+        p_upper = P(T < (d^ - margin) / se)                  (H0: d >= +margin)
+        p = max(p_lower, p_upper);   equivalent <=> p < alpha <=> -margin < low, high < margin
 
-    When se = 0 (all d_i equal): p_lower = 0 if d^ > -margin else 1, p_upper = 0 if d^ < margin
-    else 1. As toolkit.decisions.paired_tost.
+    When se = 0 (all d_i equal) the interval is the point d^, p_lower = 0 if d^ > -margin else 1,
+    p_upper = 0 if d^ < margin else 1. As toolkit.decisions.paired_tost (its .low, .high, .p).
 
     Args:
-        a, b: float arrays (n,), per-example values of two models on the same examples.
+        a, b: float arrays (n,), per-example values of the reference and the pruned model on the
+            same examples.
         margin: the equivalence margin > 0.
         alpha: the size of the test.
 
     Returns:
-        (equivalent, p): a bool and a float.
+        (low, high, p): three floats.
     """''',
     hint=(
-        'Work on the differences d = b - a: two one-sided t-tests (df = n - 1, sd with `ddof=1`), and p is '
-        'the LARGER of the two p-values (both must reject). Handle se = 0 before dividing.'
+        "Work on the differences d = b - a with the t distribution (df = n - 1, sd with `ddof=1`). The interval "
+        "uses t at 1 - alpha (not 1 - alpha/2): each one-sided test is at level alpha. p is the LARGER of the "
+        "two one-sided p-values (both must reject). Handle se = 0 before dividing."
     ),
     cases=_tost_cases,
     reference=_tost_reference,
-    compare=fields(("equivalent", boolean()), ("p", scalar(atol=1e-12, rtol=1e-7))),
+    compare=fields(*((name, scalar(atol=1e-12, rtol=1e-7)) for name in ("low", "high", "p"))),
     compared_with="toolkit.decisions.paired_tost",
-    tolerance="p: abs 1e-12 + rel 1e-7 (scipy's t distribution; same formula)",
+    tolerance="abs 1e-12 + rel 1e-7 (scipy's t distribution; the same formula)",
 )
 
 
@@ -95,7 +98,7 @@ HOLM = Exercise(
     title="Holm's step-down adjusted p-values",
     difficulty=2,
     importance=3,
-    minutes=15,
+    minutes=10,
     signature='''def holm(pvalues):
     """Holm (1979) adjusted p-values, in the input's order.
 
@@ -133,7 +136,7 @@ FALSE_FLAGS = Exercise(
     title="How many false 'changed' flags do m unadjusted tests raise?",
     difficulty=1,
     importance=2,
-    minutes=5,
+    minutes=3,
     signature='''def expected_false_flags(m, alpha):
     """Expected number of false positives among m unadjusted tests at level alpha, all nulls true.
 
