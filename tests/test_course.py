@@ -656,3 +656,35 @@ def test_paired_ci_tolerance_covers_monte_carlo_error_but_not_unpairing():
         assert worst <= CI_ATOL / 2, (case.name, worst)
         gap = np.abs(np.array(_unpaired_ci(a, b, n_boot, 0)) - ref).max()
         assert gap >= 2 * CI_ATOL, (case.name, gap)
+
+
+IPYTHON_SESSION = r'''
+import contextlib, io
+from IPython.testing.globalipapp import start_ipython
+ip = start_ipython()
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    failed = ip.run_cell("from toolkit.course import check\ndef brier(p, y):\n    return 1 / 0\ncheck('brier', brier)")
+    passed = ip.run_cell("check('expected_false_flags', lambda m, alpha: alpha * m)")
+print(out.getvalue())
+print("RESULT", failed.success, passed.success, type(passed.result).__name__)
+'''
+
+
+def test_ipython_shows_only_the_message(tmp_path):
+    """In an IPython shell (what Jupyter runs) a failed check prints the message, no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path), "PYTHONPATH": str(root), "MPLCONFIGDIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", IPYTHON_SESSION], capture_output=True, text=True, env=env,
+                         timeout=300, cwd=tmp_path)
+    text = run.stdout
+    assert "RESULT False True CheckResult" in text, run.stdout + run.stderr
+    assert "ExerciseFailed" in text and "brier: case 'typical: 50 examples, 3 classes' failed" in text
+    assert "your function raised ZeroDivisionError: division by zero" in text and "return 1 / 0" in text
+    assert "Traceback" not in text and "toolkit/" not in text and "checking.py" not in text
+    assert "\u2714 expected_false_flags: all 5 cases passed" in text
