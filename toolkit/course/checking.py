@@ -417,10 +417,12 @@ def boolean() -> Callable[[Any, Any], None]:
 
 
 def fields(*parts: tuple[str, Callable[[Any, Any], None]]) -> Callable[[Any, Any], None]:
-    """Compare a tuple field by field; the message names the field that differs."""
+    """Compare a tuple (or a 1-D array) field by field; the message names the field that differs."""
     names = [n for n, _ in parts]
 
     def compare(received: Any, expected: Any) -> None:
+        if isinstance(received, np.ndarray) and received.ndim == 1:  # e.g. np.quantile(x, [q1, q2])
+            received = tuple(received)
         if not isinstance(received, (tuple, list)) or len(received) != len(parts):
             raise Mismatch(
                 f"expected a tuple ({', '.join(names)}), received {type(received).__name__}: {describe(received)}"

@@ -27,8 +27,10 @@ def tiny_llama(seed: int = 0, **overrides: Any) -> PreTrainedModel:
 
 
 @functools.cache
-def _cached_tiny() -> PreTrainedModel:
-    return tiny_llama()  # each case gets a deep copy, so a student's hook never reaches the next case
+def cached_tiny_llama() -> PreTrainedModel:
+    """The tiny Llama of the hook exercise, built once; each case gets a deep copy of it, so a
+    student's hook never reaches the cached model or the next case."""
+    return tiny_llama()
 
 
 def _ids(seed: int, batch: int, length: int) -> torch.Tensor:
@@ -39,7 +41,7 @@ def _ids(seed: int, batch: int, length: int) -> torch.Tensor:
 
 
 def _hook_cases() -> list[Case]:
-    model = _cached_tiny()
+    model = cached_tiny_llama()
     return [
         Case(f"layer {layer}", (model, layer), {"input_ids": _ids(layer, batch, 7)},
              inputs=f"model=a tiny random LlamaForCausalLM (3 layers), layer={layer}, input_ids of shape ({batch}, 7)")
