@@ -345,7 +345,8 @@ MUTANTS = {
         ("1 - cosine instead of the angle", lambda x, y: float((1 - _cos(x, y)).mean())),
     ],
     "k_least_important": [
-        ("in score order, not layer order", lambda s, k: [int(i) for i in s.dropna().sort_values(kind="stable").index[:k]]),
+        ("in score order, not layer order",
+         lambda s, k: [int(i) for i in s.dropna().sort_values(kind="stable").index[:k]]),
         ("ties to the later layer",
          lambda s, k: sorted(sorted(s.dropna().index, key=lambda i: (s[i], -i))[:k])),
         ("NaN read as 0 (a dropped layer chosen again)",
@@ -572,13 +573,16 @@ def test_an_exception_inside_the_students_hook_is_the_students():
     "name,fn,needle",
     [
         ("ece", lambda f, c, n_bins=15: [0.1], "expected a single number (a float), received list"),
-        ("cosine_importance", lambda x, y: torch.ones(2), "expected a single number (a float), received a tensor of shape (2,)"),
-        ("comprehensiveness", lambda p, q: np.reshape(np.subtract(p, q), (-1, 1)), "expected a single number (a float), received an array of shape (1, 1)"),
+        ("cosine_importance", lambda x, y: torch.ones(2),
+         "expected a single number (a float), received a tensor of shape (2,)"),
+        ("comprehensiveness", lambda p, q: np.reshape(np.subtract(p, q), (-1, 1)),
+         "expected a single number (a float), received an array of shape (1, 1)"),
         ("holm", lambda p: np.asarray(p).reshape(1, -1), "expected a float array of shape (5,), received shape (1, 5)"),
         ("k_least_important", lambda s, k: "0,3", "expected a list of layer indices such as"),
         ("paired_accuracy_ci", lambda a, b, n, s: 0.0, "expected a tuple (low, high), received float"),
         ("paired_tost", lambda a, b, m, alpha=0.05: (True, 0.5), "expected a tuple (low, high, p), received tuple"),
-        ("paired_tost", lambda a, b, m, alpha=0.05: (True, 0.5, 0.1), "low: expected a single number (a float), received a bool"),
+        ("paired_tost", lambda a, b, m, alpha=0.05: (True, 0.5, 0.1),
+         "low: expected a single number (a float), received a bool"),
         ("drop_with_hook", lambda model, layer: None, "expected the handle that register_forward_hook returns"),
     ],
 )
@@ -696,3 +700,21 @@ def test_ipython_shows_only_the_message(tmp_path):
     assert "your function raised ZeroDivisionError: division by zero" in text and "return 1 / 0" in text
     assert "Traceback" not in text and "toolkit/" not in text and "checking.py" not in text
     assert "\u2714 expected_false_flags: all 5 cases passed" in text
+
+
+def test_comparators_directly():
+    from toolkit.course.checking import Mismatch, boolean, exact_int, floats, scalar
+
+    scalar(atol=1e-9)(np.float32(0.5), 0.5)
+    scalar()(float("nan"), float("nan"))
+    with pytest.raises(Mismatch, match="expected nan, received 0.0"):
+        scalar()(0.0, float("nan"))
+    with pytest.raises(Mismatch, match="expected 2.0, received inf"):
+        scalar(atol=1.0)(math.inf, 2.0)
+    boolean()(np.True_, True)
+    with pytest.raises(Mismatch, match=r"expected a bool \(True\), received int 1"):
+        boolean()(1, True)
+    with pytest.raises(Mismatch, match=r"expected an int \(3\), received float 3.0"):
+        exact_int()(3.0, 3)
+    with pytest.raises(Mismatch, match=r"1 of 3 entries differ; the largest difference is at index \[2\]"):
+        floats(atol=1e-6)([1.0, 2.0, 3.5], np.array([1.0, 2.0, 3.0]))

@@ -23,7 +23,7 @@ Adding an exercise:
 3. ``reference``: the toolkit's own, tested function wrapped to the student's signature. If the
    toolkit has no array-level function for it, add a public one to the metric module and make
    the module's own code use it (one home), rather than a second implementation here.
-4. ``compare``: one of ``scalar``, ``floats``, ``exact_int``, ``exact_ints``, ``boolean``,
+4. ``compare``: one of ``scalar``, ``floats``, ``scalar_or_array``, ``exact_int``, ``exact_ints``, ``boolean``,
    ``fields`` with a tolerance, and say in ``tolerance`` where it comes from.
 5. Append it to the module's ``EXERCISES`` and add a correct solution and at least two plausible
    wrong ones to ``tests/test_course.py`` (``SOLUTIONS`` / ``MUTANTS``): the test fails for an

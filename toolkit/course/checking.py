@@ -44,6 +44,7 @@ __all__ = [
     "floats",
     "run_checks",
     "scalar",
+    "scalar_or_array",
     "student_code",
 ]
 
@@ -51,8 +52,7 @@ NOTEBOOKS = ("01_layer_importance", "02_pruning", "03_faithfulness", "04_calibra
 
 _TOOLKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIBRARY_DIRS = tuple(
-    os.path.abspath(p) for p in {sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-    if p
+    os.path.abspath(p) for p in {sysconfig.get_path(k) for k in ("stdlib", "purelib", "platlib")} if p
 )
 
 
@@ -371,12 +371,23 @@ def floats(atol: float = 0.0, rtol: float = 0.0, what: str = "an array") -> Call
     return compare
 
 
+def scalar_or_array(atol: float = 0.0, rtol: float = 0.0) -> Callable[[Any, Any], None]:
+    """``scalar`` where the expected value is a float (float inputs), ``floats`` where it is an array."""
+    one, many = scalar(atol, rtol), floats(atol, rtol, what="a float array")
+
+    def compare(received: Any, expected: Any) -> None:
+        (one if isinstance(expected, float) else many)(received, expected)
+
+    return compare
+
+
 def exact_int() -> Callable[[Any, Any], None]:
     """Compare one integer exactly (a Python or numpy integer; a float is the wrong type)."""
 
     def compare(received: Any, expected: Any) -> None:
         if not is_int(received):
-            raise Mismatch(f"expected an int ({int(expected)}), received {type(received).__name__} {describe(received)}")
+            kind = type(received).__name__
+            raise Mismatch(f"expected an int ({int(expected)}), received {kind} {describe(received)}")
         if int(received) != int(expected):
             raise Mismatch(f"expected {int(expected)}, received {int(received)}")
 
@@ -409,7 +420,8 @@ def boolean() -> Callable[[Any, Any], None]:
 
     def compare(received: Any, expected: Any) -> None:
         if not isinstance(received, (bool, np.bool_)):
-            raise Mismatch(f"expected a bool ({bool(expected)}), received {type(received).__name__} {describe(received)}")
+            kind = type(received).__name__
+            raise Mismatch(f"expected a bool ({bool(expected)}), received {kind} {describe(received)}")
         if bool(received) != bool(expected):
             raise Mismatch(f"expected {bool(expected)}, received {bool(received)}")
 

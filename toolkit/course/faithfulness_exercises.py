@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..faithfulness import FRACTIONS, aopc, comprehensiveness, k_for_fraction, naopc_from_bounds, ranking
-from .checking import Case, Exercise, exact_int, exact_ints, floats, scalar
+from .checking import Case, Exercise, exact_int, exact_ints, scalar, scalar_or_array
 
 
 def _lookup_scorer(table: dict[tuple[str, ...], np.ndarray], default: np.ndarray) -> Any:
@@ -147,7 +147,8 @@ def _comp_cases() -> list[Case]:
         Case("one example (floats)", (0.9, 0.4)),
         Case("6 examples (arrays)", (p, p * rng.uniform(0.2, 1.0, 6))),
         Case("erasing raises p(y^): comprehensiveness is negative", (np.array([0.6, 0.7]), np.array([0.9, 0.7]))),
-        Case("one example, its curve over 5 erasures (a float and an array)", (0.8, np.array([0.75, 0.6, 0.5, 0.3, 0.1]))),
+        Case("one example, its curve over 5 erasures (a float and an array)",
+             (0.8, np.array([0.75, 0.6, 0.5, 0.3, 0.1]))),
     ]
 
 
@@ -180,9 +181,7 @@ COMPREHENSIVENESS = Exercise(
     ),
     cases=_comp_cases,
     reference=_comp_reference,
-    compare=lambda received, expected: (
-        scalar(atol=1e-12) if isinstance(expected, float) else floats(atol=1e-12, what="a float array")
-    )(received, expected),
+    compare=scalar_or_array(atol=1e-12),
     compared_with="toolkit.faithfulness.comprehensiveness (with a scorer returning these probabilities)",
     tolerance="abs tolerance 1e-12 (one float64 subtraction)",
 )
@@ -294,9 +293,7 @@ NAOPC = Exercise(
     ),
     cases=_naopc_cases,
     reference=naopc_from_bounds,
-    compare=lambda received, expected: (
-        scalar(atol=1e-12, rtol=1e-9) if isinstance(expected, float) else floats(atol=1e-12, rtol=1e-9, what="a float array")
-    )(received, expected),
+    compare=scalar_or_array(atol=1e-12, rtol=1e-9),
     compared_with="toolkit.faithfulness.naopc_from_bounds (what toolkit.faithfulness.naopc uses)",
     tolerance="abs 1e-12 + rel 1e-9 (float64 division)",
 )

@@ -50,7 +50,9 @@ def _hook_cases() -> list[Case]:
 
 
 @torch.no_grad()
-def _hook_reference(model: PreTrainedModel, layer: int, *, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _hook_reference(
+    model: PreTrainedModel, layer: int, *, input_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     original = model(input_ids).logits
     with drop_attention(model, [layer]):
         dropped = model(input_ids).logits
