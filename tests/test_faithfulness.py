@@ -675,3 +675,13 @@ def test_memo_on_real_sentences_matches_no_memo(bundled, request):
     pd.testing.assert_frame_equal(memo.drop(columns=naopc_cols), fresh.drop(columns=naopc_cols), atol=1e-5, rtol=0)
     pd.testing.assert_frame_equal(memo[naopc_cols], fresh[naopc_cols], atol=1e-3, rtol=0)
     assert F.model_scorer(model, tok, data.task).memo.saved > 0
+
+
+def test_naopc_from_bounds_by_hand():
+    assert F.naopc_from_bounds(0.3, 0.1, 0.5) == pytest.approx(0.5)
+    assert isinstance(F.naopc_from_bounds(0.3, 0.1, 0.5), float)
+    assert math.isnan(F.naopc_from_bounds(0.25 + 5e-14, 0.25, 0.25 + 1e-13))  # span 1e-13 <= FLAT_BOUNDS_TOL
+    np.testing.assert_allclose(  # float64 division: 0.1 / 0.2 of these decimals is off by 1 ulp
+        F.naopc_from_bounds([0.1, 0.5, 0.3, -0.2], [0.1, 0.1, 0.3, -0.3], [0.5, 0.5, 0.3, -0.1]),
+        [0.0, 1.0, np.nan, 0.5], rtol=0, atol=1e-15,
+    )

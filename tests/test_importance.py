@@ -142,3 +142,34 @@ def test_choose_layers_bad_input():
         choose_layers(model, tok, TEXTS, 5)
     with pytest.raises(ValueError, match="unknown selection strategy 'greedy'"):
         choose_layers(model, tok, TEXTS, 1, strategy="greedy")
+
+
+def test_array_level_scores_by_hand():
+    """cos = 0, -1, 1 on three tokens: importance 1 - 0 = 1, angles (1/2 + 1 + 0) / 3 = 1/2."""
+    from toolkit.importance import angular_distance, cosine_importance
+    from toolkit.validation import InputError
+
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    y = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [0.0, 5.0]])
+    assert cosine_importance(x, y) == pytest.approx(1.0, abs=1e-7)
+    assert angular_distance(x, y) == pytest.approx(0.5, abs=1e-7)
+    assert cosine_importance(x.numpy(), 3 * x.numpy()) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(InputError, match="expected the same shape"):
+        cosine_importance(x, y[:2])
+
+
+def test_array_level_scores_equal_the_hooked_scores_on_one_text():
+    """The public array functions and attention_importance's hooks compute the same number (one home)."""
+    from toolkit.importance import angular_distance, cosine_importance
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    text, layer = TEXTS[2], 1
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        decoder_layers(ref)[layer].mlp.down_proj.weight.zero_()  # the layer's output is then X + Attn(LN(X))
+        ids = tok(text, return_tensors="pt").input_ids
+        x = model(ids, output_hidden_states=True).hidden_states[layer][0]
+        y = ref(ids, output_hidden_states=True).hidden_states[layer + 1][0]
+    for metric, fn, atol in (("cosine", cosine_importance, 1e-6), ("angular", angular_distance, 5e-4)):
+        hooked = attention_importance(model, tok, [text], metric=metric)[layer]
+        assert fn(x, y) == pytest.approx(hooked, abs=atol), metric  # fp32; arccos near 1 amplifies rounding
