@@ -26,7 +26,7 @@ Adding an exercise:
 4. ``compare``: one of ``scalar``, ``floats``, ``scalar_or_array``, ``exact_int``, ``exact_ints``, ``boolean``,
    ``fields`` with a tolerance, and say in ``tolerance`` where it comes from.
 5. Append it to the module's ``EXERCISES`` and add a correct solution and at least two plausible
-   wrong ones to ``tests/test_course.py`` (``SOLUTIONS`` / ``MUTANTS``): the test fails for an
+   wrong ones to ``tests/course_answers.py`` (``SOLUTIONS`` / ``MUTANTS``): the test fails for an
    exercise without them.
 
 This package sits above the metric modules: it imports them, nothing in ``toolkit`` imports it.

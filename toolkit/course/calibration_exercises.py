@@ -197,7 +197,7 @@ def _logits(n: int, n_classes: int, scale: float, seed: int) -> tuple[np.ndarray
 # The NLL is smooth and convex in 1/T: any optimiser run to convergence (scipy's bounded
 # minimize_scalar: xatol 1e-5; L-BFGS on log T) lands within ~2e-5 of T^ in relative terms
 # (observed 3e-8 for minimize_scalar with xatol 1e-7); 1e-3 leaves room. The closest wrong
-# objective tried (top-label Brier) moves T by 1.2-8% (tests/test_course.py MUTANTS).
+# objective tried (top-label Brier) moves T by 1.2-8% (tests/course_answers.py MUTANTS).
 T_RTOL = 1e-3
 
 TEMPERATURE = Exercise(
