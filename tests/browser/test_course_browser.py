@@ -82,7 +82,7 @@ def _cell_indices(nb: nbformat.NotebookNode) -> dict[str, int]:
 
 def _run_cell(page, index: int) -> None:
     """Select cell `index` in the UI, press Shift+Enter, wait until it has run and the kernel is idle."""
-    cell = page.locator(f"{NB} .jp-Notebook > .jp-Cell").nth(index)
+    cell = page.locator(f"{NB} .jp-Cell").nth(index)
     cell.locator(".jp-InputArea-editor").click()
     before = cell.locator(".jp-InputPrompt").text_content().strip()
     page.keyboard.press("Shift+Enter")
@@ -93,12 +93,12 @@ def _run_cell(page, index: int) -> None:
             const ind = document.querySelector(sel.split(' ')[0] + ' .jp-Notebook-ExecutionIndicator');
             return /^\\[\\d+\\]:$/.test(p) && p !== before && ind && ind.getAttribute('data-status') === 'idle';
         }""",
-        arg=[f"{NB} .jp-Notebook > .jp-Cell", index, before], timeout=300_000, polling=300,
+        arg=[f"{NB} .jp-Cell", index, before], timeout=300_000, polling=300,
     )
 
 
 def _errors(page, index: int) -> list[str]:
-    cell = page.locator(f"{NB} .jp-Notebook > .jp-Cell").nth(index)
+    cell = page.locator(f"{NB} .jp-Cell").nth(index)
     return [e.inner_text() for e in cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all()]
 
 
@@ -135,7 +135,7 @@ def test_exercise_round_trip_in_the_student_build(browser, tmp_path):
             assert not _errors(page, at["solution"])  # defining the stub is not an error
 
             # The student's fix: replace the stub cell's text by the solution, as typed input.
-            editor = page.locator(f"{NB} .jp-Notebook > .jp-Cell").nth(at["solution"]).locator(".cm-content")
+            editor = page.locator(f"{NB} .jp-Cell").nth(at["solution"]).locator(".cm-content")
             editor.click()
             page.keyboard.press("Control+A")
             page.keyboard.press("Delete")
