@@ -173,6 +173,9 @@ def test_answer_key_fills_questions_from_the_record(tmp_path):
 
 
 def test_study_facts_reads_the_committed_table():
-    facts = study_facts(REPO / "benchmarks" / "results" / "cross_model_table.csv")
-    assert set(facts) == {"n", "equivalent_k", "ece_changed"}
-    assert all(" k=" in s for s in facts["equivalent_k"] + facts["ece_changed"])
+    facts = study_facts(REPO / "benchmarks" / "results" / "cross_model_table.csv",
+                        REPO / "benchmarks" / "studies" / "cross_model.yaml")
+    assert set(facts) == {"n", "equivalent_k", "ece_changed", "accuracy"} and facts["n"] == 100
+    assert all(" k=" in s for s in facts["equivalent_k"] + facts["ece_changed"] + facts["accuracy"])
+    # SmolLM2 on yelp, random k=3: -0.19 [-0.28, -0.09] in the committed table
+    assert "random k=3: -0.19 [-0.28, -0.09]" in facts["accuracy"]

@@ -249,12 +249,14 @@ def fill_placeholders(template: str, values: Mapping[str, Any], where: str = "te
     return _PLACEHOLDER.sub(one, template)
 
 
-def study_facts(table_csv: Path, model: str = "smollm2-135m", dataset: str = "uci_yelp") -> dict[str, Any]:
-    """What the committed study table says about one model and dataset (for notebook 05's answer key).
+def study_facts(table_csv: Path, config: Path | None = None, model: str = "smollm2-135m",
+                dataset: str = "uci_yelp") -> dict[str, Any]:
+    """What a committed study table says about one model and dataset (for notebook 05's answer key).
 
-    Returns ``{"n": <test sentences or 'see README'>, "equivalent_k": [k...], "ece_changed": [k...]}``
-    from the table's ``equivalent`` column (accuracy TOST) and the ECE rows whose paired 95% CI
-    (``delta_low``, ``delta_high``) excludes 0 (unadjusted).
+    Returns ``n`` (``n_eval`` of the study config, when given), ``equivalent_k`` (cells whose accuracy
+    TOST showed equivalence), ``ece_changed`` (ECE cells whose paired 95% CI excludes 0, unadjusted)
+    and ``accuracy`` (each cell's paired accuracy change with its 95% CI), from the table's
+    ``equivalent``, ``delta``, ``delta_low`` and ``delta_high`` columns.
     """
     import pandas as pd
 
@@ -266,10 +268,17 @@ def study_facts(table_csv: Path, model: str = "smollm2-135m", dataset: str = "uc
     ece = rows[rows.metric == "ece"]
     eq = acc[acc.equivalent.astype(str).str.lower() == "true"]
     moved = ece[(ece.delta_low > 0) | (ece.delta_high < 0)]
+    n: Any = "?"
+    if config is not None:
+        import yaml
+
+        n = (yaml.safe_load(Path(config).read_text()) or {}).get("n_eval", "?")
     return {
-        "n": "500 (README, default study)",
+        "n": n,
         "equivalent_k": [f"{s} k={k}" for s, k in zip(eq.selection, eq.k)],
         "ece_changed": [f"{s} k={k} ({d:+.3f})" for s, k, d in zip(moved.selection, moved.k, moved.delta)],
+        "accuracy": [f"{s} k={k}: {d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                     for s, k, d, lo, hi in zip(acc.selection, acc.k, acc.delta, acc.delta_low, acc.delta_high)],
     }
 
 
@@ -278,7 +287,8 @@ def _questions_text(nb: nbformat.NotebookNode) -> str:
     return cells[0].source if cells else ""
 
 
-def answer_key(executed: Path, out: Path, *, study_table: Path | None = None) -> Path:
+def answer_key(executed: Path, out: Path, *, study_table: Path | None = None,
+               study_config: Path | None = None) -> Path:
     """Write the instructor guide ``out/answer_key.md`` (and ``.html``) from executed solution notebooks.
 
     For each notebook: its questions (with hints) and the ``answer-key`` cell filled with the values
@@ -290,7 +300,7 @@ def answer_key(executed: Path, out: Path, *, study_table: Path | None = None) ->
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     extra: dict[str, Any] = {}
     if study_table is not None:
-        extra["study"] = study_facts(study_table)
+        extra["study"] = study_facts(study_table, study_config)
     parts = ["# Answer key and instructor guide",
              "",
              "Built by `make answer-key` from the solution notebooks executed by `make executed` (profile in each "
@@ -367,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("executed", type=Path)
     a.add_argument("out", type=Path)
     a.add_argument("--study-table", type=Path, default=repo / "benchmarks" / "results" / "cross_model_table.csv")
+    a.add_argument("--study-config", type=Path, default=repo / "benchmarks" / "studies" / "cross_model.yaml")
     args = p.parse_args(argv)
     if args.command == "student":
         for path in build_student(args.notebooks, args.out):
@@ -378,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in build_slides(args.executed, args.out):
             print(path)
     else:
-        print(answer_key(args.executed, args.out, study_table=args.study_table))
+        print(answer_key(args.executed, args.out, study_table=args.study_table, study_config=args.study_config))
     return 0
 
 
