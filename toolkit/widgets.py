@@ -3,7 +3,8 @@
 The work behind each widget is a plain function, tested without a browser: `score_layers`
 (accuracy and ECE with layers dropped), `explain_example` (one sentence's attribution),
 `compare_to_reference` (paired bootstrap deltas), `importance_colours` / `colour_legend_html`,
-`least_important`, `result_html`. The widgets only collect choices, call these, and show what
+`least_important`, `result_html`, `faithfulness_html`; the faithfulness numbers come from
+:mod:`toolkit.pruned_faithfulness`. The widgets only collect choices, call these, and show what
 they return, including any exception (a callback's exception would otherwise go to JupyterLab's
 hidden log console).
 """
@@ -20,10 +21,18 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps, colors
 
+from .attribution import attribute, attribution_legend_html, attributions_html, scores_are_signed
 from .calibration import ece, probs_labels
 from .data import Dataset
 from .importance import select_layers
 from .models import decoder_layers
+from .pruned_faithfulness import (
+    FAITHFULNESS_METRICS,
+    SentenceComprehensiveness,
+    compare_comprehensiveness,
+    sentence_comprehensiveness,
+    set_comprehensiveness,
+)
 from .pruning import drop_attention
 from .scoring import predict
 from .stats import Interval, paired_bootstrap
@@ -39,6 +48,7 @@ __all__ = [
     "compare_to_reference",
     "evaluate_layers",
     "explain_example",
+    "faithfulness_html",
     "importance_colours",
     "least_important",
     "result_html",
@@ -180,8 +190,6 @@ def score_layers(model, tokenizer, dataset: Dataset, layers: Sequence[int], *, b
 def explain_example(model, tokenizer, dataset: Dataset, layers: Sequence[int], example: int, *,
                     method: str = "saliency", backend: str = "fast"):
     """The attribution of sentence `example` of `dataset` (for its predicted label) with `layers` dropped."""
-    from .attribution import attribute  # inseq is slow to import: only when a sentence is explained
-
     if not 0 <= example < len(dataset):
         raise ValueError(f"example index {example} is out of range for a dataset of {len(dataset)}")
     with drop_attention(model, layers):
@@ -243,28 +251,31 @@ class ExplorerResult:
     gold: str = ""
     scores: LayerScores | None = None
     attribution: object = None
+    faithfulness: SentenceComprehensiveness | None = None
 
 
-def _result(dataset: Dataset, scores: LayerScores, example: int, attribution) -> ExplorerResult:
-    from .attribution import attributions_html
-
+def _result(dataset: Dataset, scores: LayerScores, example: int, attribution,
+            faithfulness: SentenceComprehensiveness | None = None) -> ExplorerResult:
     ex = dataset.examples[example]
     return ExplorerResult(
         layers=scores.layers, accuracy=scores.accuracy, ece=scores.ece,
         prediction=scores.label_names[int(scores.preds[example])], confidence=float(scores.probs[example].max()),
         attribution_html=attributions_html([attribution]), n=scores.n, example=example, text=ex.text,
-        gold=scores.label_names[ex.label], scores=scores, attribution=attribution,
+        gold=scores.label_names[ex.label], scores=scores, attribution=attribution, faithfulness=faithfulness,
     )
 
 
 def evaluate_layers(model, tokenizer, dataset: Dataset, layers: Sequence[int], *, example: int = 0,
                     method: str = "saliency", backend: str = "fast", batch_size: int = 16) -> ExplorerResult:
-    """Accuracy and ECE on `dataset`, and one sentence's prediction and attribution, with `layers` dropped."""
+    """Accuracy and ECE on `dataset`, and one sentence's prediction, attribution and comprehensiveness
+    (`toolkit.pruned_faithfulness.sentence_comprehensiveness`), with `layers` dropped."""
     if not 0 <= example < len(dataset):
         raise ValueError(f"example index {example} is out of range for a dataset of {len(dataset)}")
     scores = score_layers(model, tokenizer, dataset, layers, batch_size=batch_size, chunks=1)
     attribution = explain_example(model, tokenizer, dataset, layers, example, method=method, backend=backend)
-    return _result(dataset, scores, example, attribution)
+    faith = sentence_comprehensiveness(model, tokenizer, dataset.task, dataset.examples[example].text, attribution,
+                                       layers, batch_size=batch_size)
+    return _result(dataset, scores, example, attribution, faith)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,24 +291,76 @@ def _fmt_delta(row: pd.Series) -> str:
     return f"{row.delta:+.3f} <small>[{row.low:+.3f}, {row.high:+.3f}]</small>"
 
 
-def result_html(result: ExplorerResult, reference: ExplorerResult, comparison: pd.DataFrame, *,
-                n_layers: int | None = None, stale: bool = False) -> str:
-    """The explorer's result panel: metrics vs unpruned with CIs, the sentence, and both attributions."""
-    from .attribution import attributions_html
+_CELL = "style='padding:2px 12px 2px 0; text-align:right'"
+COMPREHENSIVENESS_NOTE = (
+    "comprehensiveness = how much the predicted label's probability drops when the words the explanation "
+    "ranks highest are erased (mean over erasing 1, 5, 10, 20, 50% of the words); higher is better"
+)
 
-    dropped = _layers_text(result.layers)
-    of = f" ({len(result.layers)} of {n_layers} attention layers)" if n_layers and result.layers else ""
-    cell = "style='padding:2px 12px 2px 0; text-align:right'"
+
+def _metrics_table(comparison: pd.DataFrame, css_class: str = "tk-metrics") -> str:
+    """Rows of `compare_to_reference` / `compare_comprehensiveness`: value, unpruned, change [95% CI]."""
+    def number(x: float) -> str:
+        return "&ndash;" if not np.isfinite(x) else f"{x:.3f}"
+
     rows = "".join(
-        f"<tr><td style='padding-right:12px'><b>{name}</b> <small>({row.better} is better)</small></td>"
-        f"<td {cell}>{row.value:.3f}</td><td {cell}>{row.reference:.3f}</td><td {cell}>{_fmt_delta(row)}</td></tr>"
+        f"<tr><td style='padding-right:12px'><b>{html.escape(str(name))}</b> <small>({row.better} is better)</small>"
+        f"</td><td {_CELL}>{number(row.value)}</td><td {_CELL}>{number(row.reference)}</td>"
+        f"<td {_CELL}>{_fmt_delta(row) if np.isfinite(row.delta) else '&ndash;'}</td></tr>"
         for name, row in comparison.iterrows()
     )
+    return (
+        f'<table class="{css_class}" style="border-collapse:collapse; font-size:15px">'
+        f"<tr><th style='text-align:left'>metric</th><th {_CELL}>this set</th><th {_CELL}>unpruned</th>"
+        f"<th {_CELL}>change vs unpruned <small>[95% CI]</small></th></tr>" + rows + "</table>"
+    )
+
+
+def _sentence_faithfulness_html(result: ExplorerResult, reference: ExplorerResult, dropped: str) -> str:
+    """One line: this sentence's AOPC comprehensiveness unpruned and with the layers dropped."""
+    if result.faithfulness is None or reference.faithfulness is None:
+        return ""
+    after, before = result.faithfulness.aopc, reference.faithfulness.aopc
+    change = f" (change {after - before:+.3f})" if result.layers else ""
+    return (
+        "<div class='tk-sentence-faithfulness' style='margin-top:6px; font-size:15px'>"
+        "<b>faithfulness of this sentence's explanation</b>: comprehensiveness "
+        f"unpruned <b>{before:.3f}</b> &middot; with {dropped} dropped <b>{after:.3f}</b>{change}"
+        f"<div style='font-size:12px; color:#555'>{COMPREHENSIVENESS_NOTE}; one sentence, so no CI</div></div>"
+    )
+
+
+def faithfulness_html(comparison: pd.DataFrame | None, layers: Sequence[int], *, n: int, method: str,
+                      busy: bool = False) -> str:
+    """The explorer's set-level faithfulness panel: the table of `compare_comprehensiveness`, or a hint."""
+    dropped = _layers_text(layers)
+    head = (f"<div style='font-size:15px'><b>faithfulness on all {n} sentences</b> "
+            f"<small>({html.escape(method)} explanations, unpruned vs {dropped} dropped)</small></div>")
+    if comparison is None:
+        what = "computing..." if busy else (
+            "press <b>faithfulness</b> to explain and erase every sentence, unpruned and pruned "
+            "(slower than evaluate: it runs once per layer set, then comes from the cache)")
+        return f'<div class="tk-faithfulness-body" style="margin-top:6px">{head}<small>{what}</small></div>'
+    row = comparison.iloc[0]
+    used = f"n = {row.n} sentences" + (f" ({row.n_total - row.n} with no room to rank left out)"
+                                       if row.n_total != row.n else "")
+    return (
+        f'<div class="tk-faithfulness-body" style="margin-top:6px">{head}'
+        + _metrics_table(comparison, "tk-faithfulness-table")
+        + f"<div style='font-size:12px; color:#555'>{COMPREHENSIVENESS_NOTE}. {used}; paired bootstrap over "
+        "the same sentences; each model is explained by its own attributions</div></div>"
+    )
+
+
+def result_html(result: ExplorerResult, reference: ExplorerResult, comparison: pd.DataFrame, *,
+                n_layers: int | None = None, stale: bool = False) -> str:
+    """The explorer's result panel: metrics vs unpruned with CIs, the sentence, its faithfulness, and
+    both attributions with a legend true to the method (signed or not)."""
+    dropped = _layers_text(result.layers)
+    of = f" ({len(result.layers)} of {n_layers} attention layers)" if n_layers and result.layers else ""
     table = (
-        '<table class="tk-metrics" style="border-collapse:collapse; font-size:15px">'
-        f"<tr><th style='text-align:left'>metric</th><th {cell}>this set</th><th {cell}>unpruned</th>"
-        f"<th {cell}>change vs unpruned <small>[95% CI]</small></th></tr>" + rows + "</table>"
-        f"<div style='font-size:12px; color:#555'>n = {result.n} sentences; paired bootstrap over the same "
+        _metrics_table(comparison)
+        + f"<div style='font-size:12px; color:#555'>n = {result.n} sentences; paired bootstrap over the same "
         "sentences; a CI that contains 0 is no evidence of a change</div>"
     )
 
@@ -314,23 +377,24 @@ def result_html(result: ExplorerResult, reference: ExplorerResult, comparison: p
     )
 
     def column(title: str, attribution) -> str:
-        body = attributions_html([attribution]) if attribution is not None else ""
+        body = attributions_html([attribution], legend=False) if attribution is not None else ""
         return f"<div style='flex:1; min-width:280px'><b>{html.escape(title)}</b>{body}</div>"
 
+    shown = [a for a in (reference.attribution, result.attribution) if a is not None]
+    legend = ""
+    if shown:
+        legend = attribution_legend_html(scores_are_signed(shown[-1]), sorted({a.method for a in shown}))
     attributions = (
         "<div style='display:flex; gap:24px; margin-top:6px'>"
         + column("unpruned", reference.attribution)
         + column(f"dropped {dropped}", result.attribution)
-        + "</div><div style='font-size:12px; color:#555'>word shading: "
-        "<span style='background:rgba(220,38,38,0.6); padding:0 4px'>red</span> = pushes towards the label "
-        "the model predicts (the label named above each row, not the gold label); deeper = larger share of "
-        "that row's largest score; hover a word for its score</div>"
+        + "</div>" + legend
     )
     style = "opacity:0.45" if stale else ""
     return (
         f'<div class="tk-result-body" style="{style}">'
         f"<div style='font-size:16px'><b>dropped:</b> {dropped}{of}</div>"
-        + table + sentence + attributions + "</div>"
+        + table + sentence + _sentence_faithfulness_html(result, reference, dropped) + attributions + "</div>"
     )
 
 
@@ -411,10 +475,12 @@ _HIDE_STATIC = "<style>.tk-static-copy{display:none}</style>"
 
 
 class PruningExplorer:
-    """Pick layers, press evaluate: accuracy, ECE (with CIs vs unpruned) and one sentence's attribution.
+    """Pick layers, press evaluate: accuracy, ECE (with CIs vs unpruned), one sentence's attribution and
+    its comprehensiveness; press faithfulness: the set's mean comprehensiveness vs unpruned with a CI.
 
-    Results are cached per (layer set, sentence): re-picking a set shows its result at once. While it
-    evaluates, the button is disabled and a progress bar runs; an exception is shown in the widget.
+    Results are cached per (layer set, sentence), the set-level faithfulness per layer set:
+    re-picking a set shows its result at once. While it evaluates, the pressed button is disabled
+    and a progress bar runs; an exception is shown in the widget.
     The last result is also written to a plain HTML output below the widget, so a saved notebook
     (or a static renderer) shows it without a kernel; in a live session that copy is hidden.
 
@@ -424,11 +490,17 @@ class PruningExplorer:
         example: the sentence shown first (an index into `dataset`).
         scale: colour scale, one of `COLOUR_SCALES`.
         live: evaluate on every toggle instead of on the button.
+        faithfulness: the set-level metric of the faithfulness button: ``"aopc"`` (AOPC
+            comprehensiveness, cheap) or ``"naopc"`` (normalised between each sentence's bounds:
+            exact for sentences of <= 8 words, searched above; many more forward passes).
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, importance: pd.Series | pd.DataFrame | None = None, *,
                  example: int = 0, method: str = "saliency", live: bool = False, scale: str = "rank",
-                 batch_size: int = 16, n_boot: int = 1000, seed: int = 0):
+                 batch_size: int = 16, n_boot: int = 1000, seed: int = 0, faithfulness: str = "aopc"):
+        if faithfulness not in FAITHFULNESS_METRICS:
+            raise ValueError(f"unknown faithfulness {faithfulness!r}; expected one of {list(FAITHFULNESS_METRICS)}")
+        self.faithfulness = faithfulness
         self.model, self.tokenizer, self.dataset = model, tokenizer, dataset
         self.method, self.batch_size, self.n_boot, self.seed, self.scale = method, batch_size, n_boot, seed, scale
         self.n_layers = len(decoder_layers(model))
@@ -440,6 +512,9 @@ class PruningExplorer:
         self.importance = importance
         self._scores: dict[tuple[int, ...], LayerScores] = {}
         self._attributions: dict[tuple[tuple[int, ...], int], object] = {}
+        self._sentence_faith: dict[tuple[tuple[int, ...], int], SentenceComprehensiveness] = {}
+        self._set_faith: dict[tuple[int, ...], pd.DataFrame] = {}
+        self._faith_tables: dict[tuple[int, ...], pd.DataFrame] = {}
         self._static = None
 
         metric = None if importance is None else importance.columns[0]
@@ -461,8 +536,18 @@ class PruningExplorer:
         self.status.add_class("tk-status")
         self.output = W.HTML()
         self.output.add_class("tk-result")
+        self.faith_button = W.Button(description="faithfulness", icon="balance-scale",
+                                     tooltip=f"{faithfulness.upper()} comprehensiveness on all {len(dataset)} "
+                                             "sentences, unpruned vs the shown layer set",
+                                     layout=W.Layout(width="170px"))
+        self.faith_button.add_class("tk-faith-button")
+        self.faith_status = W.HTML()
+        self.faith_status.add_class("tk-faith-status")
+        self.faith_output = W.HTML()
+        self.faith_output.add_class("tk-faithfulness")
 
         self.button.on_click(lambda _: self.update())
+        self.faith_button.on_click(lambda _: self.update_faithfulness())
         self.pick_k.on_click(lambda _: self._guard(self._select_k))
         self.clear.on_click(lambda _: setattr(self.picker, "value", []))
         self.metric.observe(lambda _: self._guard(self._recolour), names="value")
@@ -476,6 +561,7 @@ class PruningExplorer:
         self.widget = W.VBox([
             self.legend, self.picker.widget, W.HBox(pickers), self.sentence,
             W.HBox([self.button, self.progress, self.status]), self.output,
+            W.HBox([self.faith_button, self.faith_status]), self.faith_output,
         ])
         self.widget.add_class("tk-explorer")
 
@@ -495,24 +581,65 @@ class PruningExplorer:
                                                 on_progress=lambda f, w: report(0.8 * f, w))
         for key in ((), layers):
             if (key, example) not in self._attributions:
-                report(0.8 if key else 0.9, f"explaining sentence #{example}")
+                report(0.8 if key else 0.85, f"explaining sentence #{example}")
                 self._attributions[(key, example)] = explain_example(
                     self.model, self.tokenizer, self.dataset, key, example, method=self.method)
+            if (key, example) not in self._sentence_faith:
+                report(0.9 if key else 0.95, f"erasing the top words of sentence #{example}")
+                self._sentence_faith[(key, example)] = sentence_comprehensiveness(
+                    self.model, self.tokenizer, self.dataset.task, self.dataset.examples[example].text,
+                    self._attributions[(key, example)], key, batch_size=self.batch_size)
         report(1.0, "done")
-        return _result(self.dataset, self._scores[layers], example, self._attributions[(layers, example)])
+        return self._cached_result(layers, example)
+
+    def _cached_result(self, layers: tuple[int, ...], example: int) -> ExplorerResult:
+        return _result(self.dataset, self._scores[layers], example, self._attributions[(layers, example)],
+                       self._sentence_faith[(layers, example)])
 
     def cached(self, layers: Sequence[int], example: int | None = None) -> bool:
         """Whether `evaluate(layers, example)` would answer from the cache."""
         key = tuple(sorted(layers))
         example = self.example if example is None else example
-        return key in self._scores and (key, example) in self._attributions and ((), example) in self._attributions
+        return key in self._scores and all(
+            (k, example) in self._attributions and (k, example) in self._sentence_faith for k in ((), key))
 
     def comparison(self, result: ExplorerResult) -> pd.DataFrame:
         return compare_to_reference(result.scores, self._scores[()], n_boot=self.n_boot, seed=self.seed)
 
+    def faithfulness_comparison(self, layers: Sequence[int] | None = None,
+                                on_progress: Progress | None = None) -> pd.DataFrame:
+        """The set's mean comprehensiveness with `layers` (default: the shown result's) dropped vs unpruned.
+
+        `toolkit.pruned_faithfulness.compare_comprehensiveness` of `set_comprehensiveness` for the
+        unpruned model and for `layers`, each computed once (cached per layer set). Does not change
+        what the widget shows (use `update_faithfulness` for that).
+        """
+        layers = check_droppable(self.result.layers if layers is None else layers, self.n_layers)
+        report = on_progress or (lambda fraction, what: None)
+        for i, key in enumerate(dict.fromkeys(((), layers))):
+            if key not in self._set_faith:
+                name = "unpruned" if not key else f"dropped {_layers_text(key)}"
+                self._set_faith[key] = set_comprehensiveness(
+                    self.model, self.tokenizer, self.dataset, key, method=self.method, metric=self.faithfulness,
+                    batch_size=self.batch_size,
+                    on_progress=lambda f, w, i=i, name=name: report(0.5 * (i + f), f"{name}: {w}"))
+        report(1.0, "done")
+        if layers not in self._faith_tables:
+            self._faith_tables[layers] = compare_comprehensiveness(
+                self._set_faith[layers], self._set_faith[()], metric=self.faithfulness, n_boot=self.n_boot,
+                seed=self.seed)
+        return self._faith_tables[layers]
+
     # -- display ---------------------------------------------------------------------------------
     def _reference_for(self, example: int) -> ExplorerResult:
-        return _result(self.dataset, self._scores[()], example, self._attributions[((), example)])
+        return self._cached_result((), example)
+
+    def _faith_html(self, busy: bool = False) -> str:
+        layers = self.result.layers
+        table = None
+        if () in self._set_faith and layers in self._set_faith:
+            table = self.faithfulness_comparison(layers)
+        return faithfulness_html(table, layers, n=len(self.dataset), method=self.method, busy=busy)
 
     def _html(self, result: ExplorerResult, stale: bool = False) -> str:
         return result_html(result, self._reference_for(result.example), self.comparison(result),
@@ -520,11 +647,17 @@ class PruningExplorer:
 
     def _show(self, result: ExplorerResult) -> None:
         self.result = result
-        body = self._html(result)
-        self.output.value = _HIDE_STATIC + body
+        self.output.value = _HIDE_STATIC + self._html(result)
         self.status.value = ""
+        self._show_faith()
+
+    def _show_faith(self, busy: bool = False) -> None:
+        self.faith_output.value = self._faith_html(busy)
         if self._static is not None:
-            self._static.update(self._static_bundle(body), raw=True)
+            self._static.update(self._static_bundle(self._static_body()), raw=True)
+
+    def _static_body(self) -> str:
+        return self._html(self.result) + self._faith_html()
 
     def _busy(self, busy: bool, what: str = "") -> None:
         self.button.disabled = busy
@@ -545,6 +678,43 @@ class PruningExplorer:
         except Exception as error:  # noqa: BLE001 - shown to the user, who can act on it
             self.status.value = _error_html(error)
             return None
+
+    def _faith_busy(self, busy: bool) -> None:
+        self.faith_button.disabled = busy
+        self.button.disabled = busy  # one computation at a time: the kernel runs them in turn anyway
+        self.faith_button.description = "computing..." if busy else "faithfulness"
+        self.faith_button.icon = "spinner" if busy else "balance-scale"
+        self.progress.layout.visibility = "visible" if busy else "hidden"
+        if busy:
+            self.progress.value = 0
+            self.faith_status.value = "<i>computing faithfulness...</i>"
+
+    def _on_faith_progress(self, fraction: float, what: str) -> None:
+        self.progress.value = fraction
+        self.faith_status.value = f"<i>computing faithfulness... {html.escape(what)}</i>"
+
+    def update_faithfulness(self) -> pd.DataFrame | None:
+        """Compute (or take from the cache) the set-level faithfulness of the shown layer set and show it;
+        an error is shown in the panel, not raised."""
+        layers = self.result.layers
+        fresh = not ({(), layers} <= self._set_faith.keys())
+        if fresh:
+            self._faith_busy(True)
+            self._show_faith(busy=True)
+        started = time.perf_counter()
+        try:
+            table = self.faithfulness_comparison(layers, on_progress=self._on_faith_progress if fresh else None)
+            self._show_faith()
+            self.faith_status.value = ""
+            self.last_faith_seconds = time.perf_counter() - started
+            return table
+        except Exception as error:  # noqa: BLE001 - shown to the user, who can act on it
+            self.faith_output.value = self._faith_html()
+            self.faith_status.value = _error_html(error)
+            return None
+        finally:
+            if fresh:
+                self._faith_busy(False)
 
     def _on_toggle(self) -> None:
         layers = tuple(self.picker.value)
@@ -609,4 +779,4 @@ class PruningExplorer:
         from IPython.display import display
 
         display(self._repr_mimebundle_(), raw=True)
-        self._static = display(self._static_bundle(self._html(self.result)), raw=True, display_id=True)
+        self._static = display(self._static_bundle(self._static_body()), raw=True, display_id=True)
