@@ -71,12 +71,12 @@ def attribution_legend_html(signed: bool, methods: Sequence[str] = ()) -> str:
     if signed:
         towards, against = (t.strip() for t in LEGENDS[True].split("|"))
         body = (f"signed scores{names}: {_swatch(TOWARDS_RGB, 'red')} = {towards}, "
-                f"{_swatch(AGAINST_RGB, 'blue')} = {against}; deeper = stronger")
+                f"{_swatch(AGAINST_RGB, 'blue')} = {against}; deeper = stronger; the predicted label is "
+                "named in each row")
     else:
         body = f"{_swatch(MAGNITUDE_RGB, 'shading')}{names}: {LEGENDS[False]}"
     return (f'<div class="tk-attribution-legend" data-signed="{str(signed).lower()}" '
-            f'style="font-size: 0.85em; color: #333; margin-top: 0.2em">{body}; the predicted label is named '
-            "in each row; hover a word for its score</div>")
+            f'style="font-size: 0.85em; color: #333; margin-top: 0.2em">{body}; hover a word for its score</div>')
 
 
 def attributions_html(attributions: Sequence[Attribution], *, legend: bool = True) -> str:
