@@ -161,6 +161,8 @@ def test_demonstrations_are_not_ranked(tok, task, model):
         ("saliency", {}, False),
         ("input_x_gradient", {}, True),
         ("integrated_gradients", {"n_steps": 6}, True),
+        ("input_x_gradient_signed", {}, True),
+        ("integrated_gradients_signed", {"n_steps": 6}, False),
     ],
 )
 def test_fast_equals_inseq(model, tok, task, method, kwargs, chat):
@@ -170,7 +172,10 @@ def test_fast_equals_inseq(model, tok, task, method, kwargs, chat):
     for s, f, ex in zip(slow, fast, EXAMPLES):
         assert (s.example_id, s.words, s.spans, s.label) == (f.example_id, f.words, f.spans, f.label)
         assert s.example_id == ex.id and s.words == tuple(ex.text.split())
-        assert (s.scores > 0).all() and rel_close(f.scores, s.scores), (s.scores, f.scores)
+        if A.is_signed(method):  # inseq's raw per-dimension attributions summed: the same sign as ours
+            assert (s.scores != 0).all() and rel_close(f.scores, s.scores), (s.scores, f.scores)
+        else:
+            assert (s.scores > 0).all() and rel_close(f.scores, s.scores), (s.scores, f.scores)
         assert (s.backend, f.backend, s.method) == ("inseq", "fast", method)
 
 
@@ -197,6 +202,44 @@ def test_saliency_equals_plain_autograd(model, tok, task):
             if start + ws <= c < start + we:
                 expected[w] += token[i]
     assert rel_close(attr.scores, expected, 1e-5)
+
+
+def _word_probability(model, tok, task, ex, label, scale_word=None, factor=1.0):
+    """p(label's first verbalizer token) at the answer position, with word `scale_word`'s token
+    embeddings multiplied by `factor` (plain autograd-free forward on the unpadded prompt)."""
+    prompt = render_prompt(task, tok, ex.text)
+    enc = tok(prompt.text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = torch.tensor([enc["input_ids"]])
+    target = tok.encode(task.verbalizers[label], add_special_tokens=False)[0]
+    emb = model.get_input_embeddings()(ids).detach().clone()
+    if scale_word is not None:
+        ws, we = [(s, e) for _, s, e in A.split_words(ex.text)][scale_word]
+        for i, (s, e) in enumerate(enc["offset_mapping"]):
+            c = s + len(prompt.text[s:e]) - len(prompt.text[s:e].lstrip())
+            if prompt.span[0] + ws <= c < prompt.span[0] + we:
+                emb[0, i] *= factor
+    with torch.no_grad():
+        return float(torch.softmax(model(inputs_embeds=emb).logits[0, -1].double(), -1)[target])
+
+
+def test_signed_input_x_gradient_is_the_first_order_change_of_the_predicted_label(model, tok, task):
+    """Sign convention, checked by finite differences: a word's signed input x gradient is
+    d p(y^) / d s at s = 1 when the word's embeddings are scaled by s, so a positive score means
+    shrinking the word lowers p(y^) (it pushes towards the prediction), a negative one raises it."""
+    ex = EXAMPLES[2]  # its word "but" pushes against the prediction on this model, the others towards it
+    (attr,) = A.attribute(model, tok, task, [ex], method="input_x_gradient_signed", backend="fast")
+    eps = 1e-3
+    fd = np.array([
+        (_word_probability(model, tok, task, ex, attr.label, w, 1 + eps)
+         - _word_probability(model, tok, task, ex, attr.label, w, 1 - eps)) / (2 * eps)
+        for w in range(len(attr.words))
+    ])
+    # central difference: error O(eps^2) ~ 1e-6 relative; float32 forwards add ~1e-7 / eps of p
+    # (p ~ 1/vocab here), observed max relative difference 3e-3 of the largest score
+    assert np.sign(fd).tolist() == np.sign(attr.scores).tolist()
+    assert rel_close(attr.scores, fd, 2e-2), (attr.scores, fd)
+    assert (attr.scores < 0).any() and (attr.scores > 0).any()  # both directions occur on this example
+    assert A.is_signed("input_x_gradient_signed") and not A.is_signed("saliency")
 
 
 ARCHS = ["LlamaForCausalLM", "Qwen3ForCausalLM", "Gemma3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM", "OPTForCausalLM"]
@@ -424,35 +467,65 @@ def test_wrapper_cache_is_per_model_and_not_copied(model, tok):
 def test_list_methods():
     assert {"saliency", "input_x_gradient", "integrated_gradients", "attention", "occlusion", "lime",
             "value_zeroing"} <= set(A.list_attribution_methods())
-    assert A.list_attribution_methods("fast") == ["input_x_gradient", "integrated_gradients", "saliency"]
+    assert A.list_attribution_methods("fast") == ["input_x_gradient", "input_x_gradient_signed", "integrated_gradients",
+                                                  "integrated_gradients_signed", "saliency"]
+    signed = {n for n, m in A.ATTRIBUTION_METHODS.items() if m.signed}
+    assert signed == {"input_x_gradient_signed", "integrated_gradients_signed"}
+    with pytest.raises(ValueError, match="reduce 'l2' gives scores >= 0"):
+        A.register_attribution_method("x", A.AttributionMethod("saliency", "l2", signed=True))
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        A.is_signed("nope")
     import inseq
 
     assert {m.inseq_name for m in A.ATTRIBUTION_METHODS.values()} <= set(inseq.list_feature_attribution_methods())
 
 
 # ----------------------------------------------------------------------------- display
-def make_attr(words, scores, example_id="ex<1>"):
+def make_attr(words, scores, example_id="ex<1>", method="saliency"):
     spans, pos = [], 0
     for w in words:
         spans.append((pos, pos + len(w)))
         pos += len(w) + 1
-    return A.Attribution(example_id, tuple(words), tuple(spans), np.array(scores), 1, "posi&tive", "saliency", "fast")
+    return A.Attribution(example_id, tuple(words), tuple(spans), np.array(scores), 1, "posi&tive", method, "fast")
 
 
 def test_html_heat_view_escapes_and_shows_every_word():
     from IPython.display import HTML
 
-    attrs = [make_attr(["<script>", "a&b", "plain"], [2.0, 1.0, 0.0]), make_attr(["neg", "x"], [-1.0, 0.5], "e2")]
+    attrs = [make_attr(["<script>", "a&b", "plain"], [2.0, 1.0, 0.0]),
+             make_attr(["neg", "x"], [-1.0, 0.5], "e2", "input_x_gradient_signed")]
     out = A.attributions_html(attrs)
     for word in ["&lt;script&gt;", "a&amp;b", "plain", "neg", "posi&amp;tive", "ex&lt;1&gt;", "saliency (fast)"]:
         assert word in out
-    assert "<script>" not in out and out.count("<span style=\"background-color") == 5
-    assert "rgba(220, 38, 38, 1.000)" in out and "rgba(220, 38, 38, 0.000)" in out  # max and zero score
-    assert "rgba(37, 99, 235, 1.000)" in out  # negative scores in blue
+    assert "<script>" not in out and out.count("<span style=\"background-color: rgba(") == 5
+    # saliency (unsigned): one amber scale, max 0.75 at the largest score, 0 at zero
+    assert "rgba(217, 119, 6, 0.750)" in out and "rgba(217, 119, 6, 0.000)" in out
+    assert "rgba(220, 38, 38, 0.375)" in out  # signed +0.5 of max |1.0|: red, half depth
+    assert "rgba(37, 99, 235, 0.750)" in out  # signed -1.0: blue, full depth
+    assert out.count("tk-attribution-legend") == 2  # one legend per kind of score shown
     shown = A.show_attributions(attrs)
     assert isinstance(shown, HTML) and shown.data == out
+    assert "tk-attribution-legend" not in A.attributions_html(attrs, legend=False)
     with pytest.raises(ValueError, match="2 words but scores of shape"):
         make_attr(["a", "b"], [1.0])
+
+
+def test_legend_text_per_kind_of_method():
+    """Unsigned methods: one scale, "no direction"; signed: which colour pushes towards the
+    predicted label and which against. Chosen from the registry's `signed` field."""
+    unsigned = A.attributions_html([make_attr(["good", "film"], [0.9, 0.1])])
+    assert "larger = more important to the prediction, no direction" in unsigned
+    assert "pushes towards" not in unsigned and 'data-signed="false"' in unsigned
+    assert "rgba(37, 99, 235" not in unsigned  # no second colour for a magnitude
+    signed = A.attributions_html([make_attr(["good", "film"], [0.9, 0.1], method="integrated_gradients_signed")])
+    assert "red</span> = pushes towards the predicted label" in signed
+    assert "blue</span> = pushes against it" in signed and "no direction" not in signed
+    # an unregistered method falls back on its scores: any negative score makes it signed
+    assert A.scores_are_signed(make_attr(["a"], [-0.1], method="custom"))
+    assert not A.scores_are_signed(make_attr(["a"], [0.1], method="custom"))
+    for name, spec in A.ATTRIBUTION_METHODS.items():
+        legend = A.attributions_html([make_attr(["a"], [1.0], method=name)])
+        assert ("pushes towards" in legend) == spec.signed and ("no direction" in legend) != spec.signed
 
 
 def test_inseq_show_works_under_ipython_9(monkeypatch, model, tok, task):

@@ -122,6 +122,22 @@ def test_comprehensiveness_and_sufficiency_tables_hand_computed():
     assert suff.loc[0, "aopc_sufficiency"] == pytest.approx(-0.014355, abs=1e-6)
     assert comp.loc[0, "p_full"] == pytest.approx(sigmoid(2.0))
 
+def test_one_metric_scores_only_its_own_variants():
+    """comprehensiveness() deletes the top words only; sufficiency() keeps them only: each scores the
+    full text plus its own erasures (same values as erasure_curves, which scores both)."""
+    attr = [np.array([2.0, -1.0, 1.0, 0.0])]
+    comp_count, suff_count, both = Counting(logistic(W4)), Counting(logistic(W4)), Counting(logistic(W4))
+    comp = F.comprehensiveness(comp_count, [GOOD4], attr)
+    suff = F.sufficiency(suff_count, [GOOD4], attr)
+    curves = F.erasure_curves(both, [GOOD4], attr)
+    # k = 1, 1, 1, 1, 2: the full text + 2 distinct erasures each; erasure_curves: full + 2 + 2
+    assert sum(comp_count.calls) == sum(suff_count.calls) == 3 and sum(both.calls) == 5
+    assert all(len(k[0]) < 4 for k in comp_count.keys[1:]) and all(len(k[0]) < 4 for k in suff_count.keys[1:])
+    assert {k[0] for k in comp_count.keys[1:]} == {("bad", "great", "meh"), ("bad", "meh")}
+    np.testing.assert_allclose(comp.iloc[0, 4:9].to_numpy(float), curves.comprehensiveness, atol=1e-12)
+    np.testing.assert_allclose(suff.iloc[0, 4:9].to_numpy(float), curves.sufficiency, atol=1e-12)
+
+
 def test_replace_erasure_uses_the_replacement_token():
     # "[X]" has weight 0.5: comp_1 replaces good -> logit 0 + 0.5 -> sigmoid(0.5) = 0.622459,
     # comp = 0.880797 - 0.622459 = 0.258338; suff_1 keeps good, replaces 3 words -> logit 2 + 1.5 = 3.5,

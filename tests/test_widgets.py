@@ -189,3 +189,87 @@ def test_explorer_pickers_sentence_and_static_copy(setup):
     static = explorer._static_bundle(explorer._html(explorer.result))
     assert "tk-static-copy" in static["text/html"] and "accuracy" in static["text/plain"]
     assert "<style>.tk-static-copy{display:none}</style>" in explorer.output.value  # live: the copy is hidden
+
+
+# ----------------------------------------------------------------------------- faithfulness
+def test_explorer_shows_the_sentences_comprehensiveness_before_and_after(setup):
+    from toolkit.attribution import attribute
+    from toolkit.pruned_faithfulness import sentence_comprehensiveness
+
+    model, tok, data = setup
+    explorer = PruningExplorer(model, tok, data, IMPORTANCE, example=3)
+    result = explorer.update([1, 3])
+    ex = data.examples[3]
+    with drop_attention(model, [1, 3]):
+        attr = attribute(model, tok, TASK, [ex], backend="fast")[0]
+    direct = sentence_comprehensiveness(model, tok, TASK, ex.text, attr, [1, 3])
+    before = sentence_comprehensiveness(model, tok, TASK, ex.text, attribute(model, tok, TASK, [ex], backend="fast")[0])
+    # atol: the same forwards in other batches (memo vs fresh), float32 rounding, observed < 1e-6
+    assert result.faithfulness.aopc == pytest.approx(direct.aopc, abs=1e-5)
+    assert explorer.reference.faithfulness.aopc == pytest.approx(before.aopc, abs=1e-5)
+    out = explorer.output.value
+    assert "faithfulness of this sentence's explanation" in out and "higher is better" in out
+    assert f"unpruned <b>{before.aopc:.3f}</b>" in out and f"dropped <b>{direct.aopc:.3f}</b>" in out
+    assert "erased" in out and "comprehensiveness" in out
+    # evaluate_layers (the one-call form) carries the same number
+    assert evaluate_layers(model, tok, data, [1, 3], example=3).faithfulness.aopc == pytest.approx(direct.aopc, abs=1e-5)
+
+
+def test_explorer_faithfulness_button_busy_cache_and_numbers(setup, monkeypatch):
+    from toolkit.pruned_faithfulness import compare_comprehensiveness, set_comprehensiveness
+
+    model, tok, data = setup
+    explorer = PruningExplorer(model, tok, data, IMPORTANCE, n_boot=300, seed=2)
+    assert "press <b>faithfulness</b>" in explorer.faith_output.value  # nothing computed before a click
+    explorer.update([0, 2])
+    states, calls = [], []
+    real = explorer._on_faith_progress
+    monkeypatch.setattr(explorer, "_on_faith_progress", lambda f, w: (states.append(
+        (explorer.faith_button.disabled, explorer.button.disabled, explorer.faith_button.description,
+         explorer.progress.layout.visibility)), real(f, w)))
+    monkeypatch.setattr(tw, "set_comprehensiveness",
+                        lambda *a, **k: calls.append(a[3]) or set_comprehensiveness(*a, **k))
+    table = explorer.update_faithfulness()
+    assert states and all(s == (True, True, "computing...", "visible") for s in states)
+    assert not explorer.faith_button.disabled and not explorer.button.disabled
+    assert explorer.faith_button.description == "faithfulness" and explorer.progress.layout.visibility == "hidden"
+    assert calls == [(), (0, 2)] and explorer.faith_status.value == ""
+    direct = compare_comprehensiveness(set_comprehensiveness(model, tok, data, [0, 2]),
+                                       set_comprehensiveness(model, tok, data, []), n_boot=300, seed=2)
+    np.testing.assert_allclose(table[["value", "reference", "delta", "low", "high"]].to_numpy(dtype=float),
+                               direct[["value", "reference", "delta", "low", "high"]].to_numpy(dtype=float), atol=1e-5)
+    panel = explorer.faith_output.value
+    assert "faithfulness on all 6 sentences" in panel and "AOPC comprehensiveness" in panel
+    assert "higher is better" in panel and "n = 6 sentences" in panel and f"{table.iloc[0].delta:+.3f}" in panel
+    # another layer set reuses the unpruned reference; going back to [0, 2] comes from the cache
+    explorer.update([1])
+    assert "press <b>faithfulness</b>" in explorer.faith_output.value
+    explorer.update_faithfulness()
+    explorer.update([0, 2])
+    assert "AOPC comprehensiveness" in explorer.faith_output.value
+    assert calls == [(), (0, 2), (1,)]
+    static = explorer._static_bundle(explorer._static_body())["text/html"]
+    assert "faithfulness on all 6 sentences" in static and "tk-static-copy" in static
+
+
+def test_explorer_faithfulness_errors_show_in_the_widget(setup, monkeypatch):
+    model, tok, data = setup
+    explorer = PruningExplorer(model, tok, data)
+    monkeypatch.setattr(tw, "set_comprehensiveness", lambda *a, **k: 1 / 0)
+    assert explorer.update_faithfulness() is None
+    assert 'class="tk-error"' in explorer.faith_status.value and "ZeroDivisionError" in explorer.faith_status.value
+    assert not explorer.faith_button.disabled and not explorer.button.disabled
+    assert dropped_layers(model) == ()
+    with pytest.raises(ValueError, match="unknown faithfulness 'eraser'; expected one of"):
+        PruningExplorer(model, tok, data, faithfulness="eraser")
+
+
+@pytest.mark.parametrize("method, signed", [("saliency", False), ("input_x_gradient_signed", True)])
+def test_explorer_legend_is_true_to_the_method(setup, method, signed):
+    model, tok, data = setup
+    explorer = PruningExplorer(model, tok, data, method=method)
+    out = explorer.output.value
+    assert out.count("tk-attribution-legend") == 1  # one legend under both columns
+    assert ("pushes towards the predicted label" in out) == signed
+    assert ("no direction" in out) == (not signed)
+    assert "red</span> = pushes towards the label" not in out  # the old, wrong legend is gone

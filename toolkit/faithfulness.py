@@ -526,7 +526,8 @@ def _curve_rows(pool: _Pool, full: _Full, jobs: list[_Job], ids: list, fractions
     for job, job_ids in zip(jobs, ids):
         y, p = full.labels[job.example], full.p_y[job.example]
         for f, (k, comp_id, suff_id) in zip(fractions, job_ids):
-            p_comp, p_suff = pool[comp_id][y], pool[suff_id][y]
+            p_comp = math.nan if comp_id is None else pool[comp_id][y]
+            p_suff = math.nan if suff_id is None else pool[suff_id][y]
             rows.append({**full.row(job), "fraction": f, "k": k, "p_comp": p_comp, "p_suff": p_suff,
                          "comprehensiveness": p - p_comp, "sufficiency": p - p_suff})
     return pd.DataFrame(rows)
@@ -567,8 +568,13 @@ def _bound_rows(pool: _Pool, full: _Full, words: list[_Variant], exact: dict[int
 def _evaluate(
     scorer: Scorer, words: list[_Variant], jobs: list[_Job], opts: _Options,
     *, curves: bool = False, flips: bool = False, bounds: bool = False,
+    curve_metrics: tuple[str, ...] = ("comprehensiveness", "sufficiency"),
 ) -> _Results:
-    """Queue every variant asked for, score them in one call (+ beam steps), read the tables."""
+    """Queue every variant asked for, score them in one call (+ beam steps), read the tables.
+
+    ``curve_metrics``: the curves whose variants are scored (the other's columns are NaN).
+    """
+    comp, suff = "comprehensiveness" in curve_metrics, "sufficiency" in curve_metrics
     pool, erasure = _Pool(scorer), opts.erasure
     full_ids = [pool.add(w) for w in words]
     curve_ids, flip_ids = [], []
@@ -576,8 +582,8 @@ def _evaluate(
         w, order = words[job.example], job.order
         if curves:
             ks = [k_for_fraction(f, len(w)) for f in opts.fractions]
-            curve_ids.append([(k, pool.add(erasure.apply(w, order[:k])), pool.add(erasure.keep(w, order[:k])))
-                              for k in ks])
+            curve_ids.append([(k, pool.add(erasure.apply(w, order[:k])) if comp else None,
+                               pool.add(erasure.keep(w, order[:k])) if suff else None) for k in ks])
         if flips:
             flip_ids.append([pool.add(erasure.apply(w, order[:k])) for k in range(1, len(w) + 1)])
     exact = {i: _ExactBounds(pool, w, opts) for i, w in enumerate(words)
@@ -686,7 +692,11 @@ def _one_metric(
     metric: str, scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
     fractions: Sequence[float], erasure: str, replacement: str,
 ) -> pd.DataFrame:
-    curves = erasure_curves(scorer, words, attributions, fractions=fractions, erasure=erasure, replacement=replacement)
+    """One metric's curve and AOPC; only that metric's erased variants are scored (half of erasure_curves')."""
+    words = _check_words(words)
+    attributions = _check_attributions(attributions, words, "attributions")
+    opts = _options(fractions, erasure, replacement)
+    curves = _evaluate(scorer, words, _jobs_for(attributions, ""), opts, curves=True, curve_metrics=(metric,)).curves
     wide = curves.pivot_table(index="example", columns="fraction", values=metric, sort=False)
     wide.columns = [f"{metric}@{f:g}" for f in wide.columns]
     head = curves.groupby("example", sort=False)[["n_words", "label", "p_full"]].first()

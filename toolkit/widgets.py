@@ -1,11 +1,13 @@
 """ipywidgets glue for notebooks: a layer picker and a pruning explorer a teacher can project.
 
-The work behind each widget is a plain function, tested without a browser: `score_layers`
-(accuracy and ECE with layers dropped), `explain_example` (one sentence's attribution),
-`compare_to_reference` (paired bootstrap deltas), `importance_colours` / `colour_legend_html`,
-`least_important`, `result_html`. The widgets only collect choices, call these, and show what
-they return, including any exception (a callback's exception would otherwise go to JupyterLab's
-hidden log console).
+The work behind each widget is a plain function, tested without a browser: the steps in
+:mod:`toolkit.explorer` (`score_layers`, `explain_example`, `compare_to_reference`,
+`evaluate_layers`, `least_important`), the faithfulness numbers in :mod:`toolkit.pruned_faithfulness`
+(`sentence_comprehensiveness`, `set_comprehensiveness`, `compare_comprehensiveness`) and the HTML in
+:mod:`toolkit.explorer_html` (`importance_colours` / `colour_legend_html`, `result_html`,
+`faithfulness_html`). The widgets only collect choices, call these, and show what they return,
+including any exception (a callback's exception would otherwise go to JupyterLab's hidden log
+console). The names listed in ``__all__`` stay importable from here.
 """
 
 from __future__ import annotations
@@ -13,20 +15,42 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import ipywidgets as W
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps, colors
 
-from .calibration import ece, probs_labels
 from .data import Dataset
-from .importance import select_layers
+from .explorer import (
+    ExplorerResult,
+    LayerScores,
+    Progress,
+    check_droppable,
+    compare_to_reference,
+    evaluate_layers,
+    explain_example,
+    explorer_result,
+    least_important,
+    score_layers,
+)
+from .explorer_html import (
+    COLOUR_SCALES,
+    colour_legend_html,
+    colour_positions,
+    error_html,
+    faithfulness_html,
+    importance_colours,
+    layers_text,
+    result_html,
+)
 from .models import decoder_layers
-from .pruning import drop_attention
-from .scoring import predict
-from .stats import Interval, paired_bootstrap
+from .pruned_faithfulness import (
+    FAITHFULNESS_METRICS,
+    SentenceComprehensiveness,
+    compare_comprehensiveness,
+    sentence_comprehensiveness,
+    set_comprehensiveness,
+)
 
 __all__ = [
     "COLOUR_SCALES",
@@ -39,306 +63,12 @@ __all__ = [
     "compare_to_reference",
     "evaluate_layers",
     "explain_example",
+    "faithfulness_html",
     "importance_colours",
     "least_important",
     "result_html",
     "score_layers",
 ]
-
-COLOUR_SCALES = ("rank", "log", "linear")
-_CMAP = "viridis"
-_NAN_COLOUR = "#cccccc"
-Progress = Callable[[float, str], None]
-
-
-# --------------------------------------------------------------------------------------------------
-# Colours
-# --------------------------------------------------------------------------------------------------
-def _positions(values: np.ndarray, scale: str) -> np.ndarray:
-    """Map finite values to [0, 1] by rank (ties share the lowest rank), log10, or linearly; NaN stays NaN."""
-    if scale not in COLOUR_SCALES:
-        raise ValueError(f"unknown colour scale {scale!r}; expected one of {list(COLOUR_SCALES)}")
-    out = np.full(values.shape, np.nan)
-    ok = np.isfinite(values)
-    v = values[ok]
-    if v.size == 0:
-        return out
-    if scale == "rank":
-        ranks = np.searchsorted(np.sort(v), v, side="left").astype(float)
-        out[ok] = ranks / max(v.size - 1, 1)
-        return out
-    if scale == "log":
-        positive = v[v > 0]
-        floor = positive.min() if positive.size else 1.0
-        v = np.log10(np.maximum(v, floor))
-    span = v.max() - v.min()
-    out[ok] = (v - v.min()) / span if span > 0 else 0.0
-    return out
-
-
-def importance_colours(importance: pd.Series | Sequence[float], scale: str = "rank", cmap: str = _CMAP) -> list[str]:
-    """One hex colour per layer: low importance (safe to drop) dark, high bright; NaN grey.
-
-    `scale="rank"` spreads the layers evenly over the colour map, so the few layers that dominate
-    the raw scores (e.g. 0, 1 and 24 of SmolLM2) no longer squash the other 27 into one colour;
-    `"log"` uses log10 of the scores (non-positive scores clipped to the smallest positive one);
-    `"linear"` the raw scores.
-    """
-    pos = _positions(np.asarray(importance, dtype=float), scale)
-    cm = colormaps[cmap]
-    return [colors.to_hex(cm(p)) if np.isfinite(p) else _NAN_COLOUR for p in pos]
-
-
-def colour_legend_html(importance: pd.Series | Sequence[float], scale: str = "rank", cmap: str = _CMAP,
-                       name: str = "importance") -> str:
-    """A colour bar for `importance_colours`: its ends labelled with the scale's meaning and the values."""
-    values = np.asarray(importance, dtype=float)
-    finite = values[np.isfinite(values)]
-    cm = colormaps[cmap]
-    stops = ", ".join(colors.to_hex(cm(x)) for x in np.linspace(0, 1, 9))
-    low, high = (f"{finite.min():.3g}", f"{finite.max():.3g}") if finite.size else ("-", "-")
-    how = {"rank": "colour = rank", "log": "colour = log10 of the score", "linear": "colour = score"}[scale]
-    return (
-        '<div class="tk-legend" style="display:flex; align-items:center; gap:8px; font-size:13px">'
-        f"<span>border: {html.escape(name)} ({how})</span>"
-        f"<span>least important<br><small>{low}, safest to drop</small></span>"
-        f'<span style="display:inline-block; width:220px; height:14px; border-radius:3px; '
-        f'background: linear-gradient(to right, {stops})"></span>'
-        f"<span>most important<br><small>{high}</small></span>"
-        f'<span style="display:inline-block; width:14px; height:14px; background:{_NAN_COLOUR}"></span>'
-        "<span>no score</span></div>"
-    )
-
-
-def least_important(importance: pd.DataFrame | pd.Series, metric: str | None, k: int) -> list[int]:
-    """The `k` least important layers by `metric` (a column of `importance`), in layer order."""
-    if isinstance(importance, pd.DataFrame):
-        if metric not in importance.columns:
-            raise ValueError(f"unknown importance metric {metric!r}; expected one of {list(importance.columns)}")
-        importance = importance[metric]
-    return select_layers(importance, k)
-
-
-# --------------------------------------------------------------------------------------------------
-# Evaluation (plain functions)
-# --------------------------------------------------------------------------------------------------
-def check_droppable(layers: Sequence[int], n_layers: int) -> tuple[int, ...]:
-    """Sorted layers, refusing to drop every attention layer (nothing would mix the tokens any more)."""
-    chosen = tuple(sorted(int(i) for i in layers))
-    if n_layers and len(set(chosen)) >= n_layers:
-        raise ValueError(
-            f"cannot drop all {n_layers} attention layers: with none left no token sees any other, "
-            "so the prompt cannot reach the answer position; keep at least one layer"
-        )
-    return chosen
-
-
-@dataclass(frozen=True, eq=False)
-class LayerScores:
-    """Predictions on the evaluation set with `layers` dropped: probabilities (n, C) and gold labels (n,)."""
-
-    layers: tuple[int, ...]
-    probs: np.ndarray
-    labels: np.ndarray
-    label_names: tuple[str, ...]
-
-    @property
-    def n(self) -> int:
-        return len(self.labels)
-
-    @property
-    def preds(self) -> np.ndarray:
-        return self.probs.argmax(axis=1)
-
-    @property
-    def accuracy(self) -> float:
-        return float((self.preds == self.labels).mean())
-
-    @property
-    def ece(self) -> float:
-        return float(ece(self.probs, self.labels))
-
-
-def score_layers(model, tokenizer, dataset: Dataset, layers: Sequence[int], *, batch_size: int = 16,
-                 chunks: int = 4, on_progress: Progress | None = None) -> LayerScores:
-    """`predict` on `dataset` with `layers` dropped, in up to `chunks` pieces so progress can be shown."""
-    layers = tuple(sorted(layers))
-    n = len(dataset)
-    bounds = np.linspace(0, n, min(chunks, n) + 1).round().astype(int)
-    frames = []
-    with drop_attention(model, layers):
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            if on_progress:
-                on_progress(i / (len(bounds) - 1), f"scoring sentences {a + 1}-{b} of {n}")
-            frames.append(predict(model, tokenizer, dataset[a:b], batch_size=batch_size, progress=False))
-    df = pd.concat(frames, ignore_index=True)
-    df.attrs = frames[0].attrs
-    probs, labels = probs_labels(df)
-    return LayerScores(layers=layers, probs=probs, labels=labels, label_names=tuple(dataset.task.label_names))
-
-
-def explain_example(model, tokenizer, dataset: Dataset, layers: Sequence[int], example: int, *,
-                    method: str = "saliency", backend: str = "fast"):
-    """The attribution of sentence `example` of `dataset` (for its predicted label) with `layers` dropped."""
-    from .attribution import attribute  # inseq is slow to import: only when a sentence is explained
-
-    if not 0 <= example < len(dataset):
-        raise ValueError(f"example index {example} is out of range for a dataset of {len(dataset)}")
-    with drop_attention(model, layers):
-        return attribute(model, tokenizer, dataset.task, [dataset.examples[example]], method=method,
-                         backend=backend)[0]
-
-
-def _accuracy(probs: np.ndarray, labels: np.ndarray, *, weights: np.ndarray | None = None):
-    correct = (probs.argmax(axis=1) == labels).astype(float)
-    return float(correct.mean()) if weights is None else (weights @ correct) / weights.sum(axis=-1)
-
-
-def _ece(probs: np.ndarray, labels: np.ndarray, *, weights: np.ndarray | None = None):
-    return ece(probs, labels, weights=weights)
-
-
-METRICS = {"accuracy": (_accuracy, "higher"), "ECE": (_ece, "lower")}
-
-
-def compare_to_reference(scores: LayerScores, reference: LayerScores, *, n_boot: int = 1000, alpha: float = 0.05,
-                         seed: int = 0) -> pd.DataFrame:
-    """Each metric with `layers` dropped against the unpruned reference on the same sentences.
-
-    delta = metric(pruned) - metric(unpruned), with a paired percentile bootstrap CI
-    (`toolkit.stats.paired_bootstrap`: both models resampled on the same sentences).
-
-    Returns:
-        DataFrame indexed by metric (`accuracy`, `ECE`) with columns `value`, `reference`, `delta`,
-        `low`, `high` (the CI of delta), `better` ("higher" or "lower"), `n`.
-    """
-    if scores.n != reference.n or not np.array_equal(scores.labels, reference.labels):
-        raise ValueError(f"scores (n={scores.n}) and reference (n={reference.n}) are not on the same sentences")
-    rows = {}
-    for name, (fn, better) in METRICS.items():
-        if scores.layers == reference.layers:
-            ci = Interval(0.0, 0.0, 0.0, alpha, 0)
-        else:
-            ci = paired_bootstrap(fn, (reference.probs, reference.labels), (scores.probs, scores.labels),
-                                  n_boot=n_boot, alpha=alpha, seed=seed)
-        rows[name] = dict(value=float(fn(scores.probs, scores.labels)),
-                          reference=float(fn(reference.probs, reference.labels)),
-                          delta=ci.estimate, low=ci.low, high=ci.high, better=better, n=scores.n)
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-@dataclass(frozen=True, eq=False)
-class ExplorerResult:
-    """What the explorer shows for one choice of dropped layers and one sentence."""
-
-    layers: tuple[int, ...]
-    accuracy: float
-    ece: float
-    prediction: str
-    confidence: float
-    attribution_html: str
-    n: int = 0
-    example: int = 0
-    text: str = ""
-    gold: str = ""
-    scores: LayerScores | None = None
-    attribution: object = None
-
-
-def _result(dataset: Dataset, scores: LayerScores, example: int, attribution) -> ExplorerResult:
-    from .attribution import attributions_html
-
-    ex = dataset.examples[example]
-    return ExplorerResult(
-        layers=scores.layers, accuracy=scores.accuracy, ece=scores.ece,
-        prediction=scores.label_names[int(scores.preds[example])], confidence=float(scores.probs[example].max()),
-        attribution_html=attributions_html([attribution]), n=scores.n, example=example, text=ex.text,
-        gold=scores.label_names[ex.label], scores=scores, attribution=attribution,
-    )
-
-
-def evaluate_layers(model, tokenizer, dataset: Dataset, layers: Sequence[int], *, example: int = 0,
-                    method: str = "saliency", backend: str = "fast", batch_size: int = 16) -> ExplorerResult:
-    """Accuracy and ECE on `dataset`, and one sentence's prediction and attribution, with `layers` dropped."""
-    if not 0 <= example < len(dataset):
-        raise ValueError(f"example index {example} is out of range for a dataset of {len(dataset)}")
-    scores = score_layers(model, tokenizer, dataset, layers, batch_size=batch_size, chunks=1)
-    attribution = explain_example(model, tokenizer, dataset, layers, example, method=method, backend=backend)
-    return _result(dataset, scores, example, attribution)
-
-
-# --------------------------------------------------------------------------------------------------
-# HTML views
-# --------------------------------------------------------------------------------------------------
-def _layers_text(layers: Sequence[int]) -> str:
-    return "none" if not layers else str(list(layers))
-
-
-def _fmt_delta(row: pd.Series) -> str:
-    if row.low == row.high == row.delta == 0.0:
-        return "&ndash;"
-    return f"{row.delta:+.3f} <small>[{row.low:+.3f}, {row.high:+.3f}]</small>"
-
-
-def result_html(result: ExplorerResult, reference: ExplorerResult, comparison: pd.DataFrame, *,
-                n_layers: int | None = None, stale: bool = False) -> str:
-    """The explorer's result panel: metrics vs unpruned with CIs, the sentence, and both attributions."""
-    from .attribution import attributions_html
-
-    dropped = _layers_text(result.layers)
-    of = f" ({len(result.layers)} of {n_layers} attention layers)" if n_layers and result.layers else ""
-    cell = "style='padding:2px 12px 2px 0; text-align:right'"
-    rows = "".join(
-        f"<tr><td style='padding-right:12px'><b>{name}</b> <small>({row.better} is better)</small></td>"
-        f"<td {cell}>{row.value:.3f}</td><td {cell}>{row.reference:.3f}</td><td {cell}>{_fmt_delta(row)}</td></tr>"
-        for name, row in comparison.iterrows()
-    )
-    table = (
-        '<table class="tk-metrics" style="border-collapse:collapse; font-size:15px">'
-        f"<tr><th style='text-align:left'>metric</th><th {cell}>this set</th><th {cell}>unpruned</th>"
-        f"<th {cell}>change vs unpruned <small>[95% CI]</small></th></tr>" + rows + "</table>"
-        f"<div style='font-size:12px; color:#555'>n = {result.n} sentences; paired bootstrap over the same "
-        "sentences; a CI that contains 0 is no evidence of a change</div>"
-    )
-
-    def verdict(pred: str, conf: float) -> str:
-        mark = "&#10003;" if pred == result.gold else "&#10007;"
-        colour = "#1a7f37" if pred == result.gold else "#cf222e"
-        return f"<b style='color:{colour}'>{html.escape(pred)}</b> ({conf:.2f}) {mark}"
-
-    sentence = (
-        f"<div style='margin-top:8px; font-size:15px'><b>sentence #{result.example}</b>: "
-        f"&ldquo;{html.escape(result.text)}&rdquo;<br>gold label: <b>{html.escape(result.gold)}</b> &middot; "
-        f"unpruned predicts {verdict(reference.prediction, reference.confidence)} &middot; "
-        f"with {dropped} dropped: {verdict(result.prediction, result.confidence)}</div>"
-    )
-
-    def column(title: str, attribution) -> str:
-        body = attributions_html([attribution]) if attribution is not None else ""
-        return f"<div style='flex:1; min-width:280px'><b>{html.escape(title)}</b>{body}</div>"
-
-    attributions = (
-        "<div style='display:flex; gap:24px; margin-top:6px'>"
-        + column("unpruned", reference.attribution)
-        + column(f"dropped {dropped}", result.attribution)
-        + "</div><div style='font-size:12px; color:#555'>word shading: "
-        "<span style='background:rgba(220,38,38,0.6); padding:0 4px'>red</span> = pushes towards the label "
-        "the model predicts (the label named above each row, not the gold label); deeper = larger share of "
-        "that row's largest score; hover a word for its score</div>"
-    )
-    style = "opacity:0.45" if stale else ""
-    return (
-        f'<div class="tk-result-body" style="{style}">'
-        f"<div style='font-size:16px'><b>dropped:</b> {dropped}{of}</div>"
-        + table + sentence + attributions + "</div>"
-    )
-
-
-def _error_html(error: BaseException) -> str:
-    return (
-        '<div class="tk-error" style="color:#cf222e; border:1px solid #cf222e; padding:6px; border-radius:4px">'
-        f"<b>{html.escape(type(error).__name__)}</b>: {html.escape(str(error))}</div>"
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -379,7 +109,7 @@ class LayerPicker:
                 raise ValueError(f"importance has {len(importance)} values for {self.n_layers} layers")
             fills = importance_colours(importance, scale)
             values = np.asarray(importance, dtype=float)
-            order = _positions(values, "rank")
+            order = colour_positions(values, "rank")
             tips = [f"layer {i}: {getattr(importance, 'name', None) or 'importance'} {v:.4g}"
                     + (f", rank {int(round(o * (np.isfinite(values).sum() - 1))) + 1} (1 = least important)"
                        if np.isfinite(o) else "")
@@ -411,10 +141,12 @@ _HIDE_STATIC = "<style>.tk-static-copy{display:none}</style>"
 
 
 class PruningExplorer:
-    """Pick layers, press evaluate: accuracy, ECE (with CIs vs unpruned) and one sentence's attribution.
+    """Pick layers, press evaluate: accuracy, ECE (with CIs vs unpruned), one sentence's attribution and
+    its comprehensiveness; press faithfulness: the set's mean comprehensiveness vs unpruned with a CI.
 
-    Results are cached per (layer set, sentence): re-picking a set shows its result at once. While it
-    evaluates, the button is disabled and a progress bar runs; an exception is shown in the widget.
+    Results are cached per (layer set, sentence), the set-level faithfulness per layer set:
+    re-picking a set shows its result at once. While it evaluates, the pressed button is disabled
+    and a progress bar runs; an exception is shown in the widget.
     The last result is also written to a plain HTML output below the widget, so a saved notebook
     (or a static renderer) shows it without a kernel; in a live session that copy is hidden.
 
@@ -424,11 +156,17 @@ class PruningExplorer:
         example: the sentence shown first (an index into `dataset`).
         scale: colour scale, one of `COLOUR_SCALES`.
         live: evaluate on every toggle instead of on the button.
+        faithfulness: the set-level metric of the faithfulness button: ``"aopc"`` (AOPC
+            comprehensiveness, cheap) or ``"naopc"`` (normalised between each sentence's bounds:
+            exact for sentences of <= 8 words, searched above; many more forward passes).
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, importance: pd.Series | pd.DataFrame | None = None, *,
                  example: int = 0, method: str = "saliency", live: bool = False, scale: str = "rank",
-                 batch_size: int = 16, n_boot: int = 1000, seed: int = 0):
+                 batch_size: int = 16, n_boot: int = 1000, seed: int = 0, faithfulness: str = "aopc"):
+        if faithfulness not in FAITHFULNESS_METRICS:
+            raise ValueError(f"unknown faithfulness {faithfulness!r}; expected one of {list(FAITHFULNESS_METRICS)}")
+        self.faithfulness = faithfulness
         self.model, self.tokenizer, self.dataset = model, tokenizer, dataset
         self.method, self.batch_size, self.n_boot, self.seed, self.scale = method, batch_size, n_boot, seed, scale
         self.n_layers = len(decoder_layers(model))
@@ -440,6 +178,9 @@ class PruningExplorer:
         self.importance = importance
         self._scores: dict[tuple[int, ...], LayerScores] = {}
         self._attributions: dict[tuple[tuple[int, ...], int], object] = {}
+        self._sentence_faith: dict[tuple[tuple[int, ...], int], SentenceComprehensiveness] = {}
+        self._set_faith: dict[tuple[int, ...], pd.DataFrame] = {}
+        self._faith_tables: dict[tuple[int, ...], pd.DataFrame] = {}
         self._static = None
 
         metric = None if importance is None else importance.columns[0]
@@ -461,8 +202,18 @@ class PruningExplorer:
         self.status.add_class("tk-status")
         self.output = W.HTML()
         self.output.add_class("tk-result")
+        self.faith_button = W.Button(description="faithfulness", icon="balance-scale",
+                                     tooltip=f"{faithfulness.upper()} comprehensiveness on all {len(dataset)} "
+                                             "sentences, unpruned vs the shown layer set",
+                                     layout=W.Layout(width="170px"))
+        self.faith_button.add_class("tk-faith-button")
+        self.faith_status = W.HTML()
+        self.faith_status.add_class("tk-faith-status")
+        self.faith_output = W.HTML()
+        self.faith_output.add_class("tk-faithfulness")
 
         self.button.on_click(lambda _: self.update())
+        self.faith_button.on_click(lambda _: self.update_faithfulness())
         self.pick_k.on_click(lambda _: self._guard(self._select_k))
         self.clear.on_click(lambda _: setattr(self.picker, "value", []))
         self.metric.observe(lambda _: self._guard(self._recolour), names="value")
@@ -476,6 +227,7 @@ class PruningExplorer:
         self.widget = W.VBox([
             self.legend, self.picker.widget, W.HBox(pickers), self.sentence,
             W.HBox([self.button, self.progress, self.status]), self.output,
+            W.HBox([self.faith_button, self.faith_status]), self.faith_output,
         ])
         self.widget.add_class("tk-explorer")
 
@@ -495,24 +247,65 @@ class PruningExplorer:
                                                 on_progress=lambda f, w: report(0.8 * f, w))
         for key in ((), layers):
             if (key, example) not in self._attributions:
-                report(0.8 if key else 0.9, f"explaining sentence #{example}")
+                report(0.8 if key else 0.85, f"explaining sentence #{example}")
                 self._attributions[(key, example)] = explain_example(
                     self.model, self.tokenizer, self.dataset, key, example, method=self.method)
+            if (key, example) not in self._sentence_faith:
+                report(0.9 if key else 0.95, f"erasing the top words of sentence #{example}")
+                self._sentence_faith[(key, example)] = sentence_comprehensiveness(
+                    self.model, self.tokenizer, self.dataset.task, self.dataset.examples[example].text,
+                    self._attributions[(key, example)], key, batch_size=self.batch_size)
         report(1.0, "done")
-        return _result(self.dataset, self._scores[layers], example, self._attributions[(layers, example)])
+        return self._cached_result(layers, example)
+
+    def _cached_result(self, layers: tuple[int, ...], example: int) -> ExplorerResult:
+        return explorer_result(self.dataset, self._scores[layers], example, self._attributions[(layers, example)],
+                       self._sentence_faith[(layers, example)])
 
     def cached(self, layers: Sequence[int], example: int | None = None) -> bool:
         """Whether `evaluate(layers, example)` would answer from the cache."""
         key = tuple(sorted(layers))
         example = self.example if example is None else example
-        return key in self._scores and (key, example) in self._attributions and ((), example) in self._attributions
+        return key in self._scores and all(
+            (k, example) in self._attributions and (k, example) in self._sentence_faith for k in ((), key))
 
     def comparison(self, result: ExplorerResult) -> pd.DataFrame:
         return compare_to_reference(result.scores, self._scores[()], n_boot=self.n_boot, seed=self.seed)
 
+    def faithfulness_comparison(self, layers: Sequence[int] | None = None,
+                                on_progress: Progress | None = None) -> pd.DataFrame:
+        """The set's mean comprehensiveness with `layers` (default: the shown result's) dropped vs unpruned.
+
+        `toolkit.pruned_faithfulness.compare_comprehensiveness` of `set_comprehensiveness` for the
+        unpruned model and for `layers`, each computed once (cached per layer set). Does not change
+        what the widget shows (use `update_faithfulness` for that).
+        """
+        layers = check_droppable(self.result.layers if layers is None else layers, self.n_layers)
+        report = on_progress or (lambda fraction, what: None)
+        for i, key in enumerate(dict.fromkeys(((), layers))):
+            if key not in self._set_faith:
+                name = "unpruned" if not key else f"dropped {layers_text(key)}"
+                self._set_faith[key] = set_comprehensiveness(
+                    self.model, self.tokenizer, self.dataset, key, method=self.method, metric=self.faithfulness,
+                    batch_size=self.batch_size,
+                    on_progress=lambda f, w, i=i, name=name: report(0.5 * (i + f), f"{name}: {w}"))
+        report(1.0, "done")
+        if layers not in self._faith_tables:
+            self._faith_tables[layers] = compare_comprehensiveness(
+                self._set_faith[layers], self._set_faith[()], metric=self.faithfulness, n_boot=self.n_boot,
+                seed=self.seed)
+        return self._faith_tables[layers]
+
     # -- display ---------------------------------------------------------------------------------
     def _reference_for(self, example: int) -> ExplorerResult:
-        return _result(self.dataset, self._scores[()], example, self._attributions[((), example)])
+        return self._cached_result((), example)
+
+    def _faith_html(self, busy: bool = False) -> str:
+        layers = self.result.layers
+        table = None
+        if () in self._set_faith and layers in self._set_faith:
+            table = self.faithfulness_comparison(layers)
+        return faithfulness_html(table, layers, n=len(self.dataset), method=self.method, busy=busy)
 
     def _html(self, result: ExplorerResult, stale: bool = False) -> str:
         return result_html(result, self._reference_for(result.example), self.comparison(result),
@@ -520,11 +313,17 @@ class PruningExplorer:
 
     def _show(self, result: ExplorerResult) -> None:
         self.result = result
-        body = self._html(result)
-        self.output.value = _HIDE_STATIC + body
+        self.output.value = _HIDE_STATIC + self._html(result)
         self.status.value = ""
+        self._show_faith()
+
+    def _show_faith(self, busy: bool = False) -> None:
+        self.faith_output.value = self._faith_html(busy)
         if self._static is not None:
-            self._static.update(self._static_bundle(body), raw=True)
+            self._static.update(self._static_bundle(self._static_body()), raw=True)
+
+    def _static_body(self) -> str:
+        return self._html(self.result) + self._faith_html()
 
     def _busy(self, busy: bool, what: str = "") -> None:
         self.button.disabled = busy
@@ -543,8 +342,45 @@ class PruningExplorer:
         try:
             return step()
         except Exception as error:  # noqa: BLE001 - shown to the user, who can act on it
-            self.status.value = _error_html(error)
+            self.status.value = error_html(error)
             return None
+
+    def _faith_busy(self, busy: bool) -> None:
+        self.faith_button.disabled = busy
+        self.button.disabled = busy  # one computation at a time: the kernel runs them in turn anyway
+        self.faith_button.description = "computing..." if busy else "faithfulness"
+        self.faith_button.icon = "spinner" if busy else "balance-scale"
+        self.progress.layout.visibility = "visible" if busy else "hidden"
+        if busy:
+            self.progress.value = 0
+            self.faith_status.value = "<i>computing faithfulness...</i>"
+
+    def _on_faith_progress(self, fraction: float, what: str) -> None:
+        self.progress.value = fraction
+        self.faith_status.value = f"<i>computing faithfulness... {html.escape(what)}</i>"
+
+    def update_faithfulness(self) -> pd.DataFrame | None:
+        """Compute (or take from the cache) the set-level faithfulness of the shown layer set and show it;
+        an error is shown in the panel, not raised."""
+        layers = self.result.layers
+        fresh = not ({(), layers} <= self._set_faith.keys())
+        if fresh:
+            self._faith_busy(True)
+            self._show_faith(busy=True)
+        started = time.perf_counter()
+        try:
+            table = self.faithfulness_comparison(layers, on_progress=self._on_faith_progress if fresh else None)
+            self._show_faith()
+            self.faith_status.value = ""
+            self.last_faith_seconds = time.perf_counter() - started
+            return table
+        except Exception as error:  # noqa: BLE001 - shown to the user, who can act on it
+            self.faith_output.value = self._faith_html()
+            self.faith_status.value = error_html(error)
+            return None
+        finally:
+            if fresh:
+                self._faith_busy(False)
 
     def _on_toggle(self) -> None:
         layers = tuple(self.picker.value)
@@ -554,7 +390,7 @@ class PruningExplorer:
             self.output.value = _HIDE_STATIC + self._html(self.result, stale=True)
             self.status.value = (
                 "<b style='color:#9a6700'>&#9888; out of date</b>: the result below is for dropped "
-                f"{_layers_text(self.result.layers)}, the toggles say {_layers_text(layers)}; press evaluate")
+                f"{layers_text(self.result.layers)}, the toggles say {layers_text(layers)}; press evaluate")
 
     def _on_sentence(self, example: int) -> None:
         self.example = example
@@ -575,7 +411,7 @@ class PruningExplorer:
         chosen = tuple(sorted(self.picker.value if layers is None else layers))
         fresh = not self.cached(chosen)
         if fresh:
-            self._busy(True, f"dropped {_layers_text(chosen)}")
+            self._busy(True, f"dropped {layers_text(chosen)}")
         started = time.perf_counter()
         try:
             result = self.evaluate(chosen, on_progress=self._on_progress if fresh else None)
@@ -583,7 +419,7 @@ class PruningExplorer:
             self.last_seconds = time.perf_counter() - started
             return result
         except Exception as error:  # noqa: BLE001 - shown to the user, who can act on it
-            self.status.value = _error_html(error)
+            self.status.value = error_html(error)
             return None
         finally:
             if fresh:
@@ -596,7 +432,7 @@ class PruningExplorer:
         return {
             "text/html": '<div class="tk-static-copy"><small>Last result of the pruning explorer (a static copy; '
                          "run the notebook to interact)</small>" + body + "</div>",
-            "text/plain": f"PruningExplorer: dropped {_layers_text(self.result.layers)}, accuracy "
+            "text/plain": f"PruningExplorer: dropped {layers_text(self.result.layers)}, accuracy "
                           f"{self.result.accuracy:.3f}, ECE {self.result.ece:.3f} (n={self.result.n})",
         }
 
@@ -609,4 +445,4 @@ class PruningExplorer:
         from IPython.display import display
 
         display(self._repr_mimebundle_(), raw=True)
-        self._static = display(self._static_bundle(self._html(self.result)), raw=True, display_id=True)
+        self._static = display(self._static_bundle(self._static_body()), raw=True, display_id=True)

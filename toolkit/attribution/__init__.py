@@ -18,7 +18,10 @@ Tokens are those of :func:`toolkit.prompts.encode_example`, the encoding every c
 the inseq backend checks that inseq tokenised the prompt to exactly these ids. Each
 :class:`Attribution` records them and ``predict``'s probability of the label it explains.
 Word score = SUM of its tokens' scores.
-Every method gives scores >= 0 (magnitudes, no sign); higher = more important for y^:
+Most methods give magnitudes (>= 0, no direction; higher = more important for y^). The
+``_signed`` variants keep the sign (``AttributionMethod.signed``, :func:`is_signed`): > 0 = the
+word pushes p(y^) up, < 0 = it pushes p(y^) down (the gradient is of y^'s probability, the
+target captum and inseq differentiate):
 
 =====================  =========================================================================
 saliency               ||df/de_i||_2, the L2 norm over the embedding dimension of the gradient
@@ -28,6 +31,10 @@ integrated_gradients   ||(e_i - b_i) * sum_s w_s df/de_i (b + a_s (e - b))||_2 (
                        2017); captum's quadrature (default Gauss-Legendre, 50 steps); baseline b =
                        inseq's default: the embedding of the unk token (the pad token when the
                        tokenizer has none), EOS positions keep EOS. Not zeros.
+input_x_gradient_      sum_d e_id * df/de_id: signed; the first-order change of f from scaling
+signed                 token i's embedding from 0 to e_i.
+integrated_gradients_  sum_d (e_id - b_id) * sum_s w_s df/de_id(...): signed; over all tokens the
+signed                 sums add up to f(x) - f(b) (completeness, Sundararajan et al. 2017).
 lime                   L2 norm over the embedding dimension of inseq's LIME surrogate weights.
 occlusion              |f(x) - f(x with token i's embedding replaced by b_i)| (inseq takes abs).
 attention              attention weight from the answer position to token i, mean over heads and
@@ -36,8 +43,8 @@ value_zeroing          Mohebbi et al. 2023: per layer 1 - cos(h, h with token i'
                        normalised to sum 1 over tokens; mean over the kept (not dropped) layers.
 =====================  =========================================================================
 
-These are inseq 0.7.1's default aggregations (vnorm for gradient methods, mean for multi-unit
-ones), applied here to inseq's raw per-token tensors so that ``backend="fast"`` can reproduce them.
+The unsigned ones are inseq 0.7.1's default aggregations (vnorm for gradient methods, mean for
+multi-unit ones), applied here to inseq's raw per-token tensors so that ``backend="fast"`` can reproduce them.
 
 Backends: ``"inseq"`` runs every method through ``inseq`` one example at a time (the model wrapper
 is cached per model, method and tokenizer). ``"fast"`` computes saliency, input x gradient and
@@ -59,7 +66,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data import Dataset, Example, Task
 from ..validation import check_int
-from .display import attributions_html, show_attributions
+from .display import LEGENDS, attribution_legend_html, attributions_html, scores_are_signed, show_attributions
 from .fast import IG_RULES, fast_token_scores, ig_quadrature
 from .inseq_backend import inseq_accepted_kwargs, inseq_model, inseq_token_scores
 from .prepare import check_eager, examples_of, prepare_items
@@ -69,6 +76,7 @@ from .registry import (
     AttributionMethod,
     check_kwargs,
     check_method,
+    is_signed,
     list_attribution_methods,
     register_attribution_method,
 )
@@ -78,16 +86,20 @@ from .results import Attribution, attributions_frame, split_words, words_from_to
 # display draws results. inseq is imported by inseq_backend when a wrapper is first built.
 __all__ = [
     "ATTRIBUTION_METHODS",
+    "LEGENDS",
     "Attribution",
     "AttributionMethod",
     "BACKENDS",
     "attribute",
+    "attribution_legend_html",
     "attributions_frame",
     "attributions_html",
     "ig_quadrature",
     "inseq_model",
+    "is_signed",
     "list_attribution_methods",
     "register_attribution_method",
+    "scores_are_signed",
     "show_attributions",
     "split_words",
 ]
@@ -154,7 +166,7 @@ def attribute(
         bar = tqdm(items, desc=f"{method} (inseq)", disable=not progress, leave=False)
         token_scores = [inseq_token_scores(wrapper, model, it, spec, method_kwargs, seed) for it in bar]
     else:
-        token_scores = fast_token_scores(model, tokenizer, items, method, method_kwargs, batch_size, progress)
+        token_scores = fast_token_scores(model, tokenizer, items, spec, method_kwargs, batch_size, progress)
     return [
         Attribution(
             example_id=it.example_id,

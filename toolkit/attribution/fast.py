@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..scoring import common_prefix_length, prefix_cache
 from ..validation import check_int
 from .prepare import Item
+from .registry import AttributionMethod
 
 __all__ = [
     "IG_RULES",
@@ -149,7 +150,7 @@ def _fast_batch(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     items: Sequence[Item],
-    method: str,
+    spec: AttributionMethod,
     *,
     n_steps: int,
     rule: str,
@@ -160,8 +161,10 @@ def _fast_batch(
     Every (step, example) pair is one row: saliency and input x gradient have the single step
     a = 1 (the input itself), IG has the quadrature steps e(a) = b + a (e - b). The gradient of each
     row's target probability w.r.t. its embeddings after the shared prefix is accumulated per
-    example with the step weights; the prefix of each step runs once into a KV cache.
+    example with the step weights; the prefix of each step runs once into a KV cache. Per token,
+    ``spec.reduce`` "l2" takes the norm over the embedding dimension, "sum" the (signed) sum.
     """
+    method = spec.inseq_name
     device = next(model.parameters()).device
     embed = model.get_input_embeddings()
     p = _shared_prefix(items)
@@ -195,7 +198,8 @@ def _fast_batch(
     for b, it in enumerate(items):
         attr = total[b] if method == "saliency" else total[b] * delta[b][p:]
         scores = np.zeros(len(it.ids))
-        scores[p:] = torch.linalg.vector_norm(attr.double(), dim=-1).cpu().numpy()
+        reduced = attr.double().sum(dim=-1) if spec.reduce == "sum" else torch.linalg.vector_norm(attr.double(), dim=-1)
+        scores[p:] = reduced.cpu().numpy()
         out.append(scores)
     return out
 
@@ -204,11 +208,12 @@ def fast_token_scores(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     items: list[Item],
-    method: str,
+    spec: AttributionMethod,
     method_kwargs: dict[str, Any],
     batch_size: int,
     progress: bool,
 ) -> list[np.ndarray]:
+    method = spec.inseq_name
     n_steps = method_kwargs.get("n_steps", 50)
     rule = method_kwargs.get("rule", "gausslegendre")
     if method == "integrated_gradients":
@@ -220,7 +225,7 @@ def fast_token_scores(
     for start in range(0, len(items), batch_size):
         idx = order[start : start + batch_size]
         scores = _fast_batch(
-            model, tokenizer, [items[i] for i in idx], method, n_steps=n_steps, rule=rule, rows_per_pass=batch_size
+            model, tokenizer, [items[i] for i in idx], spec, n_steps=n_steps, rule=rule, rows_per_pass=batch_size
         )
         for i, s in zip(idx, scores):
             out[i] = s

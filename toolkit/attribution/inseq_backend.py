@@ -185,6 +185,8 @@ def inseq_token_scores(
     raw = seq.target_attributions[: len(item.ids), 0].detach().double()
     if spec.reduce == "l2":
         scores = torch.linalg.vector_norm(raw, dim=-1)
+    elif spec.reduce == "sum":
+        scores = raw.sum(dim=-1)
     elif spec.reduce == "none":
         scores = raw
     elif spec.reduce == "mean":

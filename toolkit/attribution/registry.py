@@ -16,9 +16,11 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "AttributionMethod",
     "BACKENDS",
+    "FAST_METHODS",
     "check_backend",
     "check_kwargs",
     "check_method",
+    "is_signed",
     "list_attribution_methods",
     "register_attribution_method",
 ]
@@ -37,16 +39,27 @@ class AttributionMethod:
             dimension), ``"none"`` (already one number), ``"mean"`` (mean over layers/heads),
             ``"mean_kept_layers"`` (mean over the layers whose attention is not dropped).
         fast_kwargs: the keyword arguments ``backend="fast"`` accepts; None = no fast path.
+            ``"sum"`` (sum over the embedding dimension: keeps the sign),
+        fast_kwargs: the keyword arguments ``backend="fast"`` accepts; None = no fast path.
         stochastic: draws random numbers (seeded per example by ``attribute(seed=...)``).
+        signed: whether a score can be negative and its sign means something. Signed: > 0 pushes
+            the explained (predicted) label's probability up, < 0 pushes it down. Unsigned: a
+            magnitude, >= 0, larger = more important, no direction. Displays read this field to
+            pick their colours and legend (:mod:`toolkit.attribution.display`).
     """
 
     inseq_name: str
     reduce: str
     fast_kwargs: tuple[str, ...] | None = None
     stochastic: bool = False
+    signed: bool = False
 
 
-_REDUCTIONS = ("l2", "none", "mean", "mean_kept_layers")
+_REDUCTIONS = ("l2", "none", "mean", "mean_kept_layers", "sum")
+# Reductions whose result is never negative: a method using one cannot be signed.
+_UNSIGNED_REDUCTIONS = ("l2", "mean", "mean_kept_layers")
+# What backend="fast" computes, by inseq name (the gradient of the explained label's probability).
+FAST_METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients")
 
 
 ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {
@@ -54,9 +67,15 @@ ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {
     "input_x_gradient": AttributionMethod("input_x_gradient", "l2", fast_kwargs=()),
     "integrated_gradients": AttributionMethod("integrated_gradients", "l2", fast_kwargs=("n_steps", "rule")),
     "lime": AttributionMethod("lime", "l2", stochastic=True),
-    "occlusion": AttributionMethod("occlusion", "none"),
+    "occlusion": AttributionMethod("occlusion", "none"),  # inseq 0.7.1 returns |f(x) - f(x occluded)|
     "attention": AttributionMethod("attention", "mean"),
     "value_zeroing": AttributionMethod("value_zeroing", "mean_kept_layers"),
+    # The same gradients summed over the embedding dimension instead of their L2 norm: signed.
+    # sum_d e_id * df/de_id is the first-order change of f when token i's embedding is scaled
+    # from 0 to e_i; for IG the per-token sums add up to f(x) - f(baseline) (completeness).
+    "input_x_gradient_signed": AttributionMethod("input_x_gradient", "sum", fast_kwargs=(), signed=True),
+    "integrated_gradients_signed": AttributionMethod(
+        "integrated_gradients", "sum", fast_kwargs=("n_steps", "rule"), signed=True),
 }
 
 
@@ -73,9 +92,20 @@ def register_attribution_method(name: str, method: AttributionMethod, *, overwri
         raise ValueError(f"attribution method {name!r} is already registered; pass overwrite=True to replace it")
     if method.reduce not in _REDUCTIONS:
         raise ValueError(f"unknown reduce {method.reduce!r}; expected one of {list(_REDUCTIONS)}")
-    if method.fast_kwargs is not None and name not in ("saliency", "input_x_gradient", "integrated_gradients"):
-        raise ValueError(f"the fast backend implements only saliency, input_x_gradient and integrated_gradients, not {name!r}")
+    if method.signed and method.reduce in _UNSIGNED_REDUCTIONS:
+        raise ValueError(f"reduce {method.reduce!r} gives scores >= 0; a signed method needs 'sum' or 'none'")
+    if method.fast_kwargs is not None and method.inseq_name not in FAST_METHODS:
+        raise ValueError(f"the fast backend implements only {', '.join(FAST_METHODS)}, not {method.inseq_name!r}")
+    if method.fast_kwargs is not None and method.reduce not in ("l2", "sum"):
+        raise ValueError(f"the fast backend reduces by 'l2' or 'sum', not {method.reduce!r}")
     ATTRIBUTION_METHODS[name] = method
+
+
+def is_signed(method: str) -> bool:
+    """Whether ``method``'s scores are signed (see :attr:`AttributionMethod.signed`); unknown names raise."""
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
+    return ATTRIBUTION_METHODS[method].signed
 
 
 def check_backend(backend: str) -> None:

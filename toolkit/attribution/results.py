@@ -45,7 +45,8 @@ class Attribution:
         example_id: the example's id.
         words: the words of the example text (:func:`split_words`).
         spans: ``(start, end)`` character offsets of each word in the example text.
-        scores: one score per word (float64, read-only); >= 0, higher = more important for ``label``.
+        scores: one score per word (float64, read-only); higher = more important for ``label``;
+            >= 0 unless ``method`` is signed (then < 0 = pushes against ``label``).
         label: the explained label: the model's prediction (argmax over the verbalizers).
         label_name: ``task.label_names[label]``.
         method: the attribution method.
