@@ -119,6 +119,23 @@ def pruned_class_names(architecture: str) -> tuple[str, str] | None:
     return f"Pruned{stock.config_class.__name__}", f"Pruned{architecture}"
 
 
+def _inherit_weight_renaming(architecture: str, model_type: str, name: str) -> None:
+    """Give ``name`` the stock class's checkpoint key renaming (GPT-NeoX stores ``lm_head`` as ``embed_out``).
+
+    transformers applies no renaming to a class from a checkpoint's own code unless it is registered.
+    """
+    try:
+        from transformers.conversion_mapping import (
+            get_checkpoint_conversion_mapping,
+            register_checkpoint_conversion_mapping,
+        )
+    except ImportError:  # a transformers without conversion mappings renames nothing
+        return
+    mapping = get_checkpoint_conversion_mapping(architecture) or get_checkpoint_conversion_mapping(model_type)
+    if mapping:
+        register_checkpoint_conversion_mapping(name, mapping, overwrite=True)
+
+
 def _define(architecture: str) -> None:
     stock = getattr(transformers, architecture, None)
     if stock is None:
@@ -138,6 +155,7 @@ def _define(architecture: str) -> None:
 
     model_cls = type(model_name, (stock,), {"config_class": config_cls, "__init__": __init__})
     config_cls.__module__ = model_cls.__module__ = __name__
+    _inherit_weight_renaming(architecture, stock.config_class.model_type, model_name)
     globals()[config_name] = config_cls
     globals()[model_name] = model_cls
 
