@@ -13,15 +13,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from plain_hf_load import in_fresh_process
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import drop_attention, export_zeroed, load_model, prune_attention, save_pruned
 from toolkit.adapters import ADAPTERS, decoder_layers
@@ -31,7 +28,6 @@ from toolkit.export import ZEROED_KEY, zeroed_parameters
 from toolkit.pruning import PRUNING_SPEC
 from toolkit.validation import InputError, InputTypeError
 
-HERE = Path(__file__).parent
 # fp32. Exported vs drop: the same sums except attention (+0 vs skipped) and transformers' default
 # attention kernel (sdpa) in the fresh process vs eager here; observed max 1.5e-7 on the tiny models.
 ATOL_EXPORT = 1e-5
@@ -80,18 +76,6 @@ def greedy(model, x, n=N_NEW):
     return out[:, x.shape[1]:]
 
 
-def plain_transformers(jobs: list[dict], tmp: Path) -> dict:
-    """Run tests/plain_hf_load.py once on all jobs, in a fresh interpreter that never imports the toolkit."""
-    job_file, result_file = tmp / "jobs.json", tmp / "results.pt"
-    job_file.write_text(json.dumps(jobs))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp / "hf_modules"),
-           "PYTHONPATH": "", "TRANSFORMERS_VERBOSITY": "error"}
-    proc = subprocess.run([sys.executable, str(HERE / "plain_hf_load.py"), str(job_file), str(result_file)],
-                          env=env, cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(result_file, weights_only=False)
-
-
 def test_zeroed_and_structural_folders_in_plain_transformers(tmp_path):
     """All architectures, both formats, one fresh process."""
     x = inputs()
@@ -116,7 +100,7 @@ def test_zeroed_and_structural_folders_in_plain_transformers(tmp_path):
             dict(name=f"{name}/remote", path=str(structural), mode="remote", **common),
             dict(name=f"{name}/refuse", path=str(structural), mode="refuse", **common),
         ]
-    results = plain_transformers(jobs, tmp_path)
+    results = in_fresh_process(jobs, tmp_path)
     worst = {}
     for name, exp in expected.items():
         z, r, refused = results[f"{name}/zeroed"], results[f"{name}/remote"], results[f"{name}/refuse"]

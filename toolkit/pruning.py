@@ -6,7 +6,10 @@ pre-attention norm is skipped, and it keeps no KV cache (its cache slot becomes 
 `DummyLayer`, which is how transformers itself marks layers that store no KV).
 
 Both routes edit stock transformers modules in place; nothing is forked and no remote code is
-needed to load a pruned checkpoint back with `toolkit.load_model`.
+needed to load a pruned checkpoint back with `toolkit.load_model`. The removed module
+(`PrunedAttention`) lives in `toolkit.pruned_arch`, which a structural checkpoint also ships as its
+opt-in ``trust_remote_code`` class for plain transformers (which otherwise refuses the folder).
+The standard, load-anywhere format (attention output projection zeroed) is `toolkit.export`.
 """
 
 from __future__ import annotations
