@@ -144,6 +144,8 @@ def _define(architecture: str) -> None:
     config_cls = type(config_name, (stock.config_class,), {"model_type": MODEL_TYPE_PREFIX + stock.config_class.model_type})
 
     def __init__(self: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        # Registered when the class is built (by from_pretrained), not at import: importing changes nothing.
+        _inherit_weight_renaming(architecture, stock.config_class.model_type, model_name)
         stock.__init__(self, config, *args, **kwargs)
         remove_attention(
             self,
@@ -155,7 +157,6 @@ def _define(architecture: str) -> None:
 
     model_cls = type(model_name, (stock,), {"config_class": config_cls, "__init__": __init__})
     config_cls.__module__ = model_cls.__module__ = __name__
-    _inherit_weight_renaming(architecture, stock.config_class.model_type, model_name)
     globals()[config_name] = config_cls
     globals()[model_name] = model_cls
 
