@@ -230,3 +230,11 @@ def test_old_structural_folder_still_loads(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="changed since pruning"):
         load_model(path)
+
+
+def test_study_reads_the_depth_of_a_structural_folder(tmp_path):
+    """The study's depth check reads the stock config, never asking transformers (which would offer remote code)."""
+    from toolkit.study import _model_depth
+
+    path = save_pruned(prune_attention(tiny_model(), LAYERS), tmp_path / "p", tokenizer=tiny_tokenizer())
+    assert _model_depth(str(path)) == 4
