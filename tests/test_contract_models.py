@@ -306,7 +306,7 @@ def test_checkpoint_without_checksum_warns_and_is_still_checked(tmp_path):
 def test_save_into_a_non_empty_folder_is_refused_and_changes_nothing(tmp_path):
     path = pruned_folder(tmp_path)
     before = {p.name: p.read_bytes() for p in path.iterdir()}
-    expected = f"folder '{path}' exists and is not empty (config.json"
+    expected = f"folder '{path}' exists and is not empty (README.md, config.json"
     with pytest.raises(FileExistsError, match=re.escape(expected)) as err:
         save_pruned(prune_attention(tiny_model(seed=1), [0]), path, tokenizer=tiny_tokenizer())
     assert "overwrite=True" in str(err.value)
@@ -361,7 +361,8 @@ def test_prune_command_refuses_an_existing_folder_before_loading(tmp_path, monke
     assert f"folder '{out}' exists and is not empty" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["prune", str(out), "--model", str(model_dir), "--layers", "1", "--overwrite"]) == 0
-    written = ["config.json", "generation_config.json", "model.safetensors", PRUNING_SPEC, "tokenizer.json"]
+    written = ["README.md", "config.json", "generation_config.json", "model.safetensors",
+               "modeling_toolkit_pruned.py", PRUNING_SPEC, "tokenizer.json"]
     assert sorted(p.name for p in out.iterdir()) == sorted([*written, "tokenizer_config.json"])
     assert read_pruning_spec(out)["pruned_attention_layers"] == [1]
 

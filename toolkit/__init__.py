@@ -50,9 +50,10 @@ from .faithfulness import (
 from .importance import IMPORTANCE_METRICS, attention_importance, choose_layers, select_layers
 from .adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
 from .models import cache_dir, list_models, load_model
+from .export import export_zeroed
 from .pruning import PrunedAttention, drop_attention, dropped_layers, n_parameters, prune_attention, save_pruned
 from .plots import importance_profile, metric_vs_pruning, reliability_diagram
-from .scoring import Prompt, label_probs, predict, render_prompt, verbalizer_ids
+from .scoring import Prompt, label_logprobs, label_probs, predict, render_prompt, verbalizer_ids
 from .stats import Interval, bootstrap_ci, mean_ci, paired_bootstrap
 from .study import StudyConfig, run_study, summary
 
@@ -136,7 +137,9 @@ __all__ = [
     "demonstrations",
     "drop_attention",
     "dropped_layers",
+    "export_zeroed",
     "get_task",
+    "label_logprobs",
     "label_probs",
     "list_datasets",
     "list_models",

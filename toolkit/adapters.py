@@ -37,6 +37,9 @@ class Adapter:
         embed: dotted path to the token embedding.
         pre_norm_flag: config attribute that must be true for `attn_norm` to be a pre-attention norm
             (OPT-350m normalises after the residual add instead; then the norm stays).
+        out_proj: attribute of the attention module holding its output projection (a Linear or
+            GPT-2's Conv1D; its bias, where it has one, is part of it). Zeroing it is
+            `toolkit.export.export_zeroed`'s standard-checkpoint drop; None: that export is refused.
     """
 
     layers: str
@@ -46,6 +49,7 @@ class Adapter:
     embed: str
     post_attn_norms: tuple[str, ...] = ()
     pre_norm_flag: str | None = None
+    out_proj: str | None = None
 
 
 _LLAMA_LIKE = Adapter(
@@ -54,6 +58,7 @@ _LLAMA_LIKE = Adapter(
     attn_norm="input_layernorm",
     final_norm="model.norm",
     embed="model.embed_tokens",
+    out_proj="o_proj",
 )
 _GEMMA2_LIKE = Adapter(
     layers="model.layers",
@@ -62,6 +67,7 @@ _GEMMA2_LIKE = Adapter(
     post_attn_norms=("post_attention_layernorm",),
     final_norm="model.norm",
     embed="model.embed_tokens",
+    out_proj="o_proj",
 )
 
 ADAPTERS: dict[str, Adapter] = {
@@ -74,7 +80,8 @@ ADAPTERS: dict[str, Adapter] = {
     "Gemma2ForCausalLM": _GEMMA2_LIKE,
     "Gemma3ForCausalLM": _GEMMA2_LIKE,
     "GPT2LMHeadModel": Adapter(
-        layers="transformer.h", attention="attn", attn_norm="ln_1", final_norm="transformer.ln_f", embed="transformer.wte"
+        layers="transformer.h", attention="attn", attn_norm="ln_1", final_norm="transformer.ln_f", embed="transformer.wte",
+        out_proj="c_proj",
     ),
     # GPT-NeoX's `post_attention_layernorm` feeds the MLP, not the attention: it is not listed.
     "GPTNeoXForCausalLM": Adapter(
@@ -83,6 +90,7 @@ ADAPTERS: dict[str, Adapter] = {
         attn_norm="input_layernorm",
         final_norm="gpt_neox.final_layer_norm",
         embed="gpt_neox.embed_in",
+        out_proj="dense",
     ),
     "OPTForCausalLM": Adapter(
         layers="model.decoder.layers",
@@ -91,6 +99,7 @@ ADAPTERS: dict[str, Adapter] = {
         final_norm="model.decoder.final_layer_norm",
         embed="model.decoder.embed_tokens",
         pre_norm_flag="do_layer_norm_before",
+        out_proj="out_proj",
     ),
 }
 

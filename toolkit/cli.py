@@ -156,8 +156,8 @@ def _check_plot_path(plot: str) -> None:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    from . import choose_layers, load_dataset, load_model, n_parameters, prune_attention, save_pruned
-    from .pruning import check_output_folder
+    from . import choose_layers, export_zeroed, load_dataset, load_model, n_parameters, prune_attention, save_pruned
+    from .checkpoints import check_output_folder
 
     try:  # before the model is loaded and layers are chosen, which take minutes
         check_output_folder(args.output, overwrite=args.overwrite)
@@ -168,9 +168,18 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     before = n_parameters(model)
     if args.layers is not None:
         layers = args.layers
+        selection = {"model": args.model, "layers": "given on the command line (--layers)"}
     else:
         ds = load_dataset(args.dataset, n=args.n, split="train")
         layers = choose_layers(model, tok, ds.texts, args.k, metric=args.metric)
+        selection = {"model": args.model, "k": args.k, "metric": args.metric, "strategy": "one_shot",
+                     "dataset": args.dataset, "split": "train", "n": args.n, "chosen_by": "toolkit.choose_layers"}
+    if args.format == "transformers":
+        path = export_zeroed(model, layers, args.output, tokenizer=tok, selection=selection, overwrite=args.overwrite)
+        print(f"dropped attention in layers {sorted(layers)} by zeroing their output projections "
+              f"(standard checkpoint, {before:,} parameters: no compute saved)")
+        print(f"saved to {path} (loads anywhere: AutoModelForCausalLM.from_pretrained({str(path)!r}), lm-eval, vLLM)")
+        return 0
     prune_attention(model, layers)
     path = save_pruned(model, args.output, tokenizer=tok, overwrite=args.overwrite)
     print(f"dropped attention in layers {sorted(layers)}; parameters {before:,} -> {n_parameters(model):,}")
@@ -234,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="cosine")
     p.add_argument("--dataset", default="uci_yelp")
     p.add_argument("--n", type=int, default=64)
+    p.add_argument("--format", choices=["toolkit", "transformers"], default="toolkit",
+                   help="toolkit (default): attention removed, smaller and faster, loads with toolkit.load_model; "
+                        "transformers: standard checkpoint with the dropped attention's output projection zeroed, "
+                        "loads anywhere (transformers, lm-eval, vLLM), saves no compute")
     p.set_defaults(func=_cmd_prune)
 
     p = sub.add_parser("list", help="list built-in models, datasets, metrics and methods")

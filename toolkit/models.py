@@ -28,6 +28,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from .adapters import ADAPTERS, Adapter, adapter_for, attention_modules, attn_norm_names, decoder_layers, register_adapter
+from .checkpoints import stock_config, stock_config_dict
 from .folders import write_folder
 from .pruning import PRUNING_SPEC, load_pruned
 from .validation import is_int
@@ -348,6 +349,8 @@ def _check_model_folder(path: Path, trust_remote_code: bool) -> None:
         raise ValueError(
             f"{config_file} holds a JSON {type(config).__name__}; expected a transformers model config object"
         )
+    if PRUNING_SPEC in entries:  # a structural checkpoint: its model_type is the toolkit's own
+        config = stock_config_dict(config)
     _check_model_type(config, str(config_file), trust_remote_code)
     if not any(e.endswith(".safetensors") for e in entries):
         raise ValueError(
@@ -459,11 +462,16 @@ def load_model(
         except OSError as err:
             raise ValueError(f"could not load the config of {source!r} from the Hugging Face hub: {err}") from err
         _check_model_type(config.to_dict(), f"the config of {source!r}", trust_remote_code)
+    spec_path = Path(source) / PRUNING_SPEC if is_local else None
+    if spec_path is not None and spec_path.exists():
+        # A structural checkpoint's model_type is the toolkit's own: give the tokenizer the stock config,
+        # or transformers would look for (and offer to run) the folder's code.
+        common["config"] = stock_config(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **common)
     except (OSError, ValueError) as err:
         raise ValueError(f"could not load the tokenizer of {str(name_or_path)!r} from {source!r}: {err}") from err
-    spec_path = Path(source) / PRUNING_SPEC if is_local else None
+    common.pop("config", None)
     if spec_path is not None and spec_path.exists():
         model = load_pruned(source, dtype=dtype, device_map=device_map)
     else:

@@ -6,12 +6,14 @@ pre-attention norm is skipped, and it keeps no KV cache (its cache slot becomes 
 `DummyLayer`, which is how transformers itself marks layers that store no KV).
 
 Both routes edit stock transformers modules in place; nothing is forked and no remote code is
-needed to load a pruned checkpoint back with `toolkit.load_model`.
+needed to load a pruned checkpoint back with `toolkit.load_model`. The removed module
+(`PrunedAttention`) lives in `toolkit.pruned_arch`, which a structural checkpoint also ships as its
+opt-in ``trust_remote_code`` class for plain transformers (which otherwise refuses the folder).
+The standard, load-anywhere format (attention output projection zeroed) is `toolkit.export`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,11 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
-from transformers.cache_utils import DummyLayer
+import transformers
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from . import pruned_arch
 
 from .adapters import adapter_for, attention_modules, attn_norm_names, decoder_layers
-from .folders import write_folder
+from .checkpoints import BASE_MODEL_TYPE_KEY, check_output_folder, stock_config, weights_sha256, write_checkpoint
+from .pruned_arch import MODEL_TYPE_PREFIX, PrunedAttention, pruned_class_names, zero_attention
 from .validation import check_layers, is_int
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
 _MARK = "_toolkit_dropped"
 PRUNING_SPEC = "pruning.json"  # written by save_pruned, read back by load_model (via load_pruned)
 _FORMAT = "toolkit-pruned-attention/1"
+_MODELING_FILE = "modeling_toolkit_pruned.py"  # toolkit.pruned_arch, copied into a structural checkpoint
 _SPEC_SHAPE = (
     f'a JSON object {{"format": "{_FORMAT}", "pruned_attention_layers": [layer indices], ...}} as save_pruned writes it'
 )
@@ -69,46 +75,8 @@ def checked_layers(model: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def _release_cache_slot(cache: Any, idx: int) -> None:
-    """Mark cache slot `idx` as holding no KV, the way transformers marks KV-less layers."""
-    if cache is None:
-        return
-    cache = getattr(cache, "self_attention_cache", cache)  # EncoderDecoderCache (GPT-2)
-    layers = getattr(cache, "layers", None)
-    if layers is None:
-        return
-    replicate = getattr(cache, "layer_class_to_replicate", None)
-    while len(layers) < idx and replicate is not None:
-        layers.append(replicate())
-    if len(layers) == idx:
-        layers.append(DummyLayer())
-    elif idx < len(layers) and not isinstance(layers[idx], DummyLayer):
-        layers[idx] = DummyLayer()
-
-
-def _zero_attention(layer_idx: int, args: tuple, kwargs: dict) -> tuple[torch.Tensor, None]:
-    hidden = kwargs.get("hidden_states", args[0] if args else None)
-    _release_cache_slot(kwargs.get("cache", kwargs.get("past_key_values", kwargs.get("layer_past"))), layer_idx)
-    # A broadcast view of one zero: no memory traffic, and `residual + out` is exactly `residual`.
-    return hidden.new_zeros(()).expand_as(hidden), None
-
-
 def _identity(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     return hidden_states
-
-
-class PrunedAttention(nn.Module):
-    """Stands where a removed attention module was: no parameters, contributes zero, keeps no KV."""
-
-    def __init__(self, layer_idx: int):
-        super().__init__()
-        self.layer_idx = layer_idx
-
-    def forward(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
-        return _zero_attention(self.layer_idx, args, kwargs)
-
-    def extra_repr(self) -> str:
-        return f"layer_idx={self.layer_idx}"
 
 
 def dropped_layers(model: nn.Module) -> tuple[int, ...]:
@@ -149,7 +117,7 @@ def _bypass_attention(model: nn.Module, layers: tuple[int, ...]) -> list:
                 continue  # already contributes nothing (pruned, or dropped by an outer context)
 
             def forward(*args: Any, _i: int = i, **kwargs: Any) -> tuple[torch.Tensor, None]:
-                return _zero_attention(_i, args, kwargs)
+                return zero_attention(_i, args, kwargs)
 
             undos.append(_patch(attn, forward))
             for name in norms:
@@ -223,66 +191,30 @@ def n_parameters(model: nn.Module) -> int:
     return sum(seen.values())
 
 
-def check_output_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Where `save_pruned` may write: a new or empty folder, or (with `overwrite`) a model folder.
-
-    Raises FileExistsError for a file at `path`, for a non-empty folder unless `overwrite=True`,
-    and, even with `overwrite`, for a non-empty folder that holds no `config.json` (it is not a
-    model folder, so replacing it whole would delete something else). Call it before spending time
-    on a model that is to be saved (the `prune` command does).
-    """
-    path = Path(path)
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"cannot save to {str(path)!r}: it is a file, not a folder; choose another path")
-    entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-    if not entries:
-        return path
-    listed = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
-    if not overwrite:
-        raise FileExistsError(
-            f"folder {str(path)!r} exists and is not empty ({listed}); pass overwrite=True "
-            "(command line: --overwrite) to replace it whole, or choose another folder"
-        )
-    if "config.json" not in entries:
-        raise FileExistsError(
-            f"refusing to overwrite {str(path)!r}: it holds no config.json, so it is not a model folder "
-            f"({listed}); choose another folder or empty it yourself"
-        )
-    return path
-
-
-def weights_sha256(path: str | os.PathLike) -> dict[str, str]:
-    """The sha256 of every `*.safetensors` file in the folder, by file name (what `pruning.json` records)."""
-    out = {}
-    for file in sorted(Path(path).glob("*.safetensors")):
-        digest = hashlib.sha256()
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        out[file.name] = digest.hexdigest()
-    return out
-
-
 def save_pruned(
     model: PreTrainedModel, path: str | os.PathLike, tokenizer: Any = None, *, overwrite: bool = False
 ) -> Path:
-    """Write a pruned model as plain safetensors + config + `pruning.json`; reload with `load_model(path)`.
+    """Write a pruned model as safetensors + config + `pruning.json`; reload with `load_model(path)`.
 
-    The folder holds no code: `toolkit.load_model` rebuilds the stock architecture, removes the
-    same attention modules and loads the saved weights (logits identical to the model saved here).
-    `pruning.json` records the removed layers and the sha256 of each weights file, which
-    `load_pruned` checks. Save the tokenizer with it: `load_model` needs one in the folder.
+    The structural format: the removed attention weights are not stored, so the folder is smaller and
+    the model it loads as computes less. `toolkit.load_model` rebuilds the stock architecture, removes
+    the same attention modules and loads the saved weights (logits identical to the model saved here),
+    running no code from the folder. `pruning.json` records the removed layers and the sha256 of each
+    weights file, which `load_pruned` checks. Save the tokenizer with it: `load_model` needs one.
 
-    The folder is written whole: into a temporary sibling, then renamed into place, so a crash never
-    leaves a half-written folder. An existing non-empty folder is refused (FileExistsError) unless
-    `overwrite=True`; then it is replaced whole (files of the old folder do not survive), provided
-    it is a model folder (holds a config.json).
+    Plain transformers never loads it silently wrong: config.json has a model_type of the toolkit's
+    own (``toolkit_pruned_<stock type>``) and an ``auto_map`` to ``modeling_toolkit_pruned.py`` (a copy
+    of `toolkit.pruned_arch`), so ``AutoModelForCausalLM.from_pretrained(path)`` fails asking for
+    ``trust_remote_code=True``, and with it loads the same pruned model (opt-in). A README.md in the
+    folder says so. For a checkpoint any tool loads with no code, see `toolkit.export.export_zeroed`.
+
+    The folder is written whole (`toolkit.checkpoints.write_checkpoint`): an existing non-empty folder
+    is refused (FileExistsError) unless `overwrite=True`; then it is replaced whole, provided it is a
+    model folder (holds a config.json).
     """
     if any(getattr(attn, _MARK, False) for attn in attention_modules(model)):
         raise RuntimeError("save_pruned called inside drop_attention; use prune_attention to make the drop permanent")
-    path = check_output_folder(path, overwrite=overwrite)
+    check_output_folder(path, overwrite=overwrite)
     layers = list(dropped_layers(model))
     if tokenizer is None:
         warnings.warn(
@@ -291,23 +223,64 @@ def save_pruned(
             UserWarning,
             stacklevel=2,
         )
+    adapter = adapter_for(model)
+    architecture = type(model).__name__
+    stock_type = model.config.model_type
+    loader = (f"toolkit.load_model(path) (pip package attn-prune-toolkit); plain transformers: "
+              f"AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True) runs {_MODELING_FILE}")
+    config_update: dict[str, Any] = {
+        "model_type": MODEL_TYPE_PREFIX + stock_type,
+        BASE_MODEL_TYPE_KEY: stock_type,
+        "toolkit_layers": adapter.layers,
+        "toolkit_attention": adapter.attention,
+        "toolkit_attn_norms": list(attn_norm_names(model)),
+        "toolkit_loader": loader,
+    }
+    files = {}
+    names = pruned_class_names(architecture)
+    stock = getattr(transformers, architecture, None)
+    if names is not None and stock is not None and type(model.config) is stock.config_class:
+        module = _MODELING_FILE.removesuffix(".py")
+        config_update["auto_map"] = {"AutoConfig": f"{module}.{names[0]}", "AutoModelForCausalLM": f"{module}.{names[1]}"}
+        files[_MODELING_FILE] = lambda tmp: Path(pruned_arch.__file__).read_text(encoding="utf-8")
 
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        spec = {
+    def spec(tmp: Path) -> str:
+        return json.dumps({
             "format": _FORMAT,
-            "architecture": type(model).__name__,
+            "architecture": architecture,
             "pruned_attention_layers": layers,
             "n_layers": len(decoder_layers(model)),
             "n_parameters": n_parameters(model),
             "weights_sha256": weights_sha256(tmp),
-            "note": "load with toolkit.load_model(path); plain transformers would re-create the removed attention randomly",
-        }
-        (tmp / PRUNING_SPEC).write_text(json.dumps(spec, indent=1))
+            "note": "load with toolkit.load_model(path); plain transformers refuses this folder unless "
+                    "trust_remote_code=True (then it runs modeling_toolkit_pruned.py)",
+        }, indent=1)
 
-    return write_folder(path, write, replace=True)
+    files[PRUNING_SPEC] = spec
+    files["README.md"] = lambda tmp: _structural_card(architecture, layers, len(decoder_layers(model)), _MODELING_FILE in files)
+    return write_checkpoint(model, path, tokenizer, config_update=config_update, files=files, overwrite=overwrite)
+
+
+def _structural_card(architecture: str, layers: list[int], n_layers: int, remote: bool) -> str:
+    opt_in = (
+        "Plain transformers refuses this folder unless you opt in to the code shipped in it:\n\n"
+        "```python\nAutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)\n```\n\n"
+        f"runs `{_MODELING_FILE}` (stock {architecture} with the listed attention removed; logits equal "
+        "`toolkit.load_model` to 1e-6). "
+        if remote else
+        "Plain transformers refuses this folder (its model_type is the toolkit's own). "
+    )
+    return (
+        f"# {architecture} with attention removed in {len(layers)} of {n_layers} layers (structural format)\n\n"
+        f"The attention sub-layers of layers {layers} were removed by attn-prune-toolkit `prune_attention`: "
+        "their weights are not stored and the model does not compute them.\n\n"
+        "**Load it with the toolkit** (no code from this folder is run):\n\n"
+        "```python\nimport toolkit\nmodel, tokenizer = toolkit.load_model(path)\n```\n\n"
+        f"{opt_in}Without either, loading would fail rather than re-create the removed attention at random.\n\n"
+        "For a standard checkpoint that plain transformers, lm-eval, vLLM or llama.cpp load with no code "
+        "(same outputs, no compute saved), export the zeroed format: "
+        "`python -m toolkit prune OUT --layers ... --format transformers`.\n"
+    )
 
 
 def read_pruning_spec(path: str | os.PathLike) -> dict[str, Any]:
@@ -439,7 +412,7 @@ def load_pruned(
     spec = read_pruning_spec(path)
     file = path / PRUNING_SPEC
     _check_checksums(path, spec)
-    config = AutoConfig.from_pretrained(path)
+    config = stock_config(path)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     n_layers = len(decoder_layers(skeleton))
@@ -463,6 +436,7 @@ def load_pruned(
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             path,
+            config=config,
             dtype=dtype,
             device_map=device_map,
             attn_implementation="eager",

@@ -31,6 +31,7 @@ __all__ = [
     "encode_texts",
     "frame_logprobs",
     "frame_probs",
+    "label_logprobs",
     "label_probs",
     "predict",
     "prediction_frame",
@@ -267,11 +268,36 @@ def label_probs(
         InputError (a ValueError): no texts, a single string, a prompt longer than the model's context.
         InputTypeError: an item that is not a str.
     """
+    return _softmax(label_logprobs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress,
+                                   demos=demos))
+
+
+def label_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+    demos: Sequence[Example] | None = None,
+) -> np.ndarray:
+    """Raw log-likelihood of each label's verbalizer after each prompt, under the full vocabulary.
+
+    l_c = log p_LM(verbalizer_c | prompt(x)) = sum_t log softmax(logits_t)[v_c,t]   (natural log)
+
+    Not renormalised over the labels (that is :func:`label_probs`): the number an evaluation
+    harness reports as the log-likelihood of a (prompt, continuation) pair, e.g. lm-eval's
+    ``loglikelihood`` of ``(render_prompt(...).text, " " + verbalizer)``. Arguments as :func:`label_probs`.
+
+    Returns:
+        Array of shape (len(texts), n_classes), float64, each entry <= 0.
+    """
     texts = check_text_list(texts, allow_blank=True)
     verbalizers = verbalizer_ids(task, tokenizer)
     prompts = _prompt_ids(model, tokenizer, task, texts, demos)
     loglik, _ = _score_prompts(model, tokenizer, prompts, verbalizers, batch_size=batch_size, progress=progress)
-    return _softmax(loglik)
+    return loglik
 
 
 def _softmax(loglik: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
+from .checkpoints import stock_config
 from .data import DatasetSpec, load_dataset, restore_datasets, user_datasets
 from .decisions import accuracy_tost, adjust_tests, misalignment, power_table
 from .executors import EXECUTORS, Resources, RunReport, run_cells
@@ -39,7 +40,7 @@ from .adapters import decoder_layers
 from .attribution import check_method
 from .models import BUILTIN_MODELS, cache_dir, load_model
 from .prompts import split_words
-from .pruning import drop_attention
+from .pruning import PRUNING_SPEC, drop_attention
 from .report import write_report
 from .scoring import frame_logprobs, frame_probs, predict, prediction_frame
 from .stats import mean_ci, paired_bootstrap
@@ -670,7 +671,10 @@ def _model_depth(name: str, revision: str | None = None) -> int | None:
         if not (Path(source) / "config.json").is_file():
             return None
     try:
-        model_config = AutoConfig.from_pretrained(source, local_files_only=True, revision=revision)
+        if (Path(source) / PRUNING_SPEC).is_file():  # a structural checkpoint: its model_type is the toolkit's own
+            model_config = stock_config(source)
+        else:
+            model_config = AutoConfig.from_pretrained(source, local_files_only=True, revision=revision)
     except (OSError, ValueError, KeyError):
         return None
     depth = getattr(model_config.get_text_config(), "num_hidden_layers", None)
