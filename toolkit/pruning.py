@@ -29,6 +29,7 @@ from transformers.cache_utils import DummyLayer
 
 from .adapters import adapter_for, attention_modules, attn_norm_names, decoder_layers
 from .folders import write_folder
+from .manifest import build_manifest, write_manifest
 from .validation import check_layers, is_int
 
 __all__ = [
@@ -274,6 +275,8 @@ def save_pruned(
     same attention modules and loads the saved weights (logits identical to the model saved here).
     `pruning.json` records the removed layers and the sha256 of each weights file, which
     `load_pruned` checks. Save the tokenizer with it: `load_model` needs one in the folder.
+    `manifest.json` records how it was made (:mod:`toolkit.manifest`: library versions, toolkit
+    code, source model, weights and tokenizer hashes); `python -m toolkit manifest PATH` prints it.
 
     The folder is written whole: into a temporary sibling, then renamed into place, so a crash never
     leaves a half-written folder. An existing non-empty folder is refused (FileExistsError) unless
@@ -306,6 +309,7 @@ def save_pruned(
             "note": "load with toolkit.load_model(path); plain transformers would re-create the removed attention randomly",
         }
         (tmp / PRUNING_SPEC).write_text(json.dumps(spec, indent=1))
+        write_manifest(tmp, build_manifest(model, tokenizer, weights=spec["weights_sha256"]))
 
     return write_folder(path, write, replace=True)
 
