@@ -50,6 +50,7 @@ from .faithfulness import (
 from .importance import IMPORTANCE_METRICS, attention_importance, choose_layers, select_layers
 from .adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
 from .models import cache_dir, list_models, load_model
+from .manifest import Manifest, build_manifest, manifest_diff, read_manifest, write_manifest
 from .pruning import PrunedAttention, drop_attention, dropped_layers, n_parameters, prune_attention, save_pruned
 from .plots import importance_profile, metric_vs_pruning, reliability_diagram
 from .scoring import Prompt, label_probs, predict, render_prompt, verbalizer_ids
@@ -137,7 +138,12 @@ __all__ = [
     "drop_attention",
     "dropped_layers",
     "get_task",
+    "Manifest",
+    "build_manifest",
     "label_probs",
+    "manifest_diff",
+    "read_manifest",
+    "write_manifest",
     "list_datasets",
     "list_models",
     "load_dataset",

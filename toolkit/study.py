@@ -598,8 +598,9 @@ def _check_manifests(config: StudyConfig, store: CellStore, cells: list[Cell], w
     """Refuse to resume when finished cells were computed under another manifest (:func:`check_resume`).
 
     Checked before any model loads: everything but device and dtype (which follow from the config's
-    load options, part of its digest); the tokenizer, chat template and prompt by loading only the
-    tokenizer, and only when there are finished cells to compare.
+    load options, part of its digest) and, on Ray or SLURM, the workers' torch threads (the driver
+    cannot know them; ``python -m toolkit manifest`` shows them); the tokenizer, chat template and
+    prompt by loading only the tokenizer, and only when there are finished cells to compare.
     """
     records = store.records()
     stored = {c.key: records[c.key].get("manifest") for c in cells if c.key in records}
@@ -621,6 +622,8 @@ def _check_manifests(config: StudyConfig, store: CellStore, cells: list[Cell], w
         known = every - MODEL_FIELDS - (TOKENIZER_FIELDS if tok is None else set())
         if weights.get(model) is None:
             known.discard("weights_sha256")
+        if config.executor != "local":  # Ray / SLURM workers set their own thread count (Resources.cpus)
+            known.discard("torch_threads")
         for c in cells:
             if (c.model, c.dataset) == (model, dataset):
                 expected[c.key], fields[c.key] = manifest, known
