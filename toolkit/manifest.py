@@ -101,9 +101,10 @@ class Manifest:
         model: the model's name (a built-in name, folder or hub id).
         weights_sha256: the weights file's sha256 when the folder holds one ``*.safetensors``
             file, else sha256 of the sorted ``"<file> <sha256>"`` lines (:func:`weights_digest`).
-        tokenizer_sha256: sha256 of the tokenizer's serialised JSON (vocabulary, merges,
-            normalizer, pre-tokenizer, post-processor, added tokens; padding and truncation
-            settings left out), or of its sorted vocabulary for a tokenizer without one.
+        tokenizer_sha256: sha256 of the fast tokenizer's serialised JSON, ``to_str()``
+            (vocabulary, merges, normalizer, pre-tokenizer, post-processor, added tokens; with
+            padding and truncation switched off), or of its class and sorted vocabulary for a
+            tokenizer without a fast backend.
         chat_template_sha256: sha256 of the chat template text; None without a template.
         task_sha256: sha256 of the task definition (instruction, labels, verbalizers, input name,
             chat-template use, n_shot).
@@ -212,11 +213,12 @@ def _tokenizer_sha256(tokenizer: Any) -> str:
         return memo[1]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        data = json.loads(backend.to_str())
-        data.pop("padding", None)  # runtime settings, not the tokenizer
-        data.pop("truncation", None)
-        text = json.dumps(data, sort_keys=True)
-    else:
+        if backend.padding is not None or backend.truncation is not None:  # runtime settings, not the tokenizer
+            backend = type(backend).from_str(backend.to_str())
+            backend.no_padding()
+            backend.no_truncation()
+        text = backend.to_str()  # serialised in id order: the same text in every process (no JSON round trip:
+    else:  # parsing Gemma's 12 MB took seconds)
         text = json.dumps([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items())])
     digest = _sha256_text(text)
     try:
