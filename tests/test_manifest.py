@@ -176,19 +176,28 @@ def test_study_resume_under_a_changed_manifest(tmp_path, monkeypatch, capsys):
     assert _tidy(bare, config).to_csv(index=False).encode() == table_bytes
     assert "manifest" not in first.columns
 
+    redo = CellStore(run_dir)._cell_path(records[1]["cell"])
+    redo.unlink()  # a cell left to compute: the check runs
     with warnings.catch_warnings():  # the unchanged rerun resumes silently
         warnings.simplefilter("error", RuntimeWarning)
         again = run_study(config, progress=False, report=False)
+    assert redo.exists()
     pd.testing.assert_frame_equal(first, again)
     assert (run_dir / "table.csv").read_bytes() == table_bytes
 
     real = mf._version
     monkeypatch.setattr(mf, "_version", lambda d: "9.9.9" if d == "transformers" else real(d))
-    with pytest.raises(MixedManifestError, match=r"2 finished cell\(s\) of study .* transformers: \S+ -> 9.9.9 "
-                                                 r"\(2 cells\).*--allow-mixed"):
+    with warnings.catch_warnings():  # a finished study computes nothing: its table is rebuilt, nothing mixes
+        warnings.simplefilter("error", RuntimeWarning)
         run_study(config, progress=False, report=False)
+    assert (run_dir / "table.csv").read_bytes() == table_bytes
     key = records[1]["cell"]
-    (CellStore(run_dir)._cell_path(key)).unlink()  # one cell to compute under the new manifest
+    cell_file = CellStore(run_dir)._cell_path(key)
+    cell_file.unlink()  # one cell left to compute: it would be computed under the new manifest
+    with pytest.raises(MixedManifestError, match=r"1 finished cell\(s\) of study .* transformers: \S+ -> 9.9.9 "
+                                                 r"\(1 cell\).*--allow-mixed"):
+        run_study(config, progress=False, report=False)
+    assert not cell_file.exists()  # refused before computing anything
     with pytest.warns(RuntimeWarning, match="1 finished cell.*transformers"):
         run_study(config, progress=False, report=False, allow_mixed=True)
     found = folder_manifests(run_dir)
@@ -202,12 +211,14 @@ def test_study_resume_under_a_changed_manifest(tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
 
     # Old cells (no manifest) warn, never refuse.
-    path = CellStore(run_dir)._cell_path(key)
+    path = CellStore(run_dir)._cell_path(records[0]["cell"])
     record = json.loads(path.read_text())
     del record["manifest"]
     path.write_text(json.dumps(record))
-    with pytest.warns(RuntimeWarning, match="have no manifest"):
+    cell_file.unlink()  # a cell to compute beside the old one
+    with pytest.warns(RuntimeWarning, match="1 finished cell.* have no manifest"):
         run_study(config, progress=False, report=False)
+    assert cell_file.exists()
     assert main(["manifest", str(run_dir)]) == 0
     assert "without a manifest" in capsys.readouterr().out
 

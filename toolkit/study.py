@@ -649,10 +649,11 @@ def run_study(
         brier, nll, ece_temperature_scaled, temperature, label_mass, and
         `<faithfulness metric>:<method>` for each attribution method and `random`.
 
-    A resumed study checks first that its finished cells were computed under this run's manifest
-    (library versions, toolkit code, model weights, tokenizer, prompt, batch size, seeds; see
-    :mod:`toolkit.manifest`) and refuses otherwise, unless ``allow_mixed``. Each record stores its
-    manifest (``python -m toolkit manifest <run_dir>`` prints them); ``table.csv`` does not.
+    A resumed study with cells left to compute checks first that its finished cells were computed
+    under this run's manifest (library versions, toolkit code, model weights, tokenizer, prompt,
+    batch size, seeds; see :mod:`toolkit.manifest`) and refuses otherwise, unless ``allow_mixed``
+    (a finished study only rebuilds its table and report: nothing would mix). Each record stores
+    its manifest (``python -m toolkit manifest <run_dir>`` prints them); ``table.csv`` does not.
 
     Raises:
         InputError: what :func:`check_study` finds, before anything is computed or written.
@@ -667,8 +668,10 @@ def run_study(
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
     store = CellStore(run_dir)
     cells = list(_cells(config))
-    weights = {m: (None if (folder := _model_folder(m)) is None else weights_digest(folder)) for m in config.models}
-    _check_manifests(config, store, cells, weights, allow_mixed)
+    weights: dict[str, str | None] = {}
+    if len(store.done_keys(c.key for c in cells)) < len(cells):  # cells to compute: they must not mix manifests
+        weights = {m: None if (folder := _model_folder(m)) is None else weights_digest(folder) for m in config.models}
+        _check_manifests(config, store, cells, weights, allow_mixed)
     groups = [(m, [c for c in cells if c.model == m]) for m in config.models]
     work = functools.partial(_study_work, config=config, datasets=user_datasets(config.datasets), weights=weights)
     result: RunReport = run_cells(groups, work, store=store,
