@@ -5,9 +5,9 @@ record (``cells/<id>.json``, key ``"manifest"``; ``table.csv`` is unchanged), as
 in every :func:`toolkit.save_pruned` checkpoint, and as ``<file>.manifest.json`` beside the
 files the benchmark scripts write. ``python -m toolkit manifest FOLDER`` prints them.
 
-lm-eval users report scores that move with the batch size and the library version
-(EleutherAI/lm-evaluation-harness issues on batch-size dependence); a manifest makes such a
-change visible, and :func:`toolkit.run_study` refuses to resume a study whose finished cells were
+lm-eval users report scores that move with the batch size and the harness version
+(EleutherAI/lm-evaluation-harness issues #1645, #3055: batch size 16 vs 32 moved BoolQ accuracy
+by 0.02; #2211: old vs new version); a manifest makes such a change visible, and :func:`toolkit.run_study` refuses to resume a study whose finished cells were
 computed under a different one (:func:`check_resume`).
 
 Which differences matter when a study resumes:
