@@ -246,3 +246,20 @@ def test_cli_manifest_errors_and_allow_mixed_flag(tmp_path, capsys, monkeypatch)
     assert main(["study", "--profile", "ci", "--allow-mixed", "--output-dir", str(tmp_path / "o")]) == 2
     assert seen == {"allow_mixed": True}
     assert "transformers: a -> b" in capsys.readouterr().err
+
+
+def test_code_hash_ignores_docstrings_and_comments_not_code(tmp_path, monkeypatch):
+    pkg = tmp_path / "toolkit"
+    pkg.mkdir()
+    module = pkg / "m.py"
+    monkeypatch.setattr(mf, "_PACKAGE", pkg)
+
+    def digest(text: str) -> str:
+        module.write_text(text)
+        return mf._source_sha256()
+
+    base = digest('"""Doc."""\ndef f(x):\n    """Add one."""\n    return x + 1\n')
+    assert digest('"""Other doc."""\ndef f(x):\n    """Adds one."""\n    # a comment\n    return x + 1\n') == base
+    assert digest('def f(x):\n    return x + 1\n') == base
+    assert digest('"""Doc."""\ndef f(x):\n    """Add one."""\n    return x + 2\n') != base
+    assert digest('"""Doc."""\ndef f(x):\n    """Add one."""\n    return (x + 1\n') != base  # no parse: bytes

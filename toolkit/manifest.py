@@ -16,9 +16,9 @@ Which differences matter when a study resumes:
   compared (:data:`VOLATILE_FIELDS`).
 * ``git_commit`` and ``git_dirty`` are recorded and shown, but do not refuse a resume
   (:data:`INFORMATIONAL_FIELDS`): a commit that touches only docs, tests or notebooks changes the
-  commit but not one number. The code that computes is identified by ``toolkit_sha256``, the hash
-  of the package's own source files, which does refuse: any edit under ``toolkit/`` may change a
-  cell, committed or not.
+  commit but not one number. The code that computes is identified by ``toolkit_sha256``, a hash
+  of the package's own code (syntax trees, docstrings and comments left out), which does refuse:
+  any code edit under ``toolkit/`` may change a cell, committed or not.
 * every other field refuses, unless the caller allows mixed manifests.
 
 Hashes are sha256 hex digests. Files are hashed once per process and (path, size, mtime, inode):
@@ -27,6 +27,7 @@ a study hashes each model's weights once, however many cells it has.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
 import hashlib
@@ -92,7 +93,8 @@ class Manifest:
 
     Attributes:
         toolkit: the installed toolkit's version.
-        toolkit_sha256: sha256 of the package's ``*.py`` files (sorted relative paths and contents).
+        toolkit_sha256: sha256 of the package's code: its ``*.py`` files' syntax trees without
+            docstrings, by sorted relative path (an edited docstring or comment leaves it unchanged).
         git_commit, git_dirty: HEAD of the git checkout the package runs from, and whether tracked
             files differ from it; None when the package is not run from a checkout.
         python, torch, transformers, inseq: versions.
@@ -243,10 +245,37 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+_CODE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _code_sha256(path: Path) -> str:
+    """sha256 of a module's code: its syntax tree without docstrings (comments and layout never enter it).
+
+    A file that does not parse counts by its bytes. Memoised like :func:`file_sha256`.
+    """
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _CODE_DIGESTS:
+        source = path.read_bytes()
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            _CODE_DIGESTS[key] = hashlib.sha256(source).hexdigest()
+        else:
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                        and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                        and isinstance(body[0].value.value, str)):
+                    node.body = body[1:] or [ast.Pass()]
+            _CODE_DIGESTS[key] = _sha256_text(ast.dump(tree))
+    return _CODE_DIGESTS[key]
+
+
 def _source_sha256() -> str:
-    """sha256 over the package's ``*.py`` files: sorted relative paths and their sha256."""
-    lines = "".join(f"{f.relative_to(_PACKAGE).as_posix()} {file_sha256(f)}\n" for f in sorted(_PACKAGE.rglob("*.py")))
-    return _sha256_text(lines)
+    """sha256 over the package's ``*.py`` files: sorted relative paths and their :func:`_code_sha256`."""
+    files = sorted(_PACKAGE.rglob("*.py"))
+    return _sha256_text("".join(f"{f.relative_to(_PACKAGE).as_posix()} {_code_sha256(f)}\n" for f in files))
 
 
 def _git(*args: str) -> str | None:
