@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from toolkit import list_datasets, load_dataset, load_model, predict
+from toolkit.manifest import build_manifest, read_result_manifests, write_result_manifest
 from toolkit.timing import Clock
 
 
@@ -35,9 +36,10 @@ def main() -> None:
     ap.add_argument("--write", default=None, help="CSV to save the rows to (e.g. data/bundled_accuracy.csv); rows "
                     "already there for other (model, dataset, shots) are kept, so partial runs add up")
     args = ap.parse_args()
-    rows = []
+    rows, manifests = [], []
     for model_name in args.models:
         model, tok = load_model(model_name)
+        manifests.append(build_manifest(model, tok, model_id=model_name, batch_size=args.batch_size))
         for name in args.datasets or list_datasets().name:
             ds = load_dataset(name, n=args.n, split="test")
             for shots in args.shots:
@@ -61,6 +63,11 @@ def main() -> None:
             old = old[[tuple(k) not in new_keys for k in old[keys].to_numpy().tolist()]]
             table = pd.concat([old, table], ignore_index=True)
         table.round(4).to_csv(args.write, index=False)
+        try:  # rows of models not rerun keep their manifests
+            kept = [m for m in read_result_manifests(args.write) if m.model not in args.models]
+        except ValueError:
+            kept = []
+        write_result_manifest(args.write, kept + manifests)
     wide = table.assign(cell=[f"{a:.2f} [{lo:.2f}, {hi:.2f}]{'' if ok else ' ·'}"
                               for a, lo, hi, ok in zip(table.accuracy, table.low, table.high, table.above_chance)])
     wide = wide.pivot_table(index=["dataset"], columns=["model", "shots"], values="cell", aggfunc="first", sort=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from toolkit.manifest import folder_manifests, group_manifests, write_result_manifest
 from toolkit.plots import metric_vs_pruning
 from toolkit.report import per_selection
 
@@ -36,6 +37,10 @@ def main() -> None:
             ax.set_ylabel(name)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+    # the manifests the study's cells were computed under (one per distinct manifest)
+    cells = folder_manifests(run_dir)
+    groups = group_manifests(cells)["groups"]
+    write_result_manifest(out, [cells[g["keys"][0]] for g in groups])
     print(out)
 
 

@@ -38,6 +38,7 @@ from toolkit import (
     select_layers,
 )
 from toolkit.faithfulness import METRICS, aggregate
+from toolkit.manifest import build_manifest, manifest_diff, read_result_manifests, write_result_manifest
 from toolkit.stats import paired_bootstrap
 from toolkit.timing import Clock
 
@@ -66,6 +67,16 @@ def _done(path: Path) -> dict[str, list[dict]]:
     return done
 
 
+def _record_manifest(out: Path, manifest) -> None:
+    """Add this run's manifest beside ``out`` (chunks of earlier runs keep theirs: the file is appended to)."""
+    try:
+        known = read_result_manifests(out)
+    except ValueError:
+        known = []
+    if not known or manifest_diff(known[-1], manifest):
+        write_result_manifest(out, known + [manifest])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -87,6 +98,7 @@ def main() -> None:
     done = _done(out)
 
     model, tok = load_model(args.model)
+    _record_manifest(out, build_manifest(model, tok, model_id=args.model))  # seeds: each chunk's start index
     texts = [t for name in DATASETS for t in load_dataset(name, n=64 // len(DATASETS) + 1, split="train").texts]
     dropped = select_layers(attention_importance(model, tok, texts, metric="cosine"), args.k)
     print(f"cosine choice of {args.k} layers: {dropped}", flush=True)

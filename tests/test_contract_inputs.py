@@ -295,6 +295,9 @@ CLI_CASES = [
     (lambda t, m: ["importance", "--dataset", "nope"], "unknown dataset 'nope'"),
     (lambda t, m: ["importance", "--n", "0"], "n must be an int >= 1, got 0"),
     (lambda t, m: ["importance", "--n", "x"], "argument --n: invalid int value: 'x'"),
+    (lambda t, m: ["manifest", str(t)], "has no manifest.json and no study cells"),
+    (lambda t, m: ["manifest", str(t / "nothing")], "nothing' is not a folder; expected a checkpoint or study folder"),
+    (lambda t, m: ["manifest"], "the following arguments are required: folder"),
 ]
 
 

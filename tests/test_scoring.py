@@ -134,3 +134,79 @@ def test_smollm2_batched_equals_single_and_beats_chance(smollm2):
     cols = [f"p_{n}" for n in ds.task.label_names]
     np.testing.assert_allclose(batched[cols].to_numpy()[:4], single[cols].to_numpy(), atol=1e-5)
     assert batched.correct.mean() >= 0.6  # measured 0.85 on 48 validation sentences; chance is 0.5
+
+
+# ---- batch invariance: the probabilities do not depend on the batch size ---------------------------
+MIXED = [Example(f"m{i}", " ".join(("the food was good and the service was bad ." * 4).split()[: 1 + (7 * i) % 23]),
+                 i % 2) for i in range(20)]  # 1 to 23 words: every batch of 4 or 16 pads
+
+
+def _teacher_forced(model, tok, task, text):
+    """Unbatched, unpadded: log p(each verbalizer's tokens | prompt), softmaxed over the labels."""
+    prompt = tok(render_prompt(task, tok, text).text, add_special_tokens=False).input_ids
+    scores = []
+    for seq in verbalizer_ids(task, tok):
+        ids = torch.tensor([prompt + seq])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+        scores.append(sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(seq)))
+    return torch.softmax(torch.tensor(scores), dim=0).numpy()
+
+
+@pytest.mark.parametrize("arch", ["LlamaForCausalLM", "Gemma3ForCausalLM"])  # Gemma3: sliding window of 4 tokens
+@pytest.mark.parametrize("verbalizers", [("negative", "positive"), ("negative review", "positive review")])
+def test_probabilities_do_not_depend_on_the_batch_size(arch, verbalizers):
+    """One-token verbalizers: shared-prefix cache + right padding; two-token: left padding with position ids."""
+    model, tok = tiny_model(arch), tiny_tokenizer()
+    task = Task(**{**TASK.__dict__, "verbalizers": verbalizers})
+    frames = {bs: predict(model, tok, MIXED, task=task, batch_size=bs, progress=False) for bs in (1, 4, 16)}
+    cols = ["p_negative", "p_positive"]
+    expected = np.stack([_teacher_forced(model, tok, task, e.text) for e in MIXED])
+    for bs, frame in frames.items():
+        # fp32 forward passes; observed max 2.7e-7 against the unpadded reference, 2.4e-7 between batch sizes
+        np.testing.assert_allclose(frame[cols].to_numpy(), expected, atol=1e-5, err_msg=f"batch size {bs}")
+        np.testing.assert_allclose(frame[cols].to_numpy(), frames[1][cols].to_numpy(), atol=1e-5)
+    assert np.ptp(expected[:, 1]) > 1e-3  # the examples are not all scored alike (a constant would pass)
+
+
+def _mixed_length_yelp(n: int = 24):
+    """``n`` uci_yelp test sentences evenly spread over the split's length order (1 to ~32 words)."""
+    from toolkit import load_dataset
+
+    ds = load_dataset("uci_yelp", split="test")
+    order = sorted(range(len(ds)), key=lambda i: (len(ds.examples[i].text.split()), ds.examples[i].id))
+    picks = sorted({order[int(round(j))] for j in np.linspace(0, len(order) - 1, n)})
+    return ds.task, [ds.examples[i] for i in picks]
+
+
+def _check_batch_invariance(model, tok):
+    task, examples = _mixed_length_yelp()
+    assert len(examples) == 24 and len({len(e.text.split()) for e in examples}) >= 12
+    multi = Task(**{**task.__dict__, "verbalizers": tuple(f"{v} review" for v in task.verbalizers)})
+    for t in (task, multi):
+        frames = {bs: predict(model, tok, examples, task=t, batch_size=bs, progress=False) for bs in (1, 4, 16)}
+        cols = [f"p_{n}" for n in t.label_names]
+        for bs in (4, 16):
+            # fp32; measured max |diff| against batch size 1 (benchmarks/batch_invariance.py): one-token path
+            # 2.4e-6 (SmolLM2) and 1.9e-6 (Gemma-3), equal for 4 and 16; two-token path 0
+            np.testing.assert_allclose(frames[bs][cols].to_numpy(), frames[1][cols].to_numpy(), atol=1e-5, rtol=0,
+                                       err_msg=f"batch size {bs}, verbalizers {t.verbalizers}")
+    one = predict(model, tok, examples[:3], task=task, batch_size=1, progress=False)
+    ref = []
+    for e in examples[:3]:  # independent of the scoring path: the tokenizer's own special tokens (Gemma's <bos>)
+        ids = tok(render_prompt(task, tok, e.text).text).input_ids
+        assert ids[-1] != tok.eos_token_id
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, -1]
+        ref.append(torch.softmax(logits[[v[0] for v in verbalizer_ids(task, tok)]], dim=-1).numpy())
+    np.testing.assert_allclose(one[[f"p_{n}" for n in task.label_names]].to_numpy(), ref, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_smollm2_probabilities_do_not_depend_on_the_batch_size(smollm2):
+    _check_batch_invariance(*smollm2)
+
+
+@pytest.mark.slow
+def test_gemma3_probabilities_do_not_depend_on_the_batch_size(gemma3):
+    _check_batch_invariance(*gemma3)

@@ -51,6 +51,7 @@ from .importance import IMPORTANCE_METRICS, attention_importance, choose_layers,
 from .adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
 from .models import cache_dir, list_models, load_model
 from .export import export_zeroed
+from .manifest import Manifest, build_manifest, manifest_diff, read_manifest, write_manifest
 from .pruning import PrunedAttention, drop_attention, dropped_layers, n_parameters, prune_attention, save_pruned
 from .plots import importance_profile, metric_vs_pruning, reliability_diagram
 from .scoring import Prompt, label_logprobs, label_probs, predict, render_prompt, verbalizer_ids
@@ -140,7 +141,12 @@ __all__ = [
     "export_zeroed",
     "get_task",
     "label_logprobs",
+    "Manifest",
+    "build_manifest",
     "label_probs",
+    "manifest_diff",
+    "read_manifest",
+    "write_manifest",
     "list_datasets",
     "list_models",
     "load_dataset",

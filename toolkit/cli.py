@@ -1,4 +1,4 @@
-"""Command line: `python -m toolkit {study,importance,prune,list}`; `--help` on each.
+"""Command line: `python -m toolkit {study,importance,prune,manifest,list}`; `--help` on each.
 
 A mistake the user can fix (a bad flag, config file, model, dataset or path) prints one line
 ``error: ...`` to stderr and exits with status 2, before anything is computed where it can be
@@ -8,6 +8,7 @@ known; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -94,7 +95,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     try:
-        table = run_study(config, progress=not args.no_progress)
+        table = run_study(config, progress=not args.no_progress, allow_mixed=args.allow_mixed)
     except StudyIncomplete as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -187,6 +188,40 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    from .manifest import folder_manifests, group_manifests
+
+    found = folder_manifests(args.folder)
+    if list(found) == [""]:  # a checkpoint
+        print(f"{args.folder}: checkpoint manifest")
+        _print_fields(found[""].to_dict())
+        return 0
+    view = group_manifests(found)
+    groups = view["groups"]
+    print(f"{args.folder}: {len(found)} cells under {len(groups)} manifest{'s' * (len(groups) != 1)}"
+          + (f", {len(view['without'])} without one" if view["without"] else ""))
+    if groups:
+        print("shared by all cells:" if len(groups) > 1 else "manifest:")
+        _print_fields(view["shared"])
+    for i, group in enumerate(groups if len(groups) > 1 else [], start=1):
+        print(f"manifest {i} ({len(group['keys'])} cells, created {group['created'][0]} .. {group['created'][1]}):")
+        _print_fields(group["fields"])
+        print("    cells: " + ", ".join(group["keys"]))
+    if view["without"]:
+        print("without a manifest (computed before manifests were recorded): " + ", ".join(view["without"]))
+    return 0
+
+
+def _print_fields(fields: dict) -> None:
+    width = max((len(k) for k in fields), default=0)
+    for name, value in fields.items():
+        if name == "format":
+            continue
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value)
+        print(f"    {name:<{width}}  {value}")
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import IMPORTANCE_METRICS, list_datasets, list_models
     from .attribution import list_attribution_methods
@@ -223,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true",
                    help="print the estimated cost and what the config can detect (power), and stop")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="resume even when finished cells were computed under another manifest (library versions, "
+                        "toolkit code, weights, tokenizer, prompt, batch size, seeds); it says what differs")
     p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser("importance", help="print (and plot) a model's attention-layer importances")
@@ -248,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "transformers: standard checkpoint with the dropped attention's output projection zeroed, "
                         "loads anywhere (transformers, lm-eval, vLLM), saves no compute")
     p.set_defaults(func=_cmd_prune)
+
+    p = sub.add_parser("manifest", help="print how a study's cells or a saved checkpoint were made")
+    p.add_argument("folder", help="a study folder (<output_dir> or <output_dir>/<digest>) or a save_pruned checkpoint")
+    p.set_defaults(func=_cmd_manifest)
 
     p = sub.add_parser("list", help="list built-in models, datasets, metrics and methods")
     p.set_defaults(func=_cmd_list)

@@ -29,6 +29,7 @@ from transformers import PreTrainedModel
 
 from .adapters import adapter_for, attention_modules, decoder_layers
 from .checkpoints import check_output_folder, write_checkpoint
+from .manifest import MANIFEST_FILE, manifest_file
 from .pruning import PrunedAttention, checked_layers, drop_attention, dropped_layers
 from .validation import InputError, InputTypeError
 
@@ -159,7 +160,7 @@ def export_zeroed(
         return write_checkpoint(
             model, path, tokenizer,
             config_update={ZEROED_KEY: list(layers)} if layers else None,
-            files={"README.md": lambda tmp: card},
+            files={"README.md": lambda tmp: card, MANIFEST_FILE: manifest_file(model, tokenizer)},
             overwrite=overwrite,
         )
     finally:

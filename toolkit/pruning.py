@@ -33,6 +33,7 @@ from . import pruned_arch
 
 from .adapters import adapter_for, attention_modules, attn_norm_names, decoder_layers
 from .checkpoints import BASE_MODEL_TYPE_KEY, check_output_folder, stock_config, weights_sha256, write_checkpoint
+from .manifest import MANIFEST_FILE, manifest_file
 from .pruned_arch import MODEL_TYPE_PREFIX, PrunedAttention, pruned_class_names, zero_attention
 from .validation import check_layers, is_int
 
@@ -201,6 +202,8 @@ def save_pruned(
     the same attention modules and loads the saved weights (logits identical to the model saved here),
     running no code from the folder. `pruning.json` records the removed layers and the sha256 of each
     weights file, which `load_pruned` checks. Save the tokenizer with it: `load_model` needs one.
+    `manifest.json` records how it was made (:mod:`toolkit.manifest`: library versions, toolkit
+    code, source model, weights and tokenizer hashes); `python -m toolkit manifest PATH` prints it.
 
     Plain transformers never loads it silently wrong: config.json has a model_type of the toolkit's
     own (``toolkit_pruned_<stock type>``) and an ``auto_map`` to ``modeling_toolkit_pruned.py`` (a copy
@@ -257,6 +260,7 @@ def save_pruned(
         }, indent=1)
 
     files[PRUNING_SPEC] = spec
+    files[MANIFEST_FILE] = manifest_file(model, tokenizer)
     files["README.md"] = lambda tmp: _structural_card(architecture, layers, len(decoder_layers(model)), _MODELING_FILE in files)
     return write_checkpoint(model, path, tokenizer, config_update=config_update, files=files, overwrite=overwrite)
 

@@ -26,16 +26,17 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoTokenizer
 
 from .calibration import REPORT_METRICS, TemperatureScaler, calibration_report, compare_calibration, ece
 from .checkpoints import stock_config
-from .data import DatasetSpec, load_dataset, restore_datasets, user_datasets
+from .data import DatasetSpec, get_task, load_dataset, restore_datasets, user_datasets
 from .decisions import accuracy_tost, adjust_tests, misalignment, power_table
 from .executors import EXECUTORS, Resources, RunReport, run_cells
 from .faithfulness import METRICS as FAITHFULNESS_METRICS
 from .faithfulness import model_faithfulness
 from .importance import IMPORTANCE_METRICS, SELECTION_STRATEGIES, attention_importance, choose_layers, select_layers
+from .manifest import MODEL_FIELDS, TOKENIZER_FIELDS, Manifest, build_manifest, check_resume, weights_digest
 from .adapters import decoder_layers
 from .attribution import check_method
 from .models import BUILTIN_MODELS, cache_dir, load_model
@@ -547,30 +548,91 @@ class StudyIncomplete(RuntimeError):
 
 
 def _study_work(
-    model_name: str, cells: list[Cell], store: CellStore, *, config: StudyConfig, datasets: dict[str, DatasetSpec]
+    model_name: str, cells: list[Cell], store: CellStore, *, config: StudyConfig, datasets: dict[str, DatasetSpec],
+    weights: Mapping[str, str | None] | None = None,
 ) -> None:
     """One worker task: load the model once, compute the cells it can claim (top level: workers import it).
 
     ``datasets``: the user datasets the driver registered (a worker process starts without them).
+    ``weights``: the weights digest per model, hashed once by the driver (None: hash here).
+    Every record carries the manifest it was computed under (:mod:`toolkit.manifest`).
     """
     restore_datasets(datasets)
     model, tok = load_model(model_name, **config.load_options(model_name))
     _check_levels(config, model_name, len(decoder_layers(model)))  # before any cell, when check_study could not
     data: dict[str, dict] = {}
     importance_cache: dict = {}
+    digest = (weights or {}).get(model_name)
 
     def compute(cell: Cell) -> dict:
         if cell.dataset not in data:
             data[cell.dataset] = _study_data(cell.dataset, config)
+            data[cell.dataset]["manifest"] = _cell_manifest(config, model_name, data[cell.dataset]["test"].task,
+                                                            tok, digest, model=model)
         torch.manual_seed(cell.seed(config.seed))
-        return _run_cell(cell, config, model, tok, data[cell.dataset], importance_cache)
+        record = _run_cell(cell, config, model, tok, data[cell.dataset], importance_cache)
+        return {**record, "manifest": data[cell.dataset]["manifest"].to_dict()}
 
     for cell in cells:
         store.run_cell(cell.key, functools.partial(compute, cell))
 
 
+def _cell_manifest(config: StudyConfig, model_name: str, task, tok, digest: str | None, model=None) -> Manifest:
+    """The manifest of ``model_name``'s cells on one dataset (``model`` None: before it loads, in the driver)."""
+    folder = None if digest is not None or model is not None else _model_folder(model_name)
+    return build_manifest(model, tok, model_id=model_name, weights=folder, weights_sha256=digest,
+                          task=task if tok is not None else None, batch_size=config.batch_size,
+                          seeds={"seed": config.seed}, config_digest=config.digest())
+
+
+def _model_folder(name: str) -> Path | None:
+    """The local folder of a model (a built-in one once converted); None for a hub id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    cached = cache_dir() / name
+    return cached if name in BUILTIN_MODELS and (cached / "SOURCE.json").is_file() else None
+
+
+def _check_manifests(config: StudyConfig, store: CellStore, cells: list[Cell], weights: Mapping[str, str | None],
+                     allow_mixed: bool) -> None:
+    """Refuse to resume when finished cells were computed under another manifest (:func:`check_resume`).
+
+    Checked before any model loads: everything but device and dtype (which follow from the config's
+    load options, part of its digest) and, on Ray or SLURM, the workers' torch threads (the driver
+    cannot know them; ``python -m toolkit manifest`` shows them); the tokenizer, chat template and
+    prompt by loading only the tokenizer, and only when there are finished cells to compare.
+    """
+    records = store.records()
+    stored = {c.key: records[c.key].get("manifest") for c in cells if c.key in records}
+    if not stored:
+        return
+    expected: dict[str, Manifest] = {}
+    fields: dict[str, set[str]] = {}
+    every = {f.name for f in dataclasses.fields(Manifest)}
+    tokenizers: dict[str, Any] = {}
+    for model, dataset in dict.fromkeys((c.model, c.dataset) for c in cells if c.key in stored):
+        if model not in tokenizers:
+            folder = _model_folder(model)
+            try:
+                tokenizers[model] = None if folder is None else AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            except (OSError, ValueError):
+                tokenizers[model] = None
+        tok = tokenizers[model]
+        manifest = _cell_manifest(config, model, get_task(dataset), tok, weights.get(model))
+        known = every - MODEL_FIELDS - (TOKENIZER_FIELDS if tok is None else set())
+        if weights.get(model) is None:
+            known.discard("weights_sha256")
+        if config.executor != "local":  # Ray / SLURM workers set their own thread count (Resources.cpus)
+            known.discard("torch_threads")
+        for c in cells:
+            if (c.model, c.dataset) == (model, dataset):
+                expected[c.key], fields[c.key] = manifest, known
+    check_resume(stored, expected, fields=fields, allow_mixed=allow_mixed, where=f"study {config.run_dir()}")
+
+
 def run_study(
-    config: StudyConfig | None = None, *, progress: bool = True, report: bool = True
+    config: StudyConfig | None = None, *, progress: bool = True, report: bool = True, allow_mixed: bool = False
 ) -> pd.DataFrame:
     """Run (or resume) a study on ``config.executor`` and return its tidy table.
 
@@ -588,8 +650,16 @@ def run_study(
         brier, nll, ece_temperature_scaled, temperature, label_mass, and
         `<faithfulness metric>:<method>` for each attribution method and `random`.
 
+    A resumed study with cells left to compute checks first that its finished cells were computed
+    under this run's manifest (library versions, toolkit code, model weights, tokenizer, prompt,
+    batch size, seeds; see :mod:`toolkit.manifest`) and refuses otherwise, unless ``allow_mixed``
+    (a finished study only rebuilds its table and report: nothing would mix). Each record stores
+    its manifest (``python -m toolkit manifest <run_dir>`` prints them); ``table.csv`` does not.
+
     Raises:
         InputError: what :func:`check_study` finds, before anything is computed or written.
+        MixedManifestError (an InputError): finished cells computed under another manifest, and
+            not ``allow_mixed``; the message lists ``field: old -> new``.
         StudyIncomplete: cells failed (tracebacks in ``<run_dir>/failed/``) or could not be finished.
     """
     config = config or StudyConfig()
@@ -599,8 +669,12 @@ def run_study(
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
     store = CellStore(run_dir)
     cells = list(_cells(config))
+    weights: dict[str, str | None] = {}
+    if len(store.done_keys(c.key for c in cells)) < len(cells):  # cells to compute: they must not mix manifests
+        weights = {m: None if (folder := _model_folder(m)) is None else weights_digest(folder) for m in config.models}
+        _check_manifests(config, store, cells, weights, allow_mixed)
     groups = [(m, [c for c in cells if c.model == m]) for m in config.models]
-    work = functools.partial(_study_work, config=config, datasets=user_datasets(config.datasets))
+    work = functools.partial(_study_work, config=config, datasets=user_datasets(config.datasets), weights=weights)
     result: RunReport = run_cells(groups, work, store=store,
                                   executor=config.executor, resources=config.resources, progress=progress)
     if not result.complete:
