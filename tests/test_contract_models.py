@@ -361,7 +361,7 @@ def test_prune_command_refuses_an_existing_folder_before_loading(tmp_path, monke
     assert f"folder '{out}' exists and is not empty" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["prune", str(out), "--model", str(model_dir), "--layers", "1", "--overwrite"]) == 0
-    written = ["README.md", "config.json", "generation_config.json", "model.safetensors",
+    written = ["README.md", "config.json", "generation_config.json", "manifest.json", "model.safetensors",
                "modeling_toolkit_pruned.py", PRUNING_SPEC, "tokenizer.json"]
     assert sorted(p.name for p in out.iterdir()) == sorted([*written, "tokenizer_config.json"])
     assert read_pruning_spec(out)["pruned_attention_layers"] == [1]
