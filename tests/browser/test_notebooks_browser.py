@@ -15,19 +15,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from chromium import SHOTS, chromium, require_browser
 from lab_server import REPO, jupyter_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-SHOTS = REPO / "results" / "browser"
 # Figures (rendered PNG outputs) each notebook must show after Run All.
 MIN_FIGURES = {"01": 2, "02": 1, "03": 2, "04": 1, "05": 2}
 RUN_TIMEOUT_MS = int(float(os.environ.get("BROWSER_RUN_TIMEOUT_S", 15 * 60)) * 1000)  # per notebook
@@ -40,24 +38,9 @@ NB = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 TRACEBACK = re.compile(r"Traceback|^\w*(Error|Exception)\b", re.M)
 
 
-def _require_browser() -> None:
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    missing = []
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as e:
-        missing.append(f"playwright ({e})")
-    if not shutil.which(CHROMIUM):
-        missing.append(f"chromium at {CHROMIUM} (apt-get install chromium)")
-    if missing:
-        if in_ci:
-            pytest.fail(f"CI=true but the browser test cannot run: missing {', '.join(missing)}")
-        pytest.skip(f"browser test skipped (not in CI): missing {', '.join(missing)}")
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    _require_browser()
+    require_browser()
     env = {"TOOLKIT_PROFILE": os.environ.get("TOOLKIT_PROFILE", "ci")}
     with jupyter_lab(NOTEBOOKS, tmp_path_factory.mktemp("lab"), env=env) as server:
         yield server
@@ -65,15 +48,8 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(lab):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _report(capsys, line: str) -> None:
