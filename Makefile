@@ -52,7 +52,7 @@ test: export TOOLKIT_PROFILE ?= ci
 $(CHROMIUM):
 	SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
 	$$SUDO apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fonts-noto-color-emoji
 
 # The integration tests run on both bundled models, so `make test` installs Gemma too; the browser
 # test needs Chromium.
@@ -90,6 +90,9 @@ data:
 #                        filled with the values that run measured (n, estimates, CIs)
 COURSE_PROFILE ?= classroom
 COURSE_BUILD   ?= build
+# --offline: reveal.js, require.js, jQuery and MathJax copied next to the slides (npm, once), so they
+# work in a lecture hall without a network; SLIDES_FLAGS= loads them from their CDNs instead.
+SLIDES_FLAGS   ?= --offline
 EXECUTED       := $(COURSE_BUILD)/executed-$(COURSE_PROFILE)
 
 student: $(STAMP)
@@ -101,7 +104,7 @@ $(EXECUTED)/timings.json: $(STAMP) $(wildcard notebooks/*.ipynb)
 executed: $(EXECUTED)/timings.json
 
 slides: $(EXECUTED)/timings.json
-	$(BIN)/python -m toolkit.course.build slides $(EXECUTED) $(COURSE_BUILD)/slides
+	$(BIN)/python -m toolkit.course.build slides $(EXECUTED) $(COURSE_BUILD)/slides $(SLIDES_FLAGS)
 
 answer-key: $(EXECUTED)/timings.json
 	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD)

@@ -179,3 +179,30 @@ def test_study_facts_reads_the_committed_table():
     assert all(" k=" in s for s in facts["equivalent_k"] + facts["ece_changed"] + facts["accuracy"])
     # SmolLM2 on yelp, random k=3: -0.19 [-0.28, -0.09] in the committed table
     assert "random k=3: -0.19 [-0.28, -0.09]" in facts["accuracy"]
+
+
+def test_offline_slides_name_what_is_missing_without_npm(tmp_path, monkeypatch):
+    from toolkit.course.vendor import vendor_web_libraries
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
+    with pytest.raises(InputError, match="need npm"):
+        vendor_web_libraries(tmp_path / "slides")
+
+
+def test_vendored_tarball_keeps_only_the_listed_members(tmp_path):
+    import io
+    import tarfile
+
+    from toolkit.course.vendor import _extract
+
+    tgz = tmp_path / "pkg.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name in ["package/dist/reveal.js", "package/plugin/notes/notes.js", "package/test/x.js", "other/y.js"]:
+            data = name.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert _extract(tgz, tmp_path / "out", ("dist/", "plugin/notes/")) == 2
+    kept = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert kept == ["dist/reveal.js", "plugin/notes/notes.js"]
+    assert (tmp_path / "out" / "dist" / "reveal.js").read_text() == "package/dist/reveal.js"

@@ -7,8 +7,9 @@
    must pass: no error output.
 2. Notebook 04 executed under the ci profile, turned into reveal.js slides by
    ``toolkit.course.build.build_slides``; Chromium opens the HTML file and finds its first figure,
-   a loaded PNG inside a slide section. reveal.js itself comes from a CDN that is unreachable
-   offline, so the test checks the page content, not the slide transitions.
+   a loaded PNG inside a slide section. The slides are built ``offline=True`` (reveal.js, require.js,
+   jQuery and MathJax copied into the slides folder by npm), so the test also sees reveal.js start
+   (``.reveal.ready``) and MathJax typeset the primer's formulas, from ``file://`` with no CDN.
 
 Needs the checker package (``toolkit.course.check``) for part 1: skipped with a reason without it.
 """
@@ -139,7 +140,9 @@ def test_slides_open_and_show_their_first_figure(browser, tmp_path, monkeypatch)
     notebooks.mkdir()
     shutil.copy(SOURCE, notebooks / SOURCE.name)
     execute_notebooks(notebooks, tmp_path / "executed", profile="ci")
-    slides = build_slides(tmp_path / "executed", tmp_path / "slides")
+    if shutil.which("npm") is None and not os.environ.get("CI"):
+        pytest.skip("offline slides need npm to fetch reveal.js, require.js, jQuery and MathJax once")
+    slides = build_slides(tmp_path / "executed", tmp_path / "slides", offline=True)
     assert [p.name for p in slides] == ["04_calibration.slides.html"]
     html = slides[0].read_text()
     assert "Instructor notes" not in html and "BEGIN SOLUTION" not in html  # skipped / excluded cells
@@ -147,6 +150,10 @@ def test_slides_open_and_show_their_first_figure(browser, tmp_path, monkeypatch)
     try:
         page.goto(slides[0].as_uri())
         page.wait_for_selector(".reveal .slides section", state="attached", timeout=30_000)
+        # reveal.js and MathJax came from vendor/ (file://, no network): reveal marks itself ready and
+        # MathJax typesets the primer's formulas
+        page.wait_for_selector(".reveal.ready", state="attached", timeout=30_000)
+        page.wait_for_selector(".reveal .slides .MathJax_CHTML", state="attached", timeout=60_000)
         figure = page.locator(".reveal .slides section img").first
         figure.wait_for(state="attached", timeout=30_000)
         size = figure.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")

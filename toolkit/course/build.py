@@ -21,7 +21,7 @@ Command line (the Makefile's ``student``, ``executed``, ``slides`` and ``answer-
 
     python -m toolkit.course.build student OUT [--notebooks DIR]
     python -m toolkit.course.build execute OUT [--notebooks DIR] [--profile classroom]
-    python -m toolkit.course.build slides EXECUTED OUT
+    python -m toolkit.course.build slides EXECUTED OUT [--offline]
     python -m toolkit.course.build answer-key EXECUTED OUT [--study-table CSV]
 """
 
@@ -39,6 +39,7 @@ from typing import Any
 import nbformat
 
 from ..validation import InputError
+from .vendor import vendor_web_libraries
 
 __all__ = [
     "HIDDEN_MARKERS",
@@ -334,17 +335,21 @@ def answer_key(executed: Path, out: Path, *, study_table: Path | None = None,
     return md_path
 
 
-def build_slides(executed: Path, out: Path) -> list[Path]:
+def build_slides(executed: Path, out: Path, *, offline: bool = False) -> list[Path]:
     """reveal.js slides (nbconvert's slides exporter) of every executed notebook, input of code cells hidden.
 
     Cells carry ``slideshow.slide_type`` metadata (parameters, asserts, record and answer-key cells are
-    ``skip``). reveal.js itself loads from nbconvert's default CDN when the slides are opened.
+    ``skip``). By default reveal.js, require.js, jQuery and MathJax load from their CDNs when the slides
+    are opened; ``offline=True`` copies them into ``out/vendor/`` first (:func:`vendor_web_libraries`,
+    needs npm once) so the folder works without a network.
     """
     from nbconvert import SlidesExporter
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    exporter = SlidesExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    links = vendor_web_libraries(out) if offline else {}
+    exporter = SlidesExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                               reveal_scroll=True, **links)  # scroll: a long primer slide stays readable
     written = []
     for path in _sources(executed):
         nb = nbformat.read(path, as_version=4)
@@ -373,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sl = sub.add_parser("slides", help="reveal.js slides from executed notebooks")
     sl.add_argument("executed", type=Path)
     sl.add_argument("out", type=Path)
+    sl.add_argument("--offline", action="store_true",
+                    help="copy reveal.js, require.js, jQuery and MathJax next to the slides (npm, once)")
     a = sub.add_parser("answer-key", help="the instructor guide from executed notebooks")
     a.add_argument("executed", type=Path)
     a.add_argument("out", type=Path)
@@ -386,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, sec in execute_notebooks(args.notebooks, args.out, profile=args.profile, only=args.only).items():
             print(f"{name}: {sec:.1f} s under TOOLKIT_PROFILE={args.profile}")
     elif args.command == "slides":
-        for path in build_slides(args.executed, args.out):
+        for path in build_slides(args.executed, args.out, offline=args.offline):
             print(path)
     else:
         print(answer_key(args.executed, args.out, study_table=args.study_table, study_config=args.study_config))
