@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import Example, Task, attention_importance, label_probs, predict, select_layers
+from toolkit import Task, attention_importance, predict, select_layers
+from toolkit.data import Example
+from toolkit.scoring import label_probs
 from toolkit.cli import main
 from toolkit.report import MAX_TAG, artifact_tag, write_report
 from toolkit.study import StudyConfig, StudyIncomplete, check_study, run_study

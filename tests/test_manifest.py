@@ -15,7 +15,8 @@ import torch
 import toolkit.manifest as mf
 from test_study import write_fixture
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import Example, Task, demonstrations, load_model, prune_attention, register_dataset, save_pruned
+from toolkit import Task, load_model, prune_attention, register_dataset, save_pruned
+from toolkit.data import Example, demonstrations
 from toolkit.cli import main
 from toolkit.manifest import (
     Manifest,

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
-from toolkit import ADAPTERS, Adapter, adapter_for, decoder_layers, list_models, load_model, register_adapter
+from toolkit import list_models, load_model
+from toolkit.adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
 from toolkit.adapters import _get, attention_modules, attn_norm_names
 from toolkit.folders import write_folder
 from toolkit.models import BUILTIN_MODELS

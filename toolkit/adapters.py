@@ -126,7 +126,7 @@ def adapter_for(model: nn.Module) -> Adapter:
     if name not in ADAPTERS:
         raise InputError(
             f"unsupported architecture {name!r}; supported: {sorted(ADAPTERS)} "
-            "(add one with toolkit.register_adapter)"
+            "(add one with toolkit.adapters.register_adapter)"
         )
     return ADAPTERS[name]
 

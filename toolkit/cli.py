@@ -108,7 +108,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _cmd_importance(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from . import IMPORTANCE_METRICS, attention_importance, load_dataset, load_model
+    from . import attention_importance, load_dataset, load_model
+    from .importance import IMPORTANCE_METRICS
     from .validation import check_choice
 
     for metric in args.metric:
@@ -216,7 +217,8 @@ def _print_fields(fields: dict) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import IMPORTANCE_METRICS, list_datasets, list_models
+    from . import list_datasets, list_models
+    from .importance import IMPORTANCE_METRICS
     from .attribution import list_attribution_methods
 
     print("models:", ", ".join(list_models()), "(or any HF id / local folder)")

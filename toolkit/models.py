@@ -310,7 +310,7 @@ def _check_model_type(config: dict, where: str, trust_remote_code: bool) -> None
     if architecture not in ADAPTERS:
         raise InputError(
             f"model_type {model_type!r} in {where} loads as {architecture}, which the toolkit has no adapter for; "
-            f"supported model types: {supported} (add an architecture with toolkit.register_adapter)"
+            f"supported model types: {supported} (add an architecture with toolkit.adapters.register_adapter)"
         )
 
 

@@ -142,7 +142,7 @@ def drop_attention(model: PreTrainedModel, layers: Sequence[int]) -> Iterator[Pr
     Nesting is allowed; a layer dropped by an outer block stays dropped until that block exits.
 
     Args:
-        model: a model with a registered adapter (`toolkit.ADAPTERS`).
+        model: a model with a registered adapter (`toolkit.adapters.ADAPTERS`).
         layers: decoder-layer indices, each in [0, n_layers), no duplicates; empty drops nothing.
 
     Example:

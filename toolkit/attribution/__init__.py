@@ -1,7 +1,7 @@
 """Word attributions of a prompted classifier's prediction: inseq methods plus a batched fast path.
 
 What is explained: for each example, the model's predicted label y^ (argmax over the label
-verbalizers, exactly as :func:`toolkit.label_probs` scores them) and, as the attributed quantity,
+verbalizers, exactly as :func:`toolkit.scoring.label_probs` scores them) and, as the attributed quantity,
 inseq's default step function: the probability of y^'s first verbalizer token at the answer
 position, over the full vocabulary,
 
