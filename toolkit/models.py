@@ -45,6 +45,7 @@ __all__ = [
     "list_models",
     "load_model",
     "register_adapter",
+    "prepare_tokenizer",
 ]
 
 log = logging.getLogger(__name__)
@@ -490,7 +491,7 @@ def load_model(
         model.to(device)
     model.eval()
     model.config.use_cache = True
-    _prepare_tokenizer(tokenizer)
+    prepare_tokenizer(tokenizer)
     adapter_for(model)  # fail early on an unsupported architecture
     _check_vocab(model, tokenizer, source)
     return model, tokenizer
@@ -514,8 +515,11 @@ def _check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sou
         )
 
 
-def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
-    """Left padding (generation and last-position scoring), and a pad token if the model has none."""
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Set up a tokenizer as load_model does: left padding (generation, last-position scoring), a pad token if none.
+
+    For a tokenizer loaded on its own (``AutoTokenizer.from_pretrained``); changes it in place, returns None.
+    """
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

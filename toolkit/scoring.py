@@ -105,8 +105,7 @@ def _score_prompts(
         `(loglik, mass)`: loglik is (n, C), the summed log-probability of each label's tokens;
         mass is (n,), the total probability of the label sequences under the full vocabulary.
     """
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    check_int(batch_size, "batch_size", 1)
     n, n_labels = len(token_ids), len(verbalizers)
     loglik = np.zeros((n, n_labels), dtype=np.float64)
     device = _device(model)

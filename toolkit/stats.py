@@ -53,7 +53,7 @@ class Interval:
 
 
 def _check_options(n_boot: int, alpha: float) -> None:
-    check_int(n_boot, "n_boot", 1, keyword=True)
+    check_int(n_boot, "n_boot", 1)
     check_probability(alpha, "alpha")
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import socket
 import threading
@@ -49,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .validation import InputError, InputTypeError
+from .validation import InputError, InputTypeError, check_float
 
 __all__ = ["CellStore", "Owner", "cell_id", "read_cells_jsonl"]
 
@@ -104,9 +105,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InputError(f"CellStore.{name}={value!r}; expected a number of seconds > 0")
-    return float(value)
+    return check_float(value, f"CellStore.{name} (seconds)", 0.0, math.inf)
 
 
 class CellStore:

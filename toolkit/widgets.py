@@ -51,7 +51,7 @@ from .pruned_faithfulness import (
     sentence_comprehensiveness,
     set_comprehensiveness,
 )
-from .validation import InputError
+from .validation import InputError, check_int
 
 __all__ = [
     "COLOUR_SCALES",
@@ -83,8 +83,7 @@ class LayerPicker:
 
     def __init__(self, n_layers: int, importance: pd.Series | None = None, *, selected: Sequence[int] = (),
                  columns: int = 10, scale: str = "rank"):
-        if n_layers < 1:
-            raise InputError(f"n_layers must be >= 1, got {n_layers}")
+        check_int(n_layers, "n_layers", 1)
         self.n_layers = n_layers
         self.buttons = [
             W.ToggleButton(value=i in selected, description=str(i), button_style="danger" if i in selected else "",

@@ -125,7 +125,7 @@ def scalar_or_rows(values: NDArray[np.float64], scalar: bool) -> float | NDArray
 
 
 def check_n_bins(n_bins: int) -> None:
-    check_int(n_bins, "n_bins", 1, keyword=True)
+    check_int(n_bins, "n_bins", 1)
 
 
 def top_label(p: NDArray[np.float64], y: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
