@@ -102,7 +102,7 @@ def check_float(value: Any, name: str, low: float, high: float, *, closed: str =
 
 
 def check_choice(value: T, name: str, allowed: Collection[Any]) -> T:
-    """``value`` if it is one of ``allowed``, else ``ValueError("unknown <name> ...; expected one of [...]")``."""
+    """``value`` if it is one of ``allowed``, else ``InputError("unknown <name> <value>; expected one of [...]")``."""
     if value not in allowed:
         raise InputError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
     return value

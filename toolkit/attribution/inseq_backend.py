@@ -18,9 +18,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..adapters import decoder_layers
 from ..pruning import dropped_layers
+from ..validation import InputError
 from .prepare import Item, check_eager
 from .registry import ATTRIBUTION_METHODS, AttributionMethod
-from ..validation import InputError
 
 __all__ = [
     "inseq_accepted_kwargs",
