@@ -34,10 +34,9 @@ from toolkit import (
     faithfulness_report,
     load_dataset,
     load_model,
-    model_scorer,
     select_layers,
 )
-from toolkit.faithfulness import METRICS, aggregate
+from toolkit.faithfulness import METRICS, aggregate, model_scorer
 from toolkit.manifest import build_manifest, manifest_diff, read_result_manifests, write_result_manifest
 from toolkit.stats import paired_bootstrap
 from toolkit.timing import Clock

@@ -59,12 +59,12 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tok():
     """The real SmolLM2 tokenizer (BPE with leading-space tokens and a chat template)."""
-    from toolkit.models import _prepare_tokenizer, cache_dir, load_model
+    from toolkit.models import cache_dir, load_model, prepare_tokenizer
 
     folder = cache_dir() / "smollm2-135m"
     if (folder / "SOURCE.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        _prepare_tokenizer(tokenizer)
+        prepare_tokenizer(tokenizer)
         return tokenizer
     try:
         return load_model("smollm2-135m")[1]

@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import Example, Task, attention_importance, label_probs, predict, select_layers
+from toolkit import Task, attention_importance, predict, select_layers
+from toolkit.data import Example
+from toolkit.scoring import label_probs
 from toolkit.cli import main
 from toolkit.report import MAX_TAG, artifact_tag, write_report
 from toolkit.study import StudyConfig, StudyIncomplete, check_study, run_study
@@ -285,7 +287,7 @@ CLI_CASES = [
      "StudyConfig.levels [100] ask(s) for more attention layers than model"),
     (lambda t, m: ["study", "--profile", "ci", "--model", "smollm3", "--plan"], "unknown model 'smollm3'"),
     (lambda t, m: ["study", "--profile", "ci", "--dataset", "nope", "--dry-run"], "unknown dataset 'nope'"),
-    (lambda t, m: ["study", "--profile", "ci", "--margin", "2", "--dry-run"], "StudyConfig.margin=2.0 is invalid"),
+    (lambda t, m: ["study", "--profile", "ci", "--margin", "2", "--dry-run"], "StudyConfig.margin must be a float in (0, 1), got 2.0"),
     (lambda t, m: ["study", "--bogus"], "unrecognized arguments: --bogus (see python -m toolkit --help)"),
     (lambda t, m: ["study", "--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
     (lambda t, m: ["importance", "--metric", "cosin"], "unknown importance metric 'cosin'"),
@@ -293,7 +295,7 @@ CLI_CASES = [
     (lambda t, m: ["importance", "--plot", str(t / "x.xyz")], "unknown image format 'xyz'; expected one of ["),
     (lambda t, m: ["importance", "--plot", str(t)], "is a folder; expected a file name"),
     (lambda t, m: ["importance", "--dataset", "nope"], "unknown dataset 'nope'"),
-    (lambda t, m: ["importance", "--n", "0"], "n must be an int >= 1, got 0"),
+    (lambda t, m: ["importance", "--n", "0"], "n must be an integer >= 1, got 0"),
     (lambda t, m: ["importance", "--n", "x"], "argument --n: invalid int value: 'x'"),
     (lambda t, m: ["manifest", str(t)], "has no manifest.json and no study cells"),
     (lambda t, m: ["manifest", str(t / "nothing")], "nothing' is not a folder; expected a checkpoint or study folder"),

@@ -210,7 +210,7 @@ def test_demonstrations_k_zero_and_bad_k():
     assert len(demonstrations("uci_amazon", pool)) == pool
     with pytest.raises(ValueError, match=rf"k={pool + 1} is larger than the train pool of dataset .uci_amazon. \({pool} examples\)"):
         demonstrations("uci_amazon", pool + 1)
-    with pytest.raises(ValueError, match=r"k must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"k must be an integer >= 0, got -1"):
         demonstrations("uci_amazon", -1)
     with pytest.raises(ValueError, match=r"k must be an int"):
         demonstrations("uci_amazon", 2.0)
@@ -230,7 +230,7 @@ def test_unknown_name_lists_known_names():
 
 @pytest.mark.parametrize("n", [0, -3, 1.5, "10", True])
 def test_bad_n(n):
-    with pytest.raises(ValueError, match=r"n must be an int >= 1, got"):
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1, got"):
         load_dataset("uci_imdb", n=n)
 
 

@@ -36,6 +36,7 @@ from toolkit.decisions import (
     paired_tost,
     power_table,
 )
+from toolkit.validation import InputError
 
 SM_METHOD = {"holm": "holm", "bh": "fdr_bh"}
 
@@ -180,21 +181,21 @@ def test_equivalence_is_frozen():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: paired_tost([1, 2], [1, 2], margin=-0.1), r"margin=-0.1; expected a float in \(0, inf\)"),
-        (lambda: paired_tost([1, 2], [1, 2], margin=0.1, alpha=0.5), r"alpha=0.5; expected a float in \(0, 0.5\)"),
+        (lambda: paired_tost([1, 2], [1, 2], margin=-0.1), r"margin must be a float in \(0, inf\), got -0.1"),
+        (lambda: paired_tost([1, 2], [1, 2], margin=0.1, alpha=0.5), r"alpha must be a float in \(0, 0.5\), got 0.5"),
         (lambda: paired_tost([1, 2], [1, 2, 3], margin=0.1), r"a has n=2 examples but b has n=3"),
         (lambda: paired_tost([1.0], [1.0], margin=0.1), r"n=1 paired examples"),
         (lambda: paired_tost([1, np.nan], [1, 2], margin=0.1), r"a\[1\]=nan; expected finite"),
         (lambda: paired_tost([[1, 2]], [[1, 2]], margin=0.1), r"a has shape \(1, 2\)"),
         (lambda: accuracy_tost([0, 1], [0, 2]), r"correct_pruned\[1\]=2.0; expected 0/1"),
-        (lambda: accuracy_tost([0, 1], [0, 1], margin=1.0), r"margin=1.0; expected a float in \(0, 1\)"),
-        (lambda: accuracy_tost([0, 1], [0, 1], method="exact"), r"method='exact'; expected one of \['score', 'wald', 't'\]"),
+        (lambda: accuracy_tost([0, 1], [0, 1], margin=1.0), r"margin must be a float in \(0, 1\), got 1.0"),
+        (lambda: accuracy_tost([0, 1], [0, 1], method="exact"), r"unknown method 'exact'; expected one of \['score', 'wald', 't'\]"),
         (lambda: accuracy_tost([], []), r"n=0"),
-        (lambda: accuracy_tost([0, 1], [0, 1], margin=True), r"margin=True"),
+        (lambda: accuracy_tost([0, 1], [0, 1], margin=True), r"margin must be a float in \(0, 1\), got True"),
     ],
 )
 def test_equivalence_input_errors(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InputError, match=match):
         call()
 
 
@@ -332,20 +333,20 @@ def test_error_budget_statements():
     [
         (lambda: adjust_pvalues([0.1, 1.2]), r"p\[1\]=1.2; expected p-values in \[0, 1\]"),
         (lambda: adjust_pvalues([[0.1]]), r"p has shape \(1, 1\)"),
-        (lambda: adjust_pvalues([0.1], method="bonferroni"), r"method='bonferroni'; expected one of \['holm', 'bh', 'none'\]"),
+        (lambda: adjust_pvalues([0.1], method="bonferroni"), r"unknown method 'bonferroni'; expected one of \['holm', 'bh', 'none'\]"),
         (lambda: adjust_tests({"estimate": [1]}), r"tests is a dict; expected a pandas DataFrame"),
         (lambda: adjust_tests(pd.DataFrame({"est": [1]})), r"expected 'estimate'"),
         (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0]})), r"expected 'se' or 'samples'"),
         (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [0.0]})), r"se=0.0 in row 0; expected a finite float > 0"),
         (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": ["x"]})), r"se='x' in row 0; expected a number"),
         (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [1.0], "df": [0.0]})), r"df=0.0 in row 0"),
-        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [1.0]}), alpha=1.5), r"alpha=1.5; expected a float in \(0, 1\)"),
+        (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "se": [1.0]}), alpha=1.5), r"alpha must be a float in \(0, 1\), got 1.5"),
         (lambda: adjust_tests(pd.DataFrame({"estimate": [1.0], "samples": [np.array([])]})), r"samples of row 0"),
-        (lambda: error_budget(-1), r"m=-1; expected an integer >= 0"),
+        (lambda: error_budget(-1), r"m must be an integer >= 0, got -1"),
     ],
 )
 def test_multiplicity_input_errors(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InputError, match=match):
         call()
 
 
@@ -496,21 +497,21 @@ def test_power_table_columns():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: mde_accuracy(0, 0.1), r"n=0; expected an integer >= 1"),
-        (lambda: mde_accuracy(100, 0.0), r"p_disc=0.0; expected a float in \(0, 1\]"),
-        (lambda: mde_accuracy(100, 0.1, power=0.01), r"power=0.01; expected a float in \(0.05, 1\)"),
-        (lambda: n_for_accuracy(0.3, 0.2), r"mde=0.3; expected a float in \(0, 0.2\]"),
-        (lambda: n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.05), r"true_diff=0.05; expected a float in \(-0.05, 0.05\)"),
-        (lambda: mde_paired(1, 1.0), r"n=1; expected an integer >= 2"),
-        (lambda: mde_paired(10, -1.0), r"sd=-1.0; expected a float in \(0, inf\)"),
-        (lambda: mde_paired(10, 1.0, method="z"), r"method='z'; expected one of \['t', 'normal'\]"),
-        (lambda: ci_halfwidth(10, 1.0, alpha=0), r"alpha=0; expected a float in \(0, 1\)"),
-        (lambda: n_for_halfwidth(0.0, 1.0), r"halfwidth=0.0"),
+        (lambda: mde_accuracy(0, 0.1), r"n must be an integer >= 1, got 0"),
+        (lambda: mde_accuracy(100, 0.0), r"p_disc must be a float in \(0, 1\], got 0.0"),
+        (lambda: mde_accuracy(100, 0.1, power=0.01), r"power must be a float in \(0.05, 1\), got 0.01"),
+        (lambda: n_for_accuracy(0.3, 0.2), r"mde must be a float in \(0, 0.2\], got 0.3"),
+        (lambda: n_for_accuracy_equivalence(0.05, 0.2, true_diff=0.05), r"true_diff must be a float in \(-0.05, 0.05\), got 0.05"),
+        (lambda: mde_paired(1, 1.0), r"n must be an integer >= 2, got 1"),
+        (lambda: mde_paired(10, -1.0), r"sd must be a float in \(0, inf\), got -1.0"),
+        (lambda: mde_paired(10, 1.0, method="z"), r"unknown method 'z'; expected one of \['t', 'normal'\]"),
+        (lambda: ci_halfwidth(10, 1.0, alpha=0), r"alpha must be a float in \(0, 1\), got 0"),
+        (lambda: n_for_halfwidth(0.0, 1.0), r"halfwidth must be a float in \(0, inf\), got 0.0"),
         (lambda: power_table(pd.DataFrame({"metric": ["a"], "n": [10]})), r"expected 'metric', 'n' and 'p_disc' or 'sd'"),
         (lambda: power_table(pd.DataFrame({"metric": ["a"], "n": [10], "p_disc": [0.1], "sd": [0.2]})),
          r"pilot row 0 \('a'\) has p_disc=0.1 and sd=0.2; expected exactly one"),
     ],
 )
 def test_power_input_errors(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InputError, match=match):
         call()

@@ -486,7 +486,7 @@ def test_bad_inputs_raise():
         F.aopc(s, [["good bad", "x"]], [np.zeros(2)])
     with pytest.raises(ValueError, match="1 entries for 2 examples"):
         F.aopc(s, [GOOD4, GOOD4], [np.zeros(4)])
-    with pytest.raises(ValueError, match="beam_width=0"):
+    with pytest.raises(ValueError, match="beam_width must be an integer >= 1, got 0"):
         F.aopc_bounds(s, [GOOD4], beam_width=0)
     with pytest.raises(ValueError, match="'random' is reserved"):
         F.faithfulness_report(s, [GOOD4], {"random": [np.zeros(4)]})

@@ -26,7 +26,9 @@ import torch
 from lmeval_task.make_rows import FILE as ROWS_FILE
 from lmeval_task.make_rows import text as rendered_rows
 from plain_hf_load import in_fresh_process
-from toolkit import drop_attention, export_zeroed, get_task, label_logprobs, load_model, prune_attention, save_pruned
+from toolkit import drop_attention, export_zeroed, load_model, prune_attention, save_pruned
+from toolkit.data import get_task
+from toolkit.scoring import label_logprobs
 from toolkit.prompts import special_prefix
 
 HERE = Path(__file__).parent

@@ -15,7 +15,8 @@ import torch
 import toolkit.manifest as mf
 from test_study import write_fixture
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import Example, Task, demonstrations, load_model, prune_attention, register_dataset, save_pruned
+from toolkit import Task, load_model, prune_attention, register_dataset, save_pruned
+from toolkit.data import Example, demonstrations, get_task
 from toolkit.cli import main
 from toolkit.manifest import (
     Manifest,
@@ -71,7 +72,7 @@ def test_manifest_records_versions_weights_tokenizer_and_prompt(tmp_path):
     shot = build_manifest(tokenizer=chat, task=dataclasses.replace(TASK, use_chat_template="auto"), demos=demos)
     assert (shot.prompt, shot.demo_ids) == ("chat, 2-shot", ("d1", "d0"))
     # The task's own n_shot: its demonstrations from the train split, in prompt order.
-    yelp = dataclasses.replace(__import__("toolkit").get_task("uci_yelp"), n_shot=4)
+    yelp = dataclasses.replace(get_task("uci_yelp"), n_shot=4)
     four = build_manifest(tokenizer=tok, task=yelp)
     assert four.demo_ids == tuple(e.id for e in demonstrations("uci_yelp", 4))
     assert four.task_sha256 != m.task_sha256

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
-from toolkit import ADAPTERS, Adapter, adapter_for, decoder_layers, list_models, load_model, register_adapter
-from toolkit.adapters import _get, attention_modules, attn_norm_names
+from toolkit import list_models, load_model
+from toolkit.adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
+from toolkit.adapters import attention_modules, attn_norm_names
 from toolkit.folders import write_folder
 from toolkit.models import BUILTIN_MODELS
 
@@ -39,8 +40,8 @@ def test_adapter_finds_every_part(arch):
         assert any(k in n for n in names for k in ("q_proj", "c_attn", "query_key_value", "qkv_proj")), names
     for name in attn_norm_names(model):
         assert isinstance(getattr(layers[0], name), nn.Module)
-    final = _get(model, adapter.final_norm)
-    embed = _get(model, adapter.embed)
+    final = model.get_submodule(adapter.final_norm)
+    embed = model.get_submodule(adapter.embed)
     assert isinstance(embed, nn.Embedding) and embed.num_embeddings == 128
     # The final norm really is applied last: hooking it sees the last hidden state's shape.
     seen = []

@@ -252,5 +252,4 @@ def test_bundled_models_feed_the_same_ids(name, prompt, request):
 def test_render_prompt_is_the_one_of_scoring():
     import toolkit
 
-    assert toolkit.render_prompt is render_prompt
     assert toolkit.scoring.render_prompt is render_prompt

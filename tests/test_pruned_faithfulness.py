@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import Task, dataset_from_records, drop_attention, dropped_layers
+from toolkit import Task, drop_attention
+from toolkit.data import dataset_from_records
+from toolkit.pruning import dropped_layers
 from toolkit.attribution import attribute
 from toolkit.faithfulness import FRACTIONS, comprehensiveness, model_scorer, naopc
 from toolkit.pruned_faithfulness import (

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
-from toolkit import drop_attention, dropped_layers, load_model, n_parameters, prune_attention, save_pruned
+from toolkit import drop_attention, load_model, n_parameters, prune_attention, save_pruned
+from toolkit.pruning import dropped_layers
 from toolkit.models import attention_modules, decoder_layers
 from toolkit.pruning import PrunedAttention
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import Example, Task, label_probs, predict, render_prompt, verbalizer_ids
+from toolkit import Task, predict
+from toolkit.data import Example
+from toolkit.scoring import label_probs, render_prompt, verbalizer_ids
 from toolkit.scoring import encode_prompts
 
 TASK = Task(

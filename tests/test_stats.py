@@ -126,10 +126,10 @@ def test_interval_is_frozen():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_boot": 0}, "n_boot=0"),
-        ({"n_boot": 2.5}, "n_boot=2.5"),
-        ({"alpha": 0.0}, "alpha=0.0"),
-        ({"alpha": 1.0}, "alpha=1.0"),
+        ({"n_boot": 0}, "n_boot must be an integer >= 1, got 0"),
+        ({"n_boot": 2.5}, "n_boot must be an integer >= 1, got 2.5"),
+        ({"alpha": 0.0}, r"alpha must be a float in \(0, 1\), got 0.0"),
+        ({"alpha": 1.0}, r"alpha must be a float in \(0, 1\), got 1.0"),
     ],
 )
 def test_bad_options(kwargs, match):

@@ -227,10 +227,10 @@ def test_claim_on_a_finished_cell_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(stale_after=0), r"CellStore.stale_after=0; expected a number of seconds > 0"),
-        (dict(stale_after="10"), r"CellStore.stale_after='10'"),
+        (dict(stale_after=0), r"CellStore.stale_after \(seconds\) must be a float in \(0, inf\), got 0"),
+        (dict(stale_after="10"), r"CellStore.stale_after \(seconds\) must be a float in \(0, inf\), got '10'"),
         (dict(stale_after=10, heartbeat_every=6), r"CellStore.heartbeat_every=6.0; expected < stale_after / 2"),
-        (dict(heartbeat_every=-1), r"CellStore.heartbeat_every=-1"),
+        (dict(heartbeat_every=-1), r"CellStore.heartbeat_every \(seconds\) must be a float in \(0, inf\), got -1"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, kwargs, match):

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import Task, dataset_from_records, drop_attention, dropped_layers, predict, select_layers
+from toolkit import Task, drop_attention, predict, select_layers
+from toolkit.data import dataset_from_records
+from toolkit.pruning import dropped_layers
 from toolkit import widgets as tw
 from toolkit.calibration import ece
 from toolkit.stats import paired_bootstrap

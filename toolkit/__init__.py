@@ -1,71 +1,29 @@
 """What does pruning attention layers do to an LLM's accuracy, faithfulness and calibration?
 
-The public API, in pipeline order: load a model and data, score labels, rank and drop attention
-layers, explain predictions, measure faithfulness and calibration, run a study.
+The public API: 30 names, in pipeline order. Load a model and data, score labels, rank and drop
+attention layers, explain predictions, measure faithfulness and calibration, run a study, draw it.
+Every other name imports from its module (``toolkit.calibration.brier``,
+``toolkit.faithfulness.naopc``, ``toolkit.adapters.register_adapter``, ...), which lists its
+own names in ``__all__``.
 """
 
-from .data import (
-    SPLITS,
-    Dataset,
-    Example,
-    Task,
-    data_dir,
-    dataset_from_records,
-    demonstrations,
-    get_task,
-    list_datasets,
-    load_dataset,
-    register_dataset,
-)
 from . import calibration, efficiency, faithfulness, plots, stats, study
-from .calibration import (
-    TemperatureScaler,
-    accuracy_coverage,
-    aurc,
-    brier,
-    calibration_report,
-    classwise_ece,
-    compare_calibration,
-    debiased_l2_ce,
-    ece,
-    nll,
-    reliability_table,
-    smooth_ece,
-)
-from .faithfulness import (
-    FRACTIONS,
-    ScoreMemo,
-    aopc,
-    aopc_bounds,
-    clear_memo,
-    comprehensiveness,
-    decision_flip,
-    erasure_curves,
-    faithfulness_report,
-    model_scorer,
-    naopc,
-    random_baseline,
-    sufficiency,
-)
-from .importance import IMPORTANCE_METRICS, attention_importance, choose_layers, select_layers
-from .adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
-from .models import cache_dir, list_models, load_model
+from .calibration import TemperatureScaler, calibration_report, compare_calibration, ece
+from .data import Task, list_datasets, load_dataset, register_dataset
 from .export import export_zeroed
-from .manifest import Manifest, build_manifest, manifest_diff, read_manifest, write_manifest
-from .pruning import PrunedAttention, drop_attention, dropped_layers, n_parameters, prune_attention, save_pruned
-from .plots import importance_profile, metric_vs_pruning, reliability_diagram
-from .scoring import Prompt, label_logprobs, label_probs, predict, render_prompt, verbalizer_ids
-from .stats import Interval, bootstrap_ci, mean_ci, paired_bootstrap
+from .faithfulness import faithfulness_report, model_faithfulness
+from .importance import attention_importance, choose_layers, select_layers
+from .models import list_models, load_model
+from .plots import metric_vs_pruning, reliability_diagram
+from .pruning import drop_attention, load_pruned, n_parameters, prune_attention, save_pruned
+from .scoring import predict
 from .study import StudyConfig, run_study, summary
+from .validation import InputError
 
 # Attribution names load on first use (inseq itself only when an inseq wrapper is built).
 _LAZY = {
-    "Attribution": "attribution",
     "attribute": "attribution",
-    "attributions_frame": "attribution",
     "list_attribution_methods": "attribution",
-    "show_attributions": "attribution",
-    "split_words": "attribution",
 }
 
 
@@ -80,84 +38,48 @@ def __getattr__(name: str):
         return importlib.import_module(".attribution", __name__)
     raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
 
+
 __version__ = "0.1.0"
 
 __all__ = [
-    "FRACTIONS",
-    "Interval",
-    "ScoreMemo",
-    "StudyConfig",
-    "TemperatureScaler",
-    "accuracy_coverage",
-    "aopc",
-    "aopc_bounds",
-    "aurc",
-    "bootstrap_ci",
-    "brier",
-    "calibration_report",
-    "clear_memo",
-    "classwise_ece",
-    "compare_calibration",
-    "comprehensiveness",
-    "debiased_l2_ce",
-    "decision_flip",
-    "ece",
-    "erasure_curves",
-    "faithfulness_report",
-    "importance_profile",
-    "mean_ci",
-    "metric_vs_pruning",
-    "model_scorer",
-    "naopc",
-    "nll",
-    "paired_bootstrap",
-    "random_baseline",
-    "reliability_diagram",
-    "reliability_table",
-    "run_study",
-    "smooth_ece",
-    "sufficiency",
-    "summary",
-    *_LAZY,
-    "ADAPTERS",
-    "IMPORTANCE_METRICS",
-    "SPLITS",
-    "Adapter",
-    "Dataset",
-    "Example",
-    "Prompt",
-    "PrunedAttention",
-    "Task",
-    "adapter_for",
-    "attention_importance",
-    "cache_dir",
-    "choose_layers",
-    "data_dir",
-    "dataset_from_records",
-    "decoder_layers",
-    "demonstrations",
-    "drop_attention",
-    "dropped_layers",
-    "export_zeroed",
-    "get_task",
-    "label_logprobs",
-    "Manifest",
-    "build_manifest",
-    "label_probs",
-    "manifest_diff",
-    "read_manifest",
-    "write_manifest",
-    "list_datasets",
+    # 1. load a model and data
+    "load_model",
     "list_models",
     "load_dataset",
-    "load_model",
-    "n_parameters",
-    "predict",
-    "prune_attention",
-    "register_adapter",
+    "list_datasets",
+    "Task",
     "register_dataset",
-    "render_prompt",
-    "save_pruned",
+    # 2. score the labels
+    "predict",
+    # 3. rank attention layers
+    "attention_importance",
     "select_layers",
-    "verbalizer_ids",
+    "choose_layers",
+    # 4. drop them (reversibly, or for good and saved)
+    "drop_attention",
+    "prune_attention",
+    "n_parameters",
+    "save_pruned",
+    "load_pruned",
+    "export_zeroed",
+    # 5. explain predictions
+    "attribute",
+    "list_attribution_methods",
+    # 6. faithfulness of the explanations
+    "model_faithfulness",
+    "faithfulness_report",
+    # 7. calibration of the probabilities
+    "calibration_report",
+    "compare_calibration",
+    "ece",
+    "TemperatureScaler",
+    # 8. the study: every model x dataset x pruning level, with its claims
+    "StudyConfig",
+    "run_study",
+    "summary",
+    # 9. figures
+    "metric_vs_pruning",
+    "reliability_diagram",
+    # a mistake the user can fix: a ValueError naming the bad value and what is allowed
+    "InputError",
 ]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .validation import InputError
+
 __all__ = [
     "ADAPTERS",
     "Adapter",
@@ -107,7 +109,7 @@ ADAPTERS: dict[str, Adapter] = {
 def register_adapter(architecture: str, adapter: Adapter, *, overwrite: bool = False) -> None:
     """Teach the toolkit a new architecture (the class name in `config.architectures`)."""
     if architecture in ADAPTERS and not overwrite:
-        raise ValueError(f"an adapter for {architecture!r} is already registered; pass overwrite=True to replace it")
+        raise InputError(f"an adapter for {architecture!r} is already registered; pass overwrite=True to replace it")
     ADAPTERS[architecture] = adapter
 
 
@@ -122,9 +124,9 @@ def adapter_for(model: nn.Module) -> Adapter:
     """The adapter row for `model`, or a ValueError naming the supported architectures."""
     name = type(model).__name__
     if name not in ADAPTERS:
-        raise ValueError(
+        raise InputError(
             f"unsupported architecture {name!r}; supported: {sorted(ADAPTERS)} "
-            "(add one with toolkit.register_adapter)"
+            "(add one with toolkit.adapters.register_adapter)"
         )
     return ADAPTERS[name]
 
@@ -135,7 +137,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     try:
         return _get(model, adapter.layers)
     except AttributeError as err:
-        raise ValueError(f"cannot find decoder layers at {adapter.layers!r} in {type(model).__name__}") from err
+        raise InputError(f"cannot find decoder layers at {adapter.layers!r} in {type(model).__name__}") from err
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -144,7 +146,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     out = []
     for i, layer in enumerate(decoder_layers(model)):
         if not hasattr(layer, adapter.attention):
-            raise ValueError(
+            raise InputError(
                 f"cannot find the attention module {adapter.attention!r} in layer {i} of {type(model).__name__}"
             )
         out.append(getattr(layer, adapter.attention))

@@ -25,6 +25,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .folders import write_folder
 from .pruned_arch import MODEL_TYPE_PREFIX
+from .validation import InputError, InputFileExistsError, InputTypeError
 
 __all__ = [
     "BASE_MODEL_TYPE_KEY",
@@ -51,20 +52,20 @@ def check_output_folder(path: str | os.PathLike, *, overwrite: bool = False) -> 
     """
     path = Path(path)
     if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+        raise InputTypeError(f"overwrite must be True or False, got {overwrite!r}")
     if path.exists() and not path.is_dir():
-        raise FileExistsError(f"cannot save to {str(path)!r}: it is a file, not a folder; choose another path")
+        raise InputFileExistsError(f"cannot save to {str(path)!r}: it is a file, not a folder; choose another path")
     entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
     if not entries:
         return path
     listed = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
     if not overwrite:
-        raise FileExistsError(
+        raise InputFileExistsError(
             f"folder {str(path)!r} exists and is not empty ({listed}); pass overwrite=True "
             "(command line: --overwrite) to replace it whole, or choose another folder"
         )
     if "config.json" not in entries:
-        raise FileExistsError(
+        raise InputFileExistsError(
             f"refusing to overwrite {str(path)!r}: it holds no config.json, so it is not a model folder "
             f"({listed}); choose another folder or empty it yourself"
         )
@@ -132,7 +133,7 @@ def stock_config_dict(config: Mapping[str, Any]) -> dict[str, Any]:
     toolkit, which kept the stock model_type) is returned unchanged (as a copy).
 
     Raises:
-        ValueError: a ``toolkit_pruned_*`` model_type without the stock type beside it.
+        InputError: a ``toolkit_pruned_*`` model_type without the stock type beside it.
     """
     out = dict(config)
     model_type = out.get("model_type")
@@ -140,7 +141,7 @@ def stock_config_dict(config: Mapping[str, Any]) -> dict[str, Any]:
         return out
     base = out.get(BASE_MODEL_TYPE_KEY)
     if not isinstance(base, str) or base not in CONFIG_MAPPING:
-        raise ValueError(
+        raise InputError(
             f"config model_type {model_type!r} marks a toolkit-pruned checkpoint, but {BASE_MODEL_TYPE_KEY} is "
             f"{base!r}; expected the stock model_type transformers knows (e.g. 'llama'), as save_pruned writes it"
         )

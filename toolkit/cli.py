@@ -15,17 +15,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .validation import InputError
+
 __all__ = ["main"]
 
-# Errors a user causes: the toolkit's input checks (InputError and every ValueError) and paths
-# that are missing, are folders or are not writable. Anything else is a bug: its traceback stays.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    IsADirectoryError,
-    NotADirectoryError,
-    PermissionError,
-)
+# The errors a user causes and can fix: the toolkit's InputError (with its subclasses
+# InputTypeError, InputFileNotFoundError, InputFileExistsError, MixedManifestError). Each prints
+# one ``error:`` line and exits with 2. Anything else is a bug: its traceback stays.
+USER_ERRORS: tuple[type[BaseException], ...] = (InputError,)
 
 
 class _UsageError(Exception):
@@ -111,7 +108,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _cmd_importance(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from . import IMPORTANCE_METRICS, attention_importance, load_dataset, load_model
+    from . import attention_importance, load_dataset, load_model
+    from .importance import IMPORTANCE_METRICS
     from .validation import check_choice
 
     for metric in args.metric:
@@ -145,26 +143,22 @@ def _check_plot_path(plot: str) -> None:
     path = Path(plot).expanduser()
     folder = path.parent
     if not folder.is_dir():
-        raise ValueError(f"--plot {plot!r}: folder {str(folder)!r} does not exist; create it first or choose another path")
+        raise InputError(f"--plot {plot!r}: folder {str(folder)!r} does not exist; create it first or choose another path")
     if path.is_dir():
-        raise ValueError(f"--plot {plot!r} is a folder; expected a file name such as importance.png")
+        raise InputError(f"--plot {plot!r} is a folder; expected a file name such as importance.png")
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"--plot {plot!r}: folder {str(folder)!r} is not writable")
+        raise InputError(f"--plot {plot!r}: folder {str(folder)!r} is not writable")
     formats = Figure().canvas.get_supported_filetypes()
     suffix = path.suffix.lower().lstrip(".")
     if suffix and suffix not in formats:
-        raise ValueError(f"--plot {plot!r}: unknown image format {suffix!r}; expected one of {sorted(formats)}")
+        raise InputError(f"--plot {plot!r}: unknown image format {suffix!r}; expected one of {sorted(formats)}")
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     from . import choose_layers, export_zeroed, load_dataset, load_model, n_parameters, prune_attention, save_pruned
     from .checkpoints import check_output_folder
 
-    try:  # before the model is loaded and layers are chosen, which take minutes
-        check_output_folder(args.output, overwrite=args.overwrite)
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_output_folder(args.output, overwrite=args.overwrite)  # before loading and choosing, which take minutes
     model, tok = load_model(args.model)
     before = n_parameters(model)
     if args.layers is not None:
@@ -223,7 +217,8 @@ def _print_fields(fields: dict) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import IMPORTANCE_METRICS, list_datasets, list_models
+    from . import list_datasets, list_models
+    from .importance import IMPORTANCE_METRICS
     from .attribution import list_attribution_methods
 
     print("models:", ", ".join(list_models()), "(or any HF id / local folder)")

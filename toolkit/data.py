@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence, overload
 import numpy as np
 import pandas as pd
 
-from .validation import InputTypeError, is_int, short_repr
+from .validation import InputError, InputTypeError, check_int, is_int, short_repr
 
 __all__ = [
     "SPLITS",
@@ -299,7 +299,7 @@ def data_dir() -> Path:
 
 def _spec(name: str) -> DatasetSpec:
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(_REGISTRY)}")
+        raise InputError(f"unknown dataset {name!r}; expected one of {sorted(_REGISTRY)}")
     return _REGISTRY[name]
 
 
@@ -471,12 +471,6 @@ def _check_split(split: str | None) -> None:
         raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)} or None")
 
 
-def _check_int(value: Any, what: str, minimum: int) -> int:
-    if not is_int(value) or value < minimum:
-        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _rng(*key: object) -> np.random.Generator:
     """A generator seeded from a stable hash of ``key`` (independent of PYTHONHASHSEED)."""
     digest = hashlib.sha256(repr(key).encode()).digest()
@@ -544,7 +538,7 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, split: str |
     spec = _spec(name)
     _check_split(split)
     if n is not None:
-        n = _check_int(n, "n", 1)
+        n = check_int(n, "n", 1)
     if not is_int(seed):
         raise ValueError(f"seed must be an int, got {seed!r}")
     examples = _examples(name, spec)
@@ -568,7 +562,7 @@ def demonstrations(name: str, k: int, *, seed: int = 0) -> tuple[Example, ...]:
     Raises:
         ValueError: ``k`` < 0 or larger than the train pool.
     """
-    k = _check_int(k, "k", 0)
+    k = check_int(k, "k", 0)
     if not is_int(seed):
         raise ValueError(f"seed must be an int, got {seed!r}")
     spec = _spec(name)

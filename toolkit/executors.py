@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .store import CellStore, Owner
+from .validation import InputError, InputTypeError, check_float, check_int
 
 __all__ = ["EXECUTORS", "Resources", "RunReport", "run_cells"]
 
@@ -45,12 +46,6 @@ class HasKey(Protocol):
 
 CellLike = str | HasKey
 Work = Callable[[str, list, CellStore], Any]
-
-
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"Resources.{name}={value!r}; expected an int >= {low}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -85,22 +80,19 @@ class Resources:
     folder: str | None = None
 
     def __post_init__(self) -> None:
-        _check_int(self.workers, "workers", 1)
-        _check_int(self.cpus, "cpus", 1)
-        _check_int(self.gpus, "gpus", 0)
-        _check_int(self.time_min, "time_min", 1)
-        _check_int(self.retries, "retries", 0)
-        if self.memory_gb is not None and (
-            isinstance(self.memory_gb, bool) or not isinstance(self.memory_gb, (int, float))
-            or not math.isfinite(self.memory_gb) or self.memory_gb <= 0
-        ):
-            raise ValueError(f"Resources.memory_gb={self.memory_gb!r}; expected a number > 0 or None")
+        check_int(self.workers, "Resources.workers", 1)
+        check_int(self.cpus, "Resources.cpus", 1)
+        check_int(self.gpus, "Resources.gpus", 0)
+        check_int(self.time_min, "Resources.time_min", 1)
+        check_int(self.retries, "Resources.retries", 0)
+        if self.memory_gb is not None:
+            check_float(self.memory_gb, "Resources.memory_gb", 0.0, math.inf)
         for name in ("partition", "ray_address", "folder"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"Resources.{name}={value!r}; expected a non-empty string or None")
+                raise InputError(f"Resources.{name}={value!r}; expected a non-empty string or None")
         if self.cluster not in SUBMITIT_CLUSTERS:
-            raise ValueError(f"Resources.cluster={self.cluster!r}; expected one of {list(SUBMITIT_CLUSTERS)}")
+            raise InputError(f"Resources.cluster={self.cluster!r}; expected one of {list(SUBMITIT_CLUSTERS)}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +123,7 @@ class RunReport:
 def _key(cell: Any) -> str:
     key = cell if isinstance(cell, str) else getattr(cell, "key", None)
     if not isinstance(key, str) or not key:
-        raise TypeError(f"cell {cell!r} has no key; expected a non-empty str or an object with a str .key")
+        raise InputTypeError(f"cell {cell!r} has no key; expected a non-empty str or an object with a str .key")
     return key
 
 
@@ -161,25 +153,25 @@ def run_cells(
         A RunReport; ``report.complete`` says whether the table can be built.
 
     Raises:
-        ValueError: unknown executor, duplicate cell keys, a group that is not a (name, cells) pair.
+        InputError: unknown executor, duplicate cell keys, a group that is not a (name, cells) pair.
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; expected one of {list(EXECUTORS)}")
+        raise InputError(f"unknown executor {executor!r}; expected one of {list(EXECUTORS)}")
     if not isinstance(store, CellStore):
-        raise TypeError(f"store is a {type(store).__name__}; expected a CellStore")
+        raise InputTypeError(f"store is a {type(store).__name__}; expected a CellStore")
     if not isinstance(resources, Resources):
-        raise TypeError(f"resources is a {type(resources).__name__}; expected a Resources")
+        raise InputTypeError(f"resources is a {type(resources).__name__}; expected a Resources")
     t0 = time.perf_counter()
     keyed: list[tuple[str, list, list[str]]] = []
     seen: set[str] = set()
     for item in groups:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
-            raise ValueError(f"group {item!r}; expected a (name, cells) pair")
+            raise InputError(f"group {item!r}; expected a (name, cells) pair")
         name, cells = item
         keys = [_key(c) for c in cells]
         dup = seen.intersection(keys) or {k for k in keys if keys.count(k) > 1}
         if dup:
-            raise ValueError(f"cell key(s) {sorted(dup)} appear more than once")
+            raise InputError(f"cell key(s) {sorted(dup)} appear more than once")
         seen.update(keys)
         keyed.append((name, list(cells), keys))
     all_keys = [k for _, _, keys in keyed for k in keys]

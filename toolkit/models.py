@@ -31,7 +31,7 @@ from .adapters import ADAPTERS, Adapter, adapter_for, attention_modules, attn_no
 from .checkpoints import stock_config, stock_config_dict
 from .folders import write_folder
 from .pruning import PRUNING_SPEC, load_pruned
-from .validation import is_int
+from .validation import InputError, InputTypeError, is_int
 
 # ADAPTERS ... register_adapter: re-exported from toolkit.adapters, where they live.
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "list_models",
     "load_model",
     "register_adapter",
+    "prepare_tokenizer",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _check_installed(name: str, spec: BuiltinModel) -> None:
         if found != spec.version:
             problems.append(f"{requirement} (found {found})")
     if problems:
-        raise ValueError(
+        raise InputError(
             f"built-in model {name!r} needs {', '.join(problems)}; install with: {spec.install}; "
             f"or load the original checkpoint from the Hugging Face hub: load_model({spec.hub_id!r})"
         )
@@ -159,7 +160,7 @@ def _bundled_gguf(name: str, spec: BuiltinModel, workdir: Path) -> Path:
             path = Path(dist.locate_file(f))
             if path.exists():
                 return path
-    raise ValueError(
+    raise InputError(
         f"built-in model {name!r}: no file matching {spec.gguf_glob!r} in the installed {spec.package!r}; "
         f"reinstall with: {spec.install}"
     )
@@ -223,7 +224,7 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, bool]:
             _prepare_builtin(name, spec, cached)
         return str(cached), True
     if not _looks_like_hub_id(name):
-        raise ValueError(
+        raise InputError(
             f"unknown model {name!r}: not a built-in name {list_models()}, not an existing folder, "
             "and not a Hugging Face hub id of the form 'org/name'"
         )
@@ -276,7 +277,7 @@ def _hub_from_cache_only(name: str, revision: str | None) -> bool:
     if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
         log.info("the Hugging Face hub is unreachable (%s); loading %s from the local hub cache", reason, name)
         return True
-    raise ValueError(
+    raise InputError(
         f"{name!r} is not a built-in model (list: {list_models()}), not a local folder, and the Hugging Face hub "
         f"is unreachable ({reason}); it is not in the local hub cache either. Use a built-in model or a local "
         "folder, or load it once where the hub is reachable"
@@ -295,22 +296,22 @@ def _check_model_type(config: dict, where: str, trust_remote_code: bool) -> None
     model_type = config.get("model_type")
     supported = sorted(_causal_lm_types())
     if not isinstance(model_type, str) or not model_type:
-        raise ValueError(f"{where} has no model_type (got {model_type!r}); expected one of {supported}")
+        raise InputError(f"{where} has no model_type (got {model_type!r}); expected one of {supported}")
     if model_type not in CONFIG_MAPPING_NAMES:
-        raise ValueError(
+        raise InputError(
             f"unknown model_type {model_type!r} in {where}: transformers {transformers.__version__} does not know it; "
             f"expected a decoder-only model type the toolkit supports: {supported}"
         )
     architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
     if architecture is None:
-        raise ValueError(
+        raise InputError(
             f"model_type {model_type!r} in {where} is not a causal (decoder-only) language model; "
             f"expected one of {supported}"
         )
     if architecture not in ADAPTERS:
-        raise ValueError(
+        raise InputError(
             f"model_type {model_type!r} in {where} loads as {architecture}, which the toolkit has no adapter for; "
-            f"supported model types: {supported} (add an architecture with toolkit.register_adapter)"
+            f"supported model types: {supported} (add an architecture with toolkit.adapters.register_adapter)"
         )
 
 
@@ -334,9 +335,9 @@ def _check_model_folder(path: Path, trust_remote_code: bool) -> None:
     entries = sorted(p.name for p in path.iterdir())
     listed = ", ".join(entries[:8]) + (f", ... ({len(entries)} entries)" if len(entries) > 8 else "")
     if not entries:
-        raise ValueError(f"folder {str(path)!r} is empty; a model folder holds {_EXPECTED_FOLDER}")
+        raise InputError(f"folder {str(path)!r} is empty; a model folder holds {_EXPECTED_FOLDER}")
     if "config.json" not in entries:
-        raise ValueError(
+        raise InputError(
             f"folder {str(path)!r} has no config.json, so it is not a model folder (it holds {listed}); "
             f"a model folder holds {_EXPECTED_FOLDER}"
         )
@@ -344,16 +345,16 @@ def _check_model_folder(path: Path, trust_remote_code: bool) -> None:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{config_file} is not valid JSON ({err}); expected a transformers model config") from err
+        raise InputError(f"{config_file} is not valid JSON ({err}); expected a transformers model config") from err
     if not isinstance(config, dict):
-        raise ValueError(
+        raise InputError(
             f"{config_file} holds a JSON {type(config).__name__}; expected a transformers model config object"
         )
     if PRUNING_SPEC in entries:  # a structural checkpoint: its model_type is the toolkit's own
         config = stock_config_dict(config)
     _check_model_type(config, str(config_file), trust_remote_code)
     if not any(e.endswith(".safetensors") for e in entries):
-        raise ValueError(
+        raise InputError(
             f"folder {str(path)!r} has no *.safetensors weights (it holds {listed}); the toolkit loads safetensors "
             "only (convert a .bin checkpoint with model.save_pretrained(folder, safe_serialization=True))"
         )
@@ -363,7 +364,7 @@ def _check_model_folder(path: Path, trust_remote_code: bool) -> None:
             if PRUNING_SPEC in entries
             else "tokenizer.save_pretrained(folder)"
         )
-        raise ValueError(
+        raise InputError(
             f"folder {str(path)!r} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}; it holds {listed}); "
             f"save the model's tokenizer beside the weights: {how}"
         )
@@ -375,24 +376,24 @@ _PLACEMENTS = {"auto", "balanced", "balanced_low_0", "sequential"}  # device_map
 def _checked_device(device: Any, name: str = "device") -> torch.device:
     """`device` as a torch.device that exists here; checked before anything is loaded."""
     if not isinstance(device, (str, torch.device)) and not is_int(device):
-        raise TypeError(
+        raise InputTypeError(
             f"{name} must be a string such as 'cpu', 'cuda' or 'mps', a torch.device or a CUDA index; got {device!r}"
         )
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"unknown {name} {device!r}; expected e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
+        raise InputError(f"unknown {name} {device!r}; expected e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch has no CUDA support" if not torch.backends.cuda.is_built() else "no CUDA GPU is visible"
-            raise ValueError(f"{name}={device!r} but CUDA is not available ({why}); use {name}='cpu'")
+            raise InputError(f"{name}={device!r} but CUDA is not available ({why}); use {name}='cpu'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise InputError(
                 f"{name}={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible "
                 f"(indices 0..{torch.cuda.device_count() - 1})"
             )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"{name}={device!r} but MPS (Apple GPU) is not available here; use {name}='cpu'")
+        raise InputError(f"{name}={device!r} but MPS (Apple GPU) is not available here; use {name}='cpu'")
     return dev
 
 
@@ -431,12 +432,12 @@ def load_model(
         `(model, tokenizer)`: eager attention, `model.eval()`, tokenizer with a pad token and left padding.
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(
+        raise InputTypeError(
             f"name_or_path must be a string or a path (a built-in name {list_models()}, a local folder or a hub id "
             f"'org/name'); got {name_or_path!r} ({type(name_or_path).__name__})"
         )
     if not isinstance(trust_remote_code, bool):
-        raise TypeError(f"trust_remote_code must be True or False, got {trust_remote_code!r}")
+        raise InputTypeError(f"trust_remote_code must be True or False, got {trust_remote_code!r}")
     if device is None and device_map is None:
         device = "cpu"
     if device is not None:
@@ -445,7 +446,7 @@ def load_model(
         _checked_device(device_map, "device_map")
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"unknown dtype {dtype!r}; expected e.g. 'float32', 'bfloat16', 'float16'")
+            raise InputError(f"unknown dtype {dtype!r}; expected e.g. 'float32', 'bfloat16', 'float16'")
         dtype = getattr(torch, dtype)
     if dtype is None:
         on_cpu = device_map is None and device.type == "cpu"
@@ -460,7 +461,7 @@ def load_model(
         try:
             config = AutoConfig.from_pretrained(source, **common)
         except OSError as err:
-            raise ValueError(f"could not load the config of {source!r} from the Hugging Face hub: {err}") from err
+            raise InputError(f"could not load the config of {source!r} from the Hugging Face hub: {err}") from err
         _check_model_type(config.to_dict(), f"the config of {source!r}", trust_remote_code)
     spec_path = Path(source) / PRUNING_SPEC if is_local else None
     if spec_path is not None and spec_path.exists():
@@ -470,7 +471,7 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **common)
     except (OSError, ValueError) as err:
-        raise ValueError(f"could not load the tokenizer of {str(name_or_path)!r} from {source!r}: {err}") from err
+        raise InputError(f"could not load the tokenizer of {str(name_or_path)!r} from {source!r}: {err}") from err
     common.pop("config", None)
     if spec_path is not None and spec_path.exists():
         model = load_pruned(source, dtype=dtype, device_map=device_map)
@@ -485,12 +486,12 @@ def load_model(
                 **common,
             )
         except OSError as err:
-            raise ValueError(f"could not load model {str(name_or_path)!r} from {source!r}: {err}") from err
+            raise InputError(f"could not load model {str(name_or_path)!r} from {source!r}: {err}") from err
     if device_map is None:
         model.to(device)
     model.eval()
     model.config.use_cache = True
-    _prepare_tokenizer(tokenizer)
+    prepare_tokenizer(tokenizer)
     adapter_for(model)  # fail early on an unsupported architecture
     _check_vocab(model, tokenizer, source)
     return model, tokenizer
@@ -507,15 +508,18 @@ def _check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sou
     top_id = max([n_tokens - 1, *tokenizer.get_vocab().values()])
     n_rows = model.get_input_embeddings().num_embeddings
     if top_id >= n_rows:
-        raise ValueError(
+        raise InputError(
             f"tokenizer and model of {source!r} disagree: the tokenizer has {n_tokens} tokens (ids up to "
             f"{top_id}) but the model's embedding has {n_rows} rows (config.vocab_size="
             f"{getattr(model.config, 'vocab_size', '?')}); use the tokenizer the model was trained with"
         )
 
 
-def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
-    """Left padding (generation and last-position scoring), and a pad token if the model has none."""
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Set up a tokenizer as load_model does: left padding (generation, last-position scoring), a pad token if none.
+
+    For a tokenizer loaded on its own (``AutoTokenizer.from_pretrained``); changes it in place, returns None.
+    """
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .data import Example, Task, demonstrations
+from .validation import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only; this module needs no torch or transformers
     from transformers import PreTrainedTokenizerBase
@@ -84,15 +85,15 @@ def erase_words(text: str, erased: Iterable[int], *, erasure: str = "delete", re
     ``replace`` puts ``replacement`` where each erased word was. Erasing no word returns ``text``.
 
     Raises:
-        ValueError: an unknown erasure, or an index that is not a word of ``text``.
+        InputError: an unknown erasure, or an index that is not a word of ``text``.
     """
     if erasure not in ERASURES:
-        raise ValueError(f"unknown erasure {erasure!r}; expected one of {list(ERASURES)}")
+        raise InputError(f"unknown erasure {erasure!r}; expected one of {list(ERASURES)}")
     spans = word_spans(text)
     gone = {int(i) for i in erased}
     bad = sorted(i for i in gone if not 0 <= i < len(spans))
     if bad:
-        raise ValueError(f"word indices {bad} out of range for a text of {len(spans)} words")
+        raise InputError(f"word indices {bad} out of range for a text of {len(spans)} words")
     if not gone:
         return text
     lead = text[: spans[0][0]]
@@ -133,11 +134,11 @@ def uses_chat(task: Task, tokenizer: PreTrainedTokenizerBase) -> bool:
     requires one; ``False`` never uses it.
 
     Raises:
-        ValueError: ``use_chat_template=True`` and the tokenizer has no chat template.
+        InputError: ``use_chat_template=True`` and the tokenizer has no chat template.
     """
     has = bool(getattr(tokenizer, "chat_template", None))
     if task.use_chat_template is True and not has:
-        raise ValueError(
+        raise InputError(
             f"task {task.name!r} asks for the chat template (use_chat_template=True), but the tokenizer "
             f"{getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__!r} has none; "
             "use use_chat_template='auto' (plain prompt when there is no template) or False"
@@ -180,7 +181,7 @@ def render_prompt(
         blocks.append(f"{task.input_name}: {_SLOT}\nAnswer:")
         template = "\n".join(blocks)
     if template.count(_SLOT) != 1:
-        raise ValueError("the chat template did not keep the example text exactly once")
+        raise InputError("the chat template did not keep the example text exactly once")
     start = template.index(_SLOT)
     full = template.replace(_SLOT, text)
     return Prompt(text=full, span=(start, start + len(text)), chat=chat)
@@ -190,7 +191,7 @@ def verbalizer_ids(task: Task, tokenizer: PreTrainedTokenizerBase) -> list[list[
     """Token ids of each label's verbalizer as it follows the prompt.
 
     Raises:
-        ValueError: when two labels encode to the same token sequence (or, for single-token
+        InputError: when two labels encode to the same token sequence (or, for single-token
             verbalizers, the same token), since the scores could not tell them apart.
     """
     prefix = "" if uses_chat(task, tokenizer) else " "
@@ -198,12 +199,12 @@ def verbalizer_ids(task: Task, tokenizer: PreTrainedTokenizerBase) -> list[list[
     for i in range(len(ids)):
         for j in range(i + 1, len(ids)):
             if ids[i] == ids[j]:
-                raise ValueError(
+                raise InputError(
                     f"verbalizers {task.verbalizers[i]!r} and {task.verbalizers[j]!r} of task {task.name!r} "
                     f"encode to the same tokens {ids[i]}; choose distinct words"
                 )
     if any(not seq for seq in ids):
-        raise ValueError(f"a verbalizer of task {task.name!r} encodes to no token: {task.verbalizers}")
+        raise InputError(f"a verbalizer of task {task.name!r} encodes to no token: {task.verbalizers}")
     return ids
 
 
@@ -222,7 +223,7 @@ def special_prefix(tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
     for i in range(len(full) - len(plain) + 1):
         if full[i : i + len(plain)] == plain:
             return tuple(full[:i])
-    raise ValueError(f"could not locate a text's own tokens among {full}: the tokenizer's special tokens are unusual")
+    raise InputError(f"could not locate a text's own tokens among {full}: the tokenizer's special tokens are unusual")
 
 
 @dataclass(frozen=True, eq=False)
@@ -303,10 +304,10 @@ def encode_example(
             (nothing is truncated silently).
 
     Raises:
-        ValueError: a chat template required but absent, a prompt longer than ``max_length``.
+        InputError: a chat template required but absent, a prompt longer than ``max_length``.
     """
     if not isinstance(text, str):
-        raise ValueError(f"an example text must be a str, got {type(text).__name__}")
+        raise InputError(f"an example text must be a str, got {type(text).__name__}")
     demos = task_demos(task, demos)
     text = erase_words(text, erase, erasure=erasure, replacement=replacement)
     prompt = render_prompt(task, tokenizer, text, demos=demos)
@@ -314,7 +315,7 @@ def encode_example(
     ids, offsets = _encode(tokenizer, prompt.text, prefix)
     if max_length is not None and len(ids) > max_length:
         what = f" ({len(demos)} demonstrations take part of it; use fewer)" if demos else ""
-        raise ValueError(
+        raise InputError(
             f"the prompt of text {text[:40]!r}... is {len(ids)} tokens, longer than the model's context of "
             f"{max_length} tokens{what}"
         )

@@ -35,7 +35,7 @@ from .adapters import adapter_for, attention_modules, attn_norm_names, decoder_l
 from .checkpoints import BASE_MODEL_TYPE_KEY, check_output_folder, stock_config, weights_sha256, write_checkpoint
 from .manifest import MANIFEST_FILE, manifest_file
 from .pruned_arch import MODEL_TYPE_PREFIX, PrunedAttention, pruned_class_names, zero_attention
-from .validation import check_layers, is_int
+from .validation import InputError, check_layers, is_int
 
 __all__ = [
     "PRUNING_SPEC",
@@ -70,7 +70,7 @@ def checked_layers(model: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
     out = check_layers(layers, n)
     if len(set(out)) != len(out):
         dupes = sorted({i for i in out if out.count(i) > 1})
-        raise ValueError(f"duplicate layer indices {dupes} in {list(out)}")
+        raise InputError(f"duplicate layer indices {dupes} in {list(out)}")
     if out and len(out) == n:
         warnings.warn(f"dropping all {n} attention layers: the model becomes a bag of per-token MLPs", stacklevel=3)
     return tuple(sorted(out))
@@ -142,7 +142,7 @@ def drop_attention(model: PreTrainedModel, layers: Sequence[int]) -> Iterator[Pr
     Nesting is allowed; a layer dropped by an outer block stays dropped until that block exits.
 
     Args:
-        model: a model with a registered adapter (`toolkit.ADAPTERS`).
+        model: a model with a registered adapter (`toolkit.adapters.ADAPTERS`).
         layers: decoder-layer indices, each in [0, n_layers), no duplicates; empty drops nothing.
 
     Example:
@@ -297,33 +297,33 @@ def read_pruning_spec(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{file} is not UTF-8 text ({err}); expected {_SPEC_SHAPE}") from err
+        raise InputError(f"{file} is not UTF-8 text ({err}); expected {_SPEC_SHAPE}") from err
     if not text.strip():
-        raise ValueError(f"{file} is empty; expected {_SPEC_SHAPE}")
+        raise InputError(f"{file} is empty; expected {_SPEC_SHAPE}")
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{file} is not valid JSON ({err}); expected {_SPEC_SHAPE}") from err
+        raise InputError(f"{file} is not valid JSON ({err}); expected {_SPEC_SHAPE}") from err
     if not isinstance(spec, dict):
-        raise ValueError(f"{file} holds a JSON {type(spec).__name__}, not an object; expected {_SPEC_SHAPE}")
+        raise InputError(f"{file} holds a JSON {type(spec).__name__}, not an object; expected {_SPEC_SHAPE}")
     if spec.get("format") != _FORMAT:
-        raise ValueError(
+        raise InputError(
             f"{file} is not a toolkit pruning spec (format {spec.get('format')!r}); expected format {_FORMAT!r}"
         )
     layers = spec.get("pruned_attention_layers")
     if not isinstance(layers, list) or not all(is_int(i) and i >= 0 for i in layers):
-        raise ValueError(
+        raise InputError(
             f"{file}: pruned_attention_layers is {layers!r}; expected a list of layer indices (integers >= 0)"
         )
     if len(set(layers)) != len(layers):
-        raise ValueError(f"{file}: pruned_attention_layers {layers} lists a layer twice; expected distinct indices")
+        raise InputError(f"{file}: pruned_attention_layers {layers} lists a layer twice; expected distinct indices")
     if "n_layers" in spec and not (is_int(spec["n_layers"]) and spec["n_layers"] >= 1):
-        raise ValueError(f"{file}: n_layers is {spec['n_layers']!r}; expected an integer >= 1")
+        raise InputError(f"{file}: n_layers is {spec['n_layers']!r}; expected an integer >= 1")
     sums = spec.get("weights_sha256")
     if sums is not None and not (
         isinstance(sums, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items())
     ):
-        raise ValueError(
+        raise InputError(
             f"{file}: weights_sha256 is {sums!r}; expected an object mapping file names to sha256 hex digests"
         )
     return spec
@@ -351,7 +351,7 @@ def _check_checksums(path: Path, spec: dict[str, Any]) -> None:
         if found[name] != recorded[name]
     ]
     if problems:
-        raise ValueError(
+        raise InputError(
             f"the weights in {path} changed since pruning: {'; '.join(problems)}; they no longer match {file}. "
             "Prune and save the model again (toolkit.save_pruned, or python -m toolkit prune)"
         )
@@ -393,7 +393,7 @@ def _check_stored_keys(path: Path, expected: list[set[str]], layers: list[int]) 
             f"{file} lists layers {sorted(kept)} as pruned but the weights hold their attention (e.g. {_some(kept)})"
         )
     if problems:
-        raise ValueError(f"{path} is not the pruned checkpoint it claims to be: {'; '.join(problems)}")
+        raise InputError(f"{path} is not the pruned checkpoint it claims to be: {'; '.join(problems)}")
 
 
 def _some(keys_by_layer: dict[int, list[str]], n: int = 3) -> str:
@@ -421,12 +421,12 @@ def load_pruned(
         skeleton = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     n_layers = len(decoder_layers(skeleton))
     if spec.get("architecture", type(skeleton).__name__) != type(skeleton).__name__:
-        raise ValueError(
+        raise InputError(
             f"{file} was written for {spec['architecture']} but {path / 'config.json'} builds "
             f"{type(skeleton).__name__}"
         )
     if spec.get("n_layers", n_layers) != n_layers:
-        raise ValueError(f"{file} records n_layers={spec['n_layers']} but {path / 'config.json'} has {n_layers} layers")
+        raise InputError(f"{file} records n_layers={spec['n_layers']} but {path / 'config.json'} has {n_layers} layers")
     layers = check_layers(spec["pruned_attention_layers"], n_layers, name=f"pruned_attention_layers in {file}")
     expected = _attention_keys(skeleton)
     del skeleton
@@ -453,7 +453,7 @@ def load_pruned(
     missing = sorted(set(info.get("missing_keys", ())) - removed)
     unexpected = sorted(info.get("unexpected_keys", ()))
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"the weights in {path} do not fit its config.json beyond the pruned attention: "
             f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"

@@ -57,7 +57,7 @@ def encode_prompts(
         prompts: token ids per row, as :func:`toolkit.prompts.encode_example` builds them.
     """
     if prompts and isinstance(prompts[0], str):
-        raise ValueError("encode_prompts takes token ids (toolkit.prompts.encode_example(...).ids), not strings")
+        raise InputError("encode_prompts takes token ids (toolkit.prompts.encode_example(...).ids), not strings")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
@@ -105,8 +105,7 @@ def _score_prompts(
         `(loglik, mass)`: loglik is (n, C), the summed log-probability of each label's tokens;
         mass is (n,), the total probability of the label sequences under the full vocabulary.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_int(batch_size, "batch_size", 1)
     n, n_labels = len(token_ids), len(verbalizers)
     loglik = np.zeros((n, n_labels), dtype=np.float64)
     device = _device(model)
@@ -157,7 +156,7 @@ def prefix_cache(model: PreTrainedModel, *, input_ids: torch.Tensor | None = Non
     interpolation steps).
     """
     if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        raise InputError("pass exactly one of input_ids and inputs_embeds")
     x = input_ids if input_ids is not None else inputs_embeds
     rows, p = x.shape[:2]
     kwargs: dict[str, Any] = {}
@@ -339,11 +338,11 @@ def predict(
     else:
         examples = as_examples(data)
         if task is None:
-            raise ValueError("task is required when data is a list of examples")
+            raise InputError("task is required when data is a list of examples")
     if not isinstance(task, Task):
         raise InputTypeError(f"task must be a toolkit.Task, got a {type(task).__name__} ({short_repr(task)})")
     if len(examples) == 0:
-        raise ValueError("no examples to score: the example list is empty")
+        raise InputError("no examples to score: the example list is empty")
     _check_examples(examples, task)
     batch_size = check_int(batch_size, "batch_size", 1)
     verbalizers = verbalizer_ids(task, tokenizer)
@@ -405,21 +404,21 @@ def probability_columns(df: pd.DataFrame) -> list[str]:
     The order is `df.attrs["label_names"]` when present, else the order of the `p_` columns.
 
     Raises:
-        ValueError: a label name without its column, or no `p_` column at all.
+        InputError: a label name without its column, or no `p_` column at all.
     """
     names = df.attrs.get("label_names")
     if names is not None:
         cols = [f"p_{name}" for name in names]
         missing = [c for c in cols if c not in df.columns]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"attrs['label_names']={tuple(names)} but columns {missing} are missing; "
                 f"probability columns present: {[c for c in df.columns if str(c).startswith('p_')]}"
             )
         return cols
     cols = [c for c in df.columns if str(c).startswith("p_")]
     if not cols:
-        raise ValueError(f"DataFrame has no 'p_<label>' probability columns; columns are {list(df.columns)}")
+        raise InputError(f"DataFrame has no 'p_<label>' probability columns; columns are {list(df.columns)}")
     return cols
 
 

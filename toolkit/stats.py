@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .validation import check_int, check_probability
+from .validation import InputError, check_int, check_probability
 
 __all__ = ["Interval", "bootstrap_ci", "mean_ci", "paired_bootstrap", "resample_counts"]
 
@@ -53,22 +53,22 @@ class Interval:
 
 
 def _check_options(n_boot: int, alpha: float) -> None:
-    check_int(n_boot, "n_boot", 1, keyword=True)
+    check_int(n_boot, "n_boot", 1)
     check_probability(alpha, "alpha")
 
 
 def _check_arrays(arrays: Sequence[ArrayLike], what: str = "arrays") -> tuple[NDArray, ...]:
     if len(arrays) == 0:
-        raise ValueError(f"no {what} given; expected at least one array with one row per example")
+        raise InputError(f"no {what} given; expected at least one array with one row per example")
     out = tuple(np.asarray(a) for a in arrays)
     for i, a in enumerate(out):
         if a.ndim == 0:
-            raise ValueError(f"{what}[{i}] is a scalar; expected an array with one row per example")
+            raise InputError(f"{what}[{i}] is a scalar; expected an array with one row per example")
     lengths = [a.shape[0] for a in out]
     if len(set(lengths)) != 1:
-        raise ValueError(f"{what} have mismatched lengths {lengths}; all must have the same number of examples")
+        raise InputError(f"{what} have mismatched lengths {lengths}; all must have the same number of examples")
     if lengths[0] < 1:
-        raise ValueError(f"{what} are empty (n=0); expected n >= 1 examples")
+        raise InputError(f"{what} are empty (n=0); expected n >= 1 examples")
     return out
 
 
@@ -110,7 +110,7 @@ def resample_counts(indices: NDArray[np.integer], n: int) -> NDArray[np.float64]
 def _as_float(value: object, name: str) -> float:
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim != 0:
-        raise ValueError(f"{name} returned an array of shape {arr.shape} on the full sample; expected a float")
+        raise InputError(f"{name} returned an array of shape {arr.shape} on the full sample; expected a float")
     return float(arr)
 
 
@@ -129,7 +129,7 @@ def _replicates(
         if vectorised:
             vals = np.asarray(stat(None, resample_counts(idx, n)), dtype=np.float64)
             if vals.shape != (b,):
-                raise ValueError(
+                raise InputError(
                     f"metric_fn(..., weights=<({b}, {n}) counts>) returned shape {vals.shape}; expected ({b},)"
                 )
             out[done : done + b] = vals
@@ -174,7 +174,7 @@ def bootstrap_ci(
         ``Interval(estimate, low, high, alpha, n_boot)``.
 
     Raises:
-        ValueError: no arrays, mismatched lengths, n = 0, n_boot < 1, alpha outside (0, 1).
+        InputError: no arrays, mismatched lengths, n = 0, n_boot < 1, alpha outside (0, 1).
     """
     _check_options(n_boot, alpha)
     data = _check_arrays(arrays)
@@ -218,11 +218,11 @@ def paired_bootstrap(
         ``Interval`` of f(b) - f(a).
 
     Raises:
-        ValueError: as in :func:`bootstrap_ci`, or a and b with different numbers of examples.
+        InputError: as in :func:`bootstrap_ci`, or a and b with different numbers of examples.
     """
     _check_options(n_boot, alpha)
     if not isinstance(arrays_a, tuple) or not isinstance(arrays_b, tuple):
-        raise ValueError(
+        raise InputError(
             f"arrays_a and arrays_b must be tuples of arrays, got {type(arrays_a).__name__} and "
             f"{type(arrays_b).__name__}; wrap a single array as (x,)"
         )
@@ -230,7 +230,7 @@ def paired_bootstrap(
     data_b = _check_arrays(arrays_b, "arrays_b")
     n_a, n_b = data_a[0].shape[0], data_b[0].shape[0]
     if n_a != n_b:
-        raise ValueError(
+        raise InputError(
             f"arrays_a has n={n_a} examples but arrays_b has n={n_b}; a paired bootstrap needs the same examples"
         )
     vectorised = _accepts_weights(metric_fn)
@@ -268,14 +268,14 @@ def mean_ci(values: ArrayLike, *, n_boot: int = 1000, alpha: float = 0.05, seed:
         ``Interval`` of the mean.
 
     Raises:
-        ValueError: not 1-D, empty, or non-finite values (NaN/inf).
+        InputError: not 1-D, empty, or non-finite values (NaN/inf).
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1:
-        raise ValueError(f"values has shape {v.shape}; expected a 1-D array of per-example scores")
+        raise InputError(f"values has shape {v.shape}; expected a 1-D array of per-example scores")
     if v.size and not np.all(np.isfinite(v)):
         bad = np.flatnonzero(~np.isfinite(v))
-        raise ValueError(
+        raise InputError(
             f"values contain non-finite entries (first at index {bad[0]}: {float(v[bad[0]])}); expected finite scores"
         )
     return bootstrap_ci(_weighted_mean, v, n_boot=n_boot, alpha=alpha, seed=seed)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import socket
 import threading
@@ -48,6 +49,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .validation import InputError, InputTypeError, check_float
 
 __all__ = ["CellStore", "Owner", "cell_id", "read_cells_jsonl"]
 
@@ -102,9 +105,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"CellStore.{name}={value!r}; expected a number of seconds > 0")
-    return float(value)
+    return check_float(value, f"CellStore.{name} (seconds)", 0.0, math.inf)
 
 
 class CellStore:
@@ -126,7 +127,7 @@ class CellStore:
         self.heartbeat_every = _positive(
             self.stale_after / 20 if heartbeat_every is None else heartbeat_every, "heartbeat_every")
         if self.heartbeat_every >= self.stale_after / 2:
-            raise ValueError(
+            raise InputError(
                 f"CellStore.heartbeat_every={self.heartbeat_every!r}; expected < stale_after / 2 "
                 f"= {self.stale_after / 2!r}, or a live claim may look stale")
         for sub in ("cells", "claims", "failed"):
@@ -166,11 +167,11 @@ class CellStore:
         The record is stored with ``record["cell"] = key``; a record naming another cell is refused.
         """
         if not isinstance(key, str) or not key:
-            raise ValueError(f"cell key {key!r}; expected a non-empty string")
+            raise InputError(f"cell key {key!r}; expected a non-empty string")
         if not isinstance(record, dict):
-            raise TypeError(f"record for cell {key!r} is a {type(record).__name__}; expected a dict")
+            raise InputTypeError(f"record for cell {key!r} is a {type(record).__name__}; expected a dict")
         if record.get("cell", key) != key:
-            raise ValueError(f"record names cell {record['cell']!r} but is stored as {key!r}")
+            raise InputError(f"record names cell {record['cell']!r} but is stored as {key!r}")
         _write_atomic(self._cell_path(key), {**record, "cell": key})
         self._failed_path(key).unlink(missing_ok=True)
 

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .stats import Interval, bootstrap_ci
-from .validation import check_int
+from .validation import InputError, check_int
 
 __all__ = ["Clock", "paired_ratios", "paired_saving", "paired_saving_ci", "time_interleaved"]
 
@@ -49,7 +49,7 @@ def time_interleaved(
     repeats = check_int(repeats, "repeats", 1)
     warmup = check_int(warmup, "warmup", 0)
     if not runs:
-        raise ValueError("runs is empty; pass at least one named callable")
+        raise InputError("runs is empty; pass at least one named callable")
     rows = []
     for r in range(warmup + repeats):
         for name, fn in runs.items():
@@ -67,9 +67,9 @@ def paired_ratios(samples: pd.DataFrame, name: str, reference: str, phase: str, 
     names = sorted(set(samples["name"]))
     for n in (name, reference):
         if n not in names:
-            raise ValueError(f"no timings named {n!r}; expected one of {names}")
+            raise InputError(f"no timings named {n!r}; expected one of {names}")
     if phase not in ("prefill", "decode"):
-        raise ValueError(f"unknown phase {phase!r}; expected one of ['prefill', 'decode']")
+        raise InputError(f"unknown phase {phase!r}; expected one of ['prefill', 'decode']")
     wide = samples[samples["phase"] == phase].pivot_table(index=["round", "index"], columns="name", values=column)
     return (wide[name] / wide[reference]).to_numpy(dtype=np.float64)
 
@@ -111,6 +111,6 @@ def paired_saving_ci(
         `toolkit.stats.Interval(estimate, low, high, alpha, n_boot)`.
     """
     if clock not in ("wall", "cpu"):
-        raise ValueError(f"unknown clock {clock!r}; expected one of ['wall', 'cpu']")
+        raise InputError(f"unknown clock {clock!r}; expected one of ['wall', 'cpu']")
     ratios = paired_ratios(timings, name, reference, phase, "seconds" if clock == "wall" else "cpu_seconds")
     return bootstrap_ci(lambda r: 1.0 - float(np.median(r)), ratios, n_boot=n_boot, alpha=alpha, seed=seed)

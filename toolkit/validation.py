@@ -1,12 +1,16 @@
 """Argument checks shared by every module: one test and one wording for each kind of mistake.
 
-Errors name the bad value and what is allowed (``ValueError("batch_size must be an integer >= 1,
-got 0")``). An integer is an ``int`` or a numpy integer, never a ``bool`` (``True >= 1`` would
-otherwise pass as a batch size).
+Errors name the bad value and what is allowed, in one wording per kind of check:
+``batch_size must be an integer >= 1, got 0``, ``alpha must be a float in (0, 0.5), got 0.5``,
+``unknown method 'exact'; expected one of ['score', 'wald', 't']``. An integer is an ``int`` or a
+numpy integer, never a ``bool`` (``True >= 1`` would otherwise pass as a batch size).
 
-Every check raises :class:`InputError` (a ``ValueError``) or, for a value of the wrong kind,
-:class:`InputTypeError` (both a ``TypeError`` and an ``InputError``): code that catches
-``ValueError`` keeps working, and the command line turns exactly these into one ``error:`` line.
+Every user-fixable error in the toolkit is an :class:`InputError` (a ``ValueError``): code that
+catches ``ValueError`` keeps working, and the command line turns exactly these into one
+``error:`` line (anything else is a bug and keeps its traceback). Its subclasses also carry the
+built-in kind a caller may already catch: :class:`InputTypeError` (a ``TypeError``),
+:class:`InputFileNotFoundError` (a ``FileNotFoundError``) and :class:`InputFileExistsError`
+(a ``FileExistsError``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from typing import Any, TypeVar
 
 __all__ = [
     "InputError",
+    "InputFileExistsError",
+    "InputFileNotFoundError",
     "InputTypeError",
     "check_choice",
+    "check_float",
     "check_int",
     "check_layers",
     "check_probability",
@@ -39,6 +46,14 @@ class InputTypeError(InputError, TypeError):
     """An argument of the wrong kind (a list where a Series is expected, str where Examples are)."""
 
 
+class InputFileNotFoundError(InputError, FileNotFoundError):
+    """A file or folder the user named that does not exist."""
+
+
+class InputFileExistsError(InputError, FileExistsError):
+    """A path the toolkit would write to that is taken (a file, or a folder it must not overwrite)."""
+
+
 def is_int(value: Any) -> bool:
     """True for ``int`` and numpy integers, False for ``bool`` and everything else."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -51,16 +66,13 @@ def short_repr(value: Any, limit: int = 60) -> str:
 
 
 def check_int(value: Any, name: str, minimum: int = 0, maximum: int | None = None, *, keyword: bool = False) -> int:
-    """``value`` as an ``int`` if it is an integer in [minimum, maximum], else a ValueError naming it.
+    """``value`` as an ``int`` if it is an integer in [minimum, maximum], else an InputError naming it.
 
-    ``keyword=True`` words the error as a keyword option (``n_boot=0 is invalid; expected an
-    integer >= 1``), the form the statistics, calibration and faithfulness options use.
+    The error reads ``<name> must be an integer >= <minimum>, got <value>`` (``in [minimum,
+    maximum]`` when there is a maximum). ``keyword`` is accepted and ignored: it chose a second
+    wording that is gone, and goes once no caller passes it.
     """
-    if keyword:
-        if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
-            allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-            raise InputError(f"{name}={value!r} is invalid; expected an integer {allowed}")
-    elif maximum is None:
+    if maximum is None:
         if not is_int(value) or value < minimum:
             raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     elif not is_int(value) or not minimum <= value <= maximum:
@@ -68,8 +80,29 @@ def check_int(value: Any, name: str, minimum: int = 0, maximum: int | None = Non
     return int(value)
 
 
+def check_float(value: Any, name: str, low: float, high: float, *, closed: str = "neither") -> float:
+    """``value`` as a float if it is a real number in the interval (low, high), else an InputError naming it.
+
+    ``closed`` in {'neither', 'low', 'high', 'both'} adds the endpoints (``(0, 1]`` is
+    ``closed='high'``). NaN and ``bool`` are refused. The error reads ``<name> must be a float in
+    (<low>, <high>), got <value>``.
+    """
+    ends = {"neither": (False, False), "low": (True, False), "high": (False, True), "both": (True, True)}
+    check_choice(closed, "closed", ends)
+    lo_ok, hi_ok = ends[closed]
+    allowed = f"{'[' if lo_ok else '('}{low:g}, {high:g}{']' if hi_ok else ')'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a float in {allowed}, got {short_repr(value)}")
+    v = float(value)  # NaN fails both comparisons below
+    above = v > low or (lo_ok and v == low)
+    below = v < high or (hi_ok and v == high)
+    if not (above and below):
+        raise InputError(f"{name} must be a float in {allowed}, got {value!r}")
+    return v
+
+
 def check_choice(value: T, name: str, allowed: Collection[Any]) -> T:
-    """``value`` if it is one of ``allowed``, else ``ValueError("unknown <name> ...; expected one of [...]")``."""
+    """``value`` if it is one of ``allowed``, else ``InputError("unknown <name> <value>; expected one of [...]")``."""
     if value not in allowed:
         raise InputError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
     return value
@@ -77,9 +110,7 @@ def check_choice(value: T, name: str, allowed: Collection[Any]) -> T:
 
 def check_probability(value: Any, name: str) -> float:
     """``value`` as a float if it is a real number in the open interval (0, 1) (a level such as alpha)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
-        raise InputError(f"{name}={value!r} is invalid; expected a float in the open interval (0, 1)")
-    return float(value)
+    return check_float(value, name, 0.0, 1.0)
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:

@@ -51,6 +51,7 @@ from .pruned_faithfulness import (
     sentence_comprehensiveness,
     set_comprehensiveness,
 )
+from .validation import InputError, check_int
 
 __all__ = [
     "COLOUR_SCALES",
@@ -82,8 +83,7 @@ class LayerPicker:
 
     def __init__(self, n_layers: int, importance: pd.Series | None = None, *, selected: Sequence[int] = (),
                  columns: int = 10, scale: str = "rank"):
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        check_int(n_layers, "n_layers", 1)
         self.n_layers = n_layers
         self.buttons = [
             W.ToggleButton(value=i in selected, description=str(i), button_style="danger" if i in selected else "",
@@ -106,7 +106,7 @@ class LayerPicker:
         fills = ["#eeeeee"] * self.n_layers
         if importance is not None:
             if len(importance) != self.n_layers:
-                raise ValueError(f"importance has {len(importance)} values for {self.n_layers} layers")
+                raise InputError(f"importance has {len(importance)} values for {self.n_layers} layers")
             fills = importance_colours(importance, scale)
             values = np.asarray(importance, dtype=float)
             order = colour_positions(values, "rank")
@@ -165,13 +165,13 @@ class PruningExplorer:
                  example: int = 0, method: str = "saliency", live: bool = False, scale: str = "rank",
                  batch_size: int = 16, n_boot: int = 1000, seed: int = 0, faithfulness: str = "aopc"):
         if faithfulness not in FAITHFULNESS_METRICS:
-            raise ValueError(f"unknown faithfulness {faithfulness!r}; expected one of {list(FAITHFULNESS_METRICS)}")
+            raise InputError(f"unknown faithfulness {faithfulness!r}; expected one of {list(FAITHFULNESS_METRICS)}")
         self.faithfulness = faithfulness
         self.model, self.tokenizer, self.dataset = model, tokenizer, dataset
         self.method, self.batch_size, self.n_boot, self.seed, self.scale = method, batch_size, n_boot, seed, scale
         self.n_layers = len(decoder_layers(model))
         if not 0 <= example < len(dataset):
-            raise ValueError(f"example index {example} is out of range for a dataset of {len(dataset)}")
+            raise InputError(f"example index {example} is out of range for a dataset of {len(dataset)}")
         self.example = example
         if isinstance(importance, pd.Series):
             importance = importance.to_frame(importance.name or "importance")

@@ -1,7 +1,7 @@
 """Word attributions of a prompted classifier's prediction: inseq methods plus a batched fast path.
 
 What is explained: for each example, the model's predicted label y^ (argmax over the label
-verbalizers, exactly as :func:`toolkit.label_probs` scores them) and, as the attributed quantity,
+verbalizers, exactly as :func:`toolkit.scoring.label_probs` scores them) and, as the attributed quantity,
 inseq's default step function: the probability of y^'s first verbalizer token at the answer
 position, over the full vocabulary,
 
@@ -65,7 +65,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data import Dataset, Example, Task
-from ..validation import check_int
+from ..validation import InputError, check_int
 from .display import LEGENDS, attribution_legend_html, attributions_html, scores_are_signed, show_attributions
 from .fast import IG_RULES, fast_token_scores, ig_quadrature
 from .inseq_backend import inseq_accepted_kwargs, inseq_model, inseq_token_scores
@@ -146,7 +146,7 @@ def attribute(
         One :class:`Attribution` per example, in input order.
 
     Raises:
-        ValueError: unknown method or backend, a method option it does not take, an example with
+        InputError: unknown method or backend, a method option it does not take, an example with
             no words, verbalizers that share their first token.
     """
     spec = check_method(method, backend)
@@ -154,7 +154,7 @@ def attribute(
     check_eager(model)
     exs = examples_of(examples)
     if not exs:
-        raise ValueError("no examples to attribute: the example list is empty")
+        raise InputError("no examples to attribute: the example list is empty")
     wrapper = None
     if backend == "inseq":
         wrapper = inseq_model(model, tokenizer, method)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..scoring import common_prefix_length, prefix_cache
-from ..validation import check_int
+from ..validation import InputError, check_int
 from .prepare import Item
 from .registry import AttributionMethod
 
@@ -42,7 +42,7 @@ def ig_quadrature(n_steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray
         ``(alphas, weights)``, each of shape (n_steps,).
     """
     if rule not in IG_RULES:
-        raise ValueError(f"unknown integration rule {rule!r}; expected one of {list(IG_RULES)}")
+        raise InputError(f"unknown integration rule {rule!r}; expected one of {list(IG_RULES)}")
     minimum = 1 if rule == "gausslegendre" else 2
     n = check_int(n_steps, "n_steps", minimum)  # 1 point for Gauss-Legendre, 2 for the Riemann rules
     if rule == "gausslegendre":
@@ -72,7 +72,7 @@ def _baseline_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, id
     if eos is None:
         eos = tokenizer.pad_token_id
     if unk is None:
-        raise ValueError("the tokenizer has neither an unk nor a pad token to build the integrated-gradients baseline from")
+        raise InputError("the tokenizer has neither an unk nor a pad token to build the integrated-gradients baseline from")
     return torch.where(ids == eos, torch.full_like(ids, eos), torch.full_like(ids, unk))
 
 

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..adapters import decoder_layers
 from ..pruning import dropped_layers
+from ..validation import InputError
 from .prepare import Item, check_eager
 from .registry import ATTRIBUTION_METHODS, AttributionMethod
 
@@ -91,7 +92,7 @@ def inseq_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, meth
     name = ATTRIBUTION_METHODS[method].inseq_name if method in ATTRIBUTION_METHODS else method
     available = inseq.list_feature_attribution_methods()
     if name not in available:
-        raise ValueError(f"unknown inseq method {name!r}; inseq 0.7.1 offers {sorted(available)}")
+        raise InputError(f"unknown inseq method {name!r}; inseq 0.7.1 offers {sorted(available)}")
     check_eager(model)
     cache = model.__dict__.get(_CACHE_ATTR)
     if not isinstance(cache, _WrapperCache):
@@ -148,7 +149,7 @@ def inseq_token_scores(
     kwargs = dict(method_kwargs)
     kept = _kept_layers(model)
     if not kept and spec.reduce in ("mean", "mean_kept_layers"):
-        raise ValueError(f"method {spec.inseq_name!r} reads attention, but every layer's attention is dropped")
+        raise InputError(f"method {spec.inseq_name!r} reads attention, but every layer's attention is dropped")
     if spec.inseq_name == "value_zeroing":
         # inseq finds the value vectors in each attention module's source; a dropped layer has none.
         chosen = kwargs.pop("decoder_zeroed_units_indices", None)

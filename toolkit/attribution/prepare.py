@@ -12,6 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data import Dataset, Example, Task, as_examples
 from ..prompts import EncodedPrompt, context_length, encode_examples, task_demos, verbalizer_ids, word_spans
 from ..scoring import label_probs
+from ..validation import InputError
 
 __all__ = [
     "Item",
@@ -56,14 +57,14 @@ def prepare_items(
 ) -> list[Item]:
     """Predict each example's label and tokenise its prompt, mapping tokens to words."""
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"attribution needs a fast tokenizer (character offsets), got {type(tokenizer).__name__}")
+        raise InputError(f"attribution needs a fast tokenizer (character offsets), got {type(tokenizer).__name__}")
     for ex in examples:
         if not word_spans(ex.text):
-            raise ValueError(f"example {ex.id!r} has no words to attribute (text {ex.text!r})")
+            raise InputError(f"example {ex.id!r} has no words to attribute (text {ex.text!r})")
     verbalizers = verbalizer_ids(task, tokenizer)
     firsts = [v[0] for v in verbalizers]
     if len(set(firsts)) != len(firsts):
-        raise ValueError(
+        raise InputError(
             f"the verbalizers {task.verbalizers} of task {task.name!r} share a first token {firsts}: the explained "
             "token would not tell the labels apart; choose verbalizers whose first tokens differ"
         )
@@ -83,7 +84,7 @@ def prepare_items(
 def check_eager(model: PreTrainedModel) -> None:
     impl = getattr(model.config, "_attn_implementation", None)
     if impl not in (None, "eager"):
-        raise ValueError(
+        raise InputError(
             f"attribution needs eager attention, the model uses {impl!r}; load it with attn_implementation='eager' "
             "(toolkit.load_model does)"
         )

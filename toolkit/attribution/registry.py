@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..validation import check_choice
+from ..validation import InputError, check_choice
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -89,22 +89,22 @@ def list_attribution_methods(backend: str | None = None) -> list[str]:
 def register_attribution_method(name: str, method: AttributionMethod, *, overwrite: bool = False) -> None:
     """Add an inseq method under ``name`` (e.g. ``AttributionMethod("gradient_shap", "l2")``)."""
     if name in ATTRIBUTION_METHODS and not overwrite:
-        raise ValueError(f"attribution method {name!r} is already registered; pass overwrite=True to replace it")
+        raise InputError(f"attribution method {name!r} is already registered; pass overwrite=True to replace it")
     if method.reduce not in _REDUCTIONS:
-        raise ValueError(f"unknown reduce {method.reduce!r}; expected one of {list(_REDUCTIONS)}")
+        raise InputError(f"unknown reduce {method.reduce!r}; expected one of {list(_REDUCTIONS)}")
     if method.signed and method.reduce in _UNSIGNED_REDUCTIONS:
-        raise ValueError(f"reduce {method.reduce!r} gives scores >= 0; a signed method needs 'sum' or 'none'")
+        raise InputError(f"reduce {method.reduce!r} gives scores >= 0; a signed method needs 'sum' or 'none'")
     if method.fast_kwargs is not None and method.inseq_name not in FAST_METHODS:
-        raise ValueError(f"the fast backend implements only {', '.join(FAST_METHODS)}, not {method.inseq_name!r}")
+        raise InputError(f"the fast backend implements only {', '.join(FAST_METHODS)}, not {method.inseq_name!r}")
     if method.fast_kwargs is not None and method.reduce not in ("l2", "sum"):
-        raise ValueError(f"the fast backend reduces by 'l2' or 'sum', not {method.reduce!r}")
+        raise InputError(f"the fast backend reduces by 'l2' or 'sum', not {method.reduce!r}")
     ATTRIBUTION_METHODS[name] = method
 
 
 def is_signed(method: str) -> bool:
     """Whether ``method``'s scores are signed (see :attr:`AttributionMethod.signed`); unknown names raise."""
     if method not in ATTRIBUTION_METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
+        raise InputError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
     return ATTRIBUTION_METHODS[method].signed
 
 
@@ -115,10 +115,10 @@ def check_backend(backend: str) -> None:
 def check_method(method: str, backend: str) -> AttributionMethod:
     check_backend(backend)
     if method not in ATTRIBUTION_METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
+        raise InputError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
     spec = ATTRIBUTION_METHODS[method]
     if backend == "fast" and spec.fast_kwargs is None:
-        raise ValueError(
+        raise InputError(
             f"method {method!r} has no fast backend; backend='fast' supports {list_attribution_methods('fast')}, "
             "use backend='inseq' for the others"
         )
@@ -128,7 +128,7 @@ def check_method(method: str, backend: str) -> AttributionMethod:
 def check_kwargs(method: str, given: dict[str, Any], accepted: Sequence[str], backend: str) -> None:
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"method {method!r} (backend {backend!r}) takes no argument {', '.join(map(repr, unknown))}; "
             f"it accepts {sorted(accepted)}"
         )

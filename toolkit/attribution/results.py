@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..prompts import word_spans
+from ..validation import InputError
 
 __all__ = [
     "Attribution",
@@ -70,7 +71,7 @@ class Attribution:
     def __post_init__(self) -> None:
         scores = np.array(self.scores, dtype=np.float64)
         if scores.shape != (len(self.words),):
-            raise ValueError(f"{len(self.words)} words but scores of shape {scores.shape} for example {self.example_id!r}")
+            raise InputError(f"{len(self.words)} words but scores of shape {scores.shape} for example {self.example_id!r}")
         scores.setflags(write=False)
         object.__setattr__(self, "scores", scores)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from ..validation import check_choice
+from ..validation import InputError, check_choice
 from .inputs import Data, check_n_bins, probs_and_labels, resample_weights, scalar_or_rows, top_label
 
 __all__ = [
@@ -156,7 +156,7 @@ def ece(
         A float, or an array (B,) for 2-D weights.
 
     Raises:
-        ValueError: invalid probabilities/labels, n = 0, n_bins < 1, unknown binning or norm.
+        InputError: invalid probabilities/labels, n = 0, n_bins < 1, unknown binning or norm.
     """
     check_n_bins(n_bins)
     check_choice(binning, "binning", BINNINGS)
@@ -191,14 +191,14 @@ def classwise_ece(
         A float, or an array (B,) for 2-D weights.
 
     Raises:
-        ValueError: as in :func:`ece`, or a single-class set (C < 2: nothing to marginalise).
+        InputError: as in :func:`ece`, or a single-class set (C < 2: nothing to marginalise).
     """
     check_n_bins(n_bins)
     check_choice(binning, "binning", BINNINGS)
     check_choice(norm, "norm", NORMS)
     p, y = probs_and_labels(probs, labels)
     if p.shape[1] < 2:
-        raise ValueError(f"classwise metrics need C >= 2 classes; probs has C={p.shape[1]} (a single-class set)")
+        raise InputError(f"classwise metrics need C >= 2 classes; probs has C={p.shape[1]} (a single-class set)")
     w, scalar = resample_weights(weights, p.shape[0])
     per_class = [
         _binned_error(*_bin_sums(p[:, c], (y == c).astype(np.float64), w, n_bins, binning)[:3], norm)
@@ -249,7 +249,7 @@ def debiased_l2_ce(
         sq = np.maximum(_debiased_sq(*_bin_sums(conf, correct, w, n_bins, "mass")[:3]), 0.0)
     else:
         if p.shape[1] < 2:
-            raise ValueError(f"classwise metrics need C >= 2 classes; probs has C={p.shape[1]} (a single-class set)")
+            raise InputError(f"classwise metrics need C >= 2 classes; probs has C={p.shape[1]} (a single-class set)")
         sq = np.mean(
             [
                 np.maximum(_debiased_sq(*_bin_sums(p[:, c], (y == c).astype(np.float64), w, n_bins, "mass")[:3]), 0.0)

@@ -11,7 +11,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from ..scoring import probability_columns
-from ..validation import check_int
+from ..validation import InputError, check_int
 
 __all__ = [
     "Data",
@@ -41,12 +41,12 @@ def probs_labels(df: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray[np.int6
         ``(probs, labels)``: float64 (n, C) and int64 (n,), validated as in :func:`toolkit.calibration.ece`.
 
     Raises:
-        ValueError: no ``label`` column, no ``p_`` columns, or a label name without its column.
+        InputError: no ``label`` column, no ``p_`` columns, or a label name without its column.
     """
     if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"expected a predict() DataFrame, got {type(df).__name__}")
+        raise InputError(f"expected a predict() DataFrame, got {type(df).__name__}")
     if "label" not in df.columns:
-        raise ValueError(f"DataFrame has no 'label' column; columns are {list(df.columns)}")
+        raise InputError(f"DataFrame has no 'label' column; columns are {list(df.columns)}")
     return check_probs(df[probability_columns(df)].to_numpy(dtype=np.float64), df["label"].to_numpy())
 
 
@@ -54,40 +54,40 @@ def check_probs(probs: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64
     """Validate probabilities (n, C) and labels (n,); return float64 / int64 copies."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2:
-        raise ValueError(f"probs has shape {p.shape}; expected a 2-D array (n examples, C classes)")
+        raise InputError(f"probs has shape {p.shape}; expected a 2-D array (n examples, C classes)")
     y = np.asarray(labels)
     if y.ndim != 1:
-        raise ValueError(f"labels has shape {y.shape}; expected a 1-D array of n integer labels")
+        raise InputError(f"labels has shape {y.shape}; expected a 1-D array of n integer labels")
     if p.shape[0] != y.shape[0]:
-        raise ValueError(f"mismatched lengths: probs has n={p.shape[0]} rows but labels has n={y.shape[0]}")
+        raise InputError(f"mismatched lengths: probs has n={p.shape[0]} rows but labels has n={y.shape[0]}")
     if p.shape[0] == 0:
-        raise ValueError("empty set: probs and labels have n=0 examples; expected n >= 1")
+        raise InputError("empty set: probs and labels have n=0 examples; expected n >= 1")
     if p.shape[1] == 0:
-        raise ValueError("probs has C=0 classes; expected C >= 1 columns")
+        raise InputError("probs has C=0 classes; expected C >= 1 columns")
     if not np.all(np.isfinite(p)):
         i, j = np.argwhere(~np.isfinite(p))[0]
-        raise ValueError(f"probs[{i}, {j}] = {float(p[i, j])} is not finite; expected probabilities in [0, 1]")
+        raise InputError(f"probs[{i}, {j}] = {float(p[i, j])} is not finite; expected probabilities in [0, 1]")
     bad = (p < 0.0) | (p > 1.0)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(f"probs[{i}, {j}] = {float(p[i, j])} is outside [0, 1]; expected probabilities in [0, 1]")
+        raise InputError(f"probs[{i}, {j}] = {float(p[i, j])} is outside [0, 1]; expected probabilities in [0, 1]")
     dev = np.abs(p.sum(axis=1) - 1.0)
     if np.any(dev > ROW_SUM_ATOL):
         i = int(np.argmax(dev))
-        raise ValueError(
+        raise InputError(
             f"row {i} of probs sums to {float(p[i].sum()):.6g}; expected rows summing to 1 within {ROW_SUM_ATOL} "
             "(pass logits to TemperatureScaler, or normalise)"
         )
     if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
-        raise ValueError(f"labels have dtype {y.dtype}; expected integers in [0, {p.shape[1] - 1}]")
+        raise InputError(f"labels have dtype {y.dtype}; expected integers in [0, {p.shape[1] - 1}]")
     if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y) & (y == np.round(y))):
         i = int(np.flatnonzero(~(np.isfinite(y) & (y == np.round(y))))[0])
-        raise ValueError(f"labels[{i}] = {float(y[i])} is not an integer; expected integers in [0, {p.shape[1] - 1}]")
+        raise InputError(f"labels[{i}] = {float(y[i])} is not an integer; expected integers in [0, {p.shape[1] - 1}]")
     y = y.astype(np.int64)
     out = (y < 0) | (y >= p.shape[1])
     if out.any():
         i = int(np.flatnonzero(out)[0])
-        raise ValueError(
+        raise InputError(
             f"labels[{i}] = {y[i]} is out of range; expected integers in [0, {p.shape[1] - 1}] for C={p.shape[1]}"
         )
     return p, y
@@ -97,10 +97,10 @@ def probs_and_labels(probs: Data, labels: ArrayLike | None) -> tuple[NDArray[np.
     """``(probs, labels)`` from arrays, or from a predict() DataFrame when labels is None."""
     if isinstance(probs, pd.DataFrame):
         if labels is not None:
-            raise ValueError("labels must be None when a predict() DataFrame is given (its 'label' column is used)")
+            raise InputError("labels must be None when a predict() DataFrame is given (its 'label' column is used)")
         return probs_labels(probs)
     if labels is None:
-        raise ValueError("labels is required when probs is an array (or pass a predict() DataFrame)")
+        raise InputError("labels is required when probs is an array (or pass a predict() DataFrame)")
     return check_probs(probs, labels)
 
 
@@ -112,11 +112,11 @@ def resample_weights(weights: ArrayLike | None, n: int) -> tuple[NDArray[np.floa
     scalar = w.ndim == 1
     w = np.atleast_2d(w)
     if w.ndim != 2 or w.shape[1] != n:
-        raise ValueError(f"weights has shape {np.shape(weights)}; expected (n,) or (B, n) with n={n}")
+        raise InputError(f"weights has shape {np.shape(weights)}; expected (n,) or (B, n) with n={n}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and >= 0 (resample counts)")
+        raise InputError("weights must be finite and >= 0 (resample counts)")
     if np.any(w.sum(axis=1) <= 0):
-        raise ValueError("every row of weights must have a positive sum")
+        raise InputError("every row of weights must have a positive sum")
     return w, scalar
 
 
@@ -125,7 +125,7 @@ def scalar_or_rows(values: NDArray[np.float64], scalar: bool) -> float | NDArray
 
 
 def check_n_bins(n_bins: int) -> None:
-    check_int(n_bins, "n_bins", 1, keyword=True)
+    check_int(n_bins, "n_bins", 1)
 
 
 def top_label(p: NDArray[np.float64], y: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
 
 from ..scoring import probability_columns
+from ..validation import InputError, check_float
 from .binned import ece
 from .inputs import check_probs, probs_labels
 from .scores import NLL_FLOOR, accuracy, brier, nll
@@ -28,10 +29,10 @@ __all__ = [
 def _check_logits(logits: ArrayLike, labels: ArrayLike | None) -> tuple[NDArray[np.float64], NDArray[np.int64] | None]:
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] < 2:
-        raise ValueError(f"logits has shape {z.shape}; expected (n >= 1, C >= 2)")
+        raise InputError(f"logits has shape {z.shape}; expected (n >= 1, C >= 2)")
     if not np.all(np.isfinite(z)):
         i, j = np.argwhere(~np.isfinite(z))[0]
-        raise ValueError(
+        raise InputError(
             f"logits[{i}, {j}] = {float(z[i, j])} is not finite; expected finite logits (clip log-probs first)"
         )
     if labels is None:
@@ -62,7 +63,7 @@ class TemperatureScaler:
 
     def __init__(self, *, min_temperature: float = 1e-2, max_temperature: float = 1e2) -> None:
         if not (0 < min_temperature < max_temperature):
-            raise ValueError(
+            raise InputError(
                 f"temperature bounds ({min_temperature!r}, {max_temperature!r}) are invalid; expected 0 < min < max"
             )
         self.min_temperature = float(min_temperature)
@@ -98,7 +99,7 @@ class TemperatureScaler:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "temperature_"):
-            raise ValueError("this TemperatureScaler is not fitted yet; call fit(logits, labels) first")
+            raise InputError("this TemperatureScaler is not fitted yet; call fit(logits, labels) first")
 
     def transform(self, logits: ArrayLike) -> NDArray[np.float64]:
         """Calibrated probabilities softmax(logits / T), shape (n, C)."""
@@ -139,8 +140,7 @@ def with_temperature(df: pd.DataFrame, temperature: float) -> pd.DataFrame:
     Returns:
         New DataFrame (same columns and attrs) with ``p_*`` and ``confidence`` updated.
     """
-    if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature={temperature!r} is invalid; expected a finite float > 0")
+    check_float(temperature, "temperature", 0.0, math.inf)
     p, _ = probs_labels(df)
     cols = probability_columns(df)
     scaled = special.softmax(np.log(np.maximum(p, NLL_FLOOR)) / temperature, axis=1)

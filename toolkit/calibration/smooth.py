@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import fft
 
+from ..validation import check_float
 from .inputs import Data, probs_and_labels, resample_weights, scalar_or_rows, top_label
 
 __all__ = [
@@ -159,8 +160,7 @@ def _smooth_fixed_points(coef: _SmoothCoefficients, n_rows: int, eps: float) -> 
 def _smooth_setup(
     probs: Data, labels: ArrayLike | None, weights: ArrayLike | None, eps: float
 ) -> tuple[_SmoothCoefficients, int, bool]:
-    if not (isinstance(eps, (int, float, np.floating)) and 0 < eps < 1):
-        raise ValueError(f"eps={eps!r} is invalid; expected a float in (0, 1)")
+    check_float(eps, "eps", 0.0, 1.0)
     p, y = probs_and_labels(probs, labels)
     w, scalar = resample_weights(weights, p.shape[0])
     conf, correct = top_label(p, y)
@@ -192,8 +192,8 @@ def smooth_ece(
     Returns:
         The smooth ECE in [0, 1]: a float, or an array (B,) for 2-D weights.
     """
-    if sigma is not None and not (isinstance(sigma, (int, float, np.floating)) and sigma > 0):
-        raise ValueError(f"sigma={sigma!r} is invalid; expected a float > 0 or None (fixed point)")
+    if sigma is not None:  # None: the fixed point
+        check_float(sigma, "sigma", 0.0, math.inf)
     coef, b, scalar = _smooth_setup(probs, labels, weights, eps)
     if sigma is not None:
         return scalar_or_rows(_smooth_batched(coef, np.arange(b), np.full(b, float(sigma)))[0], scalar)

@@ -11,6 +11,16 @@ from scipy import special
 from ..calibration import TemperatureScaler, brier, ece, nll
 from .checking import Case, Exercise, scalar
 
+__all__ = [
+    "BRIER",
+    "ECE",
+    "EXERCISES",
+    "NLL",
+    "T_RTOL",
+    "TEMPERATURE",
+    "confidence_probs",
+]
+
 # ----------------------------------------------------------------------------- ECE
 
 

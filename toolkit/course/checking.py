@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..validation import InputError, InputTypeError, is_int
+from ..validation import InputError, InputTypeError, check_int, is_int
 
 __all__ = [
     "NOTEBOOKS",
@@ -122,11 +122,8 @@ class Exercise:
         if self.notebook not in NOTEBOOKS:
             raise InputError(f"exercise {self.name!r}: notebook {self.notebook!r}; expected one of {list(NOTEBOOKS)}")
         for attr in ("difficulty", "importance"):
-            value = getattr(self, attr)
-            if not is_int(value) or not 1 <= value <= 3:
-                raise InputError(f"exercise {self.name!r}: {attr}={value!r}; expected an integer 1..3")
-        if not is_int(self.minutes) or self.minutes < 1:
-            raise InputError(f"exercise {self.name!r}: minutes={self.minutes!r}; expected an integer >= 1")
+            check_int(getattr(self, attr), f"exercise {self.name!r}: {attr}", 1, 3)
+        check_int(self.minutes, f"exercise {self.name!r}: minutes", 1)
         if not self.hint.strip() or not self.title.strip():
             raise InputError(f"exercise {self.name!r} needs a title and a hint")
         tree = ast.parse(self.stub)

@@ -16,6 +16,16 @@ import numpy as np
 from ..faithfulness import FRACTIONS, aopc, comprehensiveness, k_for_fraction, naopc_from_bounds, ranking
 from .checking import Case, Exercise, exact_int, exact_ints, scalar, scalar_or_array
 
+__all__ = [
+    "AOPC",
+    "COMPREHENSIVENESS",
+    "EXERCISES",
+    "K_FOR_FRACTION",
+    "N_GRID",
+    "NAOPC",
+    "RANKING",
+]
+
 
 def _lookup_scorer(table: dict[tuple[str, ...], np.ndarray], default: np.ndarray) -> Any:
     def scorer(variants: Sequence[tuple[str, ...]]) -> np.ndarray:

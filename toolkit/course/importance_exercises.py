@@ -9,6 +9,15 @@ import torch
 from ..importance import angular_distance, cosine_importance, select_layers
 from .checking import Case, Exercise, exact_ints, scalar
 
+__all__ = [
+    "ANGLE_ATOL",
+    "ANGULAR",
+    "COSINE",
+    "EXERCISES",
+    "SELECT",
+    "STREAM_ATOL",
+]
+
 # float32 streams: per-token cosines carry ~1e-7 relative rounding and a float32 mean over a few
 # tokens adds ~1e-7; 1e-5 leaves 100x room and is far below any conceptual error (>= 1e-2 here).
 STREAM_ATOL = 1e-5

@@ -13,6 +13,19 @@ from ..pruning import drop_attention, n_parameters, prune_attention
 from ..stats import paired_bootstrap
 from .checking import Case, Exercise, Mismatch, exact_int, fields, floats, scalar, student_code
 
+__all__ = [
+    "CI_ATOL",
+    "EXERCISES",
+    "HOOK",
+    "PAIRED_CI",
+    "PARAMETERS",
+    "REFERENCE_BOOT",
+    "STUDENT_BOOT",
+    "TINY",
+    "cached_tiny_llama",
+    "tiny_llama",
+]
+
 TINY = dict(
     vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=4,
     num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,

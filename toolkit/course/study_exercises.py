@@ -9,6 +9,14 @@ import numpy as np
 from ..decisions import adjust_pvalues, error_budget, mde_paired, paired_tost
 from .checking import Case, Exercise, fields, floats, scalar
 
+__all__ = [
+    "EXERCISES",
+    "FALSE_FLAGS",
+    "HOLM",
+    "MDE",
+    "TOST",
+]
+
 # ----------------------------------------------------------------------------- TOST
 
 
