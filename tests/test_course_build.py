@@ -193,7 +193,7 @@ def test_vendored_tarball_keeps_only_the_listed_members(tmp_path):
     import io
     import tarfile
 
-    from toolkit.course.vendor import _extract
+    from toolkit.course.vendor import extract_package
 
     tgz = tmp_path / "pkg.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
@@ -202,7 +202,7 @@ def test_vendored_tarball_keeps_only_the_listed_members(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    assert _extract(tgz, tmp_path / "out", ("dist/", "plugin/notes/")) == 2
+    assert extract_package(tgz, tmp_path / "out", ("dist/", "plugin/notes/")) == 2
     kept = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert kept == ["dist/reveal.js", "plugin/notes/notes.js"]
     assert (tmp_path / "out" / "dist" / "reveal.js").read_text() == "package/dist/reveal.js"

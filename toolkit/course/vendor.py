@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..validation import InputError
 
-__all__ = ["VENDORED", "vendor_web_libraries"]
+__all__ = ["VENDORED", "extract_package", "vendor_web_libraries"]
 
 #: npm package spec -> (folder under vendor/, the member prefixes kept, or () for all)
 VENDORED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -34,7 +34,7 @@ VENDORED: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _extract(tgz: Path, target: Path, keep: tuple[str, ...]) -> int:
+def extract_package(tgz: Path, target: Path, keep: tuple[str, ...]) -> int:
     """Unpack the members of an npm tarball (all under ``package/``) that start with one of ``keep``."""
     with tarfile.open(tgz) as tar:
         members = []
@@ -82,6 +82,6 @@ def vendor_web_libraries(out: Path, *, npm: str | None = None, timeout: float = 
             tgz = Path(tmp) / done.stdout.strip().splitlines()[-1]
             target = vendor / folder
             shutil.rmtree(target, ignore_errors=True)
-            _extract(tgz, target, keep)
+            extract_package(tgz, target, keep)
             (target / ".complete").write_text(spec + "\n")
     return settings
