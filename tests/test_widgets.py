@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny import tiny_model, tiny_tokenizer
+from tiny import sentiment_task, tiny_model, tiny_tokenizer
 from toolkit import Task, dataset_from_records, drop_attention, dropped_layers, predict, select_layers
 from toolkit import widgets as tw
 from toolkit.calibration import ece
@@ -23,8 +23,7 @@ from toolkit.widgets import (
     score_layers,
 )
 
-TASK = Task(name="tiny_w", instruction="sentiment of this review ?", label_names=("negative", "positive"),
-            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False)
+TASK = sentiment_task("tiny_w")
 RECORDS = [
     {"id": f"w-{i}", "text": t, "label": y}
     for i, (t, y) in enumerate([("the movie was good", 1), ("i hated the food", 0), ("great plot", 1),
