@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models for unit tests, the bundled SmolLM2 for a few slow ones."""
+"""Shared fixtures: the tiny task for unit tests (tests/tiny.py holds the tiny models), the bundled models for slow ones."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_task():
+    """The tiny sentiment task (``tiny.TINY_TASK``): plain prompt, negative/positive, in the tiny tokenizer's words."""
+    from tiny import TINY_TASK
+
+    return TINY_TASK
 
 
 @pytest.fixture(scope="session")

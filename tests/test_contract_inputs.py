@@ -16,17 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny import tiny_model, tiny_tokenizer
-from toolkit import Task, attention_importance, predict, select_layers
+from tiny import sentiment_task, tiny_model, tiny_tokenizer
+from toolkit import attention_importance, predict, select_layers
 from toolkit.data import Example
 from toolkit.scoring import label_probs
 from toolkit.cli import main
 from toolkit.report import MAX_TAG, artifact_tag, write_report
-from toolkit.study import StudyConfig, StudyIncomplete, check_study, run_study
+from toolkit.study import StudyConfig, StudyIncomplete, run_study
 from toolkit.validation import InputError, InputTypeError
 
-TASK = Task("tiny", "sentiment of this review ?", ("negative", "positive"), ("negative", "positive"),
-            input_name="review", use_chat_template=False)
+TASK = sentiment_task("tiny")
 TEXTS = ["the movie was very good .", "i hated the food"]
 
 

@@ -14,8 +14,8 @@ import torch
 
 import toolkit.manifest as mf
 from test_study import write_fixture
-from tiny import tiny_model, tiny_tokenizer
-from toolkit import Task, load_model, prune_attention, register_dataset, save_pruned
+from tiny import TINY_TASK, tiny_model, tiny_tokenizer
+from toolkit import load_model, prune_attention, register_dataset, save_pruned
 from toolkit.data import Example, demonstrations, get_task
 from toolkit.cli import main
 from toolkit.manifest import (
@@ -34,8 +34,7 @@ from toolkit.manifest import (
 from toolkit.store import CellStore
 from toolkit.study import StudyConfig, _tidy, load_results, run_study
 
-TASK = Task(name="tiny_sentiment", instruction="sentiment of this review ?", label_names=("negative", "positive"),
-            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False)
+TASK = TINY_TASK
 
 
 def _sha256(path: Path) -> str:

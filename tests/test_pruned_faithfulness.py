@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from tiny import tiny_model, tiny_tokenizer
-from toolkit import Task, drop_attention
+from tiny import sentiment_task, tiny_model, tiny_tokenizer
+from toolkit import drop_attention
 from toolkit.data import dataset_from_records
 from toolkit.pruning import dropped_layers
 from toolkit.attribution import attribute
@@ -30,8 +30,7 @@ from toolkit.scoring import label_probs
 from toolkit.stats import paired_bootstrap
 from toolkit.validation import InputError
 
-TASK = Task(name="tiny_pf", instruction="sentiment of this review ?", label_names=("negative", "positive"),
-            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False)
+TASK = sentiment_task("tiny_pf")
 RECORDS = [
     {"id": f"pf-{i}", "text": t, "label": y}
     for i, (t, y) in enumerate([("the movie was really good fun", 1), ("i hated the food", 0), ("great plot", 1),

@@ -12,14 +12,6 @@ from toolkit.data import Example
 from toolkit.scoring import label_probs, render_prompt, verbalizer_ids
 from toolkit.scoring import encode_prompts
 
-TASK = Task(
-    name="tiny_sentiment",
-    instruction="sentiment of this review ?",
-    label_names=("negative", "positive"),
-    verbalizers=("negative", "positive"),
-    input_name="review",
-    use_chat_template=False,
-)
 EXAMPLES = [
     Example("a", "the movie was very good .", 1),
     Example("b", "i hated the food", 0),
@@ -30,9 +22,9 @@ EXAMPLES = [
 
 
 @pytest.mark.parametrize("chat", [False, True])
-def test_prompt_span_points_at_the_text(chat):
+def test_prompt_span_points_at_the_text(chat, tiny_task):
     tok = tiny_tokenizer(chat=chat)
-    task = Task(**{**TASK.__dict__, "use_chat_template": "auto"})
+    task = Task(**{**tiny_task.__dict__, "use_chat_template": "auto"})
     demos = [Example("x", "good movie", 1)]
     p = render_prompt(task, tok, "the food was bad", demos=demos)
     assert p.chat is chat
@@ -51,20 +43,20 @@ def reference_probs(model, tok, task, text):
     return torch.softmax(logits[label_tok], dim=-1).numpy()
 
 
-def test_label_probs_match_hand_computation_and_batching():
+def test_label_probs_match_hand_computation_and_batching(tiny_task):
     model, tok = tiny_model(), tiny_tokenizer()
     texts = [e.text for e in EXAMPLES]
-    batched = label_probs(model, tok, TASK, texts, batch_size=4)
-    single = np.stack([label_probs(model, tok, TASK, [t], batch_size=1)[0] for t in texts])
-    expected = np.stack([reference_probs(model, tok, TASK, t) for t in texts])
+    batched = label_probs(model, tok, tiny_task, texts, batch_size=4)
+    single = np.stack([label_probs(model, tok, tiny_task, [t], batch_size=1)[0] for t in texts])
+    expected = np.stack([reference_probs(model, tok, tiny_task, t) for t in texts])
     np.testing.assert_allclose(batched, expected, atol=1e-5)  # fp32; observed ~1e-7
     np.testing.assert_allclose(batched, single, atol=1e-5)
     np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-12)
 
 
-def test_predict_frame():
+def test_predict_frame(tiny_task):
     model, tok = tiny_model(), tiny_tokenizer()
-    df = predict(model, tok, EXAMPLES, task=TASK, batch_size=2, progress=False)
+    df = predict(model, tok, EXAMPLES, task=tiny_task, batch_size=2, progress=False)
     assert list(df.columns) == ["id", "label", "pred", "p_negative", "p_positive", "label_mass", "confidence", "correct"]
     assert df.attrs["label_names"] == ("negative", "positive")
     probs = df[["p_negative", "p_positive"]].to_numpy()
@@ -72,16 +64,16 @@ def test_predict_frame():
     np.testing.assert_allclose(df.confidence, probs.max(1))
     np.testing.assert_array_equal(df.correct, df.pred == df.label)
     # label_mass: the full-vocabulary probability of the two label tokens, recomputed by hand
-    ids = tok(render_prompt(TASK, tok, EXAMPLES[0].text).text, return_tensors="pt").input_ids
+    ids = tok(render_prompt(tiny_task, tok, EXAMPLES[0].text).text, return_tensors="pt").input_ids
     with torch.no_grad():
         p = torch.softmax(model(ids).logits[0, -1], -1)
-    lt = [v[0] for v in verbalizer_ids(TASK, tok)]
+    lt = [v[0] for v in verbalizer_ids(tiny_task, tok)]
     assert df.label_mass[0] == pytest.approx(p[lt].sum().item(), abs=1e-6)
 
 
-def test_multi_token_verbalizers_use_summed_loglik():
+def test_multi_token_verbalizers_use_summed_loglik(tiny_task):
     model, tok = tiny_model(), tiny_tokenizer()
-    task = Task(**{**TASK.__dict__, "verbalizers": ("very bad", "very good")})
+    task = Task(**{**tiny_task.__dict__, "verbalizers": ("very bad", "very good")})
     ids = verbalizer_ids(task, tok)
     assert all(len(v) == 2 for v in ids)
     probs = label_probs(model, tok, task, [EXAMPLES[0].text, EXAMPLES[3].text], batch_size=2)
@@ -107,20 +99,20 @@ def test_encode_prompts_positions_start_at_first_real_token():
     assert enc["position_ids"][1].tolist() == [0, 1, 2, 3]
 
 
-def test_colliding_verbalizers_are_refused():
+def test_colliding_verbalizers_are_refused(tiny_task):
     tok = tiny_tokenizer()
     # both words are outside the tiny vocabulary, so both encode to <unk>
-    task = Task(**{**TASK.__dict__, "verbalizers": ("meh", "nope")})
+    task = Task(**{**tiny_task.__dict__, "verbalizers": ("meh", "nope")})
     with pytest.raises(ValueError, match="verbalizers 'meh' and 'nope' .* encode to the same tokens"):
         verbalizer_ids(task, tok)
 
 
-def test_empty_inputs_are_refused():
+def test_empty_inputs_are_refused(tiny_task):
     model, tok = tiny_model(), tiny_tokenizer()
     with pytest.raises(ValueError, match="example list is empty"):
-        predict(model, tok, [], task=TASK)
+        predict(model, tok, [], task=tiny_task)
     with pytest.raises(ValueError, match="texts is empty"):
-        label_probs(model, tok, TASK, [])
+        label_probs(model, tok, tiny_task, [])
     with pytest.raises(ValueError, match="task is required"):
         predict(model, tok, EXAMPLES)
 
@@ -157,10 +149,10 @@ def _teacher_forced(model, tok, task, text):
 
 @pytest.mark.parametrize("arch", ["LlamaForCausalLM", "Gemma3ForCausalLM"])  # Gemma3: sliding window of 4 tokens
 @pytest.mark.parametrize("verbalizers", [("negative", "positive"), ("negative review", "positive review")])
-def test_probabilities_do_not_depend_on_the_batch_size(arch, verbalizers):
+def test_probabilities_do_not_depend_on_the_batch_size(arch, verbalizers, tiny_task):
     """One-token verbalizers: shared-prefix cache + right padding; two-token: left padding with position ids."""
     model, tok = tiny_model(arch), tiny_tokenizer()
-    task = Task(**{**TASK.__dict__, "verbalizers": verbalizers})
+    task = Task(**{**tiny_task.__dict__, "verbalizers": verbalizers})
     frames = {bs: predict(model, tok, MIXED, task=task, batch_size=bs, progress=False) for bs in (1, 4, 16)}
     cols = ["p_negative", "p_positive"]
     expected = np.stack([_teacher_forced(model, tok, task, e.text) for e in MIXED])

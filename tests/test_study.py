@@ -86,16 +86,28 @@ def run_driver(tmp: Path, out: Path, *, kill_after_cells: int | None = None, exe
     raise AssertionError("timed out waiting for the first cells")
 
 
-def test_sigkill_and_resume_gives_the_uninterrupted_table(tmp_path):
-    write_fixture(tmp_path)
-    clean = Path(run_driver(tmp_path, tmp_path / "clean"))
+@pytest.fixture(scope="session")
+def local_study(tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny study run once per test session on the local engine: (fixture folder, its run dir).
+
+    The reference table (``<run dir>/../final.csv``) of the resume test and of every engine test;
+    other runs of the same study must use this folder's model and data (their paths are in the
+    config hash and in the table).
+    """
+    tmp = tmp_path_factory.mktemp("tiny_study")
+    write_fixture(tmp)
+    return tmp, Path(run_driver(tmp, tmp / "local"))
+
+
+def test_sigkill_and_resume_gives_the_uninterrupted_table(tmp_path, local_study):
+    fixture, clean = local_study
     killed_out = tmp_path / "killed"
-    run_driver(tmp_path, killed_out, kill_after_cells=2)
+    run_driver(fixture, killed_out, kill_after_cells=2)
     run_dir = next(killed_out.glob("*/cells")).parent
     n_before = len(list((run_dir / "cells").glob("*.json")))
     assert 2 <= n_before < 7, n_before  # really interrupted mid-study
     (run_dir / "cells" / ".tmp-half-written").write_text('{"cell": "half-written')  # as if killed mid-write
-    resumed = Path(run_driver(tmp_path, killed_out))
+    resumed = Path(run_driver(fixture, killed_out))
     assert resumed.name == clean.name  # same config hash; output_dir is not part of it
     a = pd.read_csv(clean.parent / "final.csv")
     b = pd.read_csv(killed_out / "final.csv")
@@ -190,13 +202,12 @@ def test_status_and_plan_before_anything_runs(tmp_path):
 
 
 @pytest.mark.parametrize("executor", ["ray", "slurm"])
-def test_study_on_a_cluster_engine_gives_the_local_table(tmp_path, executor):
+def test_study_on_a_cluster_engine_gives_the_local_table(tmp_path, executor, local_study):
     """Ray (a local runtime, 2 workers) and SLURM (submitit's local executor: jobs as local processes)."""
     pytest.importorskip({"ray": "ray", "slurm": "submitit"}[executor])
-    write_fixture(tmp_path)
-    run_driver(tmp_path, tmp_path / "local")
-    run_driver(tmp_path, tmp_path / executor, executor=executor)
-    local = pd.read_csv(tmp_path / "local" / "final.csv")
+    fixture, local_run = local_study
+    run_driver(fixture, tmp_path / executor, executor=executor)
+    local = pd.read_csv(local_run.parent / "final.csv")
     remote = pd.read_csv(tmp_path / executor / "final.csv")
     # Exact: the same cells computed with the same thread count give the same bits. (With 2 threads
     # in the driver and 1 in Ray's workers, AOPC differed by 5e-5 relative and a bootstrap bound by

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny import tiny_model, tiny_tokenizer
-from toolkit import Task, drop_attention, predict, select_layers
+from tiny import sentiment_task, tiny_model, tiny_tokenizer
+from toolkit import drop_attention, predict, select_layers
 from toolkit.data import dataset_from_records
 from toolkit.pruning import dropped_layers
 from toolkit import widgets as tw
@@ -25,8 +25,7 @@ from toolkit.widgets import (
     score_layers,
 )
 
-TASK = Task(name="tiny_w", instruction="sentiment of this review ?", label_names=("negative", "positive"),
-            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False)
+TASK = sentiment_task("tiny_w")
 RECORDS = [
     {"id": f"w-{i}", "text": t, "label": y}
     for i, (t, y) in enumerate([("the movie was good", 1), ("i hated the food", 0), ("great plot", 1),

@@ -1,4 +1,4 @@
-"""Tiny randomly initialised models of every supported architecture (no weights, milliseconds)."""
+"""Tiny randomly initialised models of every supported architecture (no weights, milliseconds), and the tiny task."""
 
 from __future__ import annotations
 
@@ -94,3 +94,18 @@ def tiny_tokenizer(chat: bool = False, bos: bool = False):
     if chat:
         fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def sentiment_task(name: str = "tiny_sentiment"):
+    """The tiny sentiment task of the unit tests, named ``name`` (a registered dataset needs its own name).
+
+    Plain prompt (no chat template), labels and verbalizers ``("negative", "positive")``: every word of
+    its prompt is in the tiny tokenizer's vocabulary. The ``tiny_task`` fixture (conftest.py) is this task.
+    """
+    from toolkit.data import Task
+
+    return Task(name=name, instruction="sentiment of this review ?", label_names=("negative", "positive"),
+                verbalizers=("negative", "positive"), input_name="review", use_chat_template=False)
+
+
+TINY_TASK = sentiment_task()

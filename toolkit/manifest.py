@@ -39,13 +39,13 @@ import socket
 import subprocess
 import uuid
 import warnings
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .data import Example, Task
+from .digests import chat_template_digest, file_sha256, text_sha256, tokenizer_digest, weights_digest
 from .prompts import task_demos, uses_chat
 from .store import CellStore
 from .validation import InputError, InputTypeError, check_int, short_repr
@@ -164,80 +164,6 @@ class Manifest:
         return cls(**values)
 
 
-# ---- hashing, memoised ---------------------------------------------------------------------------
-_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
-_TOKENIZER_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, computed once per (path, size, mtime, inode) in this process."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _FILE_DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_DIGESTS[key] = digest.hexdigest()
-    return _FILE_DIGESTS[key]
-
-
-def weights_digest(weights: str | os.PathLike | Mapping[str, str]) -> str | None:
-    """One sha256 for a model's weights: a folder's ``*.safetensors`` files or a file -> sha256 mapping.
-
-    The file's own sha256 when there is one file (what ``sha256sum model.safetensors`` prints),
-    else sha256 of the lines ``"<file name> <sha256>\\n"`` sorted by file name. None when the
-    folder holds no safetensors file.
-    """
-    if isinstance(weights, Mapping):
-        files = dict(weights)
-    else:
-        files = {f.name: file_sha256(f) for f in sorted(Path(weights).glob("*.safetensors"))}
-    if not files:
-        return None
-    if len(files) == 1:
-        return next(iter(files.values()))
-    lines = "".join(f"{name} {files[name]}\n" for name in sorted(files))
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
-def _sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _tokenizer_sha256(tokenizer: Any) -> str:
-    """See :attr:`Manifest.tokenizer_sha256`; memoised per tokenizer object and its length."""
-    try:
-        memo = _TOKENIZER_DIGESTS.get(tokenizer)
-    except TypeError:  # not weak-referenceable
-        memo = None
-    if memo is not None and memo[0] == len(tokenizer):
-        return memo[1]
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        if backend.padding is not None or backend.truncation is not None:  # runtime settings, not the tokenizer
-            backend = type(backend).from_str(backend.to_str())
-            backend.no_padding()
-            backend.no_truncation()
-        text = backend.to_str()  # serialised in id order: the same text in every process (no JSON round trip:
-    else:  # parsing Gemma's 12 MB took seconds)
-        text = json.dumps([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items())])
-    digest = _sha256_text(text)
-    try:
-        _TOKENIZER_DIGESTS[tokenizer] = (len(tokenizer), digest)
-    except TypeError:
-        pass
-    return digest
-
-
-def _chat_template_sha256(tokenizer: Any) -> str | None:
-    template = getattr(tokenizer, "chat_template", None)
-    if not template:
-        return None
-    return _sha256_text(template if isinstance(template, str) else json.dumps(template, sort_keys=True))
-
-
 # ---- the environment -----------------------------------------------------------------------------
 def _version(distribution: str) -> str | None:
     try:
@@ -269,14 +195,14 @@ def _code_sha256(path: Path) -> str:
                         and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                         and isinstance(body[0].value.value, str)):
                     node.body = body[1:] or [ast.Pass()]
-            _CODE_DIGESTS[key] = _sha256_text(ast.dump(tree))
+            _CODE_DIGESTS[key] = text_sha256(ast.dump(tree))
     return _CODE_DIGESTS[key]
 
 
 def _source_sha256() -> str:
     """sha256 over the package's ``*.py`` files: sorted relative paths and their :func:`_code_sha256`."""
     files = sorted(_PACKAGE.rglob("*.py"))
-    return _sha256_text("".join(f"{f.relative_to(_PACKAGE).as_posix()} {_code_sha256(f)}\n" for f in files))
+    return text_sha256("".join(f"{f.relative_to(_PACKAGE).as_posix()} {_code_sha256(f)}\n" for f in files))
 
 
 def _git(*args: str) -> str | None:
@@ -303,7 +229,7 @@ def _prompt(task: Task, tokenizer: Any, demos: Sequence[Example] | None) -> tupl
     if shown:
         kind += f", {len(shown)}-shot"
     fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task)}
-    return kind, tuple(str(e.id) for e in shown), _sha256_text(json.dumps(fields, sort_keys=True, default=str))
+    return kind, tuple(str(e.id) for e in shown), text_sha256(json.dumps(fields, sort_keys=True, default=str))
 
 
 def _seeds(seeds: Mapping[str, int] | int | None) -> tuple[tuple[str, int], ...] | None:
@@ -371,7 +297,7 @@ def build_manifest(
         weights_sha256 = weights_digest(weights)
     values.update(model=None if model_id is None else str(model_id), weights_sha256=weights_sha256)
     if tokenizer is not None:
-        values.update(tokenizer_sha256=_tokenizer_sha256(tokenizer), chat_template_sha256=_chat_template_sha256(tokenizer))
+        values.update(tokenizer_sha256=tokenizer_digest(tokenizer), chat_template_sha256=chat_template_digest(tokenizer))
     if task is not None:
         if not isinstance(task, Task):
             raise InputTypeError(f"task must be a toolkit.Task, got {short_repr(task)}")
