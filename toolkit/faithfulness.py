@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .metrics import Metric, register_metric
 from .attribution import attribute
 from .prompts import ERASURES, erase_words, split_words
 from .pruning import dropped_layers
@@ -1035,3 +1036,26 @@ def model_faithfulness(
         scorer, [e.text for e in examples], {m: [a.scores for a in attributions[m]] for m in methods},
         n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha, naopc=naopc,
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the registry's entries
+def _column(name: str) -> Callable[[pd.DataFrame], pd.Series]:
+    def metric(table: pd.DataFrame) -> pd.Series:
+        return table[name]
+
+    metric.__name__ = name
+    return metric
+
+
+register_metric(Metric("aopc_comprehensiveness", _column("aopc_comprehensiveness"), "faithfulness",
+                       higher_is_better=True, test="paired_t", headline=True, superseded_by="naopc_comprehensiveness",
+                       label="AOPC", short="aopc", plot=True, needs={"curves"}))
+register_metric(Metric("aopc_sufficiency", _column("aopc_sufficiency"), "faithfulness", higher_is_better=False,
+                       test="paired_t", label="AOPC sufficiency", needs={"curves"}))
+register_metric(Metric("naopc_comprehensiveness", _column("naopc_comprehensiveness"), "faithfulness",
+                       higher_is_better=True, test="paired_t", headline=True, label="NAOPC", short="naopc", plot=True,
+                       needs={"curves", "bounds"}))
+register_metric(Metric("naopc_sufficiency", _column("naopc_sufficiency"), "faithfulness", higher_is_better=False,
+                       test="paired_t", label="NAOPC sufficiency", needs={"curves", "bounds"}))
+register_metric(Metric("flip_rate", _column("flip_rate"), "faithfulness", higher_is_better=True, test="paired_t",
+                       label="decision flip rate", needs={"flips"}))
