@@ -1057,5 +1057,7 @@ register_metric(Metric("naopc_comprehensiveness", _column("naopc_comprehensivene
                        needs={"curves", "bounds"}))
 register_metric(Metric("naopc_sufficiency", _column("naopc_sufficiency"), "faithfulness", higher_is_better=False,
                        test="paired_t", label="NAOPC sufficiency", needs={"curves", "bounds"}))
+register_metric(Metric("fraction_flip", _column("fraction_flip"), "faithfulness", higher_is_better=False,
+                       test="paired_t", label="fraction erased to flip", needs={"flips"}))
 register_metric(Metric("flip_rate", _column("flip_rate"), "faithfulness", higher_is_better=True, test="paired_t",
                        label="decision flip rate", needs={"flips"}))

@@ -16,6 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "study"
 sys.path.insert(0, str(HERE.parent))  # tests/ (tiny.py)
+sys.path.insert(0, str(HERE.parents[1]))  # this checkout's toolkit, not an installed one
 
 STUDIES = {
     "naopc": dict(levels=(0, 1, 2, 3), selections=("cosine", "random"), naopc=True, n_random=2),
