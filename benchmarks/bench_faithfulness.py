@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from toolkit import faithfulness as F
+from toolkit.faithfulness.erasure import Pool
 from toolkit.data import get_task, load_dataset
 from toolkit.models import load_model
 from toolkit.timing import time_interleaved
@@ -50,17 +51,17 @@ def one_per_variant(scorer: F.Scorer) -> F.Scorer:
 
 def count_requested(run) -> tuple[object, int]:
     """Run `run()` counting the variants the metrics ask for before deduplication."""
-    add, seen = F._Pool.add, [0]
+    add, seen = Pool.add, [0]
 
     def counting_add(self, variant):
         seen[0] += 1
         return add(self, variant)
 
-    F._Pool.add = counting_add
+    Pool.add = counting_add
     try:
         return run(), seen[0]
     finally:
-        F._Pool.add = add
+        Pool.add = add
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from toolkit import faithfulness as F
+from toolkit.faithfulness.erasure import Pool, check_words, options
 
 # ----------------------------------------------------------------------------- transparent scorers
 
@@ -164,9 +165,9 @@ def test_full_text_sufficiency_is_zero_and_erasing_nothing_is_zero_comprehensive
     assert (curves["sufficiency"] == 0.0).all()  # keeping all words is the full text: exactly 0
     # k = 0 is not on any fraction grid; the engine takes it and must erase nothing for comp
     # (a slice like order[-0:] would erase everything) and keep nothing for suff.
-    opts = F._options((0.5,), "delete", "...")
-    pool = F._Pool(scorer)
-    (w,) = F._check_words([words[0]])
+    opts = options((0.5,), "delete", "...")
+    pool = Pool(scorer)
+    (w,) = check_words([words[0]])
     order = F.ranking(exact[0])
     comp0, suff0 = opts.erasure.apply(w, order[:0]), opts.erasure.keep(w, order[:0])
     assert comp0 == w and suff0 == ()

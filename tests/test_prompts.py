@@ -22,6 +22,7 @@ from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import attribution as A
 from toolkit import faithfulness as F
 from toolkit.data import Example, Task, get_task
+from toolkit.faithfulness.erasure import check_words
 from toolkit.prompts import (
     encode_example,
     encode_text,
@@ -188,7 +189,7 @@ def check_conformance(model, tok, task, examples, *, inseq: bool = True, atol: f
         pred = predict(model, tok, examples, task=task, batch_size=1, progress=False)
     assert sorted(_prefix_and_rows(seen)) == sorted(expected)
     # the faithfulness scorer, no word erased, on the examples' texts
-    (variants,) = [F._check_words([e.text for e in examples])]
+    (variants,) = [check_words([e.text for e in examples])]
     with fed_ids(model) as seen:
         scored = F.model_scorer(model, tok, task, batch_size=1)(variants)
     assert sorted(_prefix_and_rows(seen)) == sorted(expected)
