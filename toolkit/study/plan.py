@@ -95,7 +95,8 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
         ``test_alpha``.
     """
     records = load_results(config)
-    claims = headline_metrics(measured=planned_metrics(config))
+    measured = planned_metrics(config)
+    claims = headline_metrics("calibration", measured=measured) + headline_metrics("faithfulness", measured=measured)
     equivalence = next(m for m in claims if m.test == "tost")
     changes = [m for m in claims if m.test != "tost"]
     sd = {m.name: PILOT_ASSUMPTIONS.get(f"sd_{m.short}", PILOT_ASSUMPTIONS[_ASSUMED_SD[m.family]]) for m in changes}
