@@ -68,7 +68,10 @@ def run_driver(tmp: Path, out: Path, *, kill_after_cells: int | None = None, exe
     cmd = [sys.executable, str(script), str(model_dir), str(data), str(out), executor]
     # One torch thread in the driver and in every worker (Ray sets OMP_NUM_THREADS=num_cpus=1 in its
     # workers; submitit's processes inherit this): float32 sums then run in the same order everywhere.
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    # PYTHONPATH: the driver (and its workers) import this checkout's toolkit, not an installed one.
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     if kill_after_cells is None:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -436,7 +436,10 @@ def naopc(
     attributions = check_attributions(attributions, words, "attributions")
     opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
     res = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True, bounds=True)
-    return _normalise(_aopc_table(res.curves), res.bounds).drop(columns=["method", "ranking"])
+    table = _widen(_aopc_table(res.curves), res.bounds)
+    table = table.assign(naopc_comprehensiveness=_naopc("comprehensiveness")(table),
+                         naopc_sufficiency=_naopc("sufficiency")(table))
+    return table.drop(columns=["method", "ranking"])
 
 
 def decision_flip(
