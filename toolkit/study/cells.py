@@ -81,6 +81,13 @@ def _layers_for(
 
 
 def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance_cache: dict) -> dict:
+    """Compute one cell with its layers dropped: the record that is persisted.
+
+    Returns:
+        dict: cell, model, dataset, selection, level, k, layers, importance, ids, labels, probs,
+        label_names, label_mass, temperature, ece_scaled, faithfulness (per-example rows of
+        :func:`toolkit.faithfulness.model_faithfulness`), seconds.
+    """
     t0 = time.perf_counter()
     layers, importance = _layers_for(cell, config, model, tok, importance_cache, data)
     seed = cell.seed(config.seed)
@@ -127,6 +134,7 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
 
 
 def study_data(dataset: str, config: StudyConfig) -> dict:
+    """The examples a study draws from ``dataset``: test, validation, importance_texts, importance_labelled."""
     return {
         "test": load_dataset(dataset, n=config.n_eval, split="test", seed=config.seed),
         "validation": load_dataset(dataset, n=config.n_validation, split="validation", seed=config.seed),

@@ -25,7 +25,18 @@ def record_frame(record: dict) -> pd.DataFrame:
 
 
 def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
-    """One row per (cell, metric): value, CI, and the paired difference against the unpruned cell."""
+    """One row per (cell, metric): value, CI, and the paired difference against the unpruned cell.
+
+    Rows per cell: each registered calibration metric (:mod:`toolkit.metrics`, registry order; the
+    ``tost`` metric - accuracy - with the TOST columns on pruned cells), ece_temperature_scaled,
+    temperature, label_mass, then ``<faithfulness metric>:<method>`` per attribution method (and
+    ``random``) for each registered faithfulness metric the cells measured.
+
+    Returns:
+        DataFrame with columns model, dataset, selection, level, k, layers, metric, value, low,
+        high, delta, delta_low, delta_high, delta_se, delta_df, tost_low, tost_high, equivalent,
+        margin (see :func:`toolkit.study.run_study`).
+    """
     rows: list[dict] = []
     faithfulness = [m.name for m in list_metrics("faithfulness")]
     refs = {(r["model"], r["dataset"]): r for r in records if r["k"] == 0}
