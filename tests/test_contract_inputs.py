@@ -22,7 +22,7 @@ from toolkit.data import Example
 from toolkit.scoring import label_probs
 from toolkit.cli import main
 from toolkit.report import MAX_TAG, artifact_tag, write_report
-from toolkit.study import StudyConfig, StudyIncomplete, run_study
+from toolkit.study import StudyConfig, StudyIncomplete, Summary, run_study
 from toolkit.validation import InputError, InputTypeError
 
 TASK = sentiment_task("tiny")
@@ -208,12 +208,12 @@ PREFLIGHT_CASES = [
 
 @pytest.mark.parametrize("overrides, message", PREFLIGHT_CASES)
 def test_run_study_refuses_before_loading(tmp_path, model_dir, monkeypatch, overrides, message):
-    import toolkit.study
+    import toolkit.study.run
 
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the config was checked")
 
-    monkeypatch.setattr(toolkit.study, "load_model", no_load)
+    monkeypatch.setattr(toolkit.study.run, "load_model", no_load)
     config = StudyConfig.profile("ci", **{"models": (str(model_dir),), "output_dir": str(tmp_path / "out"), **overrides})
     with pytest.raises(ValueError, match=re.escape(message.format(model=repr(str(model_dir))))):
         run_study(config, progress=False)
@@ -222,9 +222,9 @@ def test_run_study_refuses_before_loading(tmp_path, model_dir, monkeypatch, over
 
 def test_levels_checked_after_load_when_the_depth_is_not_at_hand(tmp_path, model_dir, monkeypatch):
     """A model whose config.json cannot be read first (e.g. a hub id not cached): checked after load, before any cell."""
-    import toolkit.study
+    import toolkit.study.run
 
-    monkeypatch.setattr(toolkit.study, "_model_depth", lambda *a, **k: None)
+    monkeypatch.setattr(toolkit.study.run, "model_depth", lambda *a, **k: None)
     config = StudyConfig.profile("ci", models=(str(model_dir),), levels=(0, 100), output_dir=str(tmp_path))
     with pytest.raises(StudyIncomplete, match=re.escape("StudyConfig.levels [100] ask(s) for more attention layers")):
         run_study(config, progress=False)
@@ -241,10 +241,8 @@ def _table(model: str, levels=(0, 2)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _summary() -> pd.DataFrame:
-    out = pd.DataFrame({"k": [0]})
-    out.attrs["method"] = "saliency"
-    return out
+def _summary() -> Summary:
+    return Summary(pd.DataFrame({"k": [0]}), method="saliency")
 
 
 def test_report_with_a_long_model_path(tmp_path):
@@ -305,13 +303,13 @@ CLI_CASES = [
 @pytest.mark.parametrize("argv, message", CLI_CASES)
 def test_cli_one_line_exit_2_before_loading(tmp_path, model_dir, monkeypatch, capsys, argv, message):
     import toolkit
-    import toolkit.study
+    import toolkit.study.run
 
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the arguments were checked")
 
     monkeypatch.setattr(toolkit, "load_model", no_load)
-    monkeypatch.setattr(toolkit.study, "load_model", no_load)
+    monkeypatch.setattr(toolkit.study.run, "load_model", no_load)
     monkeypatch.chdir(tmp_path)  # a study that did start would write here, not into the repository
     assert main(argv(tmp_path, model_dir)) == 2
     err = capsys.readouterr().err

@@ -234,7 +234,7 @@ def test_old_structural_folder_still_loads(tmp_path):
 
 def test_study_reads_the_depth_of_a_structural_folder(tmp_path):
     """The study's depth check reads the stock config, never asking transformers (which would offer remote code)."""
-    from toolkit.study import _model_depth
+    from toolkit.study import model_depth
 
     path = save_pruned(prune_attention(tiny_model(), LAYERS), tmp_path / "p", tokenizer=tiny_tokenizer())
-    assert _model_depth(str(path)) == 4
+    assert model_depth(str(path)) == 4

@@ -32,7 +32,7 @@ from toolkit.manifest import (
     write_result_manifest,
 )
 from toolkit.store import CellStore
-from toolkit.study import StudyConfig, _tidy, load_results, run_study
+from toolkit.study import StudyConfig, load_results, run_study, tidy_table
 
 TASK = TINY_TASK
 
@@ -173,7 +173,7 @@ def test_study_resume_under_a_changed_manifest(tmp_path, monkeypatch, capsys):
     assert records[0]["manifest"]["prompt"] == "plain" and records[0]["manifest"]["batch_size"] == 4
     # The manifest stays out of the table: table.csv is what the records without it give.
     bare = [{k: v for k, v in r.items() if k != "manifest"} for r in records]
-    assert _tidy(bare, config).to_csv(index=False).encode() == table_bytes
+    assert tidy_table(bare, config).to_csv(index=False).encode() == table_bytes
     assert "manifest" not in first.columns
 
     redo = CellStore(run_dir)._cell_path(records[1]["cell"])

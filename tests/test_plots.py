@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -16,6 +18,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from toolkit.calibration import reliability_table  # noqa: E402
 from toolkit import plots  # noqa: E402
 from toolkit.plots import metric_vs_pruning, reliability_diagram  # noqa: E402
+from toolkit.study import Summary  # noqa: E402
 
 
 def _predict_df(n: int, temp: float, seed: int) -> pd.DataFrame:
@@ -165,9 +168,8 @@ def _claims_summary():
              ece_low=-0.03, ece_high=0.03, ece_changed=False, d_naopc=0.2, naopc_low=0.05, naopc_high=0.35,
              naopc_changed=True, misaligned=True),
     ]
-    s = pd.DataFrame(rows)
-    s.attrs.update(margin=0.05, alpha=0.05, correction="holm", method="saliency")
-    return s
+    return Summary(pd.DataFrame(rows), margin=0.05, alpha=0.05, correction="holm", method="saliency",
+                   claims=("accuracy", "ece", "naopc_comprehensiveness"))
 
 
 def test_claims_plot_draws_each_interval_and_marks_what_was_shown():
@@ -176,7 +178,7 @@ def test_claims_plot_draws_each_interval_and_marks_what_was_shown():
 
     s = _claims_summary()
     axes = plots.claims_plot(s)
-    pruned = s[s.k > 0]
+    pruned = s.table[s.table.k > 0]
     for ax, (lo, hi, shown) in zip(axes, [("tost_low", "tost_high", "equivalent"), ("ece_low", "ece_high", "ece_changed"),
                                          ("naopc_low", "naopc_high", "naopc_changed")]):
         bars = [c for c in ax.collections if isinstance(c, LineCollection)]
@@ -192,4 +194,4 @@ def test_claims_plot_draws_each_interval_and_marks_what_was_shown():
     assert "NAOPC (saliency)" in axes[2].get_title()
     plt.close("all")
     with pytest.raises(ValueError, match=r"summary lacks columns \['d_accuracy'"):
-        plots.claims_plot(s.drop(columns=["d_accuracy"]))
+        plots.claims_plot(dataclasses.replace(s, table=s.table.drop(columns=["d_accuracy"])))

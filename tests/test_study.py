@@ -17,7 +17,7 @@ import pytest
 
 from tiny import tiny_model, tiny_tokenizer
 from toolkit.store import CellStore
-from toolkit.study import StudyConfig, _cells, plan, status, summary
+from toolkit.study import StudyConfig, plan, status, study_cells, summary
 
 WORDS = "good bad great awful movie food service plot liked hated not very".split()
 
@@ -68,7 +68,10 @@ def run_driver(tmp: Path, out: Path, *, kill_after_cells: int | None = None, exe
     cmd = [sys.executable, str(script), str(model_dir), str(data), str(out), executor]
     # One torch thread in the driver and in every worker (Ray sets OMP_NUM_THREADS=num_cpus=1 in its
     # workers; submitit's processes inherit this): float32 sums then run in the same order everywhere.
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    # PYTHONPATH: the driver (and its workers) import this checkout's toolkit, not an installed one.
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     if kill_after_cells is None:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -139,7 +142,7 @@ def test_config_validation_and_files(tmp_path):
 
 
 def test_cells_run_unpruned_first_once():
-    keys = [c.key for c in _cells(StudyConfig(levels=(0, 2, 4), selections=("cosine", "random")))]
+    keys = [c.key for c in study_cells(StudyConfig(levels=(0, 2, 4), selections=("cosine", "random")))]
     assert keys[0].endswith("|none|0") and sum(k.endswith("|0") for k in keys) == 1 and len(keys) == 5
 
 
@@ -160,14 +163,16 @@ def test_summary_claims_are_tests_with_their_size():
                                equivalent=equivalent, margin=0.05))
         rows.append(_table_row(k, "ece", delta=d_ece, delta_se=se_ece))
         rows.append(_table_row(k, "naopc_comprehensiveness:saliency", delta=d_n, delta_se=se_n, delta_df=5))
-    s = summary(pd.DataFrame(rows), correction="holm").set_index("k")
+    head = summary(pd.DataFrame(rows), correction="holm")
+    s = head.table.set_index("k")
     assert s.loc[2, "equivalent"] and s.loc[2, "ece_changed"] and s.loc[2, "misaligned"]
     assert not s.loc[4, "equivalent"] and s.loc[4, "ece_changed"] and not s.loc[4, "misaligned"]
     assert s.loc[6, "equivalent"] and not s.loc[6, "ece_changed"] and not s.loc[6, "misaligned"]
     assert s.loc[2, "verdict"] == "misaligned" and s.loc[4, "verdict"] == "accuracy not shown equivalent"
     assert s.misaligned.dtype == bool and not s.loc[0, "misaligned"]  # the reference is no claim
     assert s.loc[0, "verdict"] == "reference (unpruned)" and len(s[s.misaligned]) == 1
-    assert s.attrs["m"] == 6 and "Holm" in s.attrs["statement"] and "0.05" in s.attrs["statement"]
+    assert head.m == 6 and "Holm" in head.statement and "0.05" in head.statement
+    assert head.expected_false_flags == pytest.approx(0.3) and head.margin == 0.05 and head.correction == "holm"
     # Bonferroni-level intervals (m = 6): half-width z_{1 - 0.05 / 12} se = 2.638 se
     assert s.loc[2, "ece_high"] - s.loc[2, "ece_low"] == pytest.approx(2 * 2.6383 * 0.02, rel=1e-3)
     with pytest.raises(ValueError, match="correction"):
@@ -233,8 +238,8 @@ def test_aopc_only_study_tests_aopc_and_skips_the_bounds(tmp_path):
     records = CellStore(config.run_dir()).records().values()
     assert all(row["bound_method"] == "none" for r in records for row in r["faithfulness"])
     head = summary(table)
-    assert {"aopc", "d_aopc", "aopc_low", "aopc_high", "aopc_changed"} <= set(head.columns)
-    assert head.attrs["faithfulness_metric"] == "aopc_comprehensiveness" and head.attrs["m"] == 2
+    assert {"aopc", "d_aopc", "aopc_low", "aopc_high", "aopc_changed"} <= set(head.table.columns)
+    assert head.faithfulness_metric == "aopc_comprehensiveness" and head.m == 2
     assert plan(config).metric.tolist() == ["accuracy", "ece", "aopc"]
     with pytest.raises(ValueError, match="StudyConfig.naopc='no'; expected true or false"):
         StudyConfig(naopc="no")

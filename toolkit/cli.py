@@ -98,8 +98,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         return 1
     head = summary(table, correction=config.correction, alpha=config.alpha)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(head.round(3).to_string(index=False))
-    print("\n" + head.attrs["statement"])
+        print(head.table.round(3).to_string(index=False))
+    print("\n" + head.statement)
     print(f"\nreport: {config.run_dir() / 'report.md'}")
     print(f"wall time {time.perf_counter() - start:.0f} s (cells already in {config.run_dir()} are not recomputed)")
     return 0
@@ -109,18 +109,17 @@ def _cmd_importance(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import attention_importance, load_dataset, load_model
-    from .importance import IMPORTANCE_METRICS
-    from .validation import check_choice
+    from .importance import importance_metric
 
     for metric in args.metric:
-        check_choice(metric, "importance metric", IMPORTANCE_METRICS)
+        importance_metric(metric)
     if args.plot:
         _check_plot_path(args.plot)
     ds = load_dataset(args.dataset, n=args.n, split="train")
     model, tok = load_model(args.model)
     columns = {}
     for metric in args.metric:
-        kwargs = dict(task=ds.task, labels=ds.labels) if metric == "loss_delta" else {}
+        kwargs = dict(task=ds.task, labels=ds.labels) if importance_metric(metric).needs_labels else {}
         columns[metric] = attention_importance(model, tok, ds.texts, metric=metric, progress=True, **kwargs)
     table = pd.DataFrame(columns)
     print(table.round(4).to_string())
@@ -218,12 +217,16 @@ def _print_fields(fields: dict) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import list_datasets, list_models
-    from .importance import IMPORTANCE_METRICS
     from .attribution import list_attribution_methods
+    from .metrics import FAMILIES, list_metrics, metric_names
 
     print("models:", ", ".join(list_models()), "(or any HF id / local folder)")
-    print("importance metrics:", ", ".join(IMPORTANCE_METRICS))
+    print("importance metrics:", ", ".join(metric_names("importance")))
     print("attribution methods:", ", ".join(list_attribution_methods()))
+    for family in FAMILIES[1:]:  # importance above, as the study's selections
+        shown = [m.name + (f" (headline{f' where {m.superseded_by} is not measured' if m.superseded_by else ''})"
+                           if m.headline else "") for m in list_metrics(family)]
+        print(f"{family} metrics:", ", ".join(shown))
     print("\ndatasets:")
     print(list_datasets()[["name", "n", "n_classes", "labels", "licence"]].to_string(index=False))
     return 0

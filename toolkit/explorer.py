@@ -19,13 +19,13 @@ from .attribution import attribute, attributions_html
 from .calibration import ece, probs_labels
 from .data import Dataset
 from .importance import select_layers
+from .metrics import Metric, list_metrics
 from .pruned_faithfulness import SentenceComprehensiveness, sentence_comprehensiveness
 from .pruning import drop_attention
 from .scoring import predict
 from .stats import Interval, paired_bootstrap
 
 __all__ = [
-    "METRICS",
     "ExplorerResult",
     "LayerScores",
     "Progress",
@@ -33,6 +33,7 @@ __all__ = [
     "compare_to_reference",
     "evaluate_layers",
     "explain_example",
+    "explorer_metrics",
     "explorer_result",
     "least_important",
     "score_layers",
@@ -118,16 +119,10 @@ def explain_example(model, tokenizer, dataset: Dataset, layers: Sequence[int], e
                          backend=backend)[0]
 
 
-def _accuracy(probs: np.ndarray, labels: np.ndarray, *, weights: np.ndarray | None = None):
-    correct = (probs.argmax(axis=1) == labels).astype(float)
-    return float(correct.mean()) if weights is None else (weights @ correct) / weights.sum(axis=-1)
-
-
-def _ece(probs: np.ndarray, labels: np.ndarray, *, weights: np.ndarray | None = None):
-    return ece(probs, labels, weights=weights)
-
-
-METRICS = {"accuracy": (_accuracy, "higher"), "ECE": (_ece, "lower")}
+def explorer_metrics() -> tuple[Metric, ...]:
+    """The metrics the explorer compares with the unpruned model: registered calibration metrics
+    with ``explorer=True`` (:mod:`toolkit.metrics`; built in: accuracy and ECE)."""
+    return tuple(m for m in list_metrics("calibration") if m.explorer)
 
 
 def compare_to_reference(scores: LayerScores, reference: LayerScores, *, n_boot: int = 1000, alpha: float = 0.05,
@@ -138,13 +133,15 @@ def compare_to_reference(scores: LayerScores, reference: LayerScores, *, n_boot:
     (`toolkit.stats.paired_bootstrap`: both models resampled on the same sentences).
 
     Returns:
-        DataFrame indexed by metric (`accuracy`, `ECE`) with columns `value`, `reference`, `delta`,
-        `low`, `high` (the CI of delta), `better` ("higher" or "lower"), `n`.
+        DataFrame indexed by metric label (:func:`explorer_metrics`: `accuracy`, `ECE`) with columns
+        `value`, `reference`, `delta`, `low`, `high` (the CI of delta), `better` ("higher" or
+        "lower"), `n`.
     """
     if scores.n != reference.n or not np.array_equal(scores.labels, reference.labels):
         raise ValueError(f"scores (n={scores.n}) and reference (n={reference.n}) are not on the same sentences")
     rows = {}
-    for name, (fn, better) in METRICS.items():
+    for metric in explorer_metrics():
+        name, fn, better = metric.label, metric.fn, metric.better
         if scores.layers == reference.layers:
             ci = Interval(0.0, 0.0, 0.0, alpha, 0)
         else:

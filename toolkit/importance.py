@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,22 +27,24 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .adapters import adapter_for, decoder_layers
+from .metrics import Metric, family_metric, metric_names, register_metric
 from .prompts import context_length, encode_text
 from .pruning import checked_layers, drop_attention
 from .scoring import encode_prompts, label_probs
-from .validation import InputError, InputTypeError, check_choice, check_int, check_text_list, is_int, short_repr
+from .validation import InputError, InputTypeError, check_int, check_text_list, is_int, short_repr
 
 __all__ = [
     "IMPORTANCE_METRICS",
+    "ImportanceInputs",
     "angular_distance",
     "attention_importance",
     "choose_layers",
     "cosine_importance",
+    "importance_metric",
     "select_layers",
     "token_cosine",
 ]
 
-IMPORTANCE_METRICS = ("cosine", "angular", "block_influence", "loss_delta", "random")
 SELECTION_STRATEGIES = ("one_shot", "iterative")
 COSINE_EPS = 1e-8  # torch.nn.functional.cosine_similarity's eps: a zero vector has cosine 0
 
@@ -271,7 +275,7 @@ def attention_importance(
     Args:
         texts: the texts to measure on (for `loss_delta` with a task: the example texts); each
             needs at least one non-space character.
-        metric: one of `IMPORTANCE_METRICS`.
+        metric: a registered importance metric (:func:`toolkit.metrics.list_metrics` ``("importance")``).
         max_length: None (default: whole texts, at most the model's context) or the number of
             tokens (>= 1) to keep of each text, the tokenizer's BOS included.
         labels: with `task`, the class id of each text, in ``range(task.n_classes)``.
@@ -284,39 +288,115 @@ def attention_importance(
         InputError (a ValueError): an unknown metric, an empty or blank text, a text longer than
             the context (without ``max_length``), a bad ``max_length``, ``batch_size`` or label.
     """
-    check_choice(metric, "importance metric", IMPORTANCE_METRICS)
+    entry = importance_metric(metric)
     texts = check_text_list(texts)
     batch_size = check_int(batch_size, "batch_size", 1)
     n = len(decoder_layers(model))
     exclude = set(checked_layers(model, exclude)) if exclude else set()
-    if metric == "random":
-        scores = np.random.default_rng(seed).random(n)
-    elif metric == "loss_delta":
-        if (task is None) != (labels is None):
-            raise InputError("loss_delta needs both task= and labels= (or neither, for the LM loss on texts)")
-        if labels is not None:
-            labels = _checked_labels(labels, task, len(texts))
-        ids = _encoded_texts(model, tokenizer, texts, max_length) if task is None else None
-
-        def loss() -> float:
-            if task is None:
-                return _lm_loss(model, tokenizer, ids, batch_size)
-            return _label_loss(model, tokenizer, task, texts, labels, batch_size)
-
-        base = loss()
-        scores = np.full(n, np.nan)
-        for i in tqdm(range(n), desc="loss_delta", disable=not progress, leave=False):
-            if i in exclude:
-                continue
-            with drop_attention(model, [i]):
-                scores[i] = loss() - base
-    else:
-        ids = _encoded_texts(model, tokenizer, texts, max_length)
-        scores = _similarity_scores(model, tokenizer, ids, batch_size=batch_size, progress=progress)[metric]
-    scores = np.asarray(scores, dtype=np.float64)
+    inputs = ImportanceInputs(model=model, tokenizer=tokenizer, texts=texts, batch_size=batch_size,
+                              max_length=max_length, task=task, labels=labels, exclude=frozenset(exclude), seed=seed,
+                              progress=progress)
+    scores = np.asarray(entry.fn(inputs), dtype=np.float64)
+    if scores.shape != (n,):
+        raise ValueError(f"importance metric {metric!r} returned {scores.shape[0] if scores.ndim else 'a scalar'} "
+                         f"scores for a model of {n} layers; expected one per layer")
     for i in exclude:
         scores[i] = np.nan
     return pd.Series(scores, index=pd.RangeIndex(n, name="layer"), name=metric)
+
+
+@dataclass(frozen=True)
+class ImportanceInputs:
+    """What an importance metric's function receives (``fn(inputs)`` -> one score per decoder layer).
+
+    Attributes:
+        model, tokenizer: the model as it is (with ``exclude`` already dropped by the caller, if any).
+        texts: the checked texts.
+        batch_size: texts per forward pass.
+        max_length: tokens kept per text, or None (see :func:`attention_importance`).
+        task, labels: labelled examples (both or neither), for task-aware metrics.
+        exclude: layers already dropped: they get NaN whatever the metric returns for them.
+        seed: for metrics that draw random numbers.
+        progress: show a progress bar.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    texts: list[str]
+    batch_size: int
+    max_length: int | None = None
+    task: Any = None
+    labels: Sequence[int] | None = None
+    exclude: frozenset[int] = frozenset()
+    seed: int = 0
+    progress: bool = False
+
+    def token_ids(self) -> list[list[int]]:
+        """Each text's token ids under the length policy of :func:`attention_importance`."""
+        return _encoded_texts(self.model, self.tokenizer, self.texts, self.max_length)
+
+
+def _similarity(name: str):
+    def metric(inputs: ImportanceInputs) -> np.ndarray:
+        ids = inputs.token_ids()
+        return _similarity_scores(inputs.model, inputs.tokenizer, ids, batch_size=inputs.batch_size,
+                                  progress=inputs.progress)[name]
+
+    metric.__name__ = f"{name}_importance_scores"
+    return metric
+
+
+def _loss_delta(inputs: ImportanceInputs) -> np.ndarray:
+    """Loss with one attention sub-layer skipped minus the loss as it is (label NLL with a task, else LM loss)."""
+    model, tokenizer, task, labels, texts = inputs.model, inputs.tokenizer, inputs.task, inputs.labels, inputs.texts
+    if (task is None) != (labels is None):
+        raise InputError("loss_delta needs both task= and labels= (or neither, for the LM loss on texts)")
+    if labels is not None:
+        labels = _checked_labels(labels, task, len(texts))
+    ids = inputs.token_ids() if task is None else None
+
+    def loss() -> float:
+        if task is None:
+            return _lm_loss(model, tokenizer, ids, inputs.batch_size)
+        return _label_loss(model, tokenizer, task, texts, labels, inputs.batch_size)
+
+    n = len(decoder_layers(model))
+    base = loss()
+    scores = np.full(n, np.nan)
+    for i in tqdm(range(n), desc="loss_delta", disable=not inputs.progress, leave=False):
+        if i in inputs.exclude:
+            continue
+        with drop_attention(model, [i]):
+            scores[i] = loss() - base
+    return scores
+
+
+def _random(inputs: ImportanceInputs) -> np.ndarray:
+    return np.random.default_rng(inputs.seed).random(len(decoder_layers(inputs.model)))
+
+
+# The importance family of the metric registry: the study's selections and `attention_importance`'s
+# metrics, in this order. A new importance metric is one entry here (or a register_metric call anywhere).
+register_metric(Metric("cosine", _similarity("cosine"), "importance", label="cosine (1 - cos(X, X + Attn))"))
+register_metric(Metric("angular", _similarity("angular"), "importance", label="angular distance"))
+register_metric(Metric("block_influence", _similarity("block_influence"), "importance", label="block influence"))
+register_metric(Metric("loss_delta", _loss_delta, "importance", label="loss increase", needs_labels=True))
+register_metric(Metric("random", _random, "importance", label="random (control)", control=True))
+
+
+def importance_metric(name: str) -> Metric:
+    """The registered importance metric ``name``.
+
+    Raises:
+        InputError: not a registered importance metric; the message lists those that are.
+    """
+    return family_metric(name, "importance", "importance metric")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "IMPORTANCE_METRICS":  # the names as registered now (before the registry: a fixed tuple)
+        return metric_names("importance")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _checked_labels(labels: Sequence[int], task, n_texts: int) -> np.ndarray:
@@ -376,7 +456,7 @@ def choose_layers(
         raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
     n = len(decoder_layers(model))
     check_int(k, "k", 0, n)
-    if strategy == "one_shot" or metric == "random" or k == 0:
+    if strategy == "one_shot" or importance_metric(metric).control or k == 0:
         scores = attention_importance(model, tokenizer, texts, metric=metric, **importance_options)
         return select_layers(scores, k)
     chosen: list[int] = []

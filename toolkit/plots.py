@@ -188,57 +188,61 @@ def metric_vs_pruning(
     return ax
 
 
-_CLAIM_PANELS = (
-    ("d_accuracy", "tost_low", "tost_high", "equivalent", "Δ accuracy, TOST {ci:.0%} CI"),
-    ("d_ece", "ece_low", "ece_high", "ece_changed", "Δ ECE, {correction} CI"),
-)
-
-
-def claims_plot(summary: pd.DataFrame, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
+def claims_plot(summary, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
     """The study's claims against the pruning level: each paired difference with the interval its test uses.
 
-    Three panels (``toolkit.study.summary`` in): Δ accuracy with its (1 - 2 alpha) TOST interval and
-    the ±margin band it must lie in (filled marker: shown equivalent); Δ ECE and Δ NAOPC (or Δ AOPC
-    in an AOPC-only study) with their multiplicity-adjusted intervals (filled: shown changed). A
-    misaligned cell is ringed in red on every panel. One colour per selection; the unpruned
-    reference is the zero line.
+    One panel per claim of the summary (the registry's headline metrics, :mod:`toolkit.metrics`),
+    in order: Δ accuracy with its (1 - 2 alpha) TOST interval and the ±margin band it must lie in
+    (filled marker: shown equivalent); Δ ECE and Δ NAOPC (or Δ AOPC in an AOPC-only study), and any
+    other registered change claim, with their multiplicity-adjusted intervals (filled: shown
+    changed). A misaligned cell is ringed in red on every panel. One colour per selection; the
+    unpruned reference is the zero line.
 
     Args:
-        summary: the DataFrame :func:`toolkit.study.summary` returns (its ``attrs`` name the margin,
-            the correction and the faithfulness metric).
-        axes: three Axes to draw on; None creates a figure.
+        summary: the :class:`toolkit.study.Summary` that :func:`toolkit.study.summary` returns (its
+            fields name the claims, the margin, the correction and the attribution method).
+        axes: one Axes per claim to draw on; None creates a figure.
 
     Returns:
-        The three Axes.
+        The Axes, one per claim.
     """
-    if not isinstance(summary, pd.DataFrame):
-        raise InputTypeError(f"summary must be the DataFrame toolkit.study.summary returns, got {type(summary).__name__}")
-    faith = "naopc" if "d_naopc" in summary else "aopc"
-    needed = ["selection", "k", "misaligned", "d_accuracy", "tost_low", "tost_high", "equivalent", "d_ece", "ece_low",
-              "ece_high", "ece_changed", f"d_{faith}", f"{faith}_low", f"{faith}_high", f"{faith}_changed"]
-    missing = [c for c in needed if c not in summary.columns]
-    if missing:
-        raise ValueError(f"summary lacks columns {missing}: pass toolkit.study.summary(table) of a study with a "
-                         "pruned level")
+    if not (hasattr(summary, "claim_columns") and isinstance(getattr(summary, "table", None), pd.DataFrame)):
+        raise InputTypeError(f"summary must be the Summary toolkit.study.summary returns, got {type(summary).__name__}")
+    table = summary.table
+    claims = summary.claim_columns()
+    needed = ["selection", "k", "misaligned"] + [c for claim in claims for c in
+                                                 (claim.delta, claim.low, claim.high, claim.shown)]
+    missing = [c for c in needed if c not in table.columns]
+    if missing or not claims:
+        raise ValueError(f"summary lacks columns {missing or 'of any claim'}: pass toolkit.study.summary(table) of a "
+                         "study with a pruned level")
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(13.5, 3.6))
+        _, axes = plt.subplots(1, len(claims), figsize=(4.5 * len(claims), 3.6))
     axes = np.asarray(axes, dtype=object).ravel()
-    if len(axes) != 3:
-        raise ValueError(f"axes has {len(axes)} Axes; expected 3 (accuracy, ECE, faithfulness)")
-    pruned = summary[summary.k > 0]
-    margin = summary.attrs.get("margin")
-    alpha = summary.attrs.get("alpha", 0.05)
-    correction = {"holm": "Holm", "bh": "Benjamini-Yekutieli"}.get(summary.attrs.get("correction"), "adjusted")
-    method = summary.attrs.get("method", "")
-    panels = _CLAIM_PANELS + ((f"d_{faith}", f"{faith}_low", f"{faith}_high", f"{faith}_changed",
-                               f"Δ {faith.upper()} ({method}), {{correction}} CI"),)
+    if len(axes) != len(claims):
+        names = ", ".join(claim.metric.label for claim in claims)
+        raise ValueError(f"axes has {len(axes)} Axes; expected {len(claims)} ({names})")
+    pruned = table[table.k > 0]
+    margin = summary.margin
+    alpha = summary.alpha
+    correction = {"holm": "Holm", "bh": "Benjamini-Yekutieli"}.get(summary.correction, "adjusted")
+    panels = []
+    for claim in claims:
+        metric = claim.metric
+        if metric.test == "tost":
+            title = f"Δ {metric.label}, TOST {{ci:.0%}} CI"
+        elif metric.family == "faithfulness":
+            title = f"Δ {metric.label} ({summary.method}), {{correction}} CI"
+        else:
+            title = f"Δ {metric.label}, {{correction}} CI"
+        panels.append((claim.delta, claim.low, claim.high, claim.shown, title, metric.test == "tost"))
     selections = sorted(pruned.selection.unique())
     colors = dict(zip(selections, sns.color_palette(n_colors=max(1, len(selections)))))
     width = 0.5 / max(1, len(selections))
-    for ax, (col, low, high, shown, title) in zip(axes, panels):
+    for ax, (col, low, high, shown, title, equivalence) in zip(axes, panels):
         ringed = False  # one "misaligned" legend entry, and none when no cell is
         ax.axhline(0.0, color="0.3", linewidth=0.8)
-        if col == "d_accuracy" and margin is not None:
+        if equivalence and margin is not None:
             ax.axhspan(-margin, margin, color="0.85", zorder=0, label=f"±{margin:g} margin")
         for i, sel in enumerate(selections):
             g = pruned[pruned.selection == sel].sort_values("k")

@@ -35,6 +35,7 @@ import pandas as pd
 from .attribution import Attribution, attribute, split_words
 from .data import Dataset, Task
 from .faithfulness import FRACTIONS, comprehensiveness, k_for_fraction, model_scorer, naopc
+from .metrics import get_metric, list_metrics
 from .pruning import drop_attention
 from .stats import Interval, paired_bootstrap
 from .validation import InputError, check_choice, check_int
@@ -47,11 +48,9 @@ __all__ = [
     "set_comprehensiveness",
 ]
 
-FAITHFULNESS_METRICS: dict[str, str] = {
-    "aopc": "aopc_comprehensiveness",
-    "naopc": "naopc_comprehensiveness",
-}
-"""Set-level metric name -> the column of :mod:`toolkit.faithfulness` it reads."""
+FAITHFULNESS_METRICS: dict[str, str] = {m.short: m.name for m in list_metrics("faithfulness") if m.headline}
+"""Set-level metric name -> the column of :mod:`toolkit.faithfulness` it reads: the registry's headline
+faithfulness metrics by their short name (``aopc``, ``naopc``)."""
 
 Progress = Callable[[float, str], None]
 
@@ -164,10 +163,10 @@ def set_comprehensiveness(model, tokenizer, dataset: Dataset, layers: Sequence[i
         report(0.5, f"erasing their top words ({metric.upper()})")
         scorer = model_scorer(model, tokenizer, dataset.task, batch_size=batch_size)
         scores = [a.scores for a in attributions]
-        if metric == "aopc":
-            table = comprehensiveness(scorer, texts, scores)
-        else:
+        if "bounds" in get_metric(FAITHFULNESS_METRICS[metric]).needs:  # NAOPC: the bound search too
             table = naopc(scorer, texts, scores)
+        else:
+            table = comprehensiveness(scorer, texts, scores)
     report(1.0, "done")
     return table.assign(value=table[FAITHFULNESS_METRICS[metric]].astype(float)).reset_index(drop=True)
 
@@ -210,6 +209,7 @@ def compare_comprehensiveness(values: pd.DataFrame | Sequence[float], reference:
     else:
         ci = paired_bootstrap(_mean, (r,), (v,), n_boot=n_boot, alpha=alpha, seed=seed)
         value, ref = float(v.mean()), float(r.mean())
-    row = dict(value=value, reference=ref, delta=ci.estimate, low=ci.low, high=ci.high, better="higher",
+    row = dict(value=value, reference=ref, delta=ci.estimate, low=ci.low, high=ci.high,
+               better=get_metric(FAITHFULNESS_METRICS[metric]).better,
                n=int(both.sum()), n_total=int(len(both)))
     return pd.DataFrame.from_dict({f"{metric.upper()} comprehensiveness": row}, orient="index")

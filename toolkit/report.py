@@ -8,6 +8,7 @@ importing or calling this module leaves a notebook's plotting setup alone.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .metrics import get_metric, headline_metrics, list_metrics
 from .plots import claims_plot, importance_profile, metric_vs_pruning, reliability_diagram
 from .store import cell_id
 
@@ -59,33 +61,40 @@ def _save(fig: Figure, path: Path) -> str:
 def write_report(
     out: str | Path,
     table: pd.DataFrame,
-    summary: pd.DataFrame,
+    summary,
     cells: Mapping[tuple[str, str], Mapping],
     *,
     digest: str,
 ) -> Path:
     """Draw the study's figures (PNG) and write `report.md` beside them in `out`; return the report path.
 
+    Which metrics are drawn and which claims are stated comes from the metric registry
+    (:mod:`toolkit.metrics`): every metric registered with ``plot=True`` is a panel of the
+    metrics-vs-pruning figure (faithfulness: the headline metric, up to three methods), and every
+    claim of the summary is a panel of the claims figure and a column group of the summary table.
+
     Args:
         out: the run folder.
         table: the study's tidy table (one row per cell and metric).
-        summary: its headline view (`toolkit.study.summary(table)`; `attrs["method"]` names the
-            attribution method of the NAOPC column).
+        summary: its headline view, a :class:`toolkit.study.Summary` (`toolkit.study.summary(table)`;
+            its ``method`` names the attribution method of the faithfulness columns).
         cells: per (model, dataset): ``frames`` (prediction frames by label, e.g. ``"k=2"``) for the
             reliability diagram, ``selection`` (the pruning selection they come from, or None) and
             ``importance`` (importance profile per selection).
         digest: the study config's hash, named in the report.
     """
     out = Path(out)
+    head = summary.table
     figures: list[tuple[str, str]] = []
     lines = ["# Attention-pruning study", "", f"Config hash `{digest}`.", ""]
     for (model, dataset), sub in table.groupby(["model", "dataset"], sort=False):
         tag = artifact_tag(model, dataset)
         wide = per_selection(sub)
-        metrics = ["accuracy", "ece", "brier"]
-        faith = sorted(m for m in sub.metric.unique() if m.startswith("naopc_comprehensiveness:"))
-        faith = faith or sorted(m for m in sub.metric.unique() if m.startswith("aopc_comprehensiveness:"))
-        metrics += faith[:3]  # NAOPC, or AOPC in an AOPC-only study
+        measured = {m.split(":", 1)[0] for m in sub.metric.unique()}
+        metrics = [m.name for m in list_metrics("calibration") if m.plot and m.name in measured]
+        for entry in headline_metrics("faithfulness", measured=measured):  # NAOPC, or AOPC in an AOPC-only study
+            if entry.plot:
+                metrics += sorted(m for m in sub.metric.unique() if m.startswith(f"{entry.name}:"))[:3]
         ncols = min(3, len(metrics))
         nrows = -(-len(metrics) // ncols)
         fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows))
@@ -98,12 +107,12 @@ def write_report(
             ax.set_visible(False)
         figures.append((f"{model} / {dataset}: metrics vs pruning level", _save(fig, out / f"metrics_{tag}.png")))
 
-        has_claims = {"model", "dataset", "k", "tost_low"} <= set(summary)
-        claims = summary[(summary.model == model) & (summary.dataset == dataset)] if has_claims else None
+        has_claims = {"model", "dataset", "k", "tost_low"} <= set(head)
+        claims = head[(head.model == model) & (head.dataset == dataset)] if has_claims else None
         if claims is not None and (claims.k > 0).any():
-            claims.attrs = dict(summary.attrs)
-            fig = Figure(figsize=(13.5, 3.6))
-            claims_plot(claims, axes=fig.subplots(1, 3))
+            n_panels = len(summary.claim_columns())
+            fig = Figure(figsize=(4.5 * n_panels, 3.6))
+            claims_plot(dataclasses.replace(summary, table=claims), axes=fig.subplots(1, n_panels))
             figures.append((f"{model} / {dataset}: the claims, each with the interval its test uses",
                             _save(fig, out / f"claims_{tag}.png")))
 
@@ -120,18 +129,21 @@ def write_report(
             importance_profile(pd.DataFrame(cell["importance"]), ax=ax)
             figures.append((f"{model} / {dataset}: attention importance", _save(fig, out / f"importance_{tag}.png")))
 
-    shown = summary.copy()
+    shown = head.copy()
     for col in shown.columns:  # booleans as yes/no, not 1.0/0.0/nan
         if shown[col].dropna().map(type).isin([bool]).all() and shown[col].notna().any():
             shown[col] = shown[col].map({True: "yes", False: "no"}).fillna("")
-    faith = summary.attrs.get("faithfulness_metric", "naopc_comprehensiveness").split("_")[0].upper()
+    faith = get_metric(summary.faithfulness_metric) if summary.faithfulness_metric else headline_metrics(
+        "faithfulness")[0]
+    claimed = [get_metric(name) for name in summary.claims] or list(headline_metrics())
+    changed = ", ".join(f"`{m.short}_changed`" for m in claimed if m.test != "tost")
     lines += ["## Summary", "",
-              f"{faith} is for `{summary.attrs.get('method')}`. Deltas (`d_`) are paired differences against the "
+              f"{faith.label} is for `{summary.method or None}`. Deltas (`d_`) are paired differences against the "
               "unpruned model on the same examples. `equivalent`: accuracy shown equivalent by paired TOST "
-              "(`tost_low`, `tost_high`: its interval, which must lie inside the margin); `ece_changed`, "
-              f"`{faith.lower()}_changed`: a change shown after the multiplicity correction (`_low`, `_high`: "
+              f"(`tost_low`, `tost_high`: its interval, which must lie inside the margin); {changed}: "
+              "a change shown after the multiplicity correction (`_low`, `_high`: "
               "the adjusted interval); `misaligned`: equivalent and a change shown.", "",
-              f"Tests: {summary.attrs.get('statement', '')}", "",
+              f"Tests: {summary.statement}", "",
               shown.round(3).to_markdown(index=False), ""]
     lines += ["## Figures", ""] + [f"### {title}\n\n![{title}]({name})\n" for title, name in figures]
     lines += ["## Full table", "", "`table.csv` beside this file: one row per (cell, metric) with bootstrap CIs.", ""]

@@ -15,7 +15,7 @@ on the data resampled with those counts.
 
 from .binned import BINNINGS, NORMS, Binning, Norm, classwise_ece, debiased_l2_ce, ece, reliability_table
 from .inputs import ROW_SUM_ATOL, Data, probs_labels
-from .report import REPORT_METRICS, calibration_report, compare_calibration
+from .report import calibration_report, compare_calibration, report_metrics
 from .scaling import TemperatureScaler, with_temperature
 from .scores import NLL_FLOOR, accuracy, accuracy_coverage, aurc, brier, nll
 from .smooth import smooth_ece, smooth_ece_bandwidth
@@ -36,6 +36,7 @@ __all__ = [
     "nll",
     "probs_labels",
     "reliability_table",
+    "report_metrics",
     "smooth_ece",
     "smooth_ece_bandwidth",
     "with_temperature",

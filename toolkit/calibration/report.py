@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from ..metrics import Metric, list_metrics, register_metric
 from ..stats import Interval, bootstrap_ci, paired_bootstrap
 from .binned import ece
 from .inputs import Data, check_n_bins, probs_and_labels, probs_labels
@@ -16,35 +19,45 @@ from .scores import accuracy, brier, nll
 from .smooth import smooth_ece
 
 __all__ = [
-    "REPORT_METRICS",
     "calibration_report",
     "compare_calibration",
+    "report_metrics",
 ]
 
 
+def _binned(norm: str = "l1", binning: str = "width") -> Callable[..., float | NDArray[np.float64]]:
+    def metric(p: NDArray, y: NDArray, *, weights: NDArray | None = None, n_bins: int = 15) -> float | NDArray:
+        return ece(p, y, n_bins=n_bins, norm=norm, binning=binning, weights=weights)
 
-def _report_metrics(n_bins: int) -> dict[str, Callable[..., float | NDArray[np.float64]]]:
-    def ece_(p: NDArray, y: NDArray, *, weights: NDArray | None = None) -> float | NDArray:
-        return ece(p, y, n_bins=n_bins, weights=weights)
-
-    def mce_(p: NDArray, y: NDArray, *, weights: NDArray | None = None) -> float | NDArray:
-        return ece(p, y, n_bins=n_bins, norm="max", weights=weights)
-
-    def adaptive_(p: NDArray, y: NDArray, *, weights: NDArray | None = None) -> float | NDArray:
-        return ece(p, y, n_bins=n_bins, binning="mass", weights=weights)
-
-    return {
-        "accuracy": accuracy,
-        "ece": ece_,
-        "mce": mce_,
-        "adaptive_ece": adaptive_,
-        "smooth_ece": smooth_ece,
-        "brier": brier,
-        "nll": nll,
-    }
+    return metric
 
 
-REPORT_METRICS: tuple[str, ...] = ("accuracy", "ece", "mce", "adaptive_ece", "smooth_ece", "brier", "nll")
+# The calibration family of the metric registry, in the order of the report's columns and the study's
+# rows. A new calibration metric is one entry here (or a register_metric call anywhere).
+register_metric(Metric("accuracy", accuracy, "calibration", higher_is_better=True, test="tost", headline=True,
+                       plot=True, explorer=True))
+register_metric(Metric("ece", _binned(), "calibration", higher_is_better=False, test="paired_bootstrap",
+                       headline=True, label="ECE", also_show=(("ece_temperature_scaled", "ece_ts"),), plot=True,
+                       explorer=True))
+register_metric(Metric("mce", _binned(norm="max"), "calibration", higher_is_better=False, test="paired_bootstrap",
+                       label="MCE"))
+register_metric(Metric("adaptive_ece", _binned(binning="mass"), "calibration", higher_is_better=False,
+                       test="paired_bootstrap", label="adaptive ECE"))
+register_metric(Metric("smooth_ece", smooth_ece, "calibration", higher_is_better=False, test="paired_bootstrap",
+                       label="smooth ECE"))
+register_metric(Metric("brier", brier, "calibration", higher_is_better=False, test="paired_bootstrap",
+                       label="Brier", plot=True))
+register_metric(Metric("nll", nll, "calibration", higher_is_better=False, test="paired_bootstrap", label="NLL"))
+
+
+def report_metrics(n_bins: int = 15) -> dict[str, Callable[..., float | NDArray[np.float64]]]:
+    """The registered calibration metrics (:func:`toolkit.metrics.list_metrics`), ``n_bins`` bound where
+    a metric takes it: name -> ``fn(probs, labels, *, weights=None)``, in registration order."""
+    out = {}
+    for metric in list_metrics("calibration"):
+        takes_bins = "n_bins" in inspect.signature(metric.fn).parameters
+        out[metric.name] = functools.partial(metric.fn, n_bins=n_bins) if takes_bins else metric.fn
+    return out
 
 
 def calibration_report(
@@ -58,8 +71,9 @@ def calibration_report(
 ) -> pd.DataFrame:
     """Accuracy and calibration metrics with percentile bootstrap CIs, as one row.
 
-    Metrics: accuracy, ECE (width, l1), MCE (width, max), adaptive ECE (mass, l1), smooth ECE,
-    Brier, NLL; every interval uses the same ``seed``, hence the same resamples.
+    Metrics: the registered calibration metrics (:func:`report_metrics`; built in: accuracy, ECE
+    (width, l1), MCE (width, max), adaptive ECE (mass, l1), smooth ECE, Brier, NLL); every interval
+    uses the same ``seed``, hence the same resamples.
 
     Args:
         data: probabilities (n, C) with ``labels``, or a predict() DataFrame.
@@ -68,14 +82,14 @@ def calibration_report(
         n_boot, alpha, seed: as in :func:`toolkit.stats.bootstrap_ci`.
 
     Returns:
-        One-row DataFrame: ``n``, the seven metrics, then ``<metric>_low``, ``<metric>_high``
+        One-row DataFrame: ``n``, the metrics, then ``<metric>_low``, ``<metric>_high``
         for each; ``attrs`` holds ``alpha``, ``n_boot``, ``n_bins``, ``seed``.
     """
     check_n_bins(n_bins)
     p, y = probs_and_labels(data, labels)
     row: dict[str, float] = {"n": p.shape[0]}
     cis: dict[str, float] = {}
-    for name, fn in _report_metrics(n_bins).items():
+    for name, fn in report_metrics(n_bins).items():
         iv = bootstrap_ci(fn, p, y, n_boot=n_boot, alpha=alpha, seed=seed)
         row[name] = iv.estimate
         cis[f"{name}_low"], cis[f"{name}_high"] = iv.low, iv.high
@@ -135,7 +149,7 @@ def compare_calibration(
     check_n_bins(n_bins)
     pa, pb, y = _paired_inputs(a, b, labels)
     rows = []
-    for name, fn in _report_metrics(n_bins).items():
+    for name, fn in report_metrics(n_bins).items():
         iv: Interval = paired_bootstrap(fn, (pa, y), (pb, y), n_boot=n_boot, alpha=alpha, seed=seed)
         rows.append({"metric": name, "a": float(fn(pa, y)), "b": float(fn(pb, y)), "diff": iv.estimate,
                      "low": iv.low, "high": iv.high})

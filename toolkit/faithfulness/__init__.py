@@ -35,12 +35,12 @@ AOPC bounds) <- ``metrics`` (the engine and the metric functions) <- ``report``
 ``toolkit.faithfulness.naopc`` is the same function as ``toolkit.faithfulness.metrics.naopc``.
 """
 
+from ..metrics import metric_names
 from ..prompts import split_words  # re-exported: the erasure metrics define a word as split_words does
 from .bounds import FLAT_BOUNDS_TOL, naopc_from_bounds
 from .erasure import BEAM_WIDTH, EXACT_MAX_WORDS, FRACTIONS, Examples, Scorer, Variant, k_for_fraction, ranking
 from .memo import MEMO_STATES, ScoreMemo, clear_memo, memoize, model_state
 from .metrics import (
-    METRICS,
     RANDOM,
     aopc,
     aopc_bounds,
@@ -86,3 +86,9 @@ __all__ = [
     "sufficiency",
     "Variant",
 ]
+
+
+def __getattr__(name: str):
+    if name == "METRICS":  # the registered faithfulness metrics now (toolkit.metrics)
+        return metric_names("faithfulness")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,8 @@ Every metric takes a :data:`~toolkit.faithfulness.erasure.Scorer`; conventions (
 ``attributions``, k, erasure, batching): :mod:`toolkit.faithfulness`. :func:`evaluate` queues every
 erased variant a call needs, scores them in one scorer call (plus one per beam step) and reads
 the tables; :func:`metric_table` and :func:`average_rankings` turn them into per-ranking and
-per-example metric rows (:mod:`toolkit.faithfulness.report` uses them).
+per-example metric rows, one column per registered faithfulness metric (:mod:`toolkit.metrics`;
+the built-in entries are registered here; :mod:`toolkit.faithfulness.report` uses them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..metrics import Metric, list_metrics, metric_names, register_metric
 from ..validation import check_int
 from .bounds import Beam, ExactBounds, naopc_from_bounds
 from .erasure import (
@@ -45,6 +47,7 @@ __all__ = [
     "average_rankings",
     "comprehensiveness",
     "decision_flip",
+    "engine_parts",
     "erasure_curves",
     "evaluate",
     "jobs_for",
@@ -56,16 +59,6 @@ __all__ = [
 ]
 
 RANDOM = "random"
-
-METRICS: tuple[str, ...] = (
-    "aopc_comprehensiveness",
-    "aopc_sufficiency",
-    "naopc_comprehensiveness",
-    "naopc_sufficiency",
-    "flip_rate",
-    "fraction_flip",
-)
-
 
 @dataclass(frozen=True)
 class _Job:
@@ -212,16 +205,77 @@ def _aopc_table(curves: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _normalise(aopc: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
-    """NAOPC per ranking; searched (beam) bounds first widened to every ranking evaluated with them."""
+def _widen(aopc: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
+    """The per-ranking rows with their example's AOPC bounds; searched (beam) bounds widened to every
+    ranking evaluated with them (NAOPC itself is a registered metric: :func:`_naopc`)."""
     out = aopc.merge(bounds[["example", *_BOUND_COLS]], on="example", how="left")
     searched = out["bound_method"] == "beam"
     for m in ("comprehensiveness", "sufficiency"):
         seen = out.groupby("example")[f"aopc_{m}"]
         out[f"{m}_lower"] = out[f"{m}_lower"].where(~searched, np.minimum(out[f"{m}_lower"], seen.transform("min")))
         out[f"{m}_upper"] = out[f"{m}_upper"].where(~searched, np.maximum(out[f"{m}_upper"], seen.transform("max")))
-        out[f"naopc_{m}"] = naopc_from_bounds(out[f"aopc_{m}"], out[f"{m}_lower"], out[f"{m}_upper"])
     return out
+
+
+# ----------------------------------------------------------------------------- the registry's entries
+# The faithfulness family of the metric registry (:mod:`toolkit.metrics`): each entry computes one
+# value per ranking from the engine's per-ranking rows (:func:`metric_table`): the AOPC curve means
+# (``aopc_comprehensiveness``, ``aopc_sufficiency``; engine part ``curves``), the example's bounds
+# (``comprehensiveness_lower`` ...; ``bounds``) and the decision flip (``flipped``, ``fraction``;
+# ``flips``). A new faithfulness metric is one entry (here, or a register_metric call anywhere): it
+# becomes a column of every per-example table and aggregate, and a row of the study's table. The
+# order is the study table's row order.
+def _curve_mean(metric: str):
+    def aopc_metric(table: pd.DataFrame) -> pd.Series:
+        return table[f"aopc_{metric}"]
+
+    aopc_metric.__name__ = f"aopc_{metric}"
+    return aopc_metric
+
+
+def _naopc(metric: str):
+    def naopc_metric(table: pd.DataFrame) -> pd.Series:
+        return naopc_from_bounds(table[f"aopc_{metric}"], table[f"{metric}_lower"], table[f"{metric}_upper"])
+
+    naopc_metric.__name__ = f"naopc_{metric}"
+    return naopc_metric
+
+
+def _fraction_flip(table: pd.DataFrame) -> pd.Series:
+    return table["fraction"]
+
+
+def _flip_rate(table: pd.DataFrame) -> pd.Series:
+    return table["flipped"].astype(float)
+
+
+register_metric(Metric("aopc_comprehensiveness", _curve_mean("comprehensiveness"), "faithfulness",
+                       higher_is_better=True, test="paired_t", headline=True, superseded_by="naopc_comprehensiveness",
+                       label="AOPC", short="aopc", plot=True, needs={"curves"}))
+register_metric(Metric("aopc_sufficiency", _curve_mean("sufficiency"), "faithfulness", higher_is_better=False,
+                       test="paired_t", label="AOPC sufficiency", needs={"curves"}))
+register_metric(Metric("naopc_comprehensiveness", _naopc("comprehensiveness"), "faithfulness", higher_is_better=True,
+                       test="paired_t", headline=True, label="NAOPC", short="naopc", plot=True,
+                       needs={"curves", "bounds"}))
+register_metric(Metric("naopc_sufficiency", _naopc("sufficiency"), "faithfulness", higher_is_better=False,
+                       test="paired_t", label="NAOPC sufficiency", needs={"curves", "bounds"}))
+register_metric(Metric("fraction_flip", _fraction_flip, "faithfulness", higher_is_better=False, test="paired_t",
+                       label="fraction erased to flip", needs={"flips"}))
+register_metric(Metric("flip_rate", _flip_rate, "faithfulness", higher_is_better=True, test="paired_t",
+                       label="decision flip rate", needs={"flips"}))
+
+
+def engine_parts(naopc: bool = True) -> dict[str, bool]:
+    """The :func:`evaluate` flags the registered faithfulness metrics need: ``curves`` (always: the
+    per-ranking rows come from them), ``flips``, and ``bounds`` when ``naopc`` (the bound search)."""
+    needs = set().union(*(m.needs for m in list_metrics("faithfulness")))
+    return {"curves": True, "flips": "flips" in needs, "bounds": bool(naopc) and "bounds" in needs}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METRICS":  # the registered names now (before the registry: a fixed tuple)
+        return metric_names("faithfulness")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------- public metrics
@@ -382,7 +436,10 @@ def naopc(
     attributions = check_attributions(attributions, words, "attributions")
     opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
     res = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True, bounds=True)
-    return _normalise(_aopc_table(res.curves), res.bounds).drop(columns=["method", "ranking"])
+    table = _widen(_aopc_table(res.curves), res.bounds)
+    table = table.assign(naopc_comprehensiveness=_naopc("comprehensiveness")(table),
+                         naopc_sufficiency=_naopc("sufficiency")(table))
+    return table.drop(columns=["method", "ranking"])
 
 
 def decision_flip(
@@ -408,23 +465,34 @@ def decision_flip(
 
 
 def metric_table(res: _Results) -> pd.DataFrame:
-    """Per-ranking AOPC, NAOPC and flip columns from the engine's tables (NAOPC NaN without bounds)."""
+    """Per-ranking rows: the engine's columns, then one column per registered faithfulness metric.
+
+    Returns:
+        One row per (example, method, ranking): n_words, label, p_full, the bound columns
+        (bound_method "none" and NaN bounds without the bound search), then each registered
+        faithfulness metric in registry order (NaN where the engine part it needs was not run).
+    """
     table = _aopc_table(res.curves)
+    parts = {"curves"}
     if res.bounds is None:
-        table = table.assign(bound_method="none", **{c: math.nan for c in _BOUND_COLS[1:]},
-                             naopc_comprehensiveness=math.nan, naopc_sufficiency=math.nan)
+        table = table.assign(bound_method="none", **{c: math.nan for c in _BOUND_COLS[1:]})
     else:
-        table = _normalise(table, res.bounds)
-    flips = res.flips[_KEYS + ["flipped", "fraction"]].rename(columns={"fraction": "fraction_flip"})
-    table = table.merge(flips, on=_KEYS, how="left")
-    table["flip_rate"] = table.pop("flipped").astype(float)
-    return table
+        table = _widen(table, res.bounds)
+        parts.add("bounds")
+    engine_columns = []
+    if res.flips is not None:
+        table = table.merge(res.flips[_KEYS + ["flipped", "fraction"]], on=_KEYS, how="left")
+        engine_columns = ["flipped", "fraction"]
+        parts.add("flips")
+    for metric in list_metrics("faithfulness"):
+        table[metric.name] = metric.fn(table) if metric.needs <= parts else math.nan
+    return table.drop(columns=[c for c in engine_columns if c not in metric_names("faithfulness")])
 
 
 def average_rankings(table: pd.DataFrame) -> pd.DataFrame:
     """Mean over a method's rankings per example (fraction_flip over the rankings that flipped)."""
     first = ["n_words", "label", "p_full", *_BOUND_COLS]
-    agg = {c: (c, "first") for c in first} | {m: (m, "mean") for m in METRICS}
+    agg = {c: (c, "first") for c in first} | {m: (m, "mean") for m in metric_names("faithfulness") if m in table}
     out = table.groupby(["example", "method"], sort=False).agg(**agg, n_rankings=("ranking", "size"))
     return out.reset_index()
 
@@ -458,5 +526,5 @@ def random_baseline(
     n_rankings = check_int(n_rankings, "n_rankings", 1, keyword=True)
     opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = random_jobs(words, n_rankings, seed)
-    table = metric_table(evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=check_flag(naopc)))
+    table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc))))
     return table if per_ranking else average_rankings(table)

@@ -23,7 +23,8 @@ from .erasure import (
     check_words,
     options,
 )
-from .metrics import METRICS, RANDOM, average_rankings, evaluate, jobs_for, metric_table, random_jobs
+from ..metrics import metric_names
+from .metrics import RANDOM, average_rankings, engine_parts, evaluate, jobs_for, metric_table, random_jobs
 
 __all__ = [
     "aggregate",
@@ -59,7 +60,8 @@ def faithfulness_report(
     Returns:
         (per_example, aggregate). per_example: one row per (example, method) with the columns of
         :func:`random_baseline` (n_rankings = 1 for a method). aggregate: one row per method:
-        method, n_examples, and for each metric in METRICS: <metric>, <metric>_low,
+        method, n_examples, and for each registered faithfulness metric (:mod:`toolkit.metrics`):
+        <metric>, <metric>_low,
         <metric>_high, n_<metric>.
     """
     words = check_words(words)
@@ -73,7 +75,7 @@ def faithfulness_report(
     for name, attr in attributions.items():
         jobs += jobs_for(check_attributions(attr, words, f"attributions[{name!r}]"), str(name))
     jobs += random_jobs(words, n_random, seed)
-    table = metric_table(evaluate(scorer, words, jobs, opts, curves=True, flips=True, bounds=check_flag(naopc)))
+    table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc))))
     per_example = average_rankings(table)
 
     return per_example, aggregate(per_example, n_boot=n_boot, alpha=alpha, seed=seed)
@@ -81,7 +83,7 @@ def faithfulness_report(
 
 def aggregate(per_example: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
               by: Sequence[str] = ("method",)) -> pd.DataFrame:
-    """Mean of each metric in METRICS per group of rows, with a percentile-bootstrap CI over rows.
+    """Mean of each registered faithfulness metric per group of rows, with a percentile-bootstrap CI over rows.
 
     NaN values (flat bounds, never-flipped rankings for fraction_flip) are left out and counted in
     ``n_<metric>``. Used by :func:`faithfulness_report`; also for per-example rows gathered over
@@ -98,7 +100,7 @@ def aggregate(per_example: pd.DataFrame, *, n_boot: int = 1000, alpha: float = 0
     for key, group in per_example.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, Any] = dict(zip(by, key)) | {"n_examples": len(group)}
-        for m in METRICS:
+        for m in [name for name in metric_names("faithfulness") if name in per_example]:
             values = group[m].to_numpy(dtype=float)
             values = values[~np.isnan(values)]
             if len(values):

@@ -1,0 +1,196 @@
+"""The metric registry: a metric registered here, in the test, reaches every consumer with no other edit.
+
+One metric per family is registered inside the test (never in the package) - a calibration metric
+(overconfidence), a faithfulness metric (comprehensiveness minus sufficiency) and an importance
+metric (reverse layer order) - and a tiny local study then shows each of them in the table, the
+summary, the plan's number of tests, the claims plot and report.md. The registrations are undone
+afterwards. The tiny study of main before the refactor (tests/golden/) is reproduced exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from toolkit.adapters import decoder_layers
+from toolkit.metrics import (
+    Metric,
+    get_metric,
+    headline_metrics,
+    list_metrics,
+    metric_names,
+    register_metric,
+    registered,
+    unregister_metric,
+)
+from toolkit.validation import InputError
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _overconfidence(p: np.ndarray, y: np.ndarray, *, weights: np.ndarray | None = None):
+    """Mean top-label confidence minus accuracy (supports bootstrap ``weights`` (B, n))."""
+    gap = p.max(axis=1) - (p.argmax(axis=1) == y).astype(float)
+    return float(gap.mean()) if weights is None else (weights @ gap) / weights.sum(axis=1)
+
+
+def _comp_minus_suff(table: pd.DataFrame) -> pd.Series:
+    return table["aopc_comprehensiveness"] - table["aopc_sufficiency"]
+
+
+def _reverse(inputs) -> np.ndarray:
+    """Later layers score lower: dropped first."""
+    n = len(decoder_layers(inputs.model))
+    return np.arange(n, 0, -1, dtype=float)
+
+
+TEST_METRICS = (
+    Metric("t_overconfidence", _overconfidence, "calibration", higher_is_better=False, test="paired_bootstrap",
+           headline=True, label="overconfidence", plot=True),
+    Metric("t_comp_gap", _comp_minus_suff, "faithfulness", higher_is_better=True, test="paired_t", headline=True,
+           label="comp - suff", plot=True, needs={"curves"}),
+    Metric("t_reverse", _reverse, "importance", label="reverse order"),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """A tiny local study run with the three test metrics registered, and what each consumer made of them.
+
+    Everything that reads the registry runs inside the ``with``: the metrics are unregistered
+    before any test of this module runs, so the other tests see the package's registry only.
+    """
+    from tiny import tiny_model, tiny_tokenizer
+    import matplotlib.pyplot as plt
+
+    from toolkit import Task, register_dataset
+    from toolkit.plots import claims_plot
+    from toolkit.study import StudyConfig, plan, run_study, summary
+
+    tmp = tmp_path_factory.mktemp("registry")
+    tiny_model().save_pretrained(tmp / "model")
+    tiny_tokenizer().save_pretrained(tmp / "model")
+    words = "good bad great awful movie food service plot liked hated not very".split()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(60):
+        text = list(rng.choice(words, size=int(rng.integers(3, 9)))) + ["good" if i % 2 else "bad"]
+        lines.append(json.dumps({"id": f"r-{i}", "text": " ".join(text), "label": i % 2,
+                                 "split": ["train", "validation", "test"][i % 3]}))
+    (tmp / "data.jsonl").write_text("\n".join(lines) + "\n")
+    register_dataset("registry_sent", tmp / "data.jsonl", Task(
+        name="registry_sent", instruction="sentiment of this review ?", label_names=("negative", "positive"),
+        verbalizers=("negative", "positive"), input_name="review", use_chat_template=False))
+    before = metric_names()
+    with registered(*TEST_METRICS):
+        config = StudyConfig(models=(str(tmp / "model"),), datasets=("registry_sent",), levels=(0, 1, 2),
+                             selections=("cosine", "t_reverse"), methods=("saliency",), n_eval=8, n_validation=6,
+                             n_importance=4, n_faithfulness=3, n_random=1, n_boot=50, batch_size=4,
+                             output_dir=str(tmp / "out"))
+        table = run_study(config, progress=False, report=True)
+        head = summary(table, correction=config.correction, alpha=config.alpha)
+        axes = claims_plot(head)
+        titles = [ax.get_title() for ax in axes]
+        plt.close("all")
+        out = dict(config=config, table=table, summary=head, plan=plan(config), claims_titles=titles,
+                   report=(config.run_dir() / "report.md").read_text())
+    assert metric_names() == before  # the registrations are undone
+    return out
+
+
+def test_registered_metrics_reach_the_study_table(tiny_study):
+    table = tiny_study["table"]
+    over = table[table.metric == "t_overconfidence"]
+    assert len(over) == 5 and over.value.notna().all()  # every cell: 1 unpruned + 2 selections x 2 levels
+    assert over[over.k > 0].delta_se.notna().all()  # its paired-bootstrap test
+    gap = table[table.metric == "t_comp_gap:saliency"]
+    assert len(gap) == 5 and gap[gap.k > 0].delta_df.notna().all()  # its paired t test
+    random_gap = table[table.metric == "t_comp_gap:random"]
+    assert len(random_gap) == 5  # beside the random baseline, as every faithfulness metric
+    cal = [m for m in table.metric.unique() if ":" not in m]
+    assert cal.index("t_overconfidence") == cal.index("nll") + 1  # the registry's order
+    reverse = table[(table.selection == "t_reverse") & (table.metric == "accuracy")].set_index("k")
+    assert reverse.loc[1, "layers"] == "3" and reverse.loc[2, "layers"] == "2 3"  # its ranking chose the layers
+
+
+def test_registered_metrics_reach_the_summary_and_the_plan(tiny_study):
+    head, plan = tiny_study["summary"], tiny_study["plan"]
+    columns = set(head.table.columns)
+    for short in ("t_overconfidence", "t_comp_gap"):
+        assert {short, f"d_{short}", f"{short}_low", f"{short}_high", f"{short}_changed"} <= columns
+    assert head.claims == ("accuracy", "ece", "t_overconfidence", "naopc_comprehensiveness", "t_comp_gap")
+    assert set(head.table.selection) == {"none", "cosine", "t_reverse"}
+    n_pruned = 4
+    assert head.m == n_pruned * 4  # per pruned cell: ECE, overconfidence, NAOPC and comp - suff (one method)
+    assert plan.attrs["m"] == head.m
+    assert plan.metric.tolist() == ["accuracy", "ece", "t_overconfidence", "naopc", "t_comp_gap"]
+
+
+def test_registered_metrics_reach_the_claims_plot_and_the_report(tiny_study):
+    titles = tiny_study["claims_titles"]
+    assert len(titles) == 5 and "Δ overconfidence, Holm CI" in titles and "Δ comp - suff (saliency), Holm CI" in titles
+    report = tiny_study["report"]
+    assert "`t_overconfidence_changed`" in report and "`t_comp_gap_changed`" in report
+    header = next(line for line in report.splitlines() if line.startswith("| model"))
+    assert {"t_overconfidence", "t_overconfidence_changed", "t_comp_gap", "t_comp_gap_changed"} <= {
+        cell.strip() for cell in header.split("|")}
+    assert "| t_reverse " in report  # the importance metric's cells are rows of the summary
+    run_dir = tiny_study["config"].run_dir()
+    assert len(list(run_dir.glob("claims_*.png"))) == 1
+
+
+def test_registration_is_checked_and_undone():
+    with pytest.raises(InputError, match="metric 'ece' is already registered"):
+        register_metric(Metric("ece", _overconfidence, "calibration"))
+    with pytest.raises(InputError, match="unknown metric family 'accuracy'"):
+        Metric("x", _overconfidence, "accuracy")
+    with pytest.raises(InputError, match="test='paired_t' is not a test of the calibration family"):
+        Metric("x", _overconfidence, "calibration", test="paired_t")
+    with pytest.raises(InputError, match="headline claim without a test"):
+        Metric("x", _overconfidence, "calibration", headline=True)
+
+    @register_metric("t_decorated", family="calibration", higher_is_better=False)
+    def decorated(p, y, *, weights=None):
+        return _overconfidence(p, y, weights=weights)
+
+    try:
+        assert get_metric("t_decorated").fn is decorated and "t_decorated" in metric_names("calibration")
+        with pytest.raises(InputError, match="already registered"):
+            register_metric("t_decorated", decorated, family="calibration")
+    finally:
+        unregister_metric("t_decorated")
+    assert "t_decorated" not in metric_names()
+    with pytest.raises(InputError, match="unknown metric 't_decorated'"):
+        get_metric("t_decorated")
+
+
+def test_the_headline_faithfulness_metric_is_decided_by_the_registry():
+    both = {"aopc_comprehensiveness", "naopc_comprehensiveness"}
+    assert [m.name for m in headline_metrics("faithfulness", measured=both)] == ["naopc_comprehensiveness"]
+    assert [m.name for m in headline_metrics("faithfulness", measured={"aopc_comprehensiveness"})] == [
+        "aopc_comprehensiveness"]
+    assert [m.name for m in headline_metrics("calibration")] == ["accuracy", "ece"]
+    assert {m.family for m in list_metrics()} == {"importance", "faithfulness", "calibration"}
+
+
+def test_tiny_study_is_unchanged_by_the_refactor(tmp_path):
+    """The tiny local studies give the outputs main gave before the refactor (tests/golden/, from 3925ff9)."""
+    sys.path.insert(0, str(GOLDEN))
+    try:
+        from study_golden import study_outputs
+    finally:
+        sys.path.remove(str(GOLDEN))
+    outputs = study_outputs(tmp_path)
+    for name, text in sorted(outputs.items()):
+        golden = (GOLDEN / "study" / name).read_text()
+        if name.endswith(".csv") and text != golden:  # another platform: equal numbers, to float64 noise
+            pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(text)),
+                                          pd.read_csv(io.StringIO(golden)), rtol=1e-9, atol=1e-12)
+        else:
+            assert text == golden, name

@@ -1,0 +1,47 @@
+"""The study runner: models x datasets x pruning levels x layer selections x attribution methods.
+
+Every cell (one model, dataset, selection metric and number k of dropped attention layers) scores
+the test examples, fits a temperature on the validation examples, explains a subset of the test
+examples with each attribution method and measures erasure faithfulness beside a random ranking
+baseline. Each finished cell is appended to `<output_dir>/<config hash>/cells.jsonl` at once, so a
+killed run resumes where it stopped and the final table is the same as an uninterrupted run's.
+
+Modules, in dependency order: ``config`` (:class:`StudyConfig`) <- ``cells`` (the grid, one cell)
+<- ``table`` (the tidy table) <- ``summary`` (the claims), ``plan`` (cost and power) <- ``run``
+(:func:`run_study`). Which metrics the table holds, which are claims and how they are shown comes
+from the metric registry (:mod:`toolkit.metrics`). Every public name is re-exported here.
+"""
+
+from .cells import Cell, run_cell, study_cells, study_data
+from .config import CORRECTIONS, PROFILES, StudyConfig, resolve_level
+from .plan import PILOT_ASSUMPTIONS, plan, planned_metrics, status
+from .run import StudyIncomplete, check_study, model_depth, run_study
+from .summary import ClaimColumns, Summary, measured_metrics, summary
+from .table import load_results, record_frame, report_frames, tidy_table
+
+__all__ = [
+    "CORRECTIONS",
+    "PILOT_ASSUMPTIONS",
+    "PROFILES",
+    "Cell",
+    "ClaimColumns",
+    "StudyConfig",
+    "StudyIncomplete",
+    "Summary",
+    "check_study",
+    "load_results",
+    "measured_metrics",
+    "model_depth",
+    "plan",
+    "planned_metrics",
+    "record_frame",
+    "report_frames",
+    "resolve_level",
+    "run_cell",
+    "run_study",
+    "status",
+    "study_cells",
+    "study_data",
+    "summary",
+    "tidy_table",
+]

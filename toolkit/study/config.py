@@ -1,0 +1,317 @@
+"""A study's configuration: what it measures (:class:`StudyConfig`), read from code or a file, and its hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..executors import EXECUTORS, Resources
+from ..importance import SELECTION_STRATEGIES
+from ..metrics import family_metric
+from ..validation import InputError, InputTypeError, check_choice, check_int, check_probability, is_int, short_repr
+
+__all__ = ["CORRECTIONS", "PROFILES", "StudyConfig", "resolve_level"]
+
+PROFILES = ("full", "quick", "ci")
+CORRECTIONS = ("holm", "bh")
+_Z975 = 1.959963984540054  # standard normal 97.5% quantile
+_NOT_IN_DIGEST = frozenset({"output_dir", "margin", "alpha", "correction", "executor", "resources"})
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What a study measures. Defaults describe the default study (<= 15 min on 2 CPU cores).
+
+    Attributes:
+        models: built-in names, local folders or hub ids.
+        datasets: bundled or registered dataset names.
+        levels: how many attention layers to drop: an int is k layers (0 = the unpruned reference);
+            a float in (0, 1) is a fraction of the model's depth, k = round(f * n_layers) (at least 1),
+            so one config spans models of different depth (see :func:`resolve_level`).
+        selections: how the k layers are chosen: registered importance metrics (:mod:`toolkit.metrics`).
+        strategy: `one_shot` or `iterative` selection.
+        methods: attribution methods for faithfulness.
+        attribution_backend: `fast` (batched gradients) or `inseq`.
+        n_eval: test examples per dataset for accuracy and calibration.
+        n_validation: validation examples for temperature scaling.
+        n_importance: train texts for similarity importance; labelled validation examples for loss_delta.
+        n_faithfulness: test examples explained per cell: the first of the n_eval examples that have
+            at most `max_words` words (NAOPC's bound search costs grow with the square of the length).
+        max_words: longest text (in words) used for faithfulness.
+        n_random: random rankings per example for the faithfulness baseline.
+        naopc: search each sentence's AOPC bounds for NAOPC (the dominant cost of faithfulness);
+            False is the cheaper AOPC-only study: the change tests then use AOPC comprehensiveness.
+        n_boot: bootstrap resamples for every CI.
+        seed: seeds subsampling, random selections, random rankings and bootstraps.
+        batch_size: examples per forward pass.
+        output_dir: where results, figures and the report go.
+        margin: equivalence margin for "accuracy holds": paired TOST of the accuracy difference.
+        alpha: size of every test (the TOST, and the familywise / false-discovery level of the
+            change tests).
+        correction: multiplicity correction of the change tests: ``holm`` (familywise) or ``bh``
+            (Benjamini-Hochberg, false discovery rate).
+        executor: where cells run: ``local`` (this process), ``ray`` or ``slurm``.
+        resources: what each worker task asks of the engine (:class:`toolkit.executors.Resources`).
+        device, dtype, device_map: passed to :func:`toolkit.load_model` for every model;
+            ``model_options`` overrides them per model (e.g. ``{"org/big": {"device_map": "auto"}}``).
+
+    ``margin``, ``alpha``, ``correction``, ``executor``, ``resources`` and ``output_dir`` change no
+    cell, so they are not part of :meth:`digest`: rerunning with another margin or engine reuses
+    (and resumes) the same cells.
+    """
+
+    models: tuple[str, ...] = ("smollm2-135m",)
+    datasets: tuple[str, ...] = ("uci_yelp",)
+    levels: tuple[int | float, ...] = (0, 1, 2, 4, 6)
+    selections: tuple[str, ...] = ("cosine",)
+    strategy: str = "one_shot"
+    methods: tuple[str, ...] = ("saliency", "input_x_gradient")
+    attribution_backend: str = "fast"
+    n_eval: int = 500
+    n_validation: int = 50
+    n_importance: int = 16
+    n_faithfulness: int = 80
+    max_words: int = 8
+    n_random: int = 2
+    naopc: bool = True
+    n_boot: int = 500
+    seed: int = 0
+    batch_size: int = 16
+    output_dir: str = "results"
+    margin: float = 0.05
+    alpha: float = 0.05
+    correction: str = "holm"
+    executor: str = "local"
+    resources: Resources = Resources()
+    device: str | None = None
+    dtype: str | None = None
+    device_map: str | None = None
+    model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("models", "datasets", "levels", "selections", "methods"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int, float, os.PathLike)) or not isinstance(value, Iterable):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
+            if not getattr(self, name):
+                raise ValueError(f"StudyConfig.{name} is empty; give at least one")
+        self._check_names()
+        for s in self.selections:
+            family_metric(s, "importance", "selection")
+        check_choice(self.strategy, "strategy", SELECTION_STRATEGIES)
+        if self.attribution_backend not in ("fast", "inseq"):
+            raise ValueError(f"unknown attribution_backend {self.attribution_backend!r}; expected 'fast' or 'inseq'")
+        for k in self.levels:
+            if isinstance(k, bool) or not isinstance(k, (int, float)) or (isinstance(k, int) and k < 0) or (
+                isinstance(k, float) and not 0.0 < k < 1.0
+            ):
+                raise ValueError(
+                    f"levels must be integers k >= 0 (layers to drop) or fractions of the depth in (0, 1), got {k!r}"
+                )
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels has duplicates: {list(self.levels)}")
+        if all(k == 0 for k in self.levels):
+            raise InputError(
+                f"StudyConfig.levels={list(self.levels)} has no pruned level: a study compares pruned models with "
+                "the unpruned one (level 0); add a level k >= 1 (layers to drop) or a fraction of the depth in (0, 1)"
+            )
+        for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size", "max_words"):
+            object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
+        if self.n_faithfulness > self.n_eval:
+            raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
+        if not isinstance(self.naopc, bool):
+            raise ValueError(f"StudyConfig.naopc={self.naopc!r}; expected true or false")
+        for name in ("margin", "alpha"):
+            object.__setattr__(self, name, check_probability(getattr(self, name), f"StudyConfig.{name}"))
+        check_choice(self.correction, "correction", CORRECTIONS)
+        check_choice(self.executor, "executor", EXECUTORS)
+        if isinstance(self.resources, Mapping):
+            fields = sorted(f.name for f in dataclasses.fields(Resources))
+            bad = sorted(map(str, set(self.resources) - set(fields)))
+            if bad:
+                raise InputError(f"StudyConfig.resources has unknown field(s) {bad}; allowed: {fields}")
+            object.__setattr__(self, "resources", Resources(**self.resources))
+        if not isinstance(self.resources, Resources):
+            raise ValueError(f"StudyConfig.resources={self.resources!r}; expected a mapping of Resources fields")
+        if not isinstance(self.model_options, Mapping):
+            raise ValueError(f"StudyConfig.model_options={self.model_options!r}; expected model -> options mapping")
+        allowed = {"device", "dtype", "device_map", "revision"}
+        for model, options in self.model_options.items():
+            if model not in self.models:
+                raise ValueError(f"model_options names {model!r}, which is not in models {list(self.models)}")
+            if not isinstance(options, Mapping):
+                raise InputError(f"model_options[{model!r}]={short_repr(options)}; expected a mapping of load options "
+                                 f"({sorted(allowed)})")
+            bad = sorted(set(options) - allowed)
+            if bad:
+                raise ValueError(f"model_options[{model!r}] has unknown option(s) {bad}; allowed: {sorted(allowed)}")
+
+    def _check_names(self) -> None:
+        """Models and datasets are names (a path-like model becomes its str); seed, output_dir and the
+        load options have the types the runner needs (a str seed would be repeated, not added)."""
+        for name, what in (("models", "a model name, folder or hub id"), ("datasets", "a dataset name")):
+            values = tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in getattr(self, name))
+            object.__setattr__(self, name, values)
+            for i, v in enumerate(values):
+                if not isinstance(v, str) or not v.strip():
+                    raise InputError(f"StudyConfig.{name}[{i}] is {short_repr(v)}; expected {what} (a non-empty str)")
+        for i, v in enumerate(self.selections + self.methods):
+            if not isinstance(v, str):
+                kind = "selections" if i < len(self.selections) else "methods"
+                raise InputError(f"StudyConfig.{kind} holds {short_repr(v)} ({type(v).__name__}); expected names (str)")
+        if not is_int(self.seed):
+            raise InputError(f"StudyConfig.seed={self.seed!r} is invalid; expected an integer")
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "n_random", check_int(self.n_random, "StudyConfig.n_random", 0))
+        if isinstance(self.output_dir, os.PathLike):
+            object.__setattr__(self, "output_dir", os.fspath(self.output_dir))
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise InputError(f"StudyConfig.output_dir={self.output_dir!r}; expected a folder path (str)")
+        for name in ("device", "dtype", "device_map"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"StudyConfig.{name}={short_repr(value)}; expected a str or None")
+
+    def load_options(self, model: str) -> dict[str, Any]:
+        """Keyword arguments of :func:`toolkit.load_model` for ``model``."""
+        base = {k: getattr(self, k) for k in ("device", "dtype", "device_map") if getattr(self, k) is not None}
+        return {**base, **dict(self.model_options.get(model, {}))}
+    # ---- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["model_options"] = {k: dict(v) for k, v in self.model_options.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        if not isinstance(data, Mapping):
+            raise InputTypeError(f"a study config is a mapping of StudyConfig fields, got a {type(data).__name__} "
+                                 f"({short_repr(data)})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(map(str, set(data) - known))
+        if unknown:
+            raise ValueError(f"unknown study option(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def with_overrides(self, **changes: Any) -> StudyConfig:
+        """A copy with the given fields changed (None values are ignored: "not given")."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> StudyConfig:
+        """Read a config from JSON, YAML or TOML (by file extension).
+
+        Raises:
+            InputError (a ValueError, one line each): another extension; a missing or unreadable
+                file; text that does not parse (the file, line and the parser's reason); an empty
+                file or one without settings (it would silently be the full default study); a top
+                level that is not a mapping; unknown or invalid fields.
+        """
+        path = Path(path)
+        where = f"config file {str(path)!r}"
+        if path.suffix not in _CONFIG_SUFFIXES:
+            raise InputError(f"{where} must end in .json, .yaml, .yml or .toml")
+        if not path.is_file():
+            raise InputError(f"{where} {'is a folder' if path.is_dir() else 'does not exist'}; expected a "
+                             f"{'/'.join(_CONFIG_SUFFIXES)} file of StudyConfig fields")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"{where} cannot be read: {err}") from None
+        data = _parse_config(text, path.suffix, where)
+        if data is None or (isinstance(data, Mapping) and not data):
+            raise InputError(
+                f"{where} is empty (no settings), which would run the full default study; give the fields to set "
+                "(e.g. `levels: [0, 2, 4]`), or use StudyConfig() / leave out --config for the default study"
+            )
+        if not isinstance(data, Mapping):
+            raise InputError(f"{where} holds {short_repr(data)} ({type(data).__name__}) at the top level; expected "
+                             "a mapping of StudyConfig fields, e.g. `levels: [0, 2, 4]`")
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise InputError(f"{where}: {err}") from None
+
+    @classmethod
+    def profile(cls, name: str = "full", **overrides: Any) -> StudyConfig:
+        """The default study (`full`), a `quick` one for a first look, or the tiny `ci` one."""
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; expected one of {list(PROFILES)}")
+        sizes = {
+            "full": {},
+            "quick": dict(levels=(0, 2, 8), selections=("cosine", "random"), n_eval=60, n_validation=30,
+                          n_importance=8, n_faithfulness=4, n_random=2, n_boot=200, max_words=10),
+            "ci": dict(levels=(0, 2, 6), selections=("cosine", "random"), methods=("saliency",), n_eval=16,
+                       n_validation=12, n_importance=4, n_faithfulness=2, n_random=1, n_boot=50, max_words=8),
+        }[name]
+        return cls(**{**sizes, **overrides})
+
+    def digest(self) -> str:
+        """Content hash of everything that changes a cell (not where or how it runs, nor the decisions).
+
+        Device options enter only when set, so configs from before they existed keep their hash.
+        """
+        data = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_DIGEST}
+        for name in ("device", "dtype", "device_map", "model_options"):
+            if not data[name]:
+                del data[name]
+        if data["naopc"]:  # the default, as before the option existed
+            del data["naopc"]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.digest()
+
+
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
+
+
+def _parse_config(text: str, suffix: str, where: str) -> Any:
+    """The parsed text of a config file; a syntax error becomes one InputError line naming the file and line."""
+    if not text.strip():
+        return None
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise InputError(f"{where} is not valid TOML: {' '.join(str(err).split())}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"{where} is not valid YAML: {problem}{at}") from None
+
+
+def resolve_level(level: int | float, n_layers: int) -> int:
+    """The number k of attention layers a study level drops in a model of ``n_layers`` layers.
+
+    An int is k itself; a fraction f in (0, 1) gives k = floor(f * n_layers + 1/2), at least 1
+    (0.1 of 30 layers is 3, of 18 layers 2; 0.33 of 30 is 10, of 18 is 6).
+
+    Raises:
+        ValueError: k larger than ``n_layers``.
+    """
+    k = level if isinstance(level, int) else max(1, int(np.floor(level * n_layers + 0.5)))
+    if k > n_layers:
+        raise ValueError(f"level {level!r} asks for {k} layers, but the model has {n_layers}")
+    return k

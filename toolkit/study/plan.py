@@ -1,0 +1,142 @@
+"""Before anything runs: which cells are done, what the rest will cost, and what the config can detect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..decisions import power_table
+from ..metrics import family_metric, headline_metrics, list_metrics, metric_names
+from ..store import CellStore
+from .cells import Cell, study_cells
+from .config import StudyConfig
+from .table import load_results, record_frame, tidy_table
+
+__all__ = ["PILOT_ASSUMPTIONS", "plan", "planned_metrics", "status"]
+
+# Seconds per cell on 2 idle CPU cores for a model of SmolLM2-135M's size (measured idle: predict
+# ~0.034 s per UCI sentence, saliency ~0.29 s per sentence and method, one erased variant ~0.02 s;
+# a sentence of <= 8 words (5.2 on average) needs ~4.4 variants per ranking for the curves and the
+# decision flip and ~33 for its NAOPC bounds; both scaled here to 10 words and by words^2; the
+# loss_delta ranking ~0.11 s per layer and labelled sentence, once per model and dataset).
+# A finished cell's own time replaces the model: the median per model of the cells already done.
+_SECONDS_PER_SENTENCE = 0.034
+_SECONDS_PER_ATTRIBUTION = 0.29
+_SECONDS_PER_ERASURE_RANKING = 0.14
+_SECONDS_PER_BOUNDS = 1.0
+_SECONDS_PER_LOSS_DELTA = 0.11
+_ASSUMED_LAYERS = 30
+# Paired spread assumed when no pilot cell exists (the default study's SmolLM2 cells): share of
+# sentences whose correctness flips, and sd of the per-example NAOPC difference.
+PILOT_ASSUMPTIONS = {"p_disc": 0.10, "sd_naopc": 0.25, "sd_ece": 0.6}
+# The assumed sd of a change metric without its own ``sd_<short>`` above: its family's.
+_ASSUMED_SD = {"calibration": "sd_ece", "faithfulness": "sd_naopc"}
+
+
+def _cell_cost(cell: Cell, config: StudyConfig) -> float:
+    words = (config.max_words / 10) ** 2
+    seconds = _SECONDS_PER_SENTENCE * (config.n_eval + config.n_validation)
+    seconds += _SECONDS_PER_ATTRIBUTION * config.n_faithfulness * len(config.methods)
+    seconds += _SECONDS_PER_ERASURE_RANKING * config.n_faithfulness * words * (len(config.methods) + config.n_random)
+    if config.naopc:
+        seconds += _SECONDS_PER_BOUNDS * config.n_faithfulness * words
+    return seconds
+
+
+def status(config: StudyConfig) -> pd.DataFrame:
+    """Every cell of ``config`` with its state and (estimated) cost, without running anything.
+
+    Returns:
+        One row per cell in grid order: model, dataset, selection, level, state (``done``,
+        ``failed``, ``running`` - claimed by a live worker - or ``todo``), seconds (measured for done
+        cells, else estimated: the median of the model's done cells, or the stated cost model),
+        estimated (bool), holder (who holds a running cell).
+    """
+    store = CellStore(config.run_dir())
+    records, failures = store.records(), store.failures()
+    measured: dict[str, list[float]] = {}
+    for rec in records.values():
+        measured.setdefault(rec["model"], []).append(float(rec.get("seconds", np.nan)))
+    rows = []
+    for cell in study_cells(config):
+        holder = store.holder(cell.key) if cell.key not in records else None
+        state = "done" if cell.key in records else "failed" if cell.key in failures else "running" if holder else "todo"
+        if state == "done":
+            seconds, estimated = float(records[cell.key].get("seconds", np.nan)), False
+        else:
+            seen = [s for s in measured.get(cell.model, []) if np.isfinite(s)]
+            seconds, estimated = (float(np.median(seen)) if seen else _cell_cost(cell, config)), True
+        rows.append(dict(model=cell.model, dataset=cell.dataset, selection=cell.selection, level=cell.level,
+                         state=state, seconds=seconds, estimated=estimated,
+                         holder="" if not holder else f"{holder.get('host')}:{holder.get('pid')}"))
+    out = pd.DataFrame(rows)
+    if any(family_metric(s, "importance").needs_labels for s in config.selections):  # loss_delta's ranking,
+        # once per model and dataset
+        out.attrs["ranking_seconds"] = (_SECONDS_PER_LOSS_DELTA * _ASSUMED_LAYERS * config.n_importance
+                                        * len(config.models) * len(config.datasets))
+    return out
+
+
+def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
+    """What the config can detect: minimal detectable paired differences and CI half-widths.
+
+    One row per headline claim of the registry (:func:`toolkit.metrics.headline_metrics`): the
+    equivalence claim (accuracy) and each change claim (ECE, NAOPC or AOPC, and any registered one).
+    Uses :func:`toolkit.decisions.power_table` with n = ``n_eval`` (accuracy, calibration) and
+    ``n_faithfulness`` (faithfulness). The spread comes from a pilot: the finished cells of this config
+    (share of sentences whose correctness flips against the unpruned cell; sd of the per-example
+    NAOPC difference; ECE's paired-bootstrap se times sqrt(n)), else :data:`PILOT_ASSUMPTIONS`.
+    Change tests are sized at alpha / m (Bonferroni, the conservative end of Holm) with m the
+    number of change tests the study makes: per pruned cell, one per calibration change claim and
+    one per faithfulness change claim and attribution method.
+
+    Returns:
+        :func:`toolkit.decisions.power_table`'s columns plus ``source`` (pilot or assumed) and
+        ``test_alpha``.
+    """
+    records = load_results(config)
+    measured = planned_metrics(config)
+    claims = headline_metrics("calibration", measured=measured) + headline_metrics("faithfulness", measured=measured)
+    equivalence = next(m for m in claims if m.test == "tost")
+    changes = [m for m in claims if m.test != "tost"]
+    sd = {m.name: PILOT_ASSUMPTIONS.get(f"sd_{m.short}", PILOT_ASSUMPTIONS[_ASSUMED_SD[m.family]]) for m in changes}
+    p_disc = PILOT_ASSUMPTIONS["p_disc"]
+    source = "assumed"
+    if any(r["k"] > 0 for r in records):
+        table = tidy_table(records, config)
+        refs = {(r["model"], r["dataset"]): record_frame(r) for r in records if r["k"] == 0}
+        flips = [float(np.mean(record_frame(r).correct.to_numpy() != refs[(r["model"], r["dataset"])].correct.to_numpy()))
+                 for r in records if r["k"] > 0 and (r["model"], r["dataset"]) in refs]
+        if flips:
+            p_disc = max(float(np.mean(flips)), 1e-3)
+            source = f"pilot ({len(flips)} pruned cells)"
+        for m in changes:
+            if m.family == "faithfulness":  # every method's rows (the random baseline's too); paired t: se * sqrt(n)
+                rows = table[table.metric.str.startswith(f"{m.name}:") & (table.k > 0)]
+                if rows.delta_se.notna().any():
+                    sd[m.name] = float(np.nanmedian(rows.delta_se * np.sqrt(rows.delta_df + 1)))
+            else:  # the paired-bootstrap se times sqrt(n)
+                rows = table[(table.metric == m.name) & (table.k > 0)]
+                if rows.delta_se.notna().any():
+                    sd[m.name] = float(np.nanmedian(rows.delta_se) * np.sqrt(config.n_eval))
+    n_pruned = sum(1 for c in study_cells(config) if c.level != 0)
+    per_cell = sum(len(config.methods) if m.family == "faithfulness" else 1 for m in changes)
+    m_tests = max(1, n_pruned * per_cell)
+    test_alpha = config.alpha / m_tests
+    acc = power_table(pd.DataFrame([{"metric": equivalence.short, "n": config.n_eval, "p_disc": p_disc}]),
+                      alpha=config.alpha, power=power, margin=config.margin)
+    change = power_table(pd.DataFrame([
+        {"metric": m.short, "n": config.n_faithfulness if m.family == "faithfulness" else config.n_eval, "sd": sd[m.name]}
+        for m in changes
+    ]), alpha=test_alpha, power=power, margin=config.margin)
+    out = pd.concat([acc.assign(test_alpha=config.alpha), change.assign(test_alpha=test_alpha)], ignore_index=True)
+    out["source"] = source
+    out.attrs.update(m=m_tests, margin=config.margin)
+    return out
+
+
+def planned_metrics(config: StudyConfig) -> set[str]:
+    """The registered metrics a study of ``config`` measures: every calibration metric, and the
+    faithfulness metrics its engine computes (none that needs the bound search when ``naopc=False``)."""
+    faithfulness = {m.name for m in list_metrics("faithfulness") if config.naopc or "bounds" not in m.needs}
+    return set(metric_names("calibration")) | faithfulness

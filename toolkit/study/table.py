@@ -1,0 +1,133 @@
+"""The study's tidy table: one row per (cell, metric) from the persisted cells, and what the report draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..calibration import calibration_report, compare_calibration
+from ..decisions import accuracy_tost
+from ..metrics import get_metric, list_metrics, metric_names
+from ..scoring import prediction_frame
+from ..stats import mean_ci, paired_bootstrap
+from ..store import CellStore
+from .cells import Cell, study_cells
+from .config import StudyConfig
+
+__all__ = ["load_results", "record_frame", "report_frames", "tidy_table"]
+
+_Z975 = 1.959963984540054  # standard normal 97.5% quantile
+
+
+def record_frame(record: dict) -> pd.DataFrame:
+    """The prediction frame of one persisted cell (as :func:`toolkit.scoring.predict` returned it)."""
+    return prediction_frame(record["ids"], record["labels"], record["probs"], record["label_names"], record["label_mass"])
+
+
+def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
+    """One row per (cell, metric): value, CI, and the paired difference against the unpruned cell.
+
+    Rows per cell: each registered calibration metric (:mod:`toolkit.metrics`, registry order; the
+    ``tost`` metric - accuracy - with the TOST columns on pruned cells), ece_temperature_scaled,
+    temperature, label_mass, then ``<faithfulness metric>:<method>`` per attribution method (and
+    ``random``) for each registered faithfulness metric the cells measured.
+
+    Returns:
+        DataFrame with columns model, dataset, selection, level, k, layers, metric, value, low,
+        high, delta, delta_low, delta_high, delta_se, delta_df, tost_low, tost_high, equivalent,
+        margin (see :func:`toolkit.study.run_study`).
+    """
+    rows: list[dict] = []
+    faithfulness = [m.name for m in list_metrics("faithfulness")]
+    refs = {(r["model"], r["dataset"]): r for r in records if r["k"] == 0}
+    for r in records:
+        level = r.get("level", r["k"])
+        base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], level=level, k=r["k"],
+                    layers=" ".join(map(str, r["layers"])))
+        seed = Cell(r["model"], r["dataset"], r["selection"], level).seed(config.seed)
+        pred = record_frame(r)
+        report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
+        ref = refs.get((r["model"], r["dataset"]))
+        ref_pred = record_frame(ref) if ref is not None else None
+        paired = (
+            compare_calibration(ref_pred, pred, n_boot=config.n_boot, seed=seed).set_index("metric")
+            if ref_pred is not None
+            else None
+        )
+        for entry in list_metrics("calibration"):
+            metric = entry.name
+            row = dict(base, metric=metric, value=float(report[metric]), low=float(report[f"{metric}_low"]),
+                       high=float(report[f"{metric}_high"]))
+            if paired is not None and metric in paired.index:
+                d = paired.loc[metric]
+                # se of the difference from its 95% paired-bootstrap interval (normal approximation)
+                row.update(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]),
+                           delta_se=float(d["high"] - d["low"]) / (2 * _Z975))
+            if entry.test == "tost" and ref is not None and r["k"] > 0:
+                tost = accuracy_tost(ref_pred.correct.to_numpy(), pred.correct.to_numpy(),
+                                     margin=config.margin, alpha=config.alpha)
+                row.update(tost_low=tost.low, tost_high=tost.high, equivalent=tost.equivalent, margin=config.margin)
+            rows.append(row)
+        rows.append(dict(base, metric="ece_temperature_scaled", value=r["ece_scaled"], low=np.nan, high=np.nan))
+        rows.append(dict(base, metric="temperature", value=r["temperature"], low=np.nan, high=np.nan))
+        rows.append(dict(base, metric="label_mass", value=float(np.mean(r["label_mass"])), low=np.nan, high=np.nan))
+        faith = pd.DataFrame(r["faithfulness"])
+        ref_faith = pd.DataFrame(ref["faithfulness"]) if ref is not None else None
+        for method, group in faith.groupby("method", sort=True):
+            for metric in faithfulness:
+                if metric not in group:
+                    continue
+                values = group[metric].to_numpy(dtype=float)
+                ok = ~np.isnan(values)
+                if not ok.any():
+                    continue
+                ci = mean_ci(values[ok], n_boot=config.n_boot, seed=seed)
+                row = dict(base, metric=f"{metric}:{method}", value=ci.estimate, low=ci.low, high=ci.high)
+                if ref_faith is not None:
+                    ref_vals = ref_faith[ref_faith.method == method].set_index("example")[metric]
+                    cur = group.set_index("example")[metric]
+                    both = pd.concat([ref_vals, cur], axis=1, keys=["a", "b"]).dropna()
+                    if len(both) > 0:
+                        d = paired_bootstrap(np.mean, (both.a.to_numpy(),), (both.b.to_numpy(),),
+                                             n_boot=config.n_boot, seed=seed)
+                        row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high)
+                    if len(both) > 1:  # paired t: se of the mean difference, n - 1 degrees of freedom
+                        diff = both.b.to_numpy() - both.a.to_numpy()
+                        row.update(delta_se=float(np.std(diff, ddof=1) / np.sqrt(len(diff))), delta_df=len(diff) - 1)
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    for col in ("delta", "delta_low", "delta_high", "delta_se", "delta_df", "tost_low", "tost_high", "equivalent",
+                "margin"):
+        if col not in table:
+            table[col] = np.nan
+    return table
+
+
+def report_frames(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """What the report draws per (model, dataset) besides the table: prediction frames and importance.
+
+    ``frames``: the unpruned cell and the cells of the first pruning selection, by ``k=<k>``;
+    ``selection``: that selection; ``importance``: importance profile per selection (not random).
+    """
+    out: dict[tuple[str, str], dict] = {}
+    for key in dict.fromkeys((r["model"], r["dataset"]) for r in records):
+        recs = [r for r in records if (r["model"], r["dataset"]) == key]
+        first_sel = next((r["selection"] for r in recs if r["k"] > 0), None)
+        out[key] = {
+            "selection": first_sel,
+            "frames": {f"k={r['k']}": record_frame(r) for r in recs if r["k"] == 0 or r["selection"] == first_sel},
+            "importance": {r["selection"]: r["importance"] for r in recs
+                           if r.get("importance") and not _is_control(r["selection"])},
+        }
+    return out
+
+
+def _is_control(selection: str) -> bool:
+    """A control selection (random scores): no importance profile is drawn for it."""
+    return selection in metric_names("importance") and get_metric(selection).control
+
+
+def load_results(config: StudyConfig) -> list[dict]:
+    """The persisted cells of a study (finished ones only), in grid order."""
+    records = CellStore(config.run_dir()).records()
+    return [records[c.key] for c in study_cells(config) if c.key in records]
