@@ -68,65 +68,12 @@ PUBLIC_API = [
     "InputError",
 ]
 
-# `raise ValueError(` still in modules that branches refactor and faithpkg owned while issue 21's
-# error vocabulary landed (function -> count; keyed by function so that moving a module into a
-# package keeps the entry). Each is a user-fixable error to turn into InputError; delete the entry
-# then. A count may only go down: a new `raise ValueError(` anywhere fails the test below.
-PENDING_VALUE_ERRORS = {
-    # calibration/report.py
-    "_paired_inputs": 5,
-    # data.py
-    "Dataset.__post_init__": 1,
-    "Task.__post_init__": 9,
-    "_check_split": 1,
-    "_example_from_record": 5,
-    "_examples_from_records": 2,
-    "_parse": 1,
-    "dataset_from_records": 3,
-    "demonstrations": 2,
-    "load_dataset": 2,
-    "register_dataset": 4,
-    # efficiency.py
-    "_checked_plan": 2,
-    "_dims": 1,
-    "_input_ids": 2,
-    "efficiency_table": 1,
-    # explorer.py, explorer_html.py
-    "check_droppable": 1,
-    "compare_to_reference": 1,
-    "evaluate_layers": 1,
-    "explain_example": 1,
-    "least_important": 1,
-    "colour_positions": 1,
-    # faithfulness.py
-    "_Erasure.of": 2,
-    "_check_attributions": 3,
-    "_check_flag": 1,
-    "_check_fractions": 2,
-    "_check_words": 5,
-    "_checked_probs": 2,
-    "faithfulness_report": 2,
-    "model_scorer": 1,
-    # importance.py
-    "_lm_loss": 1,
-    "choose_layers": 1,
-    "select_layers": 2,
-    # plots.py
-    "_models": 7,
-    "claims_plot": 2,
-    "importance_profile": 1,
-    "metric_vs_pruning": 3,
-    "reliability_diagram": 1,
-    # study.py
-    "StudyConfig.__post_init__": 10,
-    "StudyConfig.from_dict": 1,
-    "StudyConfig.profile": 1,
-    "_run_cell": 1,
-    "resolve_level": 1,
-}
+# `raise ValueError(` allowed where a function's error is not the user's to fix (function -> count). Empty:
+# every raise in toolkit/ is user-fixable. A new `raise ValueError(` anywhere fails the test below.
+PENDING_VALUE_ERRORS: dict[str, int] = {}
 
-# Modules without __all__ only while another branch rewrites them (faithfulness.py becomes a package).
-PENDING_ALL = {"toolkit.faithfulness"}
+# Modules allowed without __all__ (none).
+PENDING_ALL: set[str] = set()
 
 # Private helpers that tests exercise directly because no public function exposes them alone.
 # A private import with a public alias (the same object under a public name) fails regardless.

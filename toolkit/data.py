@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .task import Example, Task
-from .validation import InputError, InputTypeError, check_int, is_int, short_repr
+from .validation import InputError, InputFileNotFoundError, InputTypeError, check_int, is_int, short_repr
 
 __all__ = [
     "SPLITS",
@@ -88,7 +88,7 @@ class Dataset:
         bad = [ex.label for ex in self.examples if not is_int(ex.label) or not 0 <= ex.label < self.task.n_classes]
         if bad:
             shown = sorted(set(bad)) if all(is_int(v) for v in bad) else sorted(set(map(repr, bad)))
-            raise ValueError(f"dataset {self.name!r}: labels {shown} out of range for "
+            raise InputError(f"dataset {self.name!r}: labels {shown} out of range for "
                              f"label_names {self.task.label_names!r}")
 
     def __len__(self) -> int:
@@ -245,21 +245,21 @@ def register_dataset(name: str, path: str | os.PathLike, task: Task, *, source: 
     records without one are only in ``split=None`` loads) and any extra fields (kept in ``Example.meta``).
 
     Raises:
-        ValueError: ``name`` already registered and not ``overwrite``; ``task.name != name``; bad records.
+        InputError: ``name`` already registered and not ``overwrite``; ``task.name != name``; bad records.
         FileNotFoundError: ``path`` does not exist.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
+        raise InputError(f"dataset name must be a non-empty string, got {name!r}")
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"dataset {name!r} is already registered; pass overwrite=True to replace it")
+        raise InputError(f"dataset {name!r} is already registered; pass overwrite=True to replace it")
     if not isinstance(task, Task):
-        raise ValueError(f"task must be a toolkit.data.Task, got {type(task).__name__}")
+        raise InputError(f"task must be a toolkit.data.Task, got {type(task).__name__}")
     if task.name != name:
-        raise ValueError(f"task.name {task.name!r} does not match dataset name {name!r}; "
+        raise InputError(f"task.name {task.name!r} does not match dataset name {name!r}; "
                          f"use dataclasses.replace(task, name={name!r})")
     resolved = Path(path).expanduser().resolve()
     if not resolved.is_file():
-        raise FileNotFoundError(f"dataset file {str(resolved)!r} does not exist")
+        raise InputFileNotFoundError(f"dataset file {str(resolved)!r} does not exist")
     spec = DatasetSpec(resolved, task, source, licence)
     _examples(name, spec)  # validate before registering
     _REGISTRY[name] = spec
@@ -331,22 +331,22 @@ def list_datasets() -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 def _example_from_record(name: str, index: int, record: Mapping[str, Any], task: Task, where: str) -> Example:
     if not isinstance(record, Mapping):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
+        raise InputError(f"{where}: 'text' must be a non-empty string, got {text!r}")
     label = record.get("label")
     if isinstance(label, str) and label in task.label_names:
         label = task.label_names.index(label)
     if not is_int(label) or not 0 <= label < task.n_classes:
-        raise ValueError(f"{where}: 'label' {label!r} is not a class id in range({task.n_classes}) or one of "
+        raise InputError(f"{where}: 'label' {label!r} is not a class id in range({task.n_classes}) or one of "
                          f"{list(task.label_names)}")
     ex_id = record.get("id", f"{name}-{index}")
     if not isinstance(ex_id, str) or not ex_id:
-        raise ValueError(f"{where}: 'id' must be a non-empty string, got {ex_id!r}")
+        raise InputError(f"{where}: 'id' must be a non-empty string, got {ex_id!r}")
     split = record.get("split")
     if split is not None and split not in SPLITS:
-        raise ValueError(f"{where}: unknown split {split!r}; expected one of {list(SPLITS)}")
+        raise InputError(f"{where}: unknown split {split!r}; expected one of {list(SPLITS)}")
     meta = {k: v for k, v in record.items() if k not in ("id", "text", "label")}
     return Example(ex_id, text, int(label), MappingProxyType(meta))
 
@@ -355,11 +355,11 @@ def _examples_from_records(name: str, records: Sequence[Mapping[str, Any]], task
                            where: str) -> tuple[Example, ...]:
     examples = tuple(_example_from_record(name, i, rec, task, f"{where} record {i}") for i, rec in enumerate(records))
     if not examples:
-        raise ValueError(f"{where}: no records")
+        raise InputError(f"{where}: no records")
     seen: set[str] = set()
     duplicates = [ex.id for ex in examples if ex.id in seen or seen.add(ex.id)]
     if duplicates:
-        raise ValueError(f"{where}: duplicate ids {duplicates[:5]}")
+        raise InputError(f"{where}: duplicate ids {duplicates[:5]}")
     return examples
 
 
@@ -373,7 +373,7 @@ def _parse(name: str, path: str, mtime_ns: int, size: int, task: Task) -> tuple[
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} line {line_no}: invalid JSON ({err})") from None
+                    raise InputError(f"{path} line {line_no}: invalid JSON ({err})") from None
     return _examples_from_records(name, records, task, path)
 
 
@@ -382,7 +382,7 @@ def _examples(name: str, spec: DatasetSpec) -> tuple[Example, ...]:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(f"dataset {name!r}: file {str(path)!r} not found; run `make data` or set "
+        raise InputFileNotFoundError(f"dataset {name!r}: file {str(path)!r} not found; run `make data` or set "
                                 f"${DATA_DIR_ENV}") from None
     return _parse(name, str(path), stat.st_mtime_ns, stat.st_size, spec.task)
 
@@ -392,7 +392,7 @@ def _examples(name: str, spec: DatasetSpec) -> tuple[Example, ...]:
 # --------------------------------------------------------------------------------------------------
 def _check_split(split: str | None) -> None:
     if split is not None and split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)} or None")
+        raise InputError(f"unknown split {split!r}; expected one of {list(SPLITS)} or None")
 
 
 def _rng(*key: object) -> np.random.Generator:
@@ -464,12 +464,12 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, split: str |
     if n is not None:
         n = check_int(n, "n", 1)
     if not is_int(seed):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+        raise InputError(f"seed must be an int, got {seed!r}")
     examples = _examples(name, spec)
     if split is not None:
         examples = tuple(ex for ex in examples if ex.meta.get("split") == split)
         if not examples:
-            raise ValueError(f"dataset {name!r} has no examples in split {split!r}")
+            raise InputError(f"dataset {name!r} has no examples in split {split!r}")
     if n is not None and n < len(examples):
         labels = np.array([ex.label for ex in examples])
         keep = np.sort(_stratified_order(labels, _rng("subsample", name, split, int(seed)))[:n])
@@ -484,15 +484,15 @@ def demonstrations(name: str, k: int, *, seed: int = 0) -> tuple[Example, ...]:
     too few train examples gives its shortfall to the others.
 
     Raises:
-        ValueError: ``k`` < 0 or larger than the train pool.
+        InputError: ``k`` < 0 or larger than the train pool.
     """
     k = check_int(k, "k", 0)
     if not is_int(seed):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+        raise InputError(f"seed must be an int, got {seed!r}")
     spec = _spec(name)
     pool = [ex for ex in _examples(name, spec) if ex.meta.get("split") == "train"]
     if k > len(pool):
-        raise ValueError(f"k={k} is larger than the train pool of dataset {name!r} ({len(pool)} examples); "
+        raise InputError(f"k={k} is larger than the train pool of dataset {name!r} ({len(pool)} examples); "
                          f"expected 0 <= k <= {len(pool)}")
     if k == 0:
         return ()
@@ -515,13 +515,13 @@ def dataset_from_records(name: str, records: Sequence[Mapping[str, Any]], task: 
     """Build a `Dataset` from in-memory records (same fields as a JSONL line; not registered).
 
     Raises:
-        ValueError: no records, a bad record, or ``task.name != name``.
+        InputError: no records, a bad record, or ``task.name != name``.
     """
     if not isinstance(task, Task):
-        raise ValueError(f"task must be a toolkit.data.Task, got {type(task).__name__}")
+        raise InputError(f"task must be a toolkit.data.Task, got {type(task).__name__}")
     if task.name != name:
-        raise ValueError(f"task.name {task.name!r} does not match dataset name {name!r}; "
+        raise InputError(f"task.name {task.name!r} does not match dataset name {name!r}; "
                          f"use dataclasses.replace(task, name={name!r})")
     if isinstance(records, (str, bytes)) or not isinstance(records, Sequence):
-        raise ValueError(f"records must be a sequence of mappings, got {type(records).__name__}")
+        raise InputError(f"records must be a sequence of mappings, got {type(records).__name__}")
     return Dataset(name, task, _examples_from_records(name, records, task, f"dataset {name!r}"), None)

@@ -41,7 +41,7 @@ from .importance import attention_importance
 from .pruning import drop_attention, n_parameters, prune_attention
 from .scoring import encode_texts
 from .timing import Clock, paired_saving, paired_saving_ci, time_interleaved
-from .validation import check_int, check_texts
+from .validation import InputError, InputTypeError, check_int, check_texts
 
 __all__ = [
     "EFFICIENCY_MODES",
@@ -87,7 +87,7 @@ def kv_cache_bytes(cache: Any) -> int:
     elif isinstance(cache, (tuple, list)):
         pairs = [tuple(entry)[:2] if entry is not None else (None, None) for entry in cache]
     else:
-        raise TypeError(f"expected a transformers Cache or a tuple of (key, value) pairs, got {type(cache).__name__}")
+        raise InputTypeError(f"expected a transformers Cache or a tuple of (key, value) pairs, got {type(cache).__name__}")
     return sum(t.numel() * t.element_size() for pair in pairs for t in pair if isinstance(t, torch.Tensor))
 
 
@@ -108,13 +108,13 @@ def _input_ids(
     """A (batch, prefill_tokens) LongTensor: `inputs` itself, or a fixed passage tokenized and tiled."""
     if isinstance(inputs, torch.Tensor):
         if inputs.dim() != 2 or inputs.dtype != torch.long:
-            raise ValueError(f"input_ids must be a 2-D LongTensor (batch, tokens), got {inputs.dtype} {tuple(inputs.shape)}")
+            raise InputError(f"input_ids must be a 2-D LongTensor (batch, tokens), got {inputs.dtype} {tuple(inputs.shape)}")
         for name, want, got in (("batch", batch, inputs.shape[0]), ("prefill_tokens", prefill_tokens, inputs.shape[1])):
             if want is not None and want != got:
-                raise ValueError(f"{name}={want} disagrees with input_ids of shape {tuple(inputs.shape)}; pass None")
+                raise InputError(f"{name}={want} disagrees with input_ids of shape {tuple(inputs.shape)}; pass None")
         return inputs
     if not isinstance(inputs, PreTrainedTokenizerBase):
-        raise TypeError(f"inputs must be a tokenizer or a LongTensor of input ids, got {type(inputs).__name__}")
+        raise InputTypeError(f"inputs must be a tokenizer or a LongTensor of input ids, got {type(inputs).__name__}")
     b = check_int(4 if batch is None else batch, "batch", 1)
     n = check_int(256 if prefill_tokens is None else prefill_tokens, "prefill_tokens", 1)
     ids = inputs.encode(_PASSAGE, add_special_tokens=False)
@@ -257,13 +257,13 @@ TABLE_COLUMNS = (
 def _checked_plan(model: PreTrainedModel, layers_by_k: Mapping[int, Sequence[int]]) -> dict[int, tuple[int, ...]]:
     n = len(decoder_layers(model))
     if not isinstance(layers_by_k, Mapping):
-        raise ValueError(f"layers_by_k must map k to the k layer indices to drop, got {type(layers_by_k).__name__}")
+        raise InputError(f"layers_by_k must map k to the k layer indices to drop, got {type(layers_by_k).__name__}")
     plan = {}
     for k, layers in layers_by_k.items():
         k = check_int(k, "k", 0)
         chosen = tuple(sorted(layer_set(layers, n, f"layers_by_k[{k}]")))
         if len(chosen) != k or len(list(layers)) != k:
-            raise ValueError(f"layers_by_k[{k}] must hold {k} distinct layers, got {list(layers)}")
+            raise InputError(f"layers_by_k[{k}] must hold {k} distinct layers, got {list(layers)}")
         if k:
             plan[k] = chosen
     return plan
@@ -322,7 +322,7 @@ def efficiency_table(
     """
     unknown = [m for m in modes if m not in EFFICIENCY_MODES]
     if unknown or not modes:
-        raise ValueError(f"unknown modes {unknown or list(modes)}; expected a non-empty subset of {list(EFFICIENCY_MODES)}")
+        raise InputError(f"unknown modes {unknown or list(modes)}; expected a non-empty subset of {list(EFFICIENCY_MODES)}")
     plan = _checked_plan(model, layers_by_k)
     ids = _input_ids(inputs, batch, prefill_tokens)
     new_tokens = check_int(new_tokens, "new_tokens", 1)

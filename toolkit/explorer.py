@@ -24,6 +24,7 @@ from .pruned_faithfulness import SentenceComprehensiveness, sentence_comprehensi
 from .pruning import drop_attention
 from .scoring import predict
 from .stats import Interval, paired_bootstrap
+from .validation import InputError
 
 __all__ = [
     "ExplorerResult",
@@ -46,7 +47,7 @@ def least_important(importance: pd.DataFrame | pd.Series, metric: str | None, k:
     """The `k` least important layers by `metric` (a column of `importance`), in layer order."""
     if isinstance(importance, pd.DataFrame):
         if metric not in importance.columns:
-            raise ValueError(f"unknown importance metric {metric!r}; expected one of {list(importance.columns)}")
+            raise InputError(f"unknown importance metric {metric!r}; expected one of {list(importance.columns)}")
         importance = importance[metric]
     return select_layers(importance, k)
 
@@ -58,7 +59,7 @@ def check_droppable(layers: Sequence[int], n_layers: int) -> tuple[int, ...]:
     """Sorted layers, refusing to drop every attention layer (nothing would mix the tokens any more)."""
     chosen = tuple(sorted(int(i) for i in layers))
     if n_layers and len(set(chosen)) >= n_layers:
-        raise ValueError(
+        raise InputError(
             f"cannot drop all {n_layers} attention layers: with none left no token sees any other, "
             "so the prompt cannot reach the answer position; keep at least one layer"
         )
@@ -113,7 +114,7 @@ def explain_example(model, tokenizer, dataset: Dataset, layers: Sequence[int], e
                     method: str = "saliency", backend: str = "fast"):
     """The attribution of sentence `example` of `dataset` (for its predicted label) with `layers` dropped."""
     if not 0 <= example < len(dataset):
-        raise ValueError(f"example index {example} is out of range for a dataset of {len(dataset)}")
+        raise InputError(f"example index {example} is out of range for a dataset of {len(dataset)}")
     with drop_attention(model, layers):
         return attribute(model, tokenizer, dataset.task, [dataset.examples[example]], method=method,
                          backend=backend)[0]
@@ -138,7 +139,7 @@ def compare_to_reference(scores: LayerScores, reference: LayerScores, *, n_boot:
         "lower"), `n`.
     """
     if scores.n != reference.n or not np.array_equal(scores.labels, reference.labels):
-        raise ValueError(f"scores (n={scores.n}) and reference (n={reference.n}) are not on the same sentences")
+        raise InputError(f"scores (n={scores.n}) and reference (n={reference.n}) are not on the same sentences")
     rows = {}
     for metric in explorer_metrics():
         name, fn, better = metric.label, metric.fn, metric.better
@@ -189,7 +190,7 @@ def evaluate_layers(model, tokenizer, dataset: Dataset, layers: Sequence[int], *
     """Accuracy and ECE on `dataset`, and one sentence's prediction, attribution and comprehensiveness
     (`toolkit.pruned_faithfulness.sentence_comprehensiveness`), with `layers` dropped."""
     if not 0 <= example < len(dataset):
-        raise ValueError(f"example index {example} is out of range for a dataset of {len(dataset)}")
+        raise InputError(f"example index {example} is out of range for a dataset of {len(dataset)}")
     scores = score_layers(model, tokenizer, dataset, layers, batch_size=batch_size, chunks=1)
     attribution = explain_example(model, tokenizer, dataset, layers, example, method=method, backend=backend)
     faith = sentence_comprehensiveness(model, tokenizer, dataset.task, dataset.examples[example].text, attribution,

@@ -15,6 +15,7 @@ from matplotlib import colormaps, colors
 
 from .attribution import attribution_legend_html, attributions_html, scores_are_signed
 from .explorer import ExplorerResult
+from .validation import InputError
 
 __all__ = [
     "COLOUR_SCALES",
@@ -39,7 +40,7 @@ _NAN_COLOUR = "#cccccc"
 def colour_positions(values: np.ndarray, scale: str) -> np.ndarray:
     """Map finite values to [0, 1] by rank (ties share the lowest rank), log10, or linearly; NaN stays NaN."""
     if scale not in COLOUR_SCALES:
-        raise ValueError(f"unknown colour scale {scale!r}; expected one of {list(COLOUR_SCALES)}")
+        raise InputError(f"unknown colour scale {scale!r}; expected one of {list(COLOUR_SCALES)}")
     out = np.full(values.shape, np.nan)
     ok = np.isfinite(values)
     v = values[ok]

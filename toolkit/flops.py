@@ -33,7 +33,7 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from .pruning import dropped_layers
-from .validation import check_int, check_layers
+from .validation import InputError, InputTypeError, check_int, check_layers
 
 __all__ = [
     "FLOP_PARTS",
@@ -81,13 +81,13 @@ class _Dims:
 def _config_of(model: PreTrainedModel | PreTrainedConfig) -> PreTrainedConfig:
     config = model if isinstance(model, PreTrainedConfig) else getattr(model, "config", None)
     if not isinstance(config, PreTrainedConfig):
-        raise TypeError(f"expected a transformers model or config, got {type(model).__name__}")
+        raise InputTypeError(f"expected a transformers model or config, got {type(model).__name__}")
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 def _dims(config: PreTrainedConfig) -> _Dims:
     if config.model_type not in MLP_SHAPES:
-        raise ValueError(
+        raise InputError(
             f"no FLOP formula for model_type {config.model_type!r}; supported: {sorted(MLP_SHAPES)}"
         )
     matrices, width_attr = MLP_SHAPES[config.model_type]

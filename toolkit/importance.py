@@ -34,7 +34,6 @@ from .scoring import encode_prompts, label_probs
 from .validation import InputError, InputTypeError, check_int, check_text_list, is_int, short_repr
 
 __all__ = [
-    "IMPORTANCE_METRICS",
     "ImportanceInputs",
     "angular_distance",
     "attention_importance",
@@ -194,7 +193,7 @@ def _lm_loss(
         total += float((nll * mask).sum())
         count += int(mask.sum())
     if count == 0:
-        raise ValueError("the texts hold no next-token targets (each is at most one token long)")
+        raise InputError("the texts hold no next-token targets (each is at most one token long)")
     return total / count
 
 
@@ -298,7 +297,7 @@ def attention_importance(
                               progress=progress)
     scores = np.asarray(entry.fn(inputs), dtype=np.float64)
     if scores.shape != (n,):
-        raise ValueError(f"importance metric {metric!r} returned {scores.shape[0] if scores.ndim else 'a scalar'} "
+        raise InputError(f"importance metric {metric!r} returned {scores.shape[0] if scores.ndim else 'a scalar'} "
                          f"scores for a model of {n} layers; expected one per layer")
     for i in exclude:
         scores[i] = np.nan
@@ -428,9 +427,9 @@ def select_layers(importance: pd.Series, k: int) -> list[int]:
         )
     valid = importance.dropna()
     if not is_int(k) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+        raise InputError(f"k must be a non-negative integer, got {k!r}")
     if k > len(valid):
-        raise ValueError(f"k={k} is larger than the {len(valid)} layers that can be selected")
+        raise InputError(f"k={k} is larger than the {len(valid)} layers that can be selected")
     # Stable: ties broken by layer index.
     order = valid.sort_values(kind="stable").index[:k]
     return sorted(int(i) for i in order)
@@ -453,7 +452,7 @@ def choose_layers(
     `importance_options` are passed to `attention_importance` (its keyword arguments only).
     """
     if strategy not in SELECTION_STRATEGIES:
-        raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
+        raise InputError(f"unknown selection strategy {strategy!r}; expected one of {list(SELECTION_STRATEGIES)}")
     n = len(decoder_layers(model))
     check_int(k, "k", 0, n)
     if strategy == "one_shot" or importance_metric(metric).control or k == 0:

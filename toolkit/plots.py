@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 
 from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
 from .calibration.inputs import check_probs
-from .validation import InputTypeError
+from .validation import InputError, InputTypeError
 
 __all__ = ["claims_plot", "importance_profile", "metric_vs_pruning", "reliability_diagram"]
 
@@ -36,22 +36,22 @@ def _models(data: object, labels: ArrayLike | None, by: str | None) -> dict[str,
     """Normalise the accepted inputs to {name: (probs, labels)} (one entry for a single model)."""
     if isinstance(data, Mapping):
         if labels is not None or by is not None:
-            raise ValueError("labels and by must be None when data is a dict {name: predict() DataFrame}")
+            raise InputError("labels and by must be None when data is a dict {name: predict() DataFrame}")
         if not data:
-            raise ValueError("data is an empty dict; expected at least one {name: predict() DataFrame}")
+            raise InputError("data is an empty dict; expected at least one {name: predict() DataFrame}")
         out = {}
         for name, df in data.items():
             if not isinstance(df, pd.DataFrame):
-                raise ValueError(f"data[{name!r}] is a {type(df).__name__}; expected a predict() DataFrame")
+                raise InputError(f"data[{name!r}] is a {type(df).__name__}; expected a predict() DataFrame")
             out[str(name)] = probs_labels(df)
         return out
     if isinstance(data, pd.DataFrame):
         if labels is not None:
-            raise ValueError("labels must be None when data is a DataFrame (its 'label' column is used)")
+            raise InputError("labels must be None when data is a DataFrame (its 'label' column is used)")
         if by is None:
             return {"model": probs_labels(data)}
         if by not in data.columns:
-            raise ValueError(f"by={by!r} is not a column; columns are {list(data.columns)}")
+            raise InputError(f"by={by!r} is not a column; columns are {list(data.columns)}")
         out = {}
         for key, group in data.groupby(by, sort=True):
             group = group.copy()
@@ -59,9 +59,9 @@ def _models(data: object, labels: ArrayLike | None, by: str | None) -> dict[str,
             out[str(key)] = probs_labels(group)
         return out
     if by is not None:
-        raise ValueError("by needs a long DataFrame holding a column of that name")
+        raise InputError("by needs a long DataFrame holding a column of that name")
     if labels is None:
-        raise ValueError("labels is required when data is a probability array")
+        raise InputError("labels is required when data is a probability array")
     return {"model": check_probs(np.asarray(data), labels)}
 
 
@@ -97,7 +97,7 @@ def reliability_diagram(
         The main Axes.
     """
     if binning not in BINNINGS:
-        raise ValueError(f"unknown binning {binning!r}; expected one of {list(BINNINGS)}")
+        raise InputError(f"unknown binning {binning!r}; expected one of {list(BINNINGS)}")
     models = _models(data, labels, by)
     ax = _new_axes(ax, (4.8, 5.6))
     hist = ax.inset_axes((0.0, -0.36, 1.0, 0.24), sharex=ax)
@@ -164,15 +164,15 @@ def metric_vs_pruning(
     needed = [x, "metric", "value", "low", "high"] + ([hue] if hue is not None else [])
     missing = [c for c in needed if c not in table.columns]
     if missing:
-        raise ValueError(f"table lacks columns {missing}; expected {needed}, got {list(table.columns)}")
+        raise InputError(f"table lacks columns {missing}; expected {needed}, got {list(table.columns)}")
     sub = table[table["metric"] == metric]
     if sub.empty:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(map(str, table['metric'].unique()))}")
+        raise InputError(f"unknown metric {metric!r}; expected one of {sorted(map(str, table['metric'].unique()))}")
     keys = [x] + ([hue] if hue is not None else [])
     dup = sub.duplicated(keys)
     if dup.any():
         first = sub.loc[dup, keys].iloc[0].tolist()
-        raise ValueError(f"several rows for the same {keys} (first: {first}); aggregate first")
+        raise InputError(f"several rows for the same {keys} (first: {first}); aggregate first")
     ax = _new_axes(ax, (5.0, 3.6))
     groups = [(None, sub)] if hue is None else list(sub.groupby(hue, sort=True))
     colors = sns.color_palette(n_colors=len(groups))
@@ -214,14 +214,14 @@ def claims_plot(summary, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
                                                  (claim.delta, claim.low, claim.high, claim.shown)]
     missing = [c for c in needed if c not in table.columns]
     if missing or not claims:
-        raise ValueError(f"summary lacks columns {missing or 'of any claim'}: pass toolkit.study.summary(table) of a "
+        raise InputError(f"summary lacks columns {missing or 'of any claim'}: pass toolkit.study.summary(table) of a "
                          "study with a pruned level")
     if axes is None:
         _, axes = plt.subplots(1, len(claims), figsize=(4.5 * len(claims), 3.6))
     axes = np.asarray(axes, dtype=object).ravel()
     if len(axes) != len(claims):
         names = ", ".join(claim.metric.label for claim in claims)
-        raise ValueError(f"axes has {len(axes)} Axes; expected {len(claims)} ({names})")
+        raise InputError(f"axes has {len(axes)} Axes; expected {len(claims)} ({names})")
     pruned = table[table.k > 0]
     margin = summary.margin
     alpha = summary.alpha
@@ -282,7 +282,7 @@ def importance_profile(importance: pd.DataFrame | pd.Series, *, ax: Axes | None 
         )
     frame = importance.to_frame() if isinstance(importance, pd.Series) else importance
     if frame.empty:
-        raise ValueError("importance is empty; expected one score per layer")
+        raise InputError("importance is empty; expected one score per layer")
     ax = _new_axes(ax, (max(6.0, 0.3 * len(frame)), 3.0))
     long = frame.rename_axis("layer").reset_index().melt(id_vars="layer", var_name="metric", value_name="importance")
     if frame.shape[1] == 1:

@@ -150,7 +150,7 @@ def set_comprehensiveness(model, tokenizer, dataset: Dataset, layers: Sequence[i
         the bound columns).
     """
     check_choice(metric, "faithfulness metric", FAITHFULNESS_METRICS)
-    check_int(batch_size, "batch_size", 1, keyword=True)
+    check_int(batch_size, "batch_size", 1)
     if len(dataset) == 0:
         raise InputError("the dataset is empty; expected at least one sentence")
     report = on_progress or (lambda fraction, what: None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .validation import is_int
+from .validation import InputError, is_int
 
 __all__ = [
     "Example",
@@ -71,28 +71,28 @@ class Task:
         for attr in ("label_names", "verbalizers"):
             value = getattr(self, attr)
             if isinstance(value, str) or not isinstance(value, Sequence):
-                raise ValueError(f"Task.{attr} must be a sequence of strings, got {value!r}")
+                raise InputError(f"Task.{attr} must be a sequence of strings, got {value!r}")
             object.__setattr__(self, attr, tuple(value))
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Task.name must be a non-empty string, got {self.name!r}")
+            raise InputError(f"Task.name must be a non-empty string, got {self.name!r}")
         if len(self.label_names) < 2:
-            raise ValueError(f"Task {self.name!r}: need at least 2 label_names, got {self.label_names!r}")
+            raise InputError(f"Task {self.name!r}: need at least 2 label_names, got {self.label_names!r}")
         if len(self.verbalizers) != len(self.label_names):
-            raise ValueError(f"Task {self.name!r}: {len(self.verbalizers)} verbalizers {self.verbalizers!r} "
+            raise InputError(f"Task {self.name!r}: {len(self.verbalizers)} verbalizers {self.verbalizers!r} "
                              f"for {len(self.label_names)} label_names {self.label_names!r}")
         for attr in ("label_names", "verbalizers"):
             value = getattr(self, attr)
             if any(not isinstance(v, str) or not v.strip() or v != v.strip() for v in value):
-                raise ValueError(f"Task {self.name!r}: {attr} must be non-empty strings without surrounding "
+                raise InputError(f"Task {self.name!r}: {attr} must be non-empty strings without surrounding "
                                  f"whitespace, got {value!r}")
             if len(set(value)) != len(value):
-                raise ValueError(f"Task {self.name!r}: {attr} must be distinct, got {value!r}")
+                raise InputError(f"Task {self.name!r}: {attr} must be distinct, got {value!r}")
         if not isinstance(self.input_name, str) or not self.input_name.strip():
-            raise ValueError(f"Task {self.name!r}: input_name must be a non-empty string, got {self.input_name!r}")
+            raise InputError(f"Task {self.name!r}: input_name must be a non-empty string, got {self.input_name!r}")
         if not is_int(self.n_shot) or self.n_shot < 0:
-            raise ValueError(f"Task {self.name!r}: n_shot must be an int >= 0, got {self.n_shot!r}")
+            raise InputError(f"Task {self.name!r}: n_shot must be an int >= 0, got {self.n_shot!r}")
         if not (self.use_chat_template is True or self.use_chat_template is False or self.use_chat_template == "auto"):
-            raise ValueError(f"Task {self.name!r}: use_chat_template must be 'auto', True or False, "
+            raise InputError(f"Task {self.name!r}: use_chat_template must be 'auto', True or False, "
                              f"got {self.use_chat_template!r}")
 
     @property

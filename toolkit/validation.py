@@ -65,12 +65,11 @@ def short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_int(value: Any, name: str, minimum: int = 0, maximum: int | None = None, *, keyword: bool = False) -> int:
+def check_int(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -> int:
     """``value`` as an ``int`` if it is an integer in [minimum, maximum], else an InputError naming it.
 
     The error reads ``<name> must be an integer >= <minimum>, got <value>`` (``in [minimum,
-    maximum]`` when there is a maximum). ``keyword`` is accepted and ignored: it chose a second
-    wording that is gone, and goes once no caller passes it.
+    maximum]`` when there is a maximum).
     """
     if maximum is None:
         if not is_int(value) or value < minimum:

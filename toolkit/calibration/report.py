@@ -17,6 +17,7 @@ from .binned import ece
 from .inputs import Data, check_n_bins, probs_and_labels, probs_labels
 from .scores import accuracy, brier, nll
 from .smooth import smooth_ece
+from ..validation import InputError
 
 __all__ = [
     "calibration_report",
@@ -101,24 +102,24 @@ def calibration_report(
 def _paired_inputs(a: Data, b: Data, labels: ArrayLike | None) -> tuple[NDArray, NDArray, NDArray]:
     if isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame):
         if labels is not None:
-            raise ValueError("labels must be None when predict() DataFrames are given")
+            raise InputError("labels must be None when predict() DataFrames are given")
         if "id" in a.columns and "id" in b.columns:
             if a["id"].duplicated().any() or set(a["id"]) != set(b["id"]) or len(a) != len(b):
-                raise ValueError("a and b must score the same examples: their 'id' columns differ (or repeat)")
+                raise InputError("a and b must score the same examples: their 'id' columns differ (or repeat)")
             b = b.set_index("id").loc[a["id"]].reset_index().__finalize__(b)
         pa, ya = probs_labels(a)
         pb, yb = probs_labels(b)
         if not np.array_equal(ya, yb):
-            raise ValueError(
+            raise InputError(
                 "a and b have different labels for the same examples; a paired comparison needs the same data"
             )
         return pa, pb, ya
     if isinstance(a, pd.DataFrame) or isinstance(b, pd.DataFrame):
-        raise ValueError("pass two predict() DataFrames or two probability arrays with labels, not a mix")
+        raise InputError("pass two predict() DataFrames or two probability arrays with labels, not a mix")
     pa, ya = probs_and_labels(a, labels)
     pb, _ = probs_and_labels(b, labels)
     if pa.shape != pb.shape:
-        raise ValueError(f"a has shape {pa.shape} but b has shape {pb.shape}; expected the same examples and classes")
+        raise InputError(f"a has shape {pa.shape} but b has shape {pb.shape}; expected the same examples and classes")
     return pa, pb, ya
 
 

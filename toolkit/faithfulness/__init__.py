@@ -60,7 +60,6 @@ __all__ = [
     "FLAT_BOUNDS_TOL",
     "FRACTIONS",
     "MEMO_STATES",
-    "METRICS",
     "RANDOM",
     "aggregate",
     "aopc",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..prompts import ERASURES, erase_words, split_words
-from ..validation import check_int
+from ..validation import InputError, check_int
 
 __all__ = [
     "BEAM_WIDTH",
@@ -83,7 +83,7 @@ def k_for_fraction(fraction: float, n_words: int) -> int:
 def check_words(words: Sequence[str | Sequence[str]]) -> list[Variant]:
     """The examples as :class:`Variant` s (unerased), one per example; ValueError naming a bad one."""
     if isinstance(words, str):
-        raise ValueError("words must be a list of texts or word lists, got one str; use [text]")
+        raise InputError("words must be a list of texts or word lists, got one str; use [text]")
     checked = []
     for i, example in enumerate(words):
         if isinstance(example, str):
@@ -91,47 +91,47 @@ def check_words(words: Sequence[str | Sequence[str]]) -> list[Variant]:
         else:
             example = tuple(example)
             if not all(isinstance(w, str) for w in example):
-                raise ValueError(f"example {i} holds non-str words; expected a text or a sequence of str")
+                raise InputError(f"example {i} holds non-str words; expected a text or a sequence of str")
             if any(not w or any(c.isspace() for c in w) for w in example):
-                raise ValueError(f"example {i} has an empty word or one with whitespace: {example!r}; "
+                raise InputError(f"example {i} has an empty word or one with whitespace: {example!r}; "
                                  "words are split_words(text)")
             variant = Variant(example, " ".join(example))
         if len(variant) == 0:
-            raise ValueError(f"example {i} has zero words ({example!r}); every example needs at least one word")
+            raise InputError(f"example {i} has zero words ({example!r}); every example needs at least one word")
         checked.append(variant)
     if not checked:
-        raise ValueError("words is empty; expected at least one example")
+        raise InputError("words is empty; expected at least one example")
     return checked
 
 
 def check_flag(value: Any, name: str = "naopc") -> bool:
     """``value`` as a bool; ValueError unless it is True or False."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r}; expected True or False")
+        raise InputError(f"{name}={value!r}; expected True or False")
     return bool(value)
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
     fractions = tuple(float(f) for f in fractions)
     if not fractions:
-        raise ValueError("fractions is empty; expected fractions in (0, 1], e.g. FRACTIONS = (0.01, ..., 0.5)")
+        raise InputError("fractions is empty; expected fractions in (0, 1], e.g. FRACTIONS = (0.01, ..., 0.5)")
     bad = [f for f in fractions if not 0.0 < f <= 1.0]
     if bad:
-        raise ValueError(f"fractions {bad} outside (0, 1]; expected fractions of the words, e.g. 0.1 for 10%")
+        raise InputError(f"fractions {bad} outside (0, 1]; expected fractions of the words, e.g. 0.1 for 10%")
     return fractions
 
 
 def check_attributions(attributions: Sequence[Any], words: list[Variant], name: str) -> list[np.ndarray]:
     """One finite float array per example, one score per word; ValueError naming a bad entry."""
     if len(attributions) != len(words):
-        raise ValueError(f"{name} has {len(attributions)} entries for {len(words)} examples")
+        raise InputError(f"{name} has {len(attributions)} entries for {len(words)} examples")
     checked = []
     for i, (a, w) in enumerate(zip(attributions, words)):
         a = np.asarray(a, dtype=float)
         if a.ndim != 1 or a.shape[0] != len(w):
-            raise ValueError(f"{name}[{i}] has shape {a.shape}; expected ({len(w)},), one score per word")
+            raise InputError(f"{name}[{i}] has shape {a.shape}; expected ({len(w)},), one score per word")
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name}[{i}] has non-finite scores at words {np.flatnonzero(~np.isfinite(a)).tolist()}")
+            raise InputError(f"{name}[{i}] has non-finite scores at words {np.flatnonzero(~np.isfinite(a)).tolist()}")
         checked.append(a)
     return checked
 
@@ -152,9 +152,9 @@ class _Erasure:
     @staticmethod
     def of(mode: str, replacement: str) -> _Erasure:
         if mode not in ERASURES:
-            raise ValueError(f"unknown erasure {mode!r}; expected one of {list(ERASURES)}")
+            raise InputError(f"unknown erasure {mode!r}; expected one of {list(ERASURES)}")
         if not isinstance(replacement, str):
-            raise ValueError(f"replacement={replacement!r}; expected a str")
+            raise InputError(f"replacement={replacement!r}; expected a str")
         return _Erasure(mode, replacement)
 
     def apply(self, words: Variant, erased: Iterable[int]) -> Variant:
@@ -178,9 +178,9 @@ def checked_probs(probs: Any, n: int) -> np.ndarray:
     """A scorer's output as a finite float array of shape (n, C >= 2); ValueError otherwise."""
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or probs.shape[0] != n or probs.shape[1] < 2:
-        raise ValueError(f"scorer returned shape {probs.shape} for {n} texts; expected ({n}, C>=2)")
+        raise InputError(f"scorer returned shape {probs.shape} for {n} texts; expected ({n}, C>=2)")
     if not np.all(np.isfinite(probs)):
-        raise ValueError("scorer returned non-finite probabilities")
+        raise InputError("scorer returned non-finite probabilities")
     return probs
 
 
@@ -225,6 +225,6 @@ def options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, be
     return Options(
         _check_fractions(fractions),
         _Erasure.of(erasure, replacement),
-        check_int(exact_max_words, "exact_max_words", 0, keyword=True),
-        check_int(beam_width, "beam_width", 1, keyword=True),
+        check_int(exact_max_words, "exact_max_words", 0),
+        check_int(beam_width, "beam_width", 1),
     )

@@ -51,7 +51,7 @@ class ScoreMemo:
     """
 
     def __init__(self, max_states: int = MEMO_STATES) -> None:
-        self.max_states = check_int(max_states, "max_states", 1, keyword=True)
+        self.max_states = check_int(max_states, "max_states", 1)
         self._states: OrderedDict[Hashable, dict[tuple, np.ndarray]] = OrderedDict()
         self.requested = 0
         self.scored = 0

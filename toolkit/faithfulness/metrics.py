@@ -40,7 +40,6 @@ from .erasure import (
 )
 
 __all__ = [
-    "METRICS",
     "RANDOM",
     "aopc",
     "aopc_bounds",
@@ -523,7 +522,7 @@ def random_baseline(
         none), n_rankings (or ranking).
     """
     words = check_words(words)
-    n_rankings = check_int(n_rankings, "n_rankings", 1, keyword=True)
+    n_rankings = check_int(n_rankings, "n_rankings", 1)
     opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = random_jobs(words, n_rankings, seed)
     table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc))))

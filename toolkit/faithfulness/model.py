@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..attribution import attribute
-from ..validation import check_int
+from ..validation import InputError, check_int
 from .erasure import Scorer, Variant
 from .memo import ScoreMemo, memo_for, memoize, model_state
 from .report import faithfulness_report
@@ -43,9 +43,9 @@ def model_scorer(
     """
     from toolkit.scoring import label_probs  # imported here: scoring pulls in torch and the model stack
 
-    batch_size = check_int(batch_size, "batch_size", 1, keyword=True)
+    batch_size = check_int(batch_size, "batch_size", 1)
     if not isinstance(memo, (bool, ScoreMemo)):
-        raise ValueError(f"memo={memo!r}; expected True, False or a ScoreMemo")
+        raise InputError(f"memo={memo!r}; expected True, False or a ScoreMemo")
 
     def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
         texts = [v.text if isinstance(v, Variant) else " ".join(v) for v in variants]

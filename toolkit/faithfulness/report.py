@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..validation import check_int
+from ..validation import InputError, check_int
 from .erasure import (
     BEAM_WIDTH,
     EXACT_MAX_WORDS,
@@ -66,10 +66,10 @@ def faithfulness_report(
     """
     words = check_words(words)
     if not isinstance(attributions, Mapping) or not attributions:
-        raise ValueError("attributions must be a non-empty mapping: method name -> one score array per example")
+        raise InputError("attributions must be a non-empty mapping: method name -> one score array per example")
     if RANDOM in attributions:
-        raise ValueError(f"method name {RANDOM!r} is reserved for the random baseline; rename it")
-    n_random = check_int(n_random, "n_random", 0, keyword=True)
+        raise InputError(f"method name {RANDOM!r} is reserved for the random baseline; rename it")
+    n_random = check_int(n_random, "n_random", 0)
     opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
     jobs = []
     for name, attr in attributions.items():

@@ -23,6 +23,7 @@ from ..prompts import split_words
 from ..pruning import drop_attention
 from ..scoring import frame_logprobs, frame_probs, predict
 from .config import StudyConfig, resolve_level
+from ..validation import InputError
 
 __all__ = ["Cell", "run_cell", "study_cells", "study_data"]
 
@@ -94,7 +95,7 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
     test, val = data["test"], data["validation"]
     faith_examples = [e for e in test.examples if len(split_words(e.text)) <= config.max_words][: config.n_faithfulness]
     if not faith_examples:
-        raise ValueError(f"no test example of {cell.dataset!r} has at most max_words={config.max_words} words")
+        raise InputError(f"no test example of {cell.dataset!r} has at most max_words={config.max_words} words")
     if len(faith_examples) < config.n_faithfulness:
         warnings.warn(f"{cell.key}: only {len(faith_examples)} of the n_eval={config.n_eval} test examples have at most "
                       f"max_words={config.max_words} words; faithfulness uses those, not n_faithfulness="

@@ -103,22 +103,22 @@ class StudyConfig:
                 value = (value,)
             object.__setattr__(self, name, tuple(value))
             if not getattr(self, name):
-                raise ValueError(f"StudyConfig.{name} is empty; give at least one")
+                raise InputError(f"StudyConfig.{name} is empty; give at least one")
         self._check_names()
         for s in self.selections:
             family_metric(s, "importance", "selection")
         check_choice(self.strategy, "strategy", SELECTION_STRATEGIES)
         if self.attribution_backend not in ("fast", "inseq"):
-            raise ValueError(f"unknown attribution_backend {self.attribution_backend!r}; expected 'fast' or 'inseq'")
+            raise InputError(f"unknown attribution_backend {self.attribution_backend!r}; expected 'fast' or 'inseq'")
         for k in self.levels:
             if isinstance(k, bool) or not isinstance(k, (int, float)) or (isinstance(k, int) and k < 0) or (
                 isinstance(k, float) and not 0.0 < k < 1.0
             ):
-                raise ValueError(
+                raise InputError(
                     f"levels must be integers k >= 0 (layers to drop) or fractions of the depth in (0, 1), got {k!r}"
                 )
         if len(set(self.levels)) != len(self.levels):
-            raise ValueError(f"levels has duplicates: {list(self.levels)}")
+            raise InputError(f"levels has duplicates: {list(self.levels)}")
         if all(k == 0 for k in self.levels):
             raise InputError(
                 f"StudyConfig.levels={list(self.levels)} has no pruned level: a study compares pruned models with "
@@ -127,9 +127,9 @@ class StudyConfig:
         for name in ("n_eval", "n_validation", "n_importance", "n_faithfulness", "n_boot", "batch_size", "max_words"):
             object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
-            raise ValueError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
+            raise InputError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
         if not isinstance(self.naopc, bool):
-            raise ValueError(f"StudyConfig.naopc={self.naopc!r}; expected true or false")
+            raise InputError(f"StudyConfig.naopc={self.naopc!r}; expected true or false")
         for name in ("margin", "alpha"):
             object.__setattr__(self, name, check_probability(getattr(self, name), f"StudyConfig.{name}"))
         check_choice(self.correction, "correction", CORRECTIONS)
@@ -141,19 +141,19 @@ class StudyConfig:
                 raise InputError(f"StudyConfig.resources has unknown field(s) {bad}; allowed: {fields}")
             object.__setattr__(self, "resources", Resources(**self.resources))
         if not isinstance(self.resources, Resources):
-            raise ValueError(f"StudyConfig.resources={self.resources!r}; expected a mapping of Resources fields")
+            raise InputError(f"StudyConfig.resources={self.resources!r}; expected a mapping of Resources fields")
         if not isinstance(self.model_options, Mapping):
-            raise ValueError(f"StudyConfig.model_options={self.model_options!r}; expected model -> options mapping")
+            raise InputError(f"StudyConfig.model_options={self.model_options!r}; expected model -> options mapping")
         allowed = {"device", "dtype", "device_map", "revision"}
         for model, options in self.model_options.items():
             if model not in self.models:
-                raise ValueError(f"model_options names {model!r}, which is not in models {list(self.models)}")
+                raise InputError(f"model_options names {model!r}, which is not in models {list(self.models)}")
             if not isinstance(options, Mapping):
                 raise InputError(f"model_options[{model!r}]={short_repr(options)}; expected a mapping of load options "
                                  f"({sorted(allowed)})")
             bad = sorted(set(options) - allowed)
             if bad:
-                raise ValueError(f"model_options[{model!r}] has unknown option(s) {bad}; allowed: {sorted(allowed)}")
+                raise InputError(f"model_options[{model!r}] has unknown option(s) {bad}; allowed: {sorted(allowed)}")
 
     def _check_names(self) -> None:
         """Models and datasets are names (a path-like model becomes its str); seed, output_dir and the
@@ -199,7 +199,7 @@ class StudyConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(map(str, set(data) - known))
         if unknown:
-            raise ValueError(f"unknown study option(s) {unknown}; allowed: {sorted(known)}")
+            raise InputError(f"unknown study option(s) {unknown}; allowed: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def with_overrides(self, **changes: Any) -> StudyConfig:
@@ -245,7 +245,7 @@ class StudyConfig:
     def profile(cls, name: str = "full", **overrides: Any) -> StudyConfig:
         """The default study (`full`), a `quick` one for a first look, or the tiny `ci` one."""
         if name not in PROFILES:
-            raise ValueError(f"unknown profile {name!r}; expected one of {list(PROFILES)}")
+            raise InputError(f"unknown profile {name!r}; expected one of {list(PROFILES)}")
         sizes = {
             "full": {},
             "quick": dict(levels=(0, 2, 8), selections=("cosine", "random"), n_eval=60, n_validation=30,
@@ -309,9 +309,9 @@ def resolve_level(level: int | float, n_layers: int) -> int:
     (0.1 of 30 layers is 3, of 18 layers 2; 0.33 of 30 is 10, of 18 is 6).
 
     Raises:
-        ValueError: k larger than ``n_layers``.
+        InputError: k larger than ``n_layers``.
     """
     k = level if isinstance(level, int) else max(1, int(np.floor(level * n_layers + 0.5)))
     if k > n_layers:
-        raise ValueError(f"level {level!r} asks for {k} layers, but the model has {n_layers}")
+        raise InputError(f"level {level!r} asks for {k} layers, but the model has {n_layers}")
     return k
