@@ -272,3 +272,27 @@ def test_tests_import_public_names_where_one_exists():
                     unlisted.append(where)
     assert not aliased, f"use the public name: {aliased}"
     assert not unlisted, f"a private helper imported by a test: give it a public name or add it to PRIVATE_TESTED: {unlisted}"
+
+
+def test_notebooks_use_names_that_exist():
+    """Every ``tk.<name>[.<name>]`` a notebook's code reads resolves (notebooks run only in the slow suite)."""
+    import json
+    import re
+
+    import toolkit as tk
+
+    missing = []
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            for chain in re.findall(r"\btk((?:\.[A-Za-z_]\w*)+)", "".join(cell["source"])):
+                obj = tk
+                for part in chain.strip(".").split("."):
+                    if not hasattr(obj, part):
+                        missing.append(f"{nb.name} cell {i}: tk{chain}")
+                        break
+                    obj = getattr(obj, part)
+                    if not isinstance(obj, type(tk)):
+                        break  # a function or class: its own attributes are not the API's business
+    assert not missing, missing
