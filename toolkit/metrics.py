@@ -11,7 +11,7 @@ whether that claim is a headline of the study (``headline``) and how it is displ
 - ``faithfulness``: ``fn(table)`` -> one value per example, from the erasure engine's per-example
   table (its columns: ``aopc_comprehensiveness``, ``aopc_sufficiency``, the bounds
   ``comprehensiveness_lower`` ... and ``flipped``); ``needs`` names the engine parts it reads
-  (``curves``, ``flips``, ``bounds``). Every entry is a column of
+  (``curves``, ``flips``, ``bounds``, ``soft``). Every entry is a column of
   :func:`toolkit.faithfulness.faithfulness_report` and a row ``<name>:<method>`` of the study's table.
 - ``importance``: ``fn(inputs)`` -> one score per decoder layer (low = first to drop), with
   :class:`toolkit.importance.ImportanceInputs`; a selection of the study.
@@ -54,7 +54,7 @@ TESTS = {
     "paired_t": "paired t test of the per-example difference against the unpruned model, multiplicity-adjusted",
 }
 _TESTS_OF = {"calibration": ("tost", "paired_bootstrap"), "faithfulness": ("paired_t",), "importance": ()}
-ENGINE_PARTS = ("curves", "flips", "bounds")
+ENGINE_PARTS = ("curves", "flips", "bounds", "soft")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Metric:
             summary (ECE: the temperature-scaled ECE).
         plot: a panel of the report's metrics-vs-pruning figure.
         explorer: a row of the explorer's comparison with the unpruned model (calibration).
-        needs: faithfulness: the engine parts ``fn`` reads (``curves``, ``flips``, ``bounds``); a study
+        needs: faithfulness: the engine parts ``fn`` reads (``curves``, ``flips``, ``bounds``, ``soft``); a study
             without the bound search (``naopc=False``) does not measure metrics that need ``bounds``.
         needs_labels: importance: it needs labelled examples (``task=`` and ``labels=``).
         control: importance: a control (seeded random scores), not a ranking of the model; one-shot

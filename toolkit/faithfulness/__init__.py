@@ -1,5 +1,6 @@
 """Erasure-based faithfulness of word attributions: ERASER comprehensiveness and sufficiency, AOPC,
-normalised AOPC, decision flip, and a random-ranking baseline.
+normalised AOPC, decision flip, soft comprehensiveness and sufficiency (Bernoulli masks on the
+token embeddings, :mod:`toolkit.faithfulness.soft`), and a random-ranking baseline.
 
 The core is model-agnostic: every metric takes a :data:`Scorer`, a callable that maps a list of
 word sequences (erased variants of texts) to class probabilities of shape ``(len, C)``, so it can
@@ -49,10 +50,12 @@ from .metrics import (
     erasure_curves,
     naopc,
     random_baseline,
+    soft_erasure,
     sufficiency,
 )
 from .model import model_faithfulness, model_scorer
 from .report import aggregate, faithfulness_report
+from .soft import SOFT_SAMPLES, Masked, embedding_mask, keep_probabilities, mask_seed, masked_label_probs
 
 __all__ = [
     "BEAM_WIDTH",
@@ -79,6 +82,13 @@ __all__ = [
     "naopc_from_bounds",
     "random_baseline",
     "ranking",
+    "Masked",
+    "SOFT_SAMPLES",
+    "embedding_mask",
+    "keep_probabilities",
+    "mask_seed",
+    "masked_label_probs",
+    "soft_erasure",
     "ScoreMemo",
     "Scorer",
     "split_words",

@@ -218,13 +218,18 @@ class Options:
     erasure: _Erasure
     exact_max_words: int = EXACT_MAX_WORDS
     beam_width: int = BEAM_WIDTH
+    soft_samples: int = 8
+    soft_seed: int = 0
 
 
-def options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, beam_width=BEAM_WIDTH) -> Options:
+def options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, beam_width=BEAM_WIDTH,
+            soft_samples=8, soft_seed=0) -> Options:
     """The :class:`Options` of a call, each argument checked (ValueError naming a bad one)."""
     return Options(
         _check_fractions(fractions),
         _Erasure.of(erasure, replacement),
         check_int(exact_max_words, "exact_max_words", 0),
         check_int(beam_width, "beam_width", 1),
+        check_int(soft_samples, "soft_samples", 1),
+        check_int(soft_seed, "soft_seed", 0),
     )

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import Metric, list_metrics, metric_names, register_metric
-from ..validation import check_int
-from .bounds import Beam, ExactBounds, naopc_from_bounds
+from ..validation import InputError, check_int
+from .bounds import FLAT_BOUNDS_TOL, Beam, ExactBounds, naopc_from_bounds
 from .erasure import (
     BEAM_WIDTH,
     EXACT_MAX_WORDS,
@@ -38,6 +38,7 @@ from .erasure import (
     options,
     ranking,
 )
+from .soft import SOFT_SAMPLES, Masked, keep_probabilities, mask_seed
 
 __all__ = [
     "RANDOM",
@@ -54,6 +55,7 @@ __all__ = [
     "naopc",
     "random_baseline",
     "random_jobs",
+    "soft_erasure",
     "sufficiency",
 ]
 
@@ -67,6 +69,7 @@ class _Job:
     method: str
     ranking: int  # index of a random ranking; -1 for a given attribution
     order: np.ndarray
+    scores: np.ndarray  # the word scores behind ``order`` (the soft metrics' keep probabilities)
 
 
 # ----------------------------------------------------------------------------- engine
@@ -77,6 +80,7 @@ class _Results:
     curves: pd.DataFrame | None
     flips: pd.DataFrame | None
     bounds: pd.DataFrame | None
+    soft: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -144,15 +148,38 @@ def _bound_rows(pool: Pool, full: _Full, words: list[Variant], exact: dict[int, 
     return pd.DataFrame([{**full.base[i], **found[i]} for i in range(len(words))])
 
 
+def _soft_rows(pool: Pool, full: _Full, jobs: list[_Job], ids: list, zero_ids: list[int]) -> pd.DataFrame:
+    """Per ranking, soft comprehensiveness and sufficiency, raw and normalised (:mod:`toolkit.faithfulness.soft`)."""
+    rows = []
+    for job, job_ids in zip(jobs, ids):
+        y, p = full.labels[job.example], full.p_y[job.example]
+        room = max(0.0, p - pool[zero_ids[job.example]][y])  # 1 - S(0)
+        comp = float(np.mean([max(0.0, p - pool[c][y]) for c, _ in job_ids]))
+        suff = float(np.mean([1.0 - max(0.0, p - pool[s][y]) for _, s in job_ids]))
+        ok = room > FLAT_BOUNDS_TOL
+        rows.append({"example": job.example, "method": job.method, "ranking": job.ranking,
+                     "soft_comp": comp, "soft_suff": suff,
+                     "soft_comp_norm": comp / room if ok else math.nan,
+                     "soft_suff_norm": (suff - (1.0 - room)) / room if ok else math.nan})
+    return pd.DataFrame(rows, columns=[*_KEYS, *_SOFT_COLS])
+
+
+_SOFT_COLS = ["soft_comp", "soft_suff", "soft_comp_norm", "soft_suff_norm"]
+
+
 def evaluate(
     scorer: Scorer, words: list[Variant], jobs: list[_Job], opts: Options,
-    *, curves: bool = False, flips: bool = False, bounds: bool = False,
+    *, curves: bool = False, flips: bool = False, bounds: bool = False, soft: bool = False,
     curve_metrics: tuple[str, ...] = ("comprehensiveness", "sufficiency"),
 ) -> _Results:
     """Queue every variant asked for, score them in one call (+ beam steps), read the tables.
 
     ``curve_metrics``: the curves whose variants are scored (the other's columns are NaN).
+    ``soft``: the masked variants of the soft metrics (the scorer must accept them).
     """
+    if soft and not getattr(scorer, "accepts_masks", False):
+        raise InputError("the soft faithfulness metrics mask token embeddings, and this scorer scores texts only "
+                         "(it has no accepts_masks = True); use toolkit.faithfulness.model_scorer, or soft=False")
     comp, suff = "comprehensiveness" in curve_metrics, "sufficiency" in curve_metrics
     pool, erasure = Pool(scorer), opts.erasure
     full_ids = [pool.add(w) for w in words]
@@ -165,6 +192,13 @@ def evaluate(
                                pool.add(erasure.keep(w, order[:k])) if suff else None) for k in ks])
         if flips:
             flip_ids.append([pool.add(erasure.apply(w, order[:k])) for k in range(1, len(w) + 1)])
+    soft_ids, zero_ids = [], []
+    if soft:
+        zero_ids = [pool.add(Masked(w, np.zeros(len(w)), ())) for w in words]
+        for job in jobs:
+            w, q = words[job.example], keep_probabilities(job.scores)
+            seeds = [mask_seed(opts.soft_seed, w.text, s) for s in range(opts.soft_samples)]
+            soft_ids.append([(pool.add(Masked(w, 1.0 - q, seed)), pool.add(Masked(w, q, seed))) for seed in seeds])
     exact = {i: ExactBounds(pool, w, opts) for i, w in enumerate(words)
              if bounds and len(w) <= opts.exact_max_words}
     pool.flush()
@@ -173,20 +207,29 @@ def evaluate(
         _curve_rows(pool, full, jobs, curve_ids, opts.fractions) if curves else None,
         _flip_rows(pool, full, jobs, flip_ids) if flips else None,
         _bound_rows(pool, full, words, exact, opts) if bounds else None,
+        _soft_rows(pool, full, jobs, soft_ids, zero_ids) if soft else None,
     )
 
 
 def jobs_for(attributions: Sequence[np.ndarray], method: str) -> list[_Job]:
     """One job per example: its words ranked by the given attribution (ranking index -1)."""
-    return [_Job(i, method, -1, ranking(a)) for i, a in enumerate(attributions)]
+    return [_Job(i, method, -1, ranking(a), np.asarray(a, dtype=float)) for i, a in enumerate(attributions)]
 
 
 def random_jobs(words: list[Variant], n_rankings: int, seed: int) -> list[_Job]:
-    """R seeded random rankings per example; example i uses rng([seed, i]), independent of the others."""
+    """R seeded random rankings per example; example i uses rng([seed, i]), independent of the others.
+
+    A ranking's word scores (the soft metrics' keep probabilities) fall linearly with its rank:
+    n for the first word, 1 for the last.
+    """
     jobs = []
     for i, w in enumerate(words):
         rng = np.random.default_rng([seed, i])
-        jobs += [_Job(i, RANDOM, r, rng.permutation(len(w))) for r in range(n_rankings)]
+        for r in range(n_rankings):
+            order = rng.permutation(len(w))
+            scores = np.empty(len(w))
+            scores[order] = np.arange(len(w), 0, -1, dtype=float)
+            jobs.append(_Job(i, RANDOM, r, order, scores))
     return jobs
 
 
@@ -260,15 +303,29 @@ register_metric(Metric("naopc_sufficiency", _naopc("sufficiency"), "faithfulness
                        test="paired_t", label="NAOPC sufficiency", needs={"curves", "bounds"}))
 register_metric(Metric("fraction_flip", _fraction_flip, "faithfulness", higher_is_better=False, test="paired_t",
                        label="fraction erased to flip", needs={"flips"}))
+def _soft(column: str):
+    def soft_metric(table: pd.DataFrame) -> pd.Series:
+        return table[column]
+
+    soft_metric.__name__ = {"soft_comp": "soft_comprehensiveness", "soft_suff": "soft_sufficiency"}[column]
+    return soft_metric
+
+
 register_metric(Metric("flip_rate", _flip_rate, "faithfulness", higher_is_better=True, test="paired_t",
                        label="decision flip rate", needs={"flips"}))
+register_metric(Metric("soft_comprehensiveness", _soft("soft_comp"), "faithfulness", higher_is_better=True,
+                       test="paired_t", label="soft comprehensiveness", short="soft comp", needs={"soft"}))
+register_metric(Metric("soft_sufficiency", _soft("soft_suff"), "faithfulness", higher_is_better=True,
+                       test="paired_t", label="soft sufficiency", short="soft suff", needs={"soft"}))
 
 
-def engine_parts(naopc: bool = True) -> dict[str, bool]:
+def engine_parts(naopc: bool = True, soft: bool = False) -> dict[str, bool]:
     """The :func:`evaluate` flags the registered faithfulness metrics need: ``curves`` (always: the
-    per-ranking rows come from them), ``flips``, and ``bounds`` when ``naopc`` (the bound search)."""
+    per-ranking rows come from them), ``flips``, ``bounds`` when ``naopc`` (the bound search) and
+    ``soft`` when ``soft`` (the masked-embedding variants)."""
     needs = set().union(*(m.needs for m in list_metrics("faithfulness")))
-    return {"curves": True, "flips": "flips" in needs, "bounds": bool(naopc) and "bounds" in needs}
+    return {"curves": True, "flips": "flips" in needs, "bounds": bool(naopc) and "bounds" in needs,
+            "soft": bool(soft) and "soft" in needs}
 
 
 def __getattr__(name: str) -> Any:
@@ -463,6 +520,39 @@ def decision_flip(
     return flips.drop(columns=["method", "ranking"])
 
 
+def soft_erasure(
+    scorer: Scorer, words: Examples, attributions: Sequence[np.ndarray],
+    *, n_samples: int = SOFT_SAMPLES, seed: int = 0,
+) -> pd.DataFrame:
+    """Soft comprehensiveness and sufficiency of each example's attribution (Zhao & Aletras 2023).
+
+    Each word's token embeddings are masked element-wise at random, kept with probability 1 - q
+    (comprehensiveness) or q (sufficiency), q the example's scores min-max normalised.
+    Definitions, seeding and the scorer contract: :mod:`toolkit.faithfulness.soft`. Higher is
+    more faithful for all four columns.
+
+    Args:
+        scorer: a scorer that accepts masked variants (``accepts_masks``), e.g. :func:`model_scorer`.
+        n_samples: Monte Carlo mask draws per example and metric.
+        seed: seed of the mask draws (with each text's crc32 and the sample index).
+
+    Returns:
+        One row per example: example, n_words, label, p_full, soft_comprehensiveness,
+        soft_sufficiency (raw, in [0, 1]: the registered metrics), and the same normalised by the
+        all-masked input as Zhao & Aletras report them (``*_normalised``; NaN where masking every
+        word does not lower p(y^)).
+    """
+    words = check_words(words)
+    attributions = check_attributions(attributions, words, "attributions")
+    opts = options(FRACTIONS, "delete", "...", soft_samples=n_samples, soft_seed=seed)
+    res = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True, curve_metrics=(), soft=True)
+    table = _aopc_table(res.curves).merge(res.soft, on=_KEYS, how="left")
+    names = ["soft_comprehensiveness", "soft_sufficiency", "soft_comprehensiveness_normalised",
+             "soft_sufficiency_normalised"]
+    table = table.rename(columns=dict(zip(_SOFT_COLS, names)))
+    return table[["example", "n_words", "label", "p_full", *names]]
+
+
 def metric_table(res: _Results) -> pd.DataFrame:
     """Per-ranking rows: the engine's columns, then one column per registered faithfulness metric.
 
@@ -483,6 +573,10 @@ def metric_table(res: _Results) -> pd.DataFrame:
         table = table.merge(res.flips[_KEYS + ["flipped", "fraction"]], on=_KEYS, how="left")
         engine_columns = ["flipped", "fraction"]
         parts.add("flips")
+    if res.soft is not None:
+        table = table.merge(res.soft, on=_KEYS, how="left")
+        engine_columns += _SOFT_COLS
+        parts.add("soft")
     for metric in list_metrics("faithfulness"):
         table[metric.name] = metric.fn(table) if metric.needs <= parts else math.nan
     return table.drop(columns=[c for c in engine_columns if c not in metric_names("faithfulness")])

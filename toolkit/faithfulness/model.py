@@ -15,6 +15,7 @@ from ..validation import InputError, check_int
 from .erasure import Scorer, Variant
 from .memo import ScoreMemo, memo_for, memoize, model_state
 from .report import faithfulness_report
+from .soft import SOFT_SAMPLES, Masked, masked_label_probs
 
 __all__ = [
     "model_faithfulness",
@@ -48,15 +49,28 @@ def model_scorer(
         raise InputError(f"memo={memo!r}; expected True, False or a ScoreMemo")
 
     def score(variants: Sequence[Sequence[str]]) -> np.ndarray:
-        texts = [v.text if isinstance(v, Variant) else " ".join(v) for v in variants]
-        probs = label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress)
-        return np.asarray(probs, dtype=float)
+        masked = [i for i, v in enumerate(variants) if isinstance(v, Masked)]
+        plain = [i for i, v in enumerate(variants) if not isinstance(v, Masked)]
+        parts = []
+        if plain:
+            texts = [variants[i].text if isinstance(variants[i], Variant) else " ".join(variants[i]) for i in plain]
+            parts.append((plain, label_probs(model, tokenizer, task, texts, batch_size=batch_size, progress=progress)))
+        if masked:
+            parts.append((masked, masked_label_probs(model, tokenizer, task, [variants[i] for i in masked],
+                                                     batch_size=batch_size)))
+        out = np.zeros((len(variants), np.asarray(parts[0][1]).shape[1])) if parts else np.zeros((0, 2))
+        for idx, probs in parts:
+            out[idx] = probs
+        return out
 
     if memo is False or model_state(model) is None:
         score.memo = None  # type: ignore[attr-defined]
+        score.accepts_masks = True  # type: ignore[attr-defined]
         return score
     shared = memo if isinstance(memo, ScoreMemo) else memo_for(model, tokenizer, task)
-    return memoize(score, shared, state=lambda: model_state(model))
+    scorer = memoize(score, shared, state=lambda: model_state(model))
+    scorer.accepts_masks = True  # type: ignore[attr-defined]
+    return scorer
 
 
 def model_faithfulness(
@@ -73,6 +87,8 @@ def model_faithfulness(
     n_boot: int = 1000,
     alpha: float = 0.05,
     naopc: bool = True,
+    soft: bool = False,
+    soft_samples: int = SOFT_SAMPLES,
     memo: bool | ScoreMemo = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Explain ``examples`` with each attribution method and measure the erasure faithfulness of each.
@@ -88,7 +104,9 @@ def model_faithfulness(
         methods: attribution method names, e.g. ``("saliency", "input_x_gradient")``.
         backend: attribution backend, ``"fast"`` or ``"inseq"``.
         batch_size: examples per forward pass, for attributions and scoring alike.
-        n_random, seed, n_boot, alpha, naopc: as in :func:`faithfulness_report`.
+        n_random, seed, n_boot, alpha, naopc, soft, soft_samples: as in :func:`faithfulness_report`
+            (the soft metrics' masks are seeded by the text, not by ``seed``: a pruned model and
+            its unpruned reference see the same masks).
         memo: as in :func:`model_scorer` (default: remembered per model state, so a second call
             on the same sentences and model state scores only new variants).
 
@@ -101,5 +119,5 @@ def model_faithfulness(
     scorer = model_scorer(model, tokenizer, task, batch_size=batch_size, memo=memo)
     return faithfulness_report(
         scorer, [e.text for e in examples], {m: [a.scores for a in attributions[m]] for m in methods},
-        n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha, naopc=naopc,
+        n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha, naopc=naopc, soft=soft, soft_samples=soft_samples,
     )  # fmt: skip

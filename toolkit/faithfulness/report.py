@@ -24,6 +24,7 @@ from .erasure import (
     options,
 )
 from ..metrics import metric_names
+from .soft import SOFT_SAMPLES
 from .metrics import RANDOM, average_rankings, engine_parts, evaluate, jobs_for, metric_table, random_jobs
 
 __all__ = [
@@ -37,6 +38,7 @@ def faithfulness_report(
     *, n_random: int = 10, seed: int = 0, n_boot: int = 1000, alpha: float = 0.05, naopc: bool = True,
     fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
     exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
+    soft: bool = False, soft_samples: int = SOFT_SAMPLES, soft_seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """AOPC, NAOPC and decision flip of each attribution method beside a random baseline.
 
@@ -55,6 +57,9 @@ def faithfulness_report(
         alpha: 1 - confidence level of the intervals.
         naopc: compute the NAOPC bounds (shared by all rankings of a sentence); False is the
             cheaper AOPC-only run: no bound search, NAOPC columns NaN, bound_method "none".
+        soft: also the soft comprehensiveness and sufficiency (:mod:`toolkit.faithfulness.soft`;
+            the scorer must accept masked embeddings, as :func:`model_scorer`'s does), each a Monte
+            Carlo mean over ``soft_samples`` mask draws seeded by ``soft_seed`` and the text.
         Others: as :func:`erasure_curves` and :func:`aopc_bounds`.
 
     Returns:
@@ -70,12 +75,12 @@ def faithfulness_report(
     if RANDOM in attributions:
         raise InputError(f"method name {RANDOM!r} is reserved for the random baseline; rename it")
     n_random = check_int(n_random, "n_random", 0)
-    opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
+    opts = options(fractions, erasure, replacement, exact_max_words, beam_width, soft_samples, soft_seed)
     jobs = []
     for name, attr in attributions.items():
         jobs += jobs_for(check_attributions(attr, words, f"attributions[{name!r}]"), str(name))
     jobs += random_jobs(words, n_random, seed)
-    table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc))))
+    table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc), check_flag(soft, "soft"))))
     per_example = average_rankings(table)
 
     return per_example, aggregate(per_example, n_boot=n_boot, alpha=alpha, seed=seed)
