@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,11 @@ import numpy as np
 
 from ..executors import EXECUTORS, Resources
 from ..importance import SELECTION_STRATEGIES
-from ..metrics import family_metric, get_metric, metric_names
+from ..metrics import Metric, family_metric, get_metric, headline_metrics, metric_names
 from ..validation import InputError, InputTypeError, check_choice, check_int, check_probability, is_int, short_repr
 
-__all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "PROFILES", "StudyConfig", "bucket_labels", "resolve_level"]
+__all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
+           "resolve_level"]
 
 PROFILES = ("full", "quick", "ci")
 CORRECTIONS = ("holm", "bh")
@@ -53,8 +54,9 @@ class StudyConfig:
             with `length_buckets`, the first n_faithfulness of each bucket.
         max_words: longest text (in words) used for faithfulness (not used with `length_buckets`).
         shots: k-shot demonstrations in every prompt of the study (predictions, temperature fitting,
-            loss_delta importance, attributions and erasure): an int k >= 0 for every model and
-            dataset, or ``"auto"``: per (model, dataset) the above-chance setting with the highest
+            loss_delta importance, attributions and erasure): an int k >= 1 for every model and
+            dataset (0, the default: each dataset's task as registered, zero-shot for every bundled
+            one), or ``"auto"``: per (model, dataset) the above-chance setting with the highest
             accuracy in ``data/bundled_accuracy.csv`` (tie: fewer shots), 0 for a pair without a row
             or without an above-chance row (see :func:`toolkit.study.study_shots`).
         skip_at_chance: leave out every (model, dataset) pair at which the model is at chance
@@ -236,18 +238,10 @@ class StudyConfig:
         if isinstance(claims, str) or not isinstance(claims, Iterable):
             claims = (claims,)
         claims = tuple(claims)
-        allowed = [n for family in CLAIM_FAMILIES for n in metric_names(family) if get_metric(n).test is not None]
-        for name in claims:
-            if name not in allowed:
-                what = (f"family {get_metric(name).family}" if isinstance(name, str) and name in metric_names()
-                        else "not a registered metric")
-                raise InputError(f"StudyConfig.claims holds {short_repr(name)} ({what}); expected registered "
-                                 f"calibration or faithfulness metrics: {allowed}")
-            if not self.naopc and "bounds" in get_metric(name).needs:
-                raise InputError(f"StudyConfig.claims holds {name!r}, which needs the bound search; a study with "
-                                 "naopc=false does not measure it (set naopc: true, or claim an AOPC metric)")
-        if len(set(claims)) != len(claims):
-            raise InputError(f"StudyConfig.claims has duplicates: {list(claims)}")
+        for metric in claim_metrics(claims, what="StudyConfig.claims") if claims else ():
+            if not self.naopc and "bounds" in metric.needs:
+                raise InputError(f"StudyConfig.claims holds {metric.name!r}, which needs the bound search; a study "
+                                 "with naopc=false does not measure it (set naopc: true, or claim an AOPC metric)")
         object.__setattr__(self, "claims", claims)
 
     def load_options(self, model: str) -> dict[str, Any]:
@@ -372,6 +366,44 @@ def _parse_config(text: str, suffix: str, where: str) -> Any:
         problem = getattr(err, "problem", None) or " ".join(str(err).split())
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise InputError(f"{where} is not valid YAML: {problem}{at}") from None
+
+
+def claim_metrics(claims: Sequence[str] = (), *, measured: Collection[str] | None = None,
+                  what: str = "claims") -> tuple[Metric, ...]:
+    """The metrics a study states claims about: the equivalence claim, then the calibration and the
+    faithfulness change claims.
+
+    Args:
+        claims: registered calibration or faithfulness metric names (``StudyConfig.claims``). The
+            equivalence claim (the ``tost`` metric, accuracy) is always included, first; the others
+            keep their order within each family. Empty: the registry's headline metrics
+            (:func:`toolkit.metrics.headline_metrics`) among ``measured``.
+        measured: the metric names a study table holds (None: not checked).
+        what: how an error names ``claims``.
+
+    Raises:
+        InputError: a name that is not a registered calibration or faithfulness metric with a test
+            (the message lists the allowed names), a duplicate, or a claim not ``measured``.
+    """
+    if not claims:
+        return headline_metrics("calibration", measured=measured) + headline_metrics("faithfulness", measured=measured)
+    allowed = [n for family in CLAIM_FAMILIES for n in metric_names(family) if get_metric(n).test is not None]
+    for name in claims:
+        if not isinstance(name, str) or name not in allowed:
+            kind = f"family {get_metric(name).family}" if isinstance(name, str) and name in metric_names() else (
+                "not a registered metric")
+            raise InputError(f"{what} holds {short_repr(name)} ({kind}); expected registered calibration or "
+                             f"faithfulness metrics: {allowed}")
+    if len(set(claims)) != len(claims):
+        raise InputError(f"{what} has duplicates: {list(claims)}")
+    if measured is not None:
+        missing = [n for n in claims if n not in measured]
+        if missing:
+            raise InputError(f"{what} {missing} are not measured in this table; measured: {sorted(measured)}")
+    chosen = [get_metric(n) for n in claims]
+    equivalence = headline_metrics("calibration", measured=measured, test="tost")[:1]
+    return (tuple(equivalence) + tuple(m for m in chosen if m.family == "calibration" and m.test != "tost")
+            + tuple(m for m in chosen if m.family == "faithfulness"))
 
 
 def bucket_labels(bounds: Iterable[int]) -> tuple[str, ...]:
