@@ -147,6 +147,8 @@ def run_study(
     batch size, seeds; see :mod:`toolkit.manifest`) and refuses otherwise, unless ``allow_mixed``
     (a finished study only rebuilds its table and report: nothing would mix). Each record stores
     its manifest (``python -m toolkit manifest <run_dir>`` prints them); ``table.csv`` does not.
+    With ``config.length_buckets``, ``faithfulness_by_length.csv`` beside it holds
+    :func:`toolkit.study.faithfulness_by_length`.
 
     Raises:
         InputError: what :func:`check_study` finds, before anything is computed or written.
