@@ -278,3 +278,13 @@ def test_claims_replace_the_headline_metrics_in_the_summary_plan_and_report(buck
         summary(bucket_study["table"], claims=("naopc_comprehensiveness",))
     with pytest.raises(InputError, match=r"StudyConfig.claims holds 't_claim_gap' \(not a registered metric\)"):
         StudyConfig(claims=("t_claim_gap",))  # registered only inside the fixture
+
+
+def test_best_shots_of_the_bundled_accuracy_file(monkeypatch):
+    from toolkit.data import best_shots
+
+    monkeypatch.delenv("TOOLKIT_DATA_DIR", raising=False)
+    best = best_shots()
+    assert best[("gemma3-270m", "uci_yelp")] == 4  # 0.98 with 4 shots beats 0.88 zero-shot
+    assert best[("smollm2-135m", "uci_yelp")] == 0  # 0.81 zero-shot beats 0.64 with 4
+    assert ("smollm2-135m", "vader_nyt") not in best  # at chance in every setting
