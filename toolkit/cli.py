@@ -96,7 +96,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     except StudyIncomplete as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    head = summary(table, correction=config.correction, alpha=config.alpha)
+    head = summary(table, correction=config.correction, alpha=config.alpha, claims=config.claims)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(head.table.round(3).to_string(index=False))
     print("\n" + head.statement)

@@ -42,6 +42,7 @@ __all__ = [
     "demonstrations",
     "get_task",
     "chance_models",
+    "best_shots",
     "restore_datasets",
     "user_datasets",
     "list_datasets",
@@ -302,6 +303,23 @@ def chance_models() -> dict[str, list[str]]:
         if not ok:
             out.setdefault(dataset, []).append(model)
     return out
+
+
+def best_shots() -> dict[tuple[str, str], int]:
+    """Per (model, dataset) of ``data/bundled_accuracy.csv``: the number of demonstrations that did best.
+
+    The above-chance setting (95% interval of the accuracy above the majority-class rate) with the
+    highest accuracy; a tie goes to fewer shots. A pair without an above-chance setting is left
+    out, and so is everything when the file is absent (e.g. a ``TOOLKIT_DATA_DIR`` without it).
+    """
+    path = data_dir() / ACCURACY_FILE
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path)
+    table = table[table.above_chance.astype(bool)].sort_values(["accuracy", "shots"], ascending=[False, True],
+                                                                kind="stable")
+    best = table.drop_duplicates(["model", "dataset"])
+    return {(m, d): int(k) for m, d, k in zip(best.model, best.dataset, best.shots)}
 
 
 def list_datasets() -> pd.DataFrame:

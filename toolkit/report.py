@@ -52,6 +52,21 @@ def artifact_tag(model: str, dataset: str) -> str:
     return f"{tag[:keep]}_{digest}_{tag[-keep:]}"
 
 
+def _by_length_section(by_length: pd.DataFrame, metric: str, method: str) -> list[str]:
+    """The report's "Faithfulness by sentence length" table: one metric and method, every cell and bucket."""
+    rows = by_length[(by_length.metric == metric) & (by_length.method == method)]
+    if not len(rows):
+        return []
+    shown = rows[["model", "dataset", "selection", "k", "length_bucket", "n", "mean", "delta", "delta_low",
+                  "delta_high"]]
+    return ["## Faithfulness by sentence length", "",
+            f"{get_metric(metric).label} of `{method}` per length bucket (words): the mean over the bucket's "
+            "sentences and its mean paired change (`delta`, with a bootstrap 95% interval) against the unpruned "
+            "model on the same sentences. The claims above pool every bucket; "
+            "`faithfulness_by_length.csv` holds every metric and method.", "",
+            shown.round(3).to_markdown(index=False), ""]
+
+
 def _save(fig: Figure, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -65,6 +80,8 @@ def write_report(
     cells: Mapping[tuple[str, str], Mapping],
     *,
     digest: str,
+    by_length: pd.DataFrame | None = None,
+    shots: Mapping[tuple[str, str], int] | None = None,
 ) -> Path:
     """Draw the study's figures (PNG) and write `report.md` beside them in `out`; return the report path.
 
@@ -82,11 +99,19 @@ def write_report(
             reliability diagram, ``selection`` (the pruning selection they come from, or None) and
             ``importance`` (importance profile per selection).
         digest: the study config's hash, named in the report.
+        by_length: faithfulness per sentence-length bucket (:func:`toolkit.study.faithfulness_by_length`);
+            given, a "Faithfulness by sentence length" section shows the summary's faithfulness
+            metric and method per bucket.
+        shots: the k-shot demonstrations per (model, dataset) (:func:`toolkit.study.study_shots`),
+            stated under the hash; None: not stated.
     """
     out = Path(out)
     head = summary.table
     figures: list[tuple[str, str]] = []
     lines = ["# Attention-pruning study", "", f"Config hash `{digest}`.", ""]
+    if shots:
+        lines += ["Demonstrations per prompt (shots): "
+                  + "; ".join(f"{model} / {dataset}: {k}" for (model, dataset), k in shots.items()) + ".", ""]
     for (model, dataset), sub in table.groupby(["model", "dataset"], sort=False):
         tag = artifact_tag(model, dataset)
         wide = per_selection(sub)
@@ -145,6 +170,8 @@ def write_report(
               "the adjusted interval); `misaligned`: equivalent and a change shown.", "",
               f"Tests: {summary.statement}", "",
               shown.round(3).to_markdown(index=False), ""]
+    if by_length is not None and len(by_length):
+        lines += _by_length_section(by_length, faith.name, summary.method)
     lines += ["## Figures", ""] + [f"### {title}\n\n![{title}]({name})\n" for title, name in figures]
     lines += ["## Full table", "", "`table.csv` beside this file: one row per (cell, metric) with bootstrap CIs.", ""]
     path = out / "report.md"

@@ -12,14 +12,15 @@ Modules, in dependency order: ``config`` (:class:`StudyConfig`) <- ``cells`` (th
 from the metric registry (:mod:`toolkit.metrics`). Every public name is re-exported here.
 """
 
-from .cells import Cell, run_cell, study_cells, study_data
-from .config import CORRECTIONS, PROFILES, StudyConfig, resolve_level
+from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_shots
+from .config import CLAIM_FAMILIES, CORRECTIONS, PROFILES, StudyConfig, bucket_labels, claim_metrics, resolve_level
 from .plan import PILOT_ASSUMPTIONS, plan, planned_metrics, status
 from .run import StudyIncomplete, check_study, model_depth, run_study
 from .summary import ClaimColumns, Summary, measured_metrics, summary
-from .table import load_results, record_frame, report_frames, tidy_table
+from .table import faithfulness_by_length, load_results, record_frame, report_frames, tidy_table
 
 __all__ = [
+    "CLAIM_FAMILIES",
     "CORRECTIONS",
     "PILOT_ASSUMPTIONS",
     "PROFILES",
@@ -28,7 +29,10 @@ __all__ = [
     "StudyConfig",
     "StudyIncomplete",
     "Summary",
+    "bucket_labels",
     "check_study",
+    "claim_metrics",
+    "faithfulness_by_length",
     "load_results",
     "measured_metrics",
     "model_depth",
@@ -42,6 +46,8 @@ __all__ = [
     "status",
     "study_cells",
     "study_data",
+    "study_pairs",
+    "study_shots",
     "summary",
     "tidy_table",
 ]

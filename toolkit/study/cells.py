@@ -3,6 +3,7 @@ temperature and faithfulness) into the record that is persisted."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -16,16 +17,16 @@ import pandas as pd
 
 from ..adapters import decoder_layers
 from ..calibration import TemperatureScaler, ece
-from ..data import load_dataset
+from ..data import best_shots, chance_models, demonstrations, get_task, load_dataset
 from ..faithfulness import model_faithfulness
 from ..importance import attention_importance, choose_layers, importance_metric, select_layers
 from ..prompts import split_words
 from ..pruning import drop_attention
 from ..scoring import frame_logprobs, frame_probs, predict
-from .config import StudyConfig, resolve_level
+from .config import StudyConfig, bucket_labels, resolve_level
 from ..validation import InputError
 
-__all__ = ["Cell", "run_cell", "study_cells", "study_data"]
+__all__ = ["Cell", "run_cell", "study_cells", "study_data", "study_pairs", "study_shots"]
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,47 @@ class Cell:
         return (base * 1_000_003 + zlib.crc32(self.key.encode())) % (2**31)
 
 
+def study_pairs(config: StudyConfig) -> list[tuple[str, str]]:
+    """The (model, dataset) pairs of the grid, in run order: all of them, or with ``skip_at_chance``
+    those where the model is not at chance (:func:`toolkit.data.chance_models`).
+
+    Raises:
+        InputError: ``skip_at_chance`` leaves no pair.
+    """
+    pairs = [(model, dataset) for model in config.models for dataset in config.datasets]
+    if config.skip_at_chance:
+        at_chance = chance_models()
+        pairs = [(m, d) for m, d in pairs if m not in at_chance.get(d, ())]
+        if not pairs:
+            raise InputError(f"skip_at_chance leaves no cell: every model of {list(config.models)} is at chance on "
+                             f"every dataset of {list(config.datasets)} (data/bundled_accuracy.csv); set "
+                             "skip_at_chance: false, or add a model or dataset with above-chance accuracy")
+    return pairs
+
+
+def study_shots(config: StudyConfig) -> dict[tuple[str, str], int]:
+    """The k-shot demonstrations per (model, dataset) pair of the grid (``StudyConfig.shots`` resolved).
+
+    An int k >= 1 applies to every pair; 0 (the default) leaves each dataset's task as registered
+    (its ``n_shot``: 0 for every bundled dataset); ``"auto"`` takes :func:`toolkit.data.best_shots`
+    (the above-chance setting with the highest accuracy in ``data/bundled_accuracy.csv``), 0 for a
+    pair without one. A report states them from here.
+    """
+    if config.shots == "auto":
+        best = best_shots()
+        return {pair: best.get(pair, 0) for pair in study_pairs(config)}
+    return {(m, d): config.shots or get_task(d).n_shot for m, d in study_pairs(config)}
+
+
 def study_cells(config: StudyConfig) -> Iterator[Cell]:
-    """Cells in run order; k = 0 once per (model, dataset) under the name 'none'."""
-    for model in config.models:
-        for dataset in config.datasets:
-            if 0 in config.levels:
-                yield Cell(model, dataset, "none", 0)
-            for selection in config.selections:
-                for level in config.levels:
-                    if level != 0:
-                        yield Cell(model, dataset, selection, level)
+    """Cells in run order; k = 0 once per (model, dataset) under the name 'none' (pairs: :func:`study_pairs`)."""
+    for model, dataset in study_pairs(config):
+        if 0 in config.levels:
+            yield Cell(model, dataset, "none", 0)
+        for selection in config.selections:
+            for level in config.levels:
+                if level != 0:
+                    yield Cell(model, dataset, selection, level)
 
 
 # ---- one cell ----------------------------------------------------------------------------------
@@ -85,29 +117,27 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
     """Compute one cell with its layers dropped: the record that is persisted.
 
     Returns:
-        dict: cell, model, dataset, selection, level, k, layers, importance, ids, labels, probs,
+        dict: cell, model, dataset, selection, level, k, shots, layers, importance, ids, labels, probs,
         label_names, label_mass, temperature, ece_scaled, faithfulness (per-example rows of
-        :func:`toolkit.faithfulness.model_faithfulness`), seconds.
+        :func:`toolkit.faithfulness.model_faithfulness`; with ``length_buckets`` each has its
+        ``length_bucket`` label), seconds.
     """
     t0 = time.perf_counter()
     layers, importance = _layers_for(cell, config, model, tok, importance_cache, data)
     seed = cell.seed(config.seed)
     test, val = data["test"], data["validation"]
-    faith_examples = [e for e in test.examples if len(split_words(e.text)) <= config.max_words][: config.n_faithfulness]
-    if not faith_examples:
-        raise InputError(f"no test example of {cell.dataset!r} has at most max_words={config.max_words} words")
-    if len(faith_examples) < config.n_faithfulness:
-        warnings.warn(f"{cell.key}: only {len(faith_examples)} of the n_eval={config.n_eval} test examples have at most "
-                      f"max_words={config.max_words} words; faithfulness uses those, not n_faithfulness="
-                      f"{config.n_faithfulness} (raise n_eval or max_words)", stacklevel=2)
+    faith_examples, buckets = _faithfulness_examples(cell, config, test.examples)
+    soft = {"soft": True} if config.soft else {}
     with drop_attention(model, layers):
         pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
         val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)
         per_example, _ = model_faithfulness(
             model, tok, test.task, faith_examples, config.methods, backend=config.attribution_backend,
             batch_size=config.batch_size, n_random=config.n_random, seed=seed, n_boot=config.n_boot,
-            naopc=config.naopc,
+            naopc=config.naopc, **soft,
         )
+    if buckets is not None:  # the engine's `example` is the index into faith_examples
+        per_example["length_bucket"] = [buckets[i] for i in per_example["example"]]
     # log-probabilities are valid logits for the restricted softmax: T rescales them
     scaler = TemperatureScaler().fit(frame_logprobs(val_pred), val_pred.label.to_numpy())
     scaled = scaler.transform(frame_logprobs(pred))
@@ -118,6 +148,7 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
         "selection": cell.selection,
         "level": cell.level,
         "k": len(layers),
+        "shots": test.task.n_shot,
         "layers": layers,
         "importance": None if importance is None else [None if np.isnan(v) else float(v) for v in importance],
         "ids": pred.id.tolist(),
@@ -134,11 +165,68 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
 
 
 
-def study_data(dataset: str, config: StudyConfig) -> dict:
-    """The examples a study draws from ``dataset``: test, validation, importance_texts, importance_labelled."""
+def _faithfulness_examples(cell: Cell, config: StudyConfig, examples) -> tuple[list, list[str] | None]:
+    """The test examples a cell explains and, with ``length_buckets``, each one's bucket label.
+
+    Without buckets: the first n_faithfulness with at most ``max_words`` words. With buckets: the
+    first n_faithfulness of each bucket, in test order (longer than the last bound: left out).
+    """
+    if not config.length_buckets:
+        chosen = [e for e in examples if len(split_words(e.text)) <= config.max_words][: config.n_faithfulness]
+        if not chosen:
+            raise InputError(f"no test example of {cell.dataset!r} has at most max_words={config.max_words} words")
+        if len(chosen) < config.n_faithfulness:
+            warnings.warn(f"{cell.key}: only {len(chosen)} of the n_eval={config.n_eval} test examples have at most "
+                          f"max_words={config.max_words} words; faithfulness uses those, not n_faithfulness="
+                          f"{config.n_faithfulness} (raise n_eval or max_words)", stacklevel=3)
+        return chosen, None
+    labels = bucket_labels(config.length_buckets)
+    per_bucket: dict[str, list] = {label: [] for label in labels}
+    for e in examples:
+        n_words = len(split_words(e.text))
+        label = next((lab for lab, bound in zip(labels, config.length_buckets) if n_words <= bound), None)
+        if label is not None and len(per_bucket[label]) < config.n_faithfulness:
+            per_bucket[label].append(e)
+    short = {label: len(chosen) for label, chosen in per_bucket.items() if len(chosen) < config.n_faithfulness}
+    if len(short) == len(labels) and not any(short.values()):
+        raise InputError(f"no test example of {cell.dataset!r} falls in any of length_buckets="
+                         f"{list(config.length_buckets)} (at most {config.length_buckets[-1]} words)")
+    if short:
+        warnings.warn(f"{cell.key}: length bucket(s) {short} hold fewer than n_faithfulness={config.n_faithfulness} "
+                      f"of the n_eval={config.n_eval} test examples; faithfulness uses those (raise n_eval)",
+                      stacklevel=3)
+    # in test order, so the unpruned and pruned cells explain the same sentences at the same index
+    order = {e.id: i for i, e in enumerate(examples)}
+    chosen = sorted((e for group in per_bucket.values() for e in group), key=lambda e: order[e.id])
+    where = {e.id: label for label, group in per_bucket.items() for e in group}
+    return chosen, [where[e.id] for e in chosen]
+
+
+def study_data(dataset: str, config: StudyConfig, model: str | None = None) -> dict:
+    """The examples a study draws from ``dataset``: test, validation, importance_texts, importance_labelled.
+
+    Each dataset poses its examples with the task's ``n_shot`` set to the shots of (``model``,
+    ``dataset``) (:func:`study_shots`; ``model`` None: ``StudyConfig.shots`` when an int, else 0).
+
+    Raises:
+        InputError: as :func:`toolkit.load_dataset`; more shots than the train split holds.
+    """
+    if model is None:
+        shots = config.shots if config.shots != "auto" else 0
+        shots = shots or get_task(dataset).n_shot
+    else:
+        shots = study_shots(config).get((model, dataset), 0)
+    if shots:
+        demonstrations(dataset, shots)  # the train pool holds them (an InputError naming k and the pool)
+
+    def load(n: int, split: str, seed: int):
+        data = load_dataset(dataset, n=n, split=split, seed=seed)
+        return data if data.task.n_shot == shots else dataclasses.replace(
+            data, task=dataclasses.replace(data.task, n_shot=shots))
+
     return {
-        "test": load_dataset(dataset, n=config.n_eval, split="test", seed=config.seed),
-        "validation": load_dataset(dataset, n=config.n_validation, split="validation", seed=config.seed),
-        "importance_texts": load_dataset(dataset, n=config.n_importance, split="train", seed=config.seed).texts,
-        "importance_labelled": load_dataset(dataset, n=config.n_importance, split="validation", seed=config.seed + 1),
+        "test": load(config.n_eval, "test", config.seed),
+        "validation": load(config.n_validation, "validation", config.seed),
+        "importance_texts": load(config.n_importance, "train", config.seed).texts,
+        "importance_labelled": load(config.n_importance, "validation", config.seed + 1),
     }

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,15 +15,21 @@ import numpy as np
 
 from ..executors import EXECUTORS, Resources
 from ..importance import SELECTION_STRATEGIES
-from ..metrics import family_metric
+from ..metrics import Metric, family_metric, get_metric, headline_metrics, metric_names
 from ..validation import InputError, InputTypeError, check_choice, check_int, check_probability, is_int, short_repr
 
-__all__ = ["CORRECTIONS", "PROFILES", "StudyConfig", "resolve_level"]
+__all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
+           "resolve_level"]
 
 PROFILES = ("full", "quick", "ci")
 CORRECTIONS = ("holm", "bh")
 _Z975 = 1.959963984540054  # standard normal 97.5% quantile
-_NOT_IN_DIGEST = frozenset({"output_dir", "margin", "alpha", "correction", "executor", "resources"})
+_NOT_IN_DIGEST = frozenset({"output_dir", "margin", "alpha", "correction", "executor", "resources", "claims"})
+CLAIM_FAMILIES = ("calibration", "faithfulness")
+"""The metric families whose registered metrics can be a study's claims (``StudyConfig.claims``)."""
+# Options added after the first studies ran: in the digest only when not at their default, so a
+# config that does not set them keeps the hash (and the finished cells) it had before they existed.
+_DIGEST_IF_SET = {"shots": 0, "skip_at_chance": False, "length_buckets": (), "soft": False}
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,29 @@ class StudyConfig:
         n_validation: validation examples for temperature scaling.
         n_importance: train texts for similarity importance; labelled validation examples for loss_delta.
         n_faithfulness: test examples explained per cell: the first of the n_eval examples that have
-            at most `max_words` words (NAOPC's bound search costs grow with the square of the length).
-        max_words: longest text (in words) used for faithfulness.
+            at most `max_words` words (NAOPC's bound search costs grow with the square of the length);
+            with `length_buckets`, the first n_faithfulness of each bucket.
+        max_words: longest text (in words) used for faithfulness (not used with `length_buckets`).
+        shots: k-shot demonstrations in every prompt of the study (predictions, temperature fitting,
+            loss_delta importance, attributions and erasure): an int k >= 1 for every model and
+            dataset (0, the default: each dataset's task as registered, zero-shot for every bundled
+            one), or ``"auto"``: per (model, dataset) the above-chance setting with the highest
+            accuracy in ``data/bundled_accuracy.csv`` (tie: fewer shots), 0 for a pair without a row
+            or without an above-chance row (see :func:`toolkit.study.study_shots`).
+        skip_at_chance: leave out every (model, dataset) pair at which the model is at chance
+            (:func:`toolkit.data.chance_models`); an error if no cell is left.
+        length_buckets: ascending word-count upper bounds, e.g. ``(8, 16, 32)``: buckets <= 8,
+            9-16 and 17-32 words. Given, each cell explains the first n_faithfulness test examples
+            of each bucket (``max_words`` is then not used; longer examples are left out), every
+            per-example faithfulness row carries its ``length_bucket`` label (``"<=8"``, ``"9-16"``,
+            ...) and the report adds :func:`toolkit.study.faithfulness_by_length`. The claims stay
+            pooled over all the sentences. Empty (default): no buckets.
+        claims: the study's claims as registered calibration and faithfulness metric names (e.g.
+            ``("ece", "smooth_ece", "naopc_comprehensiveness")``): the summary's column groups, the
+            change tests counted in m, the plan's rows and the claims figure. The equivalence claim
+            (accuracy, the ``tost`` metric) is always included, first. Empty (default): the
+            registry's headline metrics (:func:`toolkit.metrics.headline_metrics`).
+        soft: passed to :func:`toolkit.faithfulness.model_faithfulness` as ``soft=True`` when set.
         n_random: random rankings per example for the faithfulness baseline.
         naopc: search each sentence's AOPC bounds for NAOPC (the dominant cost of faithfulness);
             False is the cheaper AOPC-only study: the change tests then use AOPC comprehensiveness.
@@ -63,9 +90,10 @@ class StudyConfig:
         device, dtype, device_map: passed to :func:`toolkit.load_model` for every model;
             ``model_options`` overrides them per model (e.g. ``{"org/big": {"device_map": "auto"}}``).
 
-    ``margin``, ``alpha``, ``correction``, ``executor``, ``resources`` and ``output_dir`` change no
-    cell, so they are not part of :meth:`digest`: rerunning with another margin or engine reuses
-    (and resumes) the same cells.
+    ``margin``, ``alpha``, ``correction``, ``claims``, ``executor``, ``resources`` and ``output_dir``
+    change no cell, so they are not part of :meth:`digest`: rerunning with another margin or engine
+    reuses (and resumes) the same cells. ``shots``, ``skip_at_chance``, ``length_buckets`` and
+    ``soft`` enter it only when not at their default (so older configs keep their hash).
     """
 
     models: tuple[str, ...] = ("smollm2-135m",)
@@ -82,6 +110,11 @@ class StudyConfig:
     max_words: int = 8
     n_random: int = 2
     naopc: bool = True
+    shots: int | str = 0
+    skip_at_chance: bool = False
+    length_buckets: tuple[int, ...] = ()
+    claims: tuple[str, ...] = ()
+    soft: bool = False
     n_boot: int = 500
     seed: int = 0
     batch_size: int = 16
@@ -128,8 +161,11 @@ class StudyConfig:
             object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
             raise InputError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
-        if not isinstance(self.naopc, bool):
-            raise InputError(f"StudyConfig.naopc={self.naopc!r}; expected true or false")
+        for name in ("naopc", "skip_at_chance", "soft"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"StudyConfig.{name}={getattr(self, name)!r}; expected true or false")
+        self._check_shots_and_buckets()
+        self._check_claims()
         for name in ("margin", "alpha"):
             object.__setattr__(self, name, check_probability(getattr(self, name), f"StudyConfig.{name}"))
         check_choice(self.correction, "correction", CORRECTIONS)
@@ -180,6 +216,33 @@ class StudyConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InputError(f"StudyConfig.{name}={short_repr(value)}; expected a str or None")
+
+    def _check_shots_and_buckets(self) -> None:
+        if self.shots != "auto":
+            if not is_int(self.shots) or self.shots < 0:
+                raise InputError(f"StudyConfig.shots={short_repr(self.shots)}; expected an integer >= 0 (demonstrations "
+                                 "per prompt) or 'auto' (per model and dataset, from data/bundled_accuracy.csv)")
+            object.__setattr__(self, "shots", int(self.shots))
+        buckets = self.length_buckets
+        if is_int(buckets) or not isinstance(buckets, Iterable) or isinstance(buckets, str):
+            buckets = (buckets,)
+        buckets = tuple(buckets)
+        if any(not is_int(b) or b < 1 for b in buckets) or any(a >= b for a, b in zip(buckets, buckets[1:])):
+            raise InputError(f"StudyConfig.length_buckets={short_repr(list(buckets))}; expected ascending word counts "
+                             ">= 1 (the buckets' upper bounds), e.g. [8, 16, 32], or [] for no buckets")
+        object.__setattr__(self, "length_buckets", tuple(int(b) for b in buckets))
+
+    def _check_claims(self) -> None:
+        """Each claim is a registered calibration or faithfulness metric with a test, measured by this study."""
+        claims = self.claims
+        if isinstance(claims, str) or not isinstance(claims, Iterable):
+            claims = (claims,)
+        claims = tuple(claims)
+        for metric in claim_metrics(claims, what="StudyConfig.claims") if claims else ():
+            if not self.naopc and "bounds" in metric.needs:
+                raise InputError(f"StudyConfig.claims holds {metric.name!r}, which needs the bound search; a study "
+                                 "with naopc=false does not measure it (set naopc: true, or claim an AOPC metric)")
+        object.__setattr__(self, "claims", claims)
 
     def load_options(self, model: str) -> dict[str, Any]:
         """Keyword arguments of :func:`toolkit.load_model` for ``model``."""
@@ -266,6 +329,9 @@ class StudyConfig:
                 del data[name]
         if data["naopc"]:  # the default, as before the option existed
             del data["naopc"]
+        for name, default in _DIGEST_IF_SET.items():
+            if data[name] == default:
+                del data[name]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_dir(self) -> Path:
@@ -300,6 +366,50 @@ def _parse_config(text: str, suffix: str, where: str) -> Any:
         problem = getattr(err, "problem", None) or " ".join(str(err).split())
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise InputError(f"{where} is not valid YAML: {problem}{at}") from None
+
+
+def claim_metrics(claims: Sequence[str] = (), *, measured: Collection[str] | None = None,
+                  what: str = "claims") -> tuple[Metric, ...]:
+    """The metrics a study states claims about: the equivalence claim, then the calibration and the
+    faithfulness change claims.
+
+    Args:
+        claims: registered calibration or faithfulness metric names (``StudyConfig.claims``). The
+            equivalence claim (the ``tost`` metric, accuracy) is always included, first; the others
+            keep their order within each family. Empty: the registry's headline metrics
+            (:func:`toolkit.metrics.headline_metrics`) among ``measured``.
+        measured: the metric names a study table holds (None: not checked).
+        what: how an error names ``claims``.
+
+    Raises:
+        InputError: a name that is not a registered calibration or faithfulness metric with a test
+            (the message lists the allowed names), a duplicate, or a claim not ``measured``.
+    """
+    if not claims:
+        return headline_metrics("calibration", measured=measured) + headline_metrics("faithfulness", measured=measured)
+    allowed = [n for family in CLAIM_FAMILIES for n in metric_names(family) if get_metric(n).test is not None]
+    for name in claims:
+        if not isinstance(name, str) or name not in allowed:
+            kind = f"family {get_metric(name).family}" if isinstance(name, str) and name in metric_names() else (
+                "not a registered metric")
+            raise InputError(f"{what} holds {short_repr(name)} ({kind}); expected registered calibration or "
+                             f"faithfulness metrics: {allowed}")
+    if len(set(claims)) != len(claims):
+        raise InputError(f"{what} has duplicates: {list(claims)}")
+    if measured is not None:
+        missing = [n for n in claims if n not in measured]
+        if missing:
+            raise InputError(f"{what} {missing} are not measured in this table; measured: {sorted(measured)}")
+    chosen = [get_metric(n) for n in claims]
+    equivalence = headline_metrics("calibration", measured=measured, test="tost")[:1]
+    return (tuple(equivalence) + tuple(m for m in chosen if m.family == "calibration" and m.test != "tost")
+            + tuple(m for m in chosen if m.family == "faithfulness"))
+
+
+def bucket_labels(bounds: Iterable[int]) -> tuple[str, ...]:
+    """The labels of length buckets with these ascending upper bounds: (8, 16, 32) -> ("<=8", "9-16", "17-32")."""
+    bounds = tuple(bounds)
+    return tuple(f"<={b}" if i == 0 else f"{bounds[i - 1] + 1}-{b}" for i, b in enumerate(bounds))
 
 
 def resolve_level(level: int | float, n_layers: int) -> int:

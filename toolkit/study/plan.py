@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 
 from ..decisions import power_table
-from ..metrics import family_metric, headline_metrics, list_metrics, metric_names
+from ..metrics import family_metric, list_metrics, metric_names
 from ..store import CellStore
-from .cells import Cell, study_cells
-from .config import StudyConfig
+from .cells import Cell, study_cells, study_shots
+from .config import StudyConfig, claim_metrics
 from .table import load_results, record_frame, tidy_table
 
 __all__ = ["PILOT_ASSUMPTIONS", "plan", "planned_metrics", "status"]
@@ -33,14 +33,24 @@ PILOT_ASSUMPTIONS = {"p_disc": 0.10, "sd_naopc": 0.25, "sd_ece": 0.6}
 _ASSUMED_SD = {"calibration": "sd_ece", "faithfulness": "sd_naopc"}
 
 
-def _cell_cost(cell: Cell, config: StudyConfig) -> float:
-    words = (config.max_words / 10) ** 2
+def _cell_cost(cell: Cell, config: StudyConfig, shots: int = 0) -> float:
+    """Seconds of one cell by the cost model above (rough).
+
+    Length buckets: n_faithfulness sentences per bucket, each bucket's at its bound's length.
+    Shots: every forward pass reads the demonstrations too; a prompt without them is taken to be
+    about two sentences long, so each demonstration adds about half its cost.
+    """
+    if config.length_buckets:  # sentences x (words / 10)^2, summed over the buckets
+        n_sentences = config.n_faithfulness * len(config.length_buckets)
+        words = sum((b / 10) ** 2 for b in config.length_buckets) / len(config.length_buckets)
+    else:
+        n_sentences, words = config.n_faithfulness, (config.max_words / 10) ** 2
     seconds = _SECONDS_PER_SENTENCE * (config.n_eval + config.n_validation)
-    seconds += _SECONDS_PER_ATTRIBUTION * config.n_faithfulness * len(config.methods)
-    seconds += _SECONDS_PER_ERASURE_RANKING * config.n_faithfulness * words * (len(config.methods) + config.n_random)
+    seconds += _SECONDS_PER_ATTRIBUTION * n_sentences * len(config.methods)
+    seconds += _SECONDS_PER_ERASURE_RANKING * n_sentences * words * (len(config.methods) + config.n_random)
     if config.naopc:
-        seconds += _SECONDS_PER_BOUNDS * config.n_faithfulness * words
-    return seconds
+        seconds += _SECONDS_PER_BOUNDS * n_sentences * words
+    return seconds * (1 + shots / 2)
 
 
 def status(config: StudyConfig) -> pd.DataFrame:
@@ -58,6 +68,7 @@ def status(config: StudyConfig) -> pd.DataFrame:
     for rec in records.values():
         measured.setdefault(rec["model"], []).append(float(rec.get("seconds", np.nan)))
     rows = []
+    shots = study_shots(config)
     for cell in study_cells(config):
         holder = store.holder(cell.key) if cell.key not in records else None
         state = "done" if cell.key in records else "failed" if cell.key in failures else "running" if holder else "todo"
@@ -65,7 +76,8 @@ def status(config: StudyConfig) -> pd.DataFrame:
             seconds, estimated = float(records[cell.key].get("seconds", np.nan)), False
         else:
             seen = [s for s in measured.get(cell.model, []) if np.isfinite(s)]
-            seconds, estimated = (float(np.median(seen)) if seen else _cell_cost(cell, config)), True
+            cost = _cell_cost(cell, config, shots[(cell.model, cell.dataset)])
+            seconds, estimated = (float(np.median(seen)) if seen else cost), True
         rows.append(dict(model=cell.model, dataset=cell.dataset, selection=cell.selection, level=cell.level,
                          state=state, seconds=seconds, estimated=estimated,
                          holder="" if not holder else f"{holder.get('host')}:{holder.get('pid')}"))
@@ -73,17 +85,18 @@ def status(config: StudyConfig) -> pd.DataFrame:
     if any(family_metric(s, "importance").needs_labels for s in config.selections):  # loss_delta's ranking,
         # once per model and dataset
         out.attrs["ranking_seconds"] = (_SECONDS_PER_LOSS_DELTA * _ASSUMED_LAYERS * config.n_importance
-                                        * len(config.models) * len(config.datasets))
+                                        * sum(1 + k / 2 for k in shots.values()))
     return out
 
 
 def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     """What the config can detect: minimal detectable paired differences and CI half-widths.
 
-    One row per headline claim of the registry (:func:`toolkit.metrics.headline_metrics`): the
-    equivalence claim (accuracy) and each change claim (ECE, NAOPC or AOPC, and any registered one).
+    One row per claim of the study (``config.claims``, by default the registry's headline metrics,
+    :func:`toolkit.study.claim_metrics`): the equivalence claim (accuracy) and each change claim
+    (ECE, NAOPC or AOPC, and any registered one).
     Uses :func:`toolkit.decisions.power_table` with n = ``n_eval`` (accuracy, calibration) and
-    ``n_faithfulness`` (faithfulness). The spread comes from a pilot: the finished cells of this config
+    ``n_faithfulness`` (faithfulness; times the number of ``length_buckets`` when given). The spread comes from a pilot: the finished cells of this config
     (share of sentences whose correctness flips against the unpruned cell; sd of the per-example
     NAOPC difference; ECE's paired-bootstrap se times sqrt(n)), else :data:`PILOT_ASSUMPTIONS`.
     Change tests are sized at alpha / m (Bonferroni, the conservative end of Holm) with m the
@@ -96,7 +109,7 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     """
     records = load_results(config)
     measured = planned_metrics(config)
-    claims = headline_metrics("calibration", measured=measured) + headline_metrics("faithfulness", measured=measured)
+    claims = claim_metrics(config.claims, measured=measured)
     equivalence = next(m for m in claims if m.test == "tost")
     changes = [m for m in claims if m.test != "tost"]
     sd = {m.name: PILOT_ASSUMPTIONS.get(f"sd_{m.short}", PILOT_ASSUMPTIONS[_ASSUMED_SD[m.family]]) for m in changes}
@@ -123,10 +136,11 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     per_cell = sum(len(config.methods) if m.family == "faithfulness" else 1 for m in changes)
     m_tests = max(1, n_pruned * per_cell)
     test_alpha = config.alpha / m_tests
+    n_faith = config.n_faithfulness * max(1, len(config.length_buckets))  # pooled claims: every bucket's sentences
     acc = power_table(pd.DataFrame([{"metric": equivalence.short, "n": config.n_eval, "p_disc": p_disc}]),
                       alpha=config.alpha, power=power, margin=config.margin)
     change = power_table(pd.DataFrame([
-        {"metric": m.short, "n": config.n_faithfulness if m.family == "faithfulness" else config.n_eval, "sd": sd[m.name]}
+        {"metric": m.short, "n": n_faith if m.family == "faithfulness" else config.n_eval, "sd": sd[m.name]}
         for m in changes
     ]), alpha=test_alpha, power=power, margin=config.margin)
     out = pd.concat([acc.assign(test_alpha=config.alpha), change.assign(test_alpha=test_alpha)], ignore_index=True)

@@ -24,10 +24,10 @@ from ..pruning import PRUNING_SPEC
 from ..report import write_report
 from ..store import CellStore
 from ..validation import InputError, InputTypeError, is_int
-from .cells import Cell, run_cell, study_cells, study_data
+from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_shots
 from .config import StudyConfig
 from .summary import summary
-from .table import load_results, report_frames, tidy_table
+from .table import faithfulness_by_length, load_results, report_frames, tidy_table
 
 __all__ = ["StudyIncomplete", "check_study", "model_depth", "run_study"]
 
@@ -55,7 +55,7 @@ def _study_work(
 
     def compute(cell: Cell) -> dict:
         if cell.dataset not in data:
-            data[cell.dataset] = study_data(cell.dataset, config)
+            data[cell.dataset] = study_data(cell.dataset, config, model_name)  # its task carries the pair's shots
             data[cell.dataset]["manifest"] = _cell_manifest(config, model_name, data[cell.dataset]["test"].task,
                                                             tok, digest, model=model)
         torch.manual_seed(cell.seed(config.seed))
@@ -100,6 +100,7 @@ def _check_manifests(config: StudyConfig, store: CellStore, cells: list[Cell], w
     fields: dict[str, set[str]] = {}
     every = {f.name for f in dataclasses.fields(Manifest)}
     tokenizers: dict[str, Any] = {}
+    shots = study_shots(config)
     for model, dataset in dict.fromkeys((c.model, c.dataset) for c in cells if c.key in stored):
         if model not in tokenizers:
             folder = _model_folder(model)
@@ -108,7 +109,8 @@ def _check_manifests(config: StudyConfig, store: CellStore, cells: list[Cell], w
             except (OSError, ValueError):
                 tokenizers[model] = None
         tok = tokenizers[model]
-        manifest = _cell_manifest(config, model, get_task(dataset), tok, weights.get(model))
+        task = dataclasses.replace(get_task(dataset), n_shot=shots[(model, dataset)])
+        manifest = _cell_manifest(config, model, task, tok, weights.get(model))
         known = every - MODEL_FIELDS - (TOKENIZER_FIELDS if tok is None else set())
         if weights.get(model) is None:
             known.discard("weights_sha256")
@@ -135,7 +137,8 @@ def run_study(
         value, low, high (bootstrap CI), delta, delta_low, delta_high (paired difference against
         the unpruned model on the same examples), delta_se, delta_df (for the change tests) and,
         on accuracy rows, tost_low, tost_high, equivalent (the (1 - 2 alpha) TOST interval and its
-        verdict at ``config.margin``). Metrics: accuracy, ece, mce, adaptive_ece, smooth_ece,
+        verdict at ``config.margin``); with ``config.shots`` set, a ``shots`` column after ``k``.
+        Metrics: accuracy, ece, mce, adaptive_ece, smooth_ece,
         brier, nll, ece_temperature_scaled, temperature, label_mass, and
         `<faithfulness metric>:<method>` for each attribution method and `random`.
 
@@ -144,6 +147,8 @@ def run_study(
     batch size, seeds; see :mod:`toolkit.manifest`) and refuses otherwise, unless ``allow_mixed``
     (a finished study only rebuilds its table and report: nothing would mix). Each record stores
     its manifest (``python -m toolkit manifest <run_dir>`` prints them); ``table.csv`` does not.
+    With ``config.length_buckets``, ``faithfulness_by_length.csv`` beside it holds
+    :func:`toolkit.study.faithfulness_by_length`.
 
     Raises:
         InputError: what :func:`check_study` finds, before anything is computed or written.
@@ -162,7 +167,7 @@ def run_study(
     if len(store.done_keys(c.key for c in cells)) < len(cells):  # cells to compute: they must not mix manifests
         weights = {m: None if (folder := _model_folder(m)) is None else weights_digest(folder) for m in config.models}
         _check_manifests(config, store, cells, weights, allow_mixed)
-    groups = [(m, [c for c in cells if c.model == m]) for m in config.models]
+    groups = [(m, [c for c in cells if c.model == m]) for m in config.models if any(c.model == m for c in cells)]
     work = functools.partial(_study_work, config=config, datasets=user_datasets(config.datasets), weights=weights)
     result: RunReport = run_cells(groups, work, store=store,
                                   executor=config.executor, resources=config.resources, progress=progress)
@@ -176,16 +181,22 @@ def run_study(
     records = load_results(config)
     table = tidy_table(records, config)
     table.to_csv(run_dir / "table.csv", index=False)
+    by_length = None
+    if config.length_buckets:
+        by_length = faithfulness_by_length(records, n_boot=config.n_boot, seed=config.seed)
+        by_length.to_csv(run_dir / "faithfulness_by_length.csv", index=False)
     if report:
-        write_report(run_dir, table, summary(table, correction=config.correction, alpha=config.alpha),
-                     report_frames(records), digest=config.digest())
+        head = summary(table, correction=config.correction, alpha=config.alpha, claims=config.claims)
+        write_report(run_dir, table, head, report_frames(records), digest=config.digest(), by_length=by_length,
+                     shots=study_shots(config) if config.shots != 0 else None)
     return table
 
 
 def check_study(config: StudyConfig) -> None:
     """Check what can be known about ``config`` before any model loads; :func:`run_study` calls it first.
 
-    Every dataset is registered and has the splits and examples the study draws; every attribution
+    Every dataset is registered and has the splits and examples the study draws (and the train
+    examples for its demonstrations); ``skip_at_chance`` leaves a cell; every attribution
     method exists for ``config.attribution_backend``; no level asks for more attention layers than a
     model has, where the depth can be read from the model's ``config.json`` without its weights (a
     local folder, a built-in model already converted, a hub id in the local cache). Otherwise the
@@ -198,6 +209,9 @@ def check_study(config: StudyConfig) -> None:
         raise InputTypeError(f"config must be a StudyConfig, got a {type(config).__name__}")
     for dataset in config.datasets:
         study_data(dataset, config)
+    for model, dataset in study_pairs(config):  # skip_at_chance leaves a cell; the train split holds the shots
+        if config.shots != 0:
+            study_data(dataset, config, model)
     for method in config.methods:
         check_method(method, config.attribution_backend)
     for model in config.models:

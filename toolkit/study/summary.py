@@ -1,6 +1,7 @@
 """The study's headline view: its claims, each a test with its size, and the statement of those sizes.
 
-The claims are the registry's headline metrics (:func:`toolkit.metrics.headline_metrics`): the
+The claims are ``StudyConfig.claims`` (:func:`toolkit.study.claim_metrics`), by default the
+registry's headline metrics (:func:`toolkit.metrics.headline_metrics`): the
 equivalence claim (``test="tost"``: accuracy holds) and the change claims (ECE; NAOPC, or AOPC in a
 study without the bound search). A metric registered as a headline claim becomes a column group
 here, a change test counted in m, a row of :func:`toolkit.study.plan` and a panel of
@@ -9,15 +10,16 @@ here, a change test counted in m, a row of :func:`toolkit.study.plan` and a pane
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..decisions import adjust_tests, error_budget, misalignment
-from ..metrics import Metric, get_metric, headline_metrics, metric_names
+from ..metrics import Metric, get_metric, metric_names
 from ..validation import check_choice
-from .config import CORRECTIONS
+from .config import CORRECTIONS, claim_metrics
 
 __all__ = ["ClaimColumns", "Summary", "measured_metrics", "summary"]
 
@@ -82,7 +84,8 @@ def measured_metrics(table: pd.DataFrame) -> set[str]:
     return {m.split(":", 1)[0] for m in table.metric.unique()} & set(metric_names())
 
 
-def summary(table: pd.DataFrame, *, method: str | None = None, correction: str = "holm", alpha: float = 0.05) -> Summary:
+def summary(table: pd.DataFrame, *, method: str | None = None, correction: str = "holm", alpha: float = 0.05,
+            claims: Sequence[str] = ()) -> Summary:
     """Per model, dataset, selection and level: the study's claims, each a test with its size.
 
     - accuracy holds: paired TOST of the accuracy difference at the table's ``margin``
@@ -100,6 +103,9 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
         method: the attribution method whose NAOPC the table shows (default: the first).
         correction: ``"holm"`` or ``"bh"``.
         alpha: size of the change tests (the TOST's was fixed when the table was built).
+        claims: the claims as registered metric names (``StudyConfig.claims``); the equivalence
+            claim is always included. Empty: the registry's headline metrics
+            (:func:`toolkit.study.claim_metrics`).
 
     Returns:
         :class:`Summary`. Its ``table`` has one row per cell: the keys, accuracy, d_accuracy,
@@ -113,8 +119,9 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
     if "layers" in table:  # the reference's empty layer list reads back from table.csv as NaN: keep its row
         table = table.assign(layers=table["layers"].fillna("").astype(str))
     measured = measured_metrics(table)
-    calibration = headline_metrics("calibration", measured=measured)
-    faithfulness = headline_metrics("faithfulness", measured=measured)
+    chosen = claim_metrics(tuple(claims), measured=measured)
+    calibration = tuple(m for m in chosen if m.family == "calibration")
+    faithfulness = tuple(m for m in chosen if m.family == "faithfulness")
     equivalence_metric = next((m for m in calibration if m.test == "tost"), None)
     faith = faithfulness[0].name if faithfulness else None  # the method choice follows the first one
     methods = sorted({m.split(":", 1)[1] for m in table.metric if faith and m.startswith(f"{faith}:")} - {"random"})

@@ -13,8 +13,9 @@ from ..stats import mean_ci, paired_bootstrap
 from ..store import CellStore
 from .cells import Cell, study_cells
 from .config import StudyConfig
+from ..validation import InputError, check_int
 
-__all__ = ["load_results", "record_frame", "report_frames", "tidy_table"]
+__all__ = ["faithfulness_by_length", "load_results", "record_frame", "report_frames", "tidy_table"]
 
 _Z975 = 1.959963984540054  # standard normal 97.5% quantile
 
@@ -35,15 +36,18 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
     Returns:
         DataFrame with columns model, dataset, selection, level, k, layers, metric, value, low,
         high, delta, delta_low, delta_high, delta_se, delta_df, tost_low, tost_high, equivalent,
-        margin (see :func:`toolkit.study.run_study`).
+        margin (see :func:`toolkit.study.run_study`); with ``config.shots`` set (not 0), ``shots``
+        (the cell's demonstrations) after ``k``.
     """
     rows: list[dict] = []
     faithfulness = [m.name for m in list_metrics("faithfulness")]
     refs = {(r["model"], r["dataset"]): r for r in records if r["k"] == 0}
     for r in records:
         level = r.get("level", r["k"])
-        base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], level=level, k=r["k"],
-                    layers=" ".join(map(str, r["layers"])))
+        base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], level=level, k=r["k"])
+        if config.shots != 0:  # a column only where the option is set: the default study's table is as before
+            base["shots"] = r.get("shots", 0)
+        base["layers"] = " ".join(map(str, r["layers"]))
         seed = Cell(r["model"], r["dataset"], r["selection"], level).seed(config.seed)
         pred = record_frame(r)
         report = calibration_report(pred, n_boot=config.n_boot, seed=seed).iloc[0]
@@ -101,6 +105,73 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         if col not in table:
             table[col] = np.nan
     return table
+
+
+def faithfulness_by_length(records: list[dict] | StudyConfig, *, n_boot: int = 500, alpha: float = 0.05,
+                           seed: int = 0) -> pd.DataFrame:
+    """Faithfulness per sentence-length bucket: each cell's mean, and its paired change against the unpruned cell.
+
+    For the cells of a study run with ``StudyConfig.length_buckets`` (each per-example faithfulness
+    row labelled with its ``length_bucket``): per (model, dataset, selection, level, k, method,
+    length_bucket, metric), the n sentences and their mean; for a pruned cell also the mean paired
+    change against the unpruned cell of the same model and dataset on the same sentences,
+
+        delta = (1/n_p) sum_i (m_pruned(x_i) - m_unpruned(x_i))
+
+    with its percentile bootstrap interval (:func:`toolkit.stats.mean_ci` of the differences; the
+    same resampled sentences for both cells). The study's claims stay pooled over all sentences.
+
+    Args:
+        records: the persisted cells (:func:`load_results`), or a config whose cells to load.
+        n_boot, alpha, seed: of the bootstrap (:func:`toolkit.stats.mean_ci`).
+
+    Returns:
+        DataFrame with columns model, dataset, selection, level, k, method, length_bucket, metric,
+        n, mean, n_paired, delta, delta_low, delta_high (NaN on the unpruned cells), in grid,
+        bucket and registry order.
+
+    Raises:
+        InputError: no record has ``length_bucket`` labels (a study without ``length_buckets``).
+    """
+    if isinstance(records, StudyConfig):
+        records = load_results(records)
+    n_boot = check_int(n_boot, "n_boot", 1)
+    frames = [pd.DataFrame(r["faithfulness"]) for r in records]
+    if not any("length_bucket" in f for f in frames):
+        raise InputError("the records have no length_bucket labels; run the study with StudyConfig.length_buckets "
+                         "(e.g. [8, 16, 32]) to measure faithfulness by sentence length")
+    metrics = [m.name for m in list_metrics("faithfulness")]
+    refs = {(r["model"], r["dataset"]): frame for r, frame in zip(records, frames) if r["k"] == 0}
+    rows: list[dict] = []
+    for r, faith in zip(records, frames):
+        if "length_bucket" not in faith:
+            continue
+        ref = refs.get((r["model"], r["dataset"])) if r["k"] > 0 else None
+        base = dict(model=r["model"], dataset=r["dataset"], selection=r["selection"], level=r.get("level", r["k"]),
+                    k=r["k"])
+        groups = faith.groupby(["method", "length_bucket"], sort=False)
+        for (method, bucket), group in sorted(groups, key=lambda g: (g[0][0], _bucket_bound(g[0][1]))):
+            for metric in metrics:
+                if metric not in group or group[metric].isna().all():
+                    continue
+                values = group.set_index("example")[metric].dropna()
+                row = dict(base, method=method, length_bucket=bucket, metric=metric, n=len(values),
+                           mean=float(values.mean()), n_paired=0, delta=np.nan, delta_low=np.nan, delta_high=np.nan)
+                if ref is not None and metric in ref:
+                    before = ref[(ref.method == method)].set_index("example")[metric]
+                    both = pd.concat([before, values], axis=1, keys=["a", "b"], join="inner").dropna()
+                    if len(both):
+                        d = mean_ci(both.b.to_numpy() - both.a.to_numpy(), n_boot=n_boot, alpha=alpha, seed=seed)
+                        row.update(n_paired=len(both), delta=d.estimate, delta_low=d.low, delta_high=d.high)
+                rows.append(row)
+    columns = ["model", "dataset", "selection", "level", "k", "method", "length_bucket", "metric", "n", "mean",
+               "n_paired", "delta", "delta_low", "delta_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _bucket_bound(label: str) -> int:
+    """The upper bound of a length bucket's label (``"<=8"`` -> 8, ``"9-16"`` -> 16): buckets in order."""
+    return int(label.split("-")[-1].removeprefix("<="))
 
 
 def report_frames(records: list[dict]) -> dict[tuple[str, str], dict]:
