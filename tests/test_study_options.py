@@ -162,7 +162,8 @@ def test_more_shots_than_train_examples_is_an_input_error(fixture):
 
 def test_shots_reach_predictions_importance_faithfulness_and_the_manifest(fixture, tmp_path, monkeypatch):
     """shots=2 with loss_delta (labelled examples with a task): every task the cell uses has n_shot 2;
-    soft=True reaches model_faithfulness as soft=True (spied here: the engine's parameter lives elsewhere)."""
+    soft=True reaches model_faithfulness, whose soft metrics become rows of the table; naopc_max_words=3
+    leaves the longer sentences' NAOPC out (NaN) and keeps their AOPC."""
     seen: dict[str, list] = {"importance": [], "faithfulness": [], "soft": []}
     importance, faithfulness = cells_module.attention_importance, cells_module.model_faithfulness
 
@@ -172,20 +173,29 @@ def test_shots_reach_predictions_importance_faithfulness_and_the_manifest(fixtur
 
     def spy_faithfulness(model, tok, task, *args, **kw):
         seen["faithfulness"].append(task.n_shot)
-        seen["soft"].append(kw.pop("soft", None))
+        seen["soft"].append(kw.get("soft"))
         return faithfulness(model, tok, task, *args, **kw)
 
     monkeypatch.setattr(cells_module, "attention_importance", spy_importance)
     monkeypatch.setattr(cells_module, "model_faithfulness", spy_faithfulness)
-    config = _config(fixture, shots=2, selections=("loss_delta",), soft=True, output_dir=str(tmp_path / "out"))
+    config = _config(fixture, shots=2, selections=("loss_delta",), soft=True, soft_samples=2, naopc=True, naopc_max_words=3,
+                     output_dir=str(tmp_path / "out"))
     table = run_study(config, progress=False, report=False)
     records = list(CellStore(config.run_dir()).records().values())
+    assert table.metric.str.startswith("soft_comprehensiveness:").any()
+    assert table.metric.str.startswith("soft_sufficiency:").any()
+    rows = pd.DataFrame(records[0]["faithfulness"])
+    assert rows.soft_comprehensiveness.between(0, 1).all()
+    long = rows.n_words > 3
+    assert long.any() and rows[long].naopc_comprehensiveness.isna().all() and rows[long].bound_method.eq("none").all()
+    assert rows[long].aopc_comprehensiveness.notna().all() and rows[~long].bound_method.eq("exact").all()
     assert [r["shots"] for r in records] == [2, 2]
     assert all(len(r["manifest"]["demo_ids"]) == 2 for r in records)
     assert seen == {"importance": [2], "faithfulness": [2, 2], "soft": [True, True]}
     assert list(table.columns[:7]) == ["model", "dataset", "selection", "level", "k", "shots", "layers"]
     assert (table.shots == 2).all()
-    zero = run_study(dataclasses.replace(config, shots=0, soft=False), progress=False, report=False)
+    zero = run_study(dataclasses.replace(config, shots=0, soft=False, naopc=False, naopc_max_words=None), progress=False,
+                     report=False)
     assert "shots" not in zero  # the default study's table is as before
     assert not np.allclose(zero[zero.metric == "nll"].value, table[table.metric == "nll"].value)
 

@@ -220,10 +220,11 @@ class Options:
     beam_width: int = BEAM_WIDTH
     soft_samples: int = 8
     soft_seed: int = 0
+    bound_max_words: int | None = None  # longest text whose bounds are searched (None: every text)
 
 
 def options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, beam_width=BEAM_WIDTH,
-            soft_samples=8, soft_seed=0) -> Options:
+            soft_samples=8, soft_seed=0, bound_max_words=None) -> Options:
     """The :class:`Options` of a call, each argument checked (ValueError naming a bad one)."""
     return Options(
         _check_fractions(fractions),
@@ -232,4 +233,5 @@ def options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, be
         check_int(beam_width, "beam_width", 1),
         check_int(soft_samples, "soft_samples", 1),
         check_int(soft_seed, "soft_seed", 0),
+        None if bound_max_words is None else check_int(bound_max_words, "naopc_max_words", 1),
     )

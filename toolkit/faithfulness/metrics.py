@@ -131,10 +131,14 @@ def _bound_rows(pool: Pool, full: _Full, words: list[Variant], exact: dict[int, 
                 opts: Options) -> pd.DataFrame:
     """Exact bounds from the scored subsets; beam searches for the rest, all examples in step."""
     found = {i: {"bound_method": "exact", **b.bounds(pool, full.p_y[i], full.labels[i])} for i, b in exact.items()}
+    limit = opts.bound_max_words
+    for i, w in enumerate(words):
+        if i not in exact and limit is not None and len(w) > limit:  # not searched: NAOPC NaN
+            found[i] = {"bound_method": "none", **{c: math.nan for c in _BOUND_COLS[1:]}}
     beams = {
         i: {f"{m}_{side}": Beam(w, opts, m, sign, full.p_y[i], full.labels[i])
             for m in ("comprehensiveness", "sufficiency") for side, sign in (("lower", -1), ("upper", 1))}
-        for i, w in enumerate(words) if i not in exact
+        for i, w in enumerate(words) if i not in found
     }
     searches = [s for group in beams.values() for s in group.values()]
     while live := [s for s in searches if not s.done]:
@@ -199,8 +203,9 @@ def evaluate(
             w, q = words[job.example], keep_probabilities(job.scores)
             seeds = [mask_seed(opts.soft_seed, w.text, s) for s in range(opts.soft_samples)]
             soft_ids.append([(pool.add(Masked(w, 1.0 - q, seed)), pool.add(Masked(w, q, seed))) for seed in seeds])
+    limit = len(max(words, key=len)) if opts.bound_max_words is None else opts.bound_max_words
     exact = {i: ExactBounds(pool, w, opts) for i, w in enumerate(words)
-             if bounds and len(w) <= opts.exact_max_words}
+             if bounds and len(w) <= min(opts.exact_max_words, limit)}
     pool.flush()
     full = _Full.read(pool, full_ids, words)
     return _Results(

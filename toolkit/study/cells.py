@@ -127,14 +127,14 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
     seed = cell.seed(config.seed)
     test, val = data["test"], data["validation"]
     faith_examples, buckets = _faithfulness_examples(cell, config, test.examples)
-    soft = {"soft": True} if config.soft else {}
+    soft = {"soft": True, "soft_samples": config.soft_samples} if config.soft else {}
     with drop_attention(model, layers):
         pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
         val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)
         per_example, _ = model_faithfulness(
             model, tok, test.task, faith_examples, config.methods, backend=config.attribution_backend,
             batch_size=config.batch_size, n_random=config.n_random, seed=seed, n_boot=config.n_boot,
-            naopc=config.naopc, **soft,
+            naopc=config.naopc, naopc_max_words=config.naopc_max_words, **soft,
         )
     if buckets is not None:  # the engine's `example` is the index into faith_examples
         per_example["length_bucket"] = [buckets[i] for i in per_example["example"]]

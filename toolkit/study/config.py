@@ -29,7 +29,8 @@ CLAIM_FAMILIES = ("calibration", "faithfulness")
 """The metric families whose registered metrics can be a study's claims (``StudyConfig.claims``)."""
 # Options added after the first studies ran: in the digest only when not at their default, so a
 # config that does not set them keeps the hash (and the finished cells) it had before they existed.
-_DIGEST_IF_SET = {"shots": 0, "skip_at_chance": False, "length_buckets": (), "soft": False}
+_DIGEST_IF_SET = {"shots": 0, "skip_at_chance": False, "length_buckets": (), "soft": False, "soft_samples": 8,
+                  "naopc_max_words": None}
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,13 @@ class StudyConfig:
             change tests counted in m, the plan's rows and the claims figure. The equivalence claim
             (accuracy, the ``tost`` metric) is always included, first. Empty (default): the
             registry's headline metrics (:func:`toolkit.metrics.headline_metrics`).
-        soft: passed to :func:`toolkit.faithfulness.model_faithfulness` as ``soft=True`` when set.
+        soft: also measure soft comprehensiveness and sufficiency (Bernoulli masks on the token
+            embeddings, :mod:`toolkit.faithfulness.soft`), ``soft_samples`` mask draws each.
+        soft_samples: Monte Carlo mask draws per sentence, ranking and soft metric.
+        naopc_max_words: search the NAOPC bounds only of sentences of at most this many words
+            (None: all); a longer sentence keeps AOPC, decision flip and the soft metrics, its NAOPC
+            is NaN. The beam search costs ~1.5 n^2 forwards per n-word sentence (326 s for 4
+            sentences of ~22 words with SmolLM2 on 2 cores), so long buckets need this.
         n_random: random rankings per example for the faithfulness baseline.
         naopc: search each sentence's AOPC bounds for NAOPC (the dominant cost of faithfulness);
             False is the cheaper AOPC-only study: the change tests then use AOPC comprehensiveness.
@@ -92,8 +99,9 @@ class StudyConfig:
 
     ``margin``, ``alpha``, ``correction``, ``claims``, ``executor``, ``resources`` and ``output_dir``
     change no cell, so they are not part of :meth:`digest`: rerunning with another margin or engine
-    reuses (and resumes) the same cells. ``shots``, ``skip_at_chance``, ``length_buckets`` and
-    ``soft`` enter it only when not at their default (so older configs keep their hash).
+    reuses (and resumes) the same cells. ``shots``, ``skip_at_chance``, ``length_buckets``,
+    ``soft``, ``soft_samples`` and ``naopc_max_words`` enter it only when not at their default (so
+    older configs keep their hash).
     """
 
     models: tuple[str, ...] = ("smollm2-135m",)
@@ -115,6 +123,8 @@ class StudyConfig:
     length_buckets: tuple[int, ...] = ()
     claims: tuple[str, ...] = ()
     soft: bool = False
+    soft_samples: int = 8
+    naopc_max_words: int | None = None
     n_boot: int = 500
     seed: int = 0
     batch_size: int = 16
@@ -161,6 +171,10 @@ class StudyConfig:
             object.__setattr__(self, name, check_int(getattr(self, name), f"StudyConfig.{name}", 1))
         if self.n_faithfulness > self.n_eval:
             raise InputError(f"n_faithfulness ({self.n_faithfulness}) cannot exceed n_eval ({self.n_eval})")
+        object.__setattr__(self, "soft_samples", check_int(self.soft_samples, "StudyConfig.soft_samples", 1))
+        if self.naopc_max_words is not None:
+            object.__setattr__(self, "naopc_max_words",
+                               check_int(self.naopc_max_words, "StudyConfig.naopc_max_words", 1))
         for name in ("naopc", "skip_at_chance", "soft"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"StudyConfig.{name}={getattr(self, name)!r}; expected true or false")
