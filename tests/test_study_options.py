@@ -298,3 +298,12 @@ def test_best_shots_of_the_bundled_accuracy_file(monkeypatch):
     assert best[("gemma3-270m", "uci_yelp")] == 4  # 0.98 with 4 shots beats 0.88 zero-shot
     assert best[("smollm2-135m", "uci_yelp")] == 0  # 0.81 zero-shot beats 0.64 with 4
     assert ("smollm2-135m", "vader_nyt") not in best  # at chance in every setting
+
+
+def test_soft_claims_need_soft_and_naopc_n_counts_only_bounded_buckets(fixture):
+    with pytest.raises(InputError, match="soft=false does not measure it"):
+        _config(fixture, claims=("soft_comprehensiveness",))
+    config = _config(fixture, soft=True, naopc=True, length_buckets=(4, 8, 16), n_faithfulness=3, naopc_max_words=4,
+                     claims=("naopc_comprehensiveness", "soft_comprehensiveness"))
+    rows = plan(config).set_index("metric")
+    assert rows.loc["naopc", "n"] == 3 and rows.loc["soft_comp", "n"] == 9  # NAOPC: only the <= 4-word bucket

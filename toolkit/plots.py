@@ -20,7 +20,7 @@ from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
 from .calibration.inputs import check_probs
 from .validation import InputError, InputTypeError
 
-__all__ = ["claims_plot", "importance_profile", "metric_vs_pruning", "reliability_diagram"]
+__all__ = ["claims_plot", "importance_profile", "metric_vs_pruning", "reliability_diagram", "verdict_heatmap"]
 
 _GAP_COLOR = "#d62728"
 
@@ -291,4 +291,62 @@ def importance_profile(importance: pd.DataFrame | pd.Series, *, ax: Axes | None 
         sns.lineplot(long, x="layer", y="importance", hue="metric", marker="o", ax=ax)
     ax.set_xlabel("decoder layer")
     ax.set_ylabel(str(frame.columns[0]) if frame.shape[1] == 1 else "importance")
+    return ax
+
+
+def _tag(metric) -> str:
+    """A metric's name in a heatmap cell: its label when short (ECE, Brier), else its short name."""
+    return metric.label if len(metric.label) <= 10 else metric.short
+
+
+_OUTCOME_COLOURS = ("#c7e9c0", "#fdae6b", "#9ecae1", "#d9d9d9")
+_ARROWS = {"up": "\u2191", "down": "\u2193"}
+
+
+def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Every pruned cell's verdict at once: one row per (model, dataset), one column per selection
+    (and level), coloured by outcome, annotated with the claims that moved (arrow = direction).
+
+    Args:
+        verdicts: the table :func:`toolkit.study.verdicts` returns.
+        ax: Axes to draw on; None creates a figure.
+
+    Returns:
+        The Axes.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from .metrics import get_metric
+    from .study.verdicts import OUTCOMES
+
+    needed = ["model", "dataset", "selection", "k", "outcome", "moved"]
+    if not isinstance(verdicts, pd.DataFrame) or any(c not in verdicts for c in needed):
+        raise InputError(f"verdicts must be the table toolkit.study.verdicts returns (columns {needed})")
+    frame = verdicts.copy()
+    level = "level" if "level" in frame and frame["level"].nunique() > 1 else None
+    frame["row"] = frame.model + " / " + frame.dataset
+    frame["column"] = frame.selection if level is None else frame.selection + " @ " + frame[level].astype(str)
+    rows = list(dict.fromkeys(frame.row))
+    columns = list(dict.fromkeys(frame.column))
+    grid = np.full((len(rows), len(columns)), np.nan)
+    claims = [c for c in frame.columns if c not in needed + ["row", "column", "level", "layers", "equivalent",
+                                                               "d_accuracy", "misaligned"]]
+    ax = _new_axes(ax, (1.9 * len(columns) + 3.0, 0.55 * len(rows) + 1.6))
+    for _, r in frame.iterrows():
+        i, j = rows.index(r.row), columns.index(r.column)
+        grid[i, j] = OUTCOMES.index(r.outcome)
+        marks = [f"{_tag(get_metric(c))}{_ARROWS[r[c]]}" for c in claims if r[c] in _ARROWS]
+        text = f"k={r.k}" + ("\n" + " ".join(marks) if marks else "")
+        ax.text(j, i, text, ha="center", va="center", fontsize=7)
+    ax.imshow(grid, cmap=ListedColormap(_OUTCOME_COLOURS), vmin=-0.5, vmax=len(OUTCOMES) - 0.5, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xticks(np.arange(-0.5, len(columns)), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(rows)), minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="minor", length=0)
+    ax.legend(handles=[Patch(color=c, label=o) for c, o in zip(_OUTCOME_COLOURS, OUTCOMES)],
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title("verdict per pruned cell (\u2191/\u2193: a change claim shown to move up / down)", fontsize=9)
     return ax

@@ -319,9 +319,9 @@ def _soft(column: str):
 register_metric(Metric("flip_rate", _flip_rate, "faithfulness", higher_is_better=True, test="paired_t",
                        label="decision flip rate", needs={"flips"}))
 register_metric(Metric("soft_comprehensiveness", _soft("soft_comp"), "faithfulness", higher_is_better=True,
-                       test="paired_t", label="soft comprehensiveness", short="soft comp", needs={"soft"}))
+                       test="paired_t", label="soft comprehensiveness", short="soft_comp", needs={"soft"}))
 register_metric(Metric("soft_sufficiency", _soft("soft_suff"), "faithfulness", higher_is_better=True,
-                       test="paired_t", label="soft sufficiency", short="soft suff", needs={"soft"}))
+                       test="paired_t", label="soft sufficiency", short="soft_suff", needs={"soft"}))
 
 
 def engine_parts(naopc: bool = True, soft: bool = False) -> dict[str, bool]:

@@ -18,10 +18,12 @@ from .plan import PILOT_ASSUMPTIONS, plan, planned_metrics, status
 from .run import StudyIncomplete, check_study, model_depth, run_study
 from .summary import ClaimColumns, Summary, measured_metrics, summary
 from .table import faithfulness_by_length, load_results, record_frame, report_frames, tidy_table
+from .verdicts import OUTCOMES, verdict_counts, verdicts
 
 __all__ = [
     "CLAIM_FAMILIES",
     "CORRECTIONS",
+    "OUTCOMES",
     "PILOT_ASSUMPTIONS",
     "PROFILES",
     "Cell",
@@ -50,4 +52,6 @@ __all__ = [
     "study_shots",
     "summary",
     "tidy_table",
+    "verdict_counts",
+    "verdicts",
 ]

@@ -256,6 +256,9 @@ class StudyConfig:
             if not self.naopc and "bounds" in metric.needs:
                 raise InputError(f"StudyConfig.claims holds {metric.name!r}, which needs the bound search; a study "
                                  "with naopc=false does not measure it (set naopc: true, or claim an AOPC metric)")
+            if not self.soft and "soft" in metric.needs:
+                raise InputError(f"StudyConfig.claims holds {metric.name!r}, a soft erasure metric; a study with "
+                                 "soft=false does not measure it (set soft: true, or drop the claim)")
         object.__setattr__(self, "claims", claims)
 
     def load_options(self, model: str) -> dict[str, Any]:

@@ -137,10 +137,15 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     m_tests = max(1, n_pruned * per_cell)
     test_alpha = config.alpha / m_tests
     n_faith = config.n_faithfulness * max(1, len(config.length_buckets))  # pooled claims: every bucket's sentences
+    n_bounded = n_faith  # NAOPC: only the buckets that hold sentences of <= naopc_max_words words
+    if config.naopc_max_words is not None and config.length_buckets:
+        lowest = (1,) + tuple(b + 1 for b in config.length_buckets[:-1])
+        n_bounded = config.n_faithfulness * sum(lo <= config.naopc_max_words for lo in lowest)
     acc = power_table(pd.DataFrame([{"metric": equivalence.short, "n": config.n_eval, "p_disc": p_disc}]),
                       alpha=config.alpha, power=power, margin=config.margin)
     change = power_table(pd.DataFrame([
-        {"metric": m.short, "n": n_faith if m.family == "faithfulness" else config.n_eval, "sd": sd[m.name]}
+        {"metric": m.short, "sd": sd[m.name],
+         "n": config.n_eval if m.family != "faithfulness" else n_bounded if "bounds" in m.needs else n_faith}
         for m in changes
     ]), alpha=test_alpha, power=power, margin=config.margin)
     out = pd.concat([acc.assign(test_alpha=config.alpha), change.assign(test_alpha=test_alpha)], ignore_index=True)
@@ -151,6 +156,8 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
 
 def planned_metrics(config: StudyConfig) -> set[str]:
     """The registered metrics a study of ``config`` measures: every calibration metric, and the
-    faithfulness metrics its engine computes (none that needs the bound search when ``naopc=False``)."""
-    faithfulness = {m.name for m in list_metrics("faithfulness") if config.naopc or "bounds" not in m.needs}
+    faithfulness metrics its engine computes (none that needs the bound search when ``naopc=False``,
+    none of the soft metrics unless ``soft``)."""
+    faithfulness = {m.name for m in list_metrics("faithfulness")
+                    if (config.naopc or "bounds" not in m.needs) and (config.soft or "soft" not in m.needs)}
     return set(metric_names("calibration")) | faithfulness
