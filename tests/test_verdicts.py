@@ -58,7 +58,8 @@ def test_counts_by_model_and_selection():
 def test_heatmap_draws_one_cell_per_verdict():
     ax = verdict_heatmap(verdicts(_summary()))
     texts = [t.get_text() for t in ax.texts]
-    assert len(texts) == 4 and "k=2\nECE\u2193" in texts and "k=2\nECE\u2191 NAOPC\u2193" in texts
+    assert len(texts) == 4 and "k=2, \u0394acc -0.01\nECE\u2193" in texts
+    assert "k=2, \u0394acc -0.20\nECE\u2191 NAOPC\u2193" in texts and "k=3, \u0394acc +0.00" in texts
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a / x", "b / y"]
 
 

@@ -305,7 +305,8 @@ _ARROWS = {"up": "\u2191", "down": "\u2193"}
 
 def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """Every pruned cell's verdict at once: one row per (model, dataset), one column per selection
-    (and level), coloured by outcome, annotated with the claims that moved (arrow = direction).
+    (and level), coloured by outcome, annotated with k, the accuracy change and the claims that
+    moved (arrow = direction).
 
     Args:
         verdicts: the table :func:`toolkit.study.verdicts` returns.
@@ -337,7 +338,8 @@ def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
         i, j = rows.index(r.row), columns.index(r.column)
         grid[i, j] = OUTCOMES.index(r.outcome)
         marks = [f"{_tag(get_metric(c))}{_ARROWS[r[c]]}" for c in claims if r[c] in _ARROWS]
-        text = f"k={r.k}" + ("\n" + " ".join(marks) if marks else "")
+        head = f"k={r.k}" + (f", \u0394acc {r.d_accuracy:+.2f}" if "d_accuracy" in frame and pd.notna(r.d_accuracy) else "")
+        text = head + ("\n" + " ".join(marks) if marks else "")
         ax.text(j, i, text, ha="center", va="center", fontsize=7)
     ax.imshow(grid, cmap=ListedColormap(_OUTCOME_COLOURS), vmin=-0.5, vmax=len(OUTCOMES) - 0.5, aspect="auto")
     ax.set_xticks(range(len(columns)), columns)

@@ -143,12 +143,20 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
         n_bounded = config.n_faithfulness * sum(lo <= config.naopc_max_words for lo in lowest)
     acc = power_table(pd.DataFrame([{"metric": equivalence.short, "n": config.n_eval, "p_disc": p_disc}]),
                       alpha=config.alpha, power=power, margin=config.margin)
-    change = power_table(pd.DataFrame([
+    wanted = pd.DataFrame([
         {"metric": m.short, "sd": sd[m.name],
          "n": config.n_eval if m.family != "faithfulness" else n_bounded if "bounds" in m.needs else n_faith}
         for m in changes
-    ]), alpha=test_alpha, power=power, margin=config.margin)
-    out = pd.concat([acc.assign(test_alpha=config.alpha), change.assign(test_alpha=test_alpha)], ignore_index=True)
+    ])
+    testable = wanted[wanted.n >= 2]  # a paired t-test needs two sentences: fewer resolve nothing (NaN row)
+    change = power_table(testable, alpha=test_alpha, power=power, margin=config.margin) if len(testable) else None
+    untestable = wanted[wanted.n < 2].assign(mde=np.nan, ci_halfwidth=np.nan)
+    parts = [acc.assign(test_alpha=config.alpha)] + [
+        f.assign(test_alpha=test_alpha) for f in (change, untestable) if f is not None and len(f)]
+    out = pd.concat(parts, ignore_index=True)
+    order = {m.short: i for i, m in enumerate(changes)}
+    out = out.sort_values("metric", key=lambda c: c.map(lambda x: -1 if x == equivalence.short else order.get(x, 0)),
+                          kind="stable").reset_index(drop=True)
     out["source"] = source
     out.attrs.update(m=m_tests, margin=config.margin)
     return out
