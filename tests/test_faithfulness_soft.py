@@ -72,8 +72,9 @@ def test_soft_metrics_match_a_by_hand_monte_carlo(setup, tiny_task):
         comp, suff, comp_n, suff_n = _by_hand(model, tok, tiny_task, text, scores[i], 5, 7)
         assert got.soft_comprehensiveness[i] == pytest.approx(comp, abs=1e-6), (i, text)
         assert got.soft_sufficiency[i] == pytest.approx(suff, abs=1e-6), (i, text)
-        assert got.soft_comprehensiveness_normalised[i] == pytest.approx(comp_n, rel=1e-5), (i, text)
-        assert got.soft_sufficiency_normalised[i] == pytest.approx(suff_n, rel=1e-5), (i, text)
+        # normalised = raw / (p - p(0)): the division amplifies fp32 batch noise (~1e-7 in p) to ~1e-5
+        assert got.soft_comprehensiveness_normalised[i] == pytest.approx(comp_n, rel=1e-4), (i, text)
+        assert got.soft_sufficiency_normalised[i] == pytest.approx(suff_n, rel=1e-4), (i, text)
     assert got.soft_comprehensiveness.between(0, 1).all() and got.soft_sufficiency.between(0, 1).all()
 
 

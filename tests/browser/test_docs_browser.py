@@ -26,7 +26,7 @@ from lab_server import REPO
 
 pytestmark = [pytest.mark.browser]
 
-FIRST_FIGURE = "benchmarks/results/cross_model_metrics.png"
+FIRST_FIGURE = "benchmarks/results/replication/verdict_heatmap.png"  # the first image of docs/results.md
 
 
 @pytest.fixture(scope="module")
