@@ -152,12 +152,15 @@ def masked_label_probs(model: Any, tokenizer: Any, task: Any, variants: Sequence
     with torch.no_grad():
         cache = prefix_cache(model, input_ids=torch.tensor([list(ids[0][:prefix])], device=device)) if prefix else None
         order = np.argsort([-len(i) for i in ids], kind="stable")
+        embedded: dict[str, Any] = {}
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             rows = []
             for i in idx:
                 v, enc = variants[i], encoded[variants[i].text]
-                x = embed(torch.tensor(enc.ids, device=device))
+                if v.text not in embedded:  # one lookup per text, shared by all its masked variants
+                    embedded[v.text] = embed(torch.tensor(enc.ids, device=device))
+                x = embedded[v.text]
                 tw = enc.token_word
                 mine = np.flatnonzero(tw >= 0)
                 if mine.size:
