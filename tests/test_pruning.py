@@ -97,10 +97,11 @@ def test_kv_cache_holds_only_kept_layers():
     prune_attention(model, [0, 3])
     cache = model(x, use_cache=True).past_key_values
     kinds = [type(l).__name__ for l in cache.layers]
-    assert kinds == ["DummyLayer", "DynamicLayer", "DynamicLayer", "DummyLayer"]
+    assert kinds == ["NoKVLayer", "DynamicLayer", "DynamicLayer", "NoKVLayer"]
+    assert cache.is_dummy == [True, False, False, True]  # still transformers' DummyLayer: no KV to offload or move
     kept_bytes = sum(l.keys.nbytes + l.values.nbytes for l in cache.layers if l.keys is not None)
     assert kept_bytes * 4 == full_bytes * 2  # kept/L exactly
-    assert cache.get_seq_length() == 11  # read from the first kept layer, though layer 0 keeps none
+    assert cache.get_seq_length() == 11  # layer 0 keeps no KV, yet counts the tokens that passed it
 
 
 def test_empty_drop_is_the_identity():

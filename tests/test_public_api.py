@@ -68,9 +68,11 @@ PUBLIC_API = [
     "InputError",
 ]
 
-# `raise ValueError(` allowed where a function's error is not the user's to fix (function -> count). Empty:
-# every raise in toolkit/ is user-fixable. A new `raise ValueError(` anywhere fails the test below.
-PENDING_VALUE_ERRORS: dict[str, int] = {}
+# `raise ValueError(` allowed where a function's error is not the user's to fix (function -> count). One:
+# NoKVLayer.crop answers transformers' cache API (a positive count breaks transformers' contract, and
+# DynamicLayer.crop raises ValueError there too); toolkit.pruned_arch imports no toolkit module, since
+# checkpoints carry it verbatim. A new `raise ValueError(` anywhere else fails the test below.
+PENDING_VALUE_ERRORS: dict[str, int] = {"NoKVLayer.crop": 1}
 
 # Modules allowed without __all__ (none).
 PENDING_ALL: set[str] = set()

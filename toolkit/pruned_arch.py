@@ -26,9 +26,18 @@ from typing import Any
 import torch
 import transformers
 from torch import nn
-from transformers.cache_utils import DummyLayer
 
-__all__ = ["ARCHITECTURES", "MODEL_TYPE_PREFIX", "PrunedAttention", "pruned_class_names", "remove_attention"]
+try:  # how transformers itself marks a cache slot that holds no KV (cache_utils, transformers >= 5.0)
+    from transformers.cache_utils import CacheLayerMixin, DummyLayer
+except ImportError as err:  # pragma: no cover - exercised only on an unsupported transformers
+    raise ImportError(
+        f"toolkit needs transformers >=5.24,<6 (tested: 5.24.0, 5.25.0); found {transformers.__version__}, whose "
+        "cache_utils has no DummyLayer / CacheLayerMixin. Install the locked versions: pip install -r requirements/lock.txt"
+    ) from err
+
+__all__ = [
+    "ARCHITECTURES", "MODEL_TYPE_PREFIX", "NoKVLayer", "PrunedAttention", "pruned_class_names", "remove_attention",
+]
 
 MODEL_TYPE_PREFIX = "toolkit_pruned_"  # + the stock model_type: a model_type transformers does not know
 
@@ -49,8 +58,82 @@ ARCHITECTURES: tuple[str, ...] = (
 )
 
 
-def release_cache_slot(cache: Any, idx: int) -> None:
-    """Mark cache slot `idx` as holding no KV, the way transformers marks KV-less layers."""
+class NoKVLayer(DummyLayer, CacheLayerMixin):
+    """The cache slot of a layer whose attention is removed: it stores no KV, yet answers for the sequence.
+
+    transformers asks a cache's layers about the sequence as well as for their KV: the cache's length
+    is layer 0's length (``Cache.get_seq_length()``; since transformers 5.25 with no fallback to another
+    layer), and a mask's sizes come from the first layer of its kind (``get_mask_sizes``). A plain
+    ``DummyLayer`` answers neither, so dropping attention layer 0 broke every cached forward there.
+    This slot counts the tokens that pass the removed attention and answers exactly as the layer it
+    replaces would have: a full-attention `DynamicLayer` (length = tokens seen, mask over them all) or a
+    `DynamicSlidingWindowLayer` (the same window arithmetic), where it is asked. It is both of
+    transformers' layer kinds: a ``DummyLayer``, so transformers keeps treating it as a slot without KV
+    (``Cache.is_dummy``: skipped by offloading, early initialisation and the search for the first
+    full-attention layer; reorder, batch repeat/select and offload have nothing to move), and a
+    ``CacheLayerMixin`` (the cache API's base for a layer type), so ``Cache.get_mask_sizes`` asks it
+    rather than refusing, as it refuses a plain ``DummyLayer`` where no attention layer is kept.
+
+    Args:
+        seen: tokens the slot has already passed (the replaced layer's length).
+        sliding_window: the window of the replaced sliding-window layer; None for full attention.
+    """
+
+    def __init__(self, seen: int = 0, sliding_window: int | None = None):
+        super().__init__()
+        self.seen = int(seen)
+        self.sliding_window = sliding_window
+        # Never the layer a mask is read from: transformers picks the first `is_sliding` slot for the
+        # sliding-window mask, and `Cache.get_mask_sizes` refuses a slot that is no `CacheLayerMixin`
+        # at any index but 0 (at 0 it asks the first attention layer instead).
+        self.is_sliding = False
+
+    @classmethod
+    def replacing(cls, layer: Any) -> NoKVLayer:
+        """The slot that stands where `layer` (a cache layer, or None for a slot not yet created) was."""
+        if layer is None:
+            return cls()
+        seen = layer.get_seq_length() if callable(getattr(layer, "get_seq_length", None)) else 0
+        window = getattr(layer, "sliding_window", None) if getattr(layer, "is_sliding", False) else None
+        return cls(seen=seen, sliding_window=window)
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to allocate: the slot stores no KV."""
+
+    def advance(self, tokens: int) -> None:
+        """Count `tokens` new positions (one forward through the removed attention)."""
+        self.seen += int(tokens)
+
+    def get_seq_length(self) -> int:
+        return self.seen
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        """``(kv_length, kv_offset)`` as `DynamicLayer` / `DynamicSlidingWindowLayer` compute them."""
+        if self.sliding_window is None:
+            return self.seen + query_length, 0
+        offset = max(self.seen - self.sliding_window + 1, 0)
+        if self.seen >= self.sliding_window:
+            return self.sliding_window - 1 + query_length, offset
+        return self.seen + query_length, offset
+
+    def reset(self) -> None:
+        self.seen = 0
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Forget the last ``-tokens_to_remove`` tokens (a negative count, as `DynamicLayer.crop` takes it)."""
+        if tokens_to_remove > 0:
+            raise ValueError(
+                f"crop takes a negative number of tokens to remove, got {tokens_to_remove} (as DynamicLayer.crop)"
+            )
+        self.seen = max(self.seen + tokens_to_remove, 0)
+
+    def __repr__(self) -> str:
+        window = "" if self.sliding_window is None else f", sliding_window={self.sliding_window}"
+        return f"NoKVLayer(seen={self.seen}{window})"
+
+
+def release_cache_slot(cache: Any, idx: int, new_tokens: int = 0) -> None:
+    """Make cache slot `idx` a `NoKVLayer` (once) and count the `new_tokens` this forward passes through it."""
     if cache is None:
         return
     cache = getattr(cache, "self_attention_cache", cache)  # EncoderDecoderCache (GPT-2)
@@ -61,15 +144,18 @@ def release_cache_slot(cache: Any, idx: int) -> None:
     while len(layers) < idx and replicate is not None:
         layers.append(replicate())
     if len(layers) == idx:
-        layers.append(DummyLayer())
-    elif idx < len(layers) and not isinstance(layers[idx], DummyLayer):
-        layers[idx] = DummyLayer()
+        layers.append(NoKVLayer())
+    elif idx < len(layers) and not isinstance(layers[idx], NoKVLayer):
+        layers[idx] = NoKVLayer.replacing(layers[idx])
+    if idx < len(layers):
+        layers[idx].advance(new_tokens)
 
 
 def zero_attention(layer_idx: int, args: tuple, kwargs: dict) -> tuple[torch.Tensor, None]:
     """What a dropped attention sub-layer returns: zeros shaped like its input, and no attention weights."""
     hidden = kwargs.get("hidden_states", args[0] if args else None)
-    release_cache_slot(kwargs.get("cache", kwargs.get("past_key_values", kwargs.get("layer_past"))), layer_idx)
+    cache = kwargs.get("cache", kwargs.get("past_key_values", kwargs.get("layer_past")))
+    release_cache_slot(cache, layer_idx, new_tokens=hidden.shape[-2])
     # A broadcast view of one zero: no memory traffic, and `residual + out` is exactly `residual`.
     return hidden.new_zeros(()).expand_as(hidden), None
 

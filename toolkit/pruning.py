@@ -2,8 +2,8 @@
 
 A dropped attention sub-layer contributes nothing: the decoder layer computes
 h = x + 0 (+ MLP as usual) instead of h = x + Attn(LN(x)). Its attention is not computed, its
-pre-attention norm is skipped, and it keeps no KV cache (its cache slot becomes transformers'
-`DummyLayer`, which is how transformers itself marks layers that store no KV).
+pre-attention norm is skipped, and it keeps no KV cache (its cache slot becomes a
+`toolkit.pruned_arch.NoKVLayer`: a transformers `DummyLayer` that still answers for the sequence length and mask sizes).
 
 Both routes edit stock transformers modules in place; nothing is forked and no remote code is
 needed to load a pruned checkpoint back with `toolkit.load_model`. The removed module
