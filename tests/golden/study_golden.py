@@ -60,7 +60,7 @@ def study_outputs(workdir: Path) -> dict[str, str]:
         Path("golden.jsonl").write_text("\n".join(lines) + "\n")
         register_dataset("golden_sent", "golden.jsonl", Task(
             name="golden_sent", instruction="sentiment of this review ?", label_names=("negative", "positive"),
-            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False))
+            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False), overwrite=True)
         out: dict[str, str] = {}
         for name, opts in STUDIES.items():
             config = StudyConfig(models=("model",), datasets=("golden_sent",), methods=("saliency",), n_eval=8,
