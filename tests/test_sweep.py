@@ -269,3 +269,49 @@ def test_tiny_sweep_resumes_without_recomputing(tiny_sweep):
     after = {p.name: p.stat().st_mtime_ns for p in (config.run_dir() / "cells").iterdir()}
     assert before == after
     pd.testing.assert_frame_equal(again, table)
+
+
+# ---- the figure and the command line -------------------------------------------------------------
+def test_sweep_curves_draw_the_curve_as_measured(synthetic, tmp_path):
+
+    import matplotlib.pyplot as plt
+
+    from toolkit.plots import sweep_curves
+
+    table = synthetic[0]
+    axes = sweep_curves(table, metrics=("accuracy", "ece"))
+    assert axes.shape == (1, 2)
+    (line,) = axes[0, 0].get_lines()[:1]
+    acc = table[table.metric == "accuracy"].sort_values("k")
+    np.testing.assert_allclose(line.get_xdata(), acc.k)  # k = 0, 1, 2: down, then back up, not smoothed
+    np.testing.assert_allclose(line.get_ydata(), acc.delta.fillna(0.0))
+    plt.close(axes[0, 0].figure)
+    with pytest.raises(InputError, match="unknown metric"):
+        sweep_curves(table, metrics=("accuracy", "nope"))
+
+
+def test_cli_sweep_writes_table_kstar_figure_and_stage2_configs(tiny_sweep, tmp_path, capsys):
+    from toolkit.cli import main
+
+    config = tiny_sweep[0]
+    model_dir = tmp_path / "tiny"
+    tiny_model().save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"models: [{model_dir}]\ndatasets: [tiny_sweep]\nselections: [cosine]\nshots: [0]\nk_max: 2\n"
+                    f"n_eval: 12\nn_importance: 4\nn_boot: 50\nbatch_size: 4\nmargin: 0.5\n"
+                    f"stage2: {{n_eval: 12, n_validation: 6, n_faithfulness: 2, n_permutations: 3}}\n"
+                    f"output_dir: {tmp_path / 'out'}\n")
+    png = tmp_path / "sweep.png"
+    assert main(["sweep", str(path), "--plot", str(png), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    run_dir = next((tmp_path / "out").iterdir())
+    assert png.is_file() and (run_dir / "sweep.csv").is_file() and (run_dir / "kstar.csv").is_file()
+    kstar = pd.read_csv(run_dir / "kstar.csv")
+    for file in (run_dir / "stage2").iterdir():
+        study = StudyConfig.from_file(file)
+        assert study.random_draws == 3 and study.n_permutations == 3 and study.shots == 0
+        assert study.levels_by_selection == {"cosine": (int(kstar.k_star.iloc[0]),)}
+        assert f"--config {file}" in out
+    assert len(list((run_dir / "stage2").iterdir())) == int(kstar.k_star.iloc[0] > 0)
+    assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
