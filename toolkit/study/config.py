@@ -19,7 +19,7 @@ from ..metrics import Metric, family_metric, get_metric, headline_metrics, metri
 from ..validation import InputError, InputTypeError, check_choice, check_int, check_probability, is_int, short_repr
 
 __all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
-           "resolve_level"]
+           "parse_config_text", "resolve_level"]
 
 PROFILES = ("full", "quick", "ci")
 CORRECTIONS = ("holm", "bh")
@@ -355,7 +355,7 @@ class StudyConfig:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise InputError(f"{where} cannot be read: {err}") from None
-        data = _parse_config(text, path.suffix, where)
+        data = parse_config_text(text, path.suffix, where)
         if data is None or (isinstance(data, Mapping) and not data):
             raise InputError(
                 f"{where} is empty (no settings), which would run the full default study; give the fields to set "
@@ -406,8 +406,9 @@ class StudyConfig:
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
 
 
-def _parse_config(text: str, suffix: str, where: str) -> Any:
-    """The parsed text of a config file; a syntax error becomes one InputError line naming the file and line."""
+def parse_config_text(text: str, suffix: str, where: str) -> Any:
+    """The parsed text of a config file (``suffix``: .json, .toml, .yaml or .yml); a syntax error becomes one
+    InputError line naming the file (``where``) and line. Shared by every config file the toolkit reads."""
     if not text.strip():
         return None
     if suffix == ".json":

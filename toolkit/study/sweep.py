@@ -37,8 +37,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
+from ..adapters import decoder_layers
+from ..calibration import TemperatureScaler, calibration_report, compare_calibration, ece
+from ..data import best_shots, chance_models, demonstrations, load_dataset
+from ..decisions import accuracy_tost
+from ..importance import attention_importance, importance_metric, select_layers
+from ..metrics import list_metrics
+from ..models import load_model
+from ..pruning import drop_attention
+from ..scoring import frame_logprobs, frame_probs, predict
+from ..stats import bootstrap_ci, paired_bootstrap
+from ..store import CellStore
 from ..validation import InputError, check_choice, check_int, check_probability, is_int, short_repr
+from .config import StudyConfig, parse_config_text
 
 __all__ = ["KSTAR_RULES", "SweepCell", "SweepConfig", "k_star", "run_sweep", "stage2_configs", "sweep_cells",
            "sweep_table"]
@@ -103,8 +116,6 @@ class SweepConfig:
     output_dir: str = "results"
 
     def __post_init__(self) -> None:
-        from ..importance import importance_metric
-
         for name in ("models", "datasets", "selections", "shots"):
             value = getattr(self, name)
             if isinstance(value, (str, int)) or not isinstance(value, Iterable):
@@ -139,12 +150,10 @@ class SweepConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> SweepConfig:
         """Read a sweep config from YAML or JSON (a mapping of SweepConfig fields)."""
-        from .config import _parse_config  # one parser for every config file
-
         path = Path(path)
         if path.suffix not in (".json", ".yaml", ".yml") or not path.is_file():
             raise InputError(f"sweep config {str(path)!r} must be an existing .yaml, .yml or .json file")
-        data = _parse_config(path.read_text(encoding="utf-8"), path.suffix, f"sweep config {str(path)!r}")
+        data = parse_config_text(path.read_text(encoding="utf-8"), path.suffix, f"sweep config {str(path)!r}")
         if not isinstance(data, Mapping) or not data:
             raise InputError(f"sweep config {str(path)!r} holds no mapping of SweepConfig fields")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -187,16 +196,12 @@ class SweepCell:
 # ---- the grid ----------------------------------------------------------------------------------
 def sweep_shots(config: SweepConfig, model: str, dataset: str) -> list[int]:
     """The distinct shots of ``config.shots`` for one pair, in config order ("auto" resolved)."""
-    from ..data import best_shots
-
     best = best_shots() if "auto" in config.shots else {}
     resolved = [best.get((model, dataset), 0) if s == "auto" else int(s) for s in config.shots]
     return list(dict.fromkeys(resolved))
 
 
 def sweep_pairs(config: SweepConfig) -> list[tuple[str, str]]:
-    from ..data import chance_models
-
     pairs = [(m, d) for m in config.models for d in config.datasets]
     if config.skip_at_chance:
         at_chance = chance_models()
@@ -225,8 +230,6 @@ def sweep_cells(config: SweepConfig, depth: Mapping[str, int]) -> Iterator[Sweep
 # ---- computing cells ---------------------------------------------------------------------------
 def _sweep_data(config: SweepConfig, dataset: str, shots: int) -> dict:
     """Validation examples to score and train examples for importance, posed with ``shots`` demonstrations."""
-    from ..data import demonstrations, load_dataset
-
     if shots:
         demonstrations(dataset, shots)
 
@@ -247,8 +250,6 @@ def cross_fitted_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[np
     Folds: even and odd positions. softmax(z_i / T_other(i)). Returns (probs (n, C), [T_even, T_odd])
     where T_even was fitted on the even fold (and applied to the odd one).
     """
-    from ..calibration import TemperatureScaler
-
     z, y = np.asarray(logits, dtype=float), np.asarray(labels)
     folds = [np.arange(0, len(y), 2), np.arange(1, len(y), 2)]
     out = np.full(z.shape, np.nan)
@@ -274,10 +275,6 @@ def sweep_cell(cell: SweepCell, config: SweepConfig, model: Any, tok: Any, data:
         dict: cell, model, dataset, selection, shots, k, layers, importance, ids, labels, probs,
         label_names, label_mass, probs_scaled (cross-fitted temperature), temperatures, seconds.
     """
-    from ..importance import attention_importance, importance_metric, select_layers
-    from ..pruning import drop_attention
-    from ..scoring import frame_logprobs, frame_probs, predict
-
     t0 = time.perf_counter()
     importance = None
     layers: list[int] = []
@@ -314,12 +311,6 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any =
     Args:
         model_loader: ``name -> (model, tokenizer)`` (default :func:`toolkit.load_model`).
     """
-    import torch
-
-    from ..adapters import decoder_layers
-    from ..models import load_model
-    from ..store import CellStore
-
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "sweep_config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
@@ -391,11 +382,6 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
         DataFrame: model, dataset, selection, shots, k, layers, n, metric, value, low, high, delta,
         delta_low, delta_high, lower, noninferior, margin.
     """
-    from ..calibration import calibration_report, compare_calibration, ece
-    from ..decisions import accuracy_tost
-    from ..metrics import list_metrics
-    from ..stats import bootstrap_ci, paired_bootstrap
-
     extra = {"calibration_gap": ("probs", _gap), "ece_temperature_scaled": ("probs_scaled", ece),
              "positive_rate": ("probs", _positive_rate), "label_mass": ("label_mass", _mean_first)}
     registered = [m.name for m in list_metrics("calibration")]
@@ -496,8 +482,6 @@ def stage2_configs(config: SweepConfig, kstar: pd.DataFrame) -> list:
     (n_eval, methods, soft, n_permutations ...). Groups where every k* is 0 get no study (nothing
     keeps accuracy there: stage 2 has no premise to test).
     """
-    from .config import StudyConfig
-
     out = []
     for (model, dataset, shots), g in kstar.groupby(["model", "dataset", "shots"], sort=False):
         g = g[g["k_star"] > 0]
