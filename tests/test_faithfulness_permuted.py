@@ -153,3 +153,41 @@ def test_soft_ratio_of_means_by_hand():
     assert F.soft_ratio_of_means(zero, n_boot=10).soft_comprehensiveness_rom.isna().all()
     with pytest.raises(InputError, match="room"):
         F.soft_ratio_of_means(frame.drop(columns="room"))
+
+
+def test_a_study_with_permutations_reports_the_claim_and_room(tmp_path):
+    """soft + n_permutations in a tiny study: the table has room and <method>_minus_permuted rows, each
+    with a paired change against the unpruned cell (the same sentences, the same permutations)."""
+    import json
+
+    import torch
+
+    from tiny import tiny_model, tiny_tokenizer
+    from toolkit import Task, register_dataset
+    from toolkit.study import StudyConfig, run_study
+
+    torch.set_num_threads(1)
+    model_dir = tmp_path / "model"
+    tiny_model(seed=2).save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    words = "good bad great awful movie food service plot liked hated not very".split()
+    rng = np.random.default_rng(0)
+    lines = [json.dumps({"id": f"t-{i}", "text": " ".join(list(rng.choice(words, size=4)) + ["good" if i % 2 else "bad"]),
+                         "label": i % 2, "split": ["train", "validation", "test"][i % 3]}) for i in range(36)]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    register_dataset("tiny_perm", tmp_path / "d.jsonl", Task(
+        name="tiny_perm", instruction="sentiment of this review ?", label_names=("negative", "positive"),
+        verbalizers=("negative", "positive"), input_name="review", use_chat_template=False))
+    config = StudyConfig(models=(str(model_dir),), datasets=("tiny_perm",), levels=(0, 1), selections=("cosine",),
+                         methods=("saliency",), n_eval=6, n_validation=6, n_importance=4, n_faithfulness=3,
+                         n_random=1, n_boot=20, batch_size=4, naopc=False, soft=True, soft_samples=2, soft_seed=5,
+                         n_permutations=3, output_dir=str(tmp_path / "out"))
+    table = run_study(config, progress=False, report=False)
+    pruned = table[table.k == 1].set_index("metric")
+    for metric in ("room:saliency", "aopc_comprehensiveness:saliency_minus_permuted",
+                   "soft_comprehensiveness:saliency_minus_permuted", "aopc_comprehensiveness:permuted(saliency)"):
+        assert metric in pruned.index, metric
+        assert np.isfinite(pruned.loc[metric, "delta"]), metric
+    ref = table[table.k == 0].set_index("metric")
+    own, perm = (ref.loc[f"soft_comprehensiveness:{m}", "value"] for m in ("saliency", "permuted(saliency)"))
+    assert ref.loc["soft_comprehensiveness:saliency_minus_permuted", "value"] == pytest.approx(own - perm)

@@ -52,6 +52,7 @@ from ..stats import bootstrap_ci, paired_bootstrap
 from ..store import CellStore
 from ..validation import InputError, check_choice, check_int, check_probability, is_int, short_repr
 from .config import StudyConfig, parse_config_text
+from .run import model_depth
 
 __all__ = ["KSTAR_RULES", "SweepCell", "SweepConfig", "k_star", "run_sweep", "stage2_configs", "sweep_cells",
            "sweep_table"]
@@ -279,12 +280,15 @@ def sweep_cell(cell: SweepCell, config: SweepConfig, model: Any, tok: Any, data:
     importance = None
     layers: list[int] = []
     if cell.k:
-        key = (cell.model, cell.dataset, cell.selection, cell.shots)
+        labelled = importance_metric(cell.selection).needs_labels
+        # a label-free metric reads the bare texts: the same ranking for every shots setting
+        key = (cell.model, cell.dataset, cell.selection, cell.shots if labelled else None)
         if key not in importance_cache:
             opts: dict[str, Any] = dict(batch_size=min(config.batch_size, 8),
-                                        seed=SweepCell(*key, 0).seed(config.seed))
+                                        seed=SweepCell(cell.model, cell.dataset, cell.selection, cell.shots if labelled
+                                                       else 0, 0).seed(config.seed))
             texts = data["importance_texts"]
-            if importance_metric(cell.selection).needs_labels:
+            if labelled:
                 lab = data["importance_labelled"]
                 opts.update(task=lab.task, labels=lab.labels)
                 texts = lab.texts
@@ -318,8 +322,12 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any =
     loader = model_loader or (lambda name: load_model(name))
     keys: list[str] = []
     for model_name in dict.fromkeys(m for m, _ in sweep_pairs(config)):
-        model, tok = loader(model_name)
-        depth = {model_name: len(decoder_layers(model))}
+        model = tok = None
+        n_layers = model_depth(model_name) if model_loader is None else None  # config.json only, no weights
+        if n_layers is None:
+            model, tok = loader(model_name)
+            n_layers = len(decoder_layers(model))
+        depth = {model_name: n_layers}
         sub = dataclasses.replace(config, models=(model_name,))
         data: dict = {}
         cache: dict = {}
@@ -327,6 +335,8 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any =
             keys.append(cell.key)
             if store.done(cell.key):
                 continue
+            if model is None:  # a finished model's cells never load it
+                model, tok = loader(model_name)
             if (cell.dataset, cell.shots) not in data:
                 data[(cell.dataset, cell.shots)] = _sweep_data(config, cell.dataset, cell.shots)
 
