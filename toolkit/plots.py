@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
@@ -363,7 +364,8 @@ def sweep_curves(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "cal
     One line per (selection, shots), marked at every swept k and joined in k order, so a curve
     that goes down and up again is drawn as it is (nothing is smoothed or made monotone). The k = 0
     reference (selection ``none``) starts every line. ``change`` draws the paired change against
-    k = 0 (delta, delta_low, delta_high) instead of the value; with ``kstar``
+    k = 0 (delta, delta_low, delta_high) instead of the value (on accuracy also the one-sided
+    non-inferiority bound ``lower`` as triangles, and -margin dashed); with ``kstar``
     (:func:`toolkit.study.sweep.k_star`) each line's k* is marked with a vertical tick.
 
     Args:
@@ -406,6 +408,8 @@ def sweep_curves(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "cal
                 color = colors[(sel, shots)]
                 ax.plot(g.k, y, marker="o", markersize=3, color=color, label=f"{sel}, {shots}-shot")
                 ax.fill_between(g.k, lo, hi, color=color, alpha=0.15, linewidth=0)
+                if change and metric == "accuracy" and "lower" in g and g["lower"].notna().any():
+                    ax.plot(g.k, g["lower"], linestyle="none", marker="v", markersize=3, color=color)
                 if kstar is not None:
                     hit = kstar[(kstar.model == model) & (kstar.dataset == dataset) & (kstar.selection == sel)
                                 & (kstar.shots == shots)]
@@ -415,9 +419,11 @@ def sweep_curves(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "cal
                 ax.axhline(0.0, color="grey", linewidth=0.6)
                 if metric == "accuracy" and "margin" in rows and rows["margin"].notna().any():
                     ax.axhline(-float(rows["margin"].dropna().iloc[0]), color="grey", linestyle="--", linewidth=0.6)
-            ax.set_title(f"{model} / {dataset}" if j == 0 else "", fontsize="small", loc="left")
-            ax.set_xlabel("k (attention layers dropped)")
-            ax.set_ylabel(f"{metric} change" if change else metric, fontsize="small")
+            if i == 0:
+                ax.set_title(f"{metric} change" if change else metric, fontsize="small")
+            ax.set_ylabel(f"{model}\n{dataset}" if j == 0 else "", fontsize="small")
+            ax.set_xlabel("k (attention layers dropped)" if i == len(pairs) - 1 else "", fontsize="small")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if lines:
         axes[0, -1].legend(fontsize="x-small")
     return axes
