@@ -314,4 +314,6 @@ def test_cli_sweep_writes_table_kstar_figure_and_stage2_configs(tiny_sweep, tmp_
         assert study.levels_by_selection == {"cosine": (int(kstar.k_star.iloc[0]),)}
         assert f"--config {file}" in out
     assert len(list((run_dir / "stage2").iterdir())) == int(kstar.k_star.iloc[0] > 0)
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    assert "3 cells, 3 done" in capsys.readouterr().out  # k = 0, 1, 2 of a 4-layer model (k_max 2)
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2

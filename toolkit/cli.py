@@ -116,6 +116,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         config = SweepConfig(**{**config.to_dict(), "output_dir": args.output_dir})
     print(f"sweep {config.digest()} -> {config.run_dir()} (k* rule {config.kstar_rule}, margin {config.margin})",
           flush=True)
+    if args.dry_run:
+        from .store import CellStore
+        from .study import model_depth
+        from .study.sweep import sweep_cells
+
+        depth = {m: model_depth(m) for m in config.models}
+        unknown = [m for m, d in depth.items() if d is None]
+        if unknown:
+            raise InputError(f"the depth of {unknown} is not at hand without loading (no local config.json); "
+                             "run once without --dry-run, or convert the model first")
+        cells = list(sweep_cells(config, depth))
+        done = CellStore(config.run_dir()).done_keys(c.key for c in cells) if config.run_dir().is_dir() else set()
+        frame = pd.DataFrame([dict(model=c.model, dataset=c.dataset, shots=c.shots, selection=c.selection, k=c.k,
+                                   done=c.key in done) for c in cells])
+        counts = frame.groupby(["model", "dataset", "shots"], sort=False).agg(cells=("k", "size"), done=("done", "sum"))
+        print(counts.reset_index().to_string(index=False))
+        print(f"{len(cells)} cells, {int(frame.done.sum())} done; each scores up to n_eval={config.n_eval} "
+              "validation sentences")
+        return 0
     start = time.perf_counter()
     table = run_sweep(config, progress=not args.no_progress)
     kstar = k_star(table, margin=config.margin, rule=config.kstar_rule)
@@ -306,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML/JSON file with SweepConfig fields")
     p.add_argument("--output-dir", default=None, help="where results go (default: the config's output_dir)")
     p.add_argument("--plot", help="save the metric-vs-k figure to this PNG")
+    p.add_argument("--dry-run", action="store_true", help="count the cells (and those done) per model, dataset and "
+                                                          "shots, and stop")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_sweep)
 
