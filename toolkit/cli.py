@@ -1,4 +1,4 @@
-"""Command line: `python -m toolkit {study,importance,prune,manifest,list}`; `--help` on each.
+"""Command line: `python -m toolkit {study,sweep,importance,prune,manifest,list}`; `--help` on each.
 
 A mistake the user can fix (a bad flag, config file, model, dataset or path) prints one line
 ``error: ...`` to stderr and exits with status 2, before anything is computed where it can be
@@ -102,6 +102,65 @@ def _cmd_study(args: argparse.Namespace) -> int:
     print("\n" + head.statement)
     print(f"\nreport: {config.run_dir() / 'report.md'}")
     print(f"wall time {time.perf_counter() - start:.0f} s (cells already in {config.run_dir()} are not recomputed)")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Stage 1 (the dose-response sweep on validation), k*, and the stage-2 study configs."""
+    import pandas as pd
+
+    from .study.sweep import SweepConfig, k_star, run_sweep, stage2_configs
+
+    config = SweepConfig.from_file(Path(args.config))
+    if args.output_dir:
+        config = SweepConfig(**{**config.to_dict(), "output_dir": args.output_dir})
+    print(f"sweep {config.digest()} -> {config.run_dir()} (k* rule {config.kstar_rule}, margin {config.margin})",
+          flush=True)
+    if args.dry_run:
+        from .store import CellStore
+        from .study import model_depth
+        from .study.sweep import sweep_cells
+
+        depth = {m: model_depth(m) for m in config.models}
+        unknown = [m for m, d in depth.items() if d is None]
+        if unknown:
+            raise InputError(f"the depth of {unknown} is not at hand without loading (no local config.json); "
+                             "run once without --dry-run, or convert the model first")
+        cells = list(sweep_cells(config, depth))
+        done = CellStore(config.run_dir()).done_keys(c.key for c in cells) if config.run_dir().is_dir() else set()
+        frame = pd.DataFrame([dict(model=c.model, dataset=c.dataset, shots=c.shots, selection=c.selection, k=c.k,
+                                   done=c.key in done) for c in cells])
+        counts = frame.groupby(["model", "dataset", "shots"], sort=False).agg(cells=("k", "size"), done=("done", "sum"))
+        print(counts.reset_index().to_string(index=False))
+        print(f"{len(cells)} cells, {int(frame.done.sum())} done; each scores up to n_eval={config.n_eval} "
+              "validation sentences")
+        return 0
+    start = time.perf_counter()
+    table = run_sweep(config, progress=not args.no_progress)
+    kstar = k_star(table, margin=config.margin, rule=config.kstar_rule)
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(kstar.to_string(index=False))
+    if args.plot:
+        import matplotlib.pyplot as plt
+
+        from .plots import sweep_curves
+
+        axes = sweep_curves(table, kstar=kstar)
+        axes.flat[0].figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+        plt.close(axes.flat[0].figure)
+        print(f"figure: {args.plot}")
+    folder = config.run_dir() / "stage2"
+    folder.mkdir(exist_ok=True)
+    from .study import StudyConfig
+
+    defaults = StudyConfig().to_dict()
+    for study in stage2_configs(config, kstar):
+        data = {k: v for k, v in study.to_dict().items()
+                if v != defaults[k] or k in ("models", "datasets", "levels", "selections")}
+        path = folder / f"{study.models[0].replace('/', '_')}-{study.datasets[0]}-{study.shots}shot.json"
+        path.write_text(json.dumps(data, indent=1, default=str))
+        print(f"stage 2: python -m toolkit study --config {path}")
+    print(f"table: {config.run_dir() / 'sweep.csv'}; wall time {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -260,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume even when finished cells were computed under another manifest (library versions, "
                         "toolkit code, weights, tokenizer, prompt, batch size, seeds); it says what differs")
     p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("sweep", help="stage 1: accuracy and calibration at every k on validation; k* and "
+                                     "the stage-2 study configs")
+    p.add_argument("config", help="YAML/JSON file with SweepConfig fields")
+    p.add_argument("--output-dir", default=None, help="where results go (default: the config's output_dir)")
+    p.add_argument("--plot", help="save the metric-vs-k figure to this PNG")
+    p.add_argument("--dry-run", action="store_true", help="count the cells (and those done) per model, dataset and "
+                                                          "shots, and stop")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("importance", help="print (and plot) a model's attention-layer importances")
     p.add_argument("--model", default="smollm2-135m")

@@ -14,13 +14,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
 from .calibration.inputs import check_probs
 from .validation import InputError, InputTypeError
 
-__all__ = ["claims_plot", "importance_profile", "metric_vs_pruning", "reliability_diagram", "verdict_heatmap"]
+__all__ = ["claims_plot", "importance_profile", "metric_vs_pruning", "reliability_diagram", "sweep_curves",
+           "verdict_heatmap"]
 
 _GAP_COLOR = "#d62728"
 
@@ -352,3 +354,76 @@ def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title("verdict per pruned cell (\u2191/\u2193: a change claim shown to move up / down)", fontsize=9)
     return ax
+
+
+def sweep_curves(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "calibration_gap", "ece",
+                 "ece_temperature_scaled", "brier", "positive_rate"), *, change: bool = True,
+                 kstar: pd.DataFrame | None = None, axes: np.ndarray | None = None) -> np.ndarray:
+    """The dose-response sweep: each metric against k with its CI, a row per (model, dataset), a column per metric.
+
+    One line per (selection, shots), marked at every swept k and joined in k order, so a curve
+    that goes down and up again is drawn as it is (nothing is smoothed or made monotone). The k = 0
+    reference (selection ``none``) starts every line. ``change`` draws the paired change against
+    k = 0 (delta, delta_low, delta_high) instead of the value (on accuracy also the one-sided
+    non-inferiority bound ``lower`` as triangles, and -margin dashed); with ``kstar``
+    (:func:`toolkit.study.sweep.k_star`) each line's k* is marked with a vertical tick.
+
+    Args:
+        table: :func:`toolkit.study.sweep.sweep_table`.
+        metrics: rows of ``table.metric`` to draw.
+        axes: a (pairs x metrics) array of Axes; None creates a figure.
+
+    Returns:
+        The array of Axes.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise InputTypeError(f"table must be a sweep table (DataFrame), got a {type(table).__name__}")
+    needed = ["model", "dataset", "selection", "shots", "k", "metric", "value", "low", "high"]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise InputError(f"table lacks columns {missing}; expected a sweep table with {needed}")
+    unknown = [m for m in metrics if m not in set(table.metric)]
+    if unknown:
+        raise InputError(f"unknown metric(s) {unknown}; expected some of {sorted(map(str, set(table.metric)))}")
+    cols = ("delta", "delta_low", "delta_high") if change else ("value", "low", "high")
+    pairs = list(dict.fromkeys(zip(table.model, table.dataset)))
+    if axes is None:
+        _, axes = plt.subplots(len(pairs), len(metrics), figsize=(3.2 * len(metrics), 2.6 * len(pairs)),
+                               squeeze=False)
+    axes = np.asarray(axes).reshape(len(pairs), len(metrics))
+    lines = list(dict.fromkeys(
+        (s, sh) for s, sh in zip(table.selection, table.shots) if s != "none"))
+    colors = dict(zip(lines, sns.color_palette(n_colors=max(1, len(lines)))))
+    for i, (model, dataset) in enumerate(pairs):
+        pair = table[(table.model == model) & (table.dataset == dataset)]
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            rows = pair[pair.metric == metric]
+            for sel, shots in lines:
+                ref = rows[(rows.selection == "none") & (rows.shots == shots)]
+                g = pd.concat([ref, rows[(rows.selection == sel) & (rows.shots == shots)]]).sort_values("k")
+                if g.empty or g[(g.k > 0)].empty:
+                    continue
+                y, lo, hi = (g[c].fillna(0.0 if change else np.nan).to_numpy(float) for c in cols)
+                color = colors[(sel, shots)]
+                ax.plot(g.k, y, marker="o", markersize=3, color=color, label=f"{sel}, {shots}-shot")
+                ax.fill_between(g.k, lo, hi, color=color, alpha=0.15, linewidth=0)
+                if change and metric == "accuracy" and "lower" in g and g["lower"].notna().any():
+                    ax.plot(g.k, g["lower"], linestyle="none", marker="v", markersize=3, color=color)
+                if kstar is not None:
+                    hit = kstar[(kstar.model == model) & (kstar.dataset == dataset) & (kstar.selection == sel)
+                                & (kstar.shots == shots)]
+                    if len(hit) and int(hit.k_star.iloc[0]) > 0:
+                        ax.axvline(int(hit.k_star.iloc[0]), color=color, linestyle=":", linewidth=1)
+            if change:
+                ax.axhline(0.0, color="grey", linewidth=0.6)
+                if metric == "accuracy" and "margin" in rows and rows["margin"].notna().any():
+                    ax.axhline(-float(rows["margin"].dropna().iloc[0]), color="grey", linestyle="--", linewidth=0.6)
+            if i == 0:
+                ax.set_title(f"{metric} change" if change else metric, fontsize="small")
+            ax.set_ylabel(f"{model}\n{dataset}" if j == 0 else "", fontsize="small")
+            ax.set_xlabel("k (attention layers dropped)" if i == len(pairs) - 1 else "", fontsize="small")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if lines:
+        axes[0, -1].legend(fontsize="x-small")
+    return axes

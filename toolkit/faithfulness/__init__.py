@@ -49,12 +49,14 @@ from .metrics import (
     decision_flip,
     erasure_curves,
     naopc,
+    permutation,
+    permuted_name,
     random_baseline,
     soft_erasure,
     sufficiency,
 )
 from .model import model_faithfulness, model_scorer
-from .report import aggregate, faithfulness_report
+from .report import aggregate, faithfulness_report, minus_permuted, minus_permuted_name, soft_ratio_of_means
 from .soft import SOFT_SAMPLES, Masked, embedding_mask, keep_probabilities, mask_seed, masked_label_probs
 
 __all__ = [
@@ -80,6 +82,11 @@ __all__ = [
     "model_state",
     "naopc",
     "naopc_from_bounds",
+    "minus_permuted",
+    "minus_permuted_name",
+    "permutation",
+    "permuted_name",
+    "soft_ratio_of_means",
     "random_baseline",
     "ranking",
     "Masked",

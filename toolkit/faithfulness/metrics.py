@@ -12,6 +12,7 @@ the built-in entries are registered here; :mod:`toolkit.faithfulness.report` use
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,9 @@ __all__ = [
     "metric_table",
     "naopc",
     "random_baseline",
+    "permutation",
+    "permuted_jobs",
+    "permuted_name",
     "random_jobs",
     "soft_erasure",
     "sufficiency",
@@ -162,13 +166,13 @@ def _soft_rows(pool: Pool, full: _Full, jobs: list[_Job], ids: list, zero_ids: l
         suff = float(np.mean([1.0 - max(0.0, p - pool[s][y]) for _, s in job_ids]))
         ok = room > FLAT_BOUNDS_TOL
         rows.append({"example": job.example, "method": job.method, "ranking": job.ranking,
-                     "soft_comp": comp, "soft_suff": suff,
+                     "soft_comp": comp, "soft_suff": suff, "soft_room": room,
                      "soft_comp_norm": comp / room if ok else math.nan,
                      "soft_suff_norm": (suff - (1.0 - room)) / room if ok else math.nan})
     return pd.DataFrame(rows, columns=[*_KEYS, *_SOFT_COLS])
 
 
-_SOFT_COLS = ["soft_comp", "soft_suff", "soft_comp_norm", "soft_suff_norm"]
+_SOFT_COLS = ["soft_comp", "soft_suff", "soft_room", "soft_comp_norm", "soft_suff_norm"]
 
 
 def evaluate(
@@ -235,6 +239,38 @@ def random_jobs(words: list[Variant], n_rankings: int, seed: int) -> list[_Job]:
             scores = np.empty(len(w))
             scores[order] = np.arange(len(w), 0, -1, dtype=float)
             jobs.append(_Job(i, RANDOM, r, order, scores))
+    return jobs
+
+
+def permuted_name(method: str) -> str:
+    """The method name of ``method``'s permuted baseline: ``permuted(<method>)``."""
+    return f"permuted({method})"
+
+
+def permutation(seed: int, text: str, draw: int, n_words: int) -> np.ndarray:
+    """Permutation ``draw`` of an ``n_words``-word text: ``default_rng([seed, crc32(text), draw]).permutation(n)``.
+
+    Seeded by the text, not its position, so every model state (a pruned cell and its unpruned
+    reference) and every method sees the same permutations of the same sentence.
+    """
+    return np.random.default_rng([int(seed), zlib.crc32(text.encode("utf-8")), int(draw)]).permutation(n_words)
+
+
+def permuted_jobs(words: list[Variant], attributions: Sequence[np.ndarray], method: str, n_permutations: int,
+                  seed: int) -> list[_Job]:
+    """``n_permutations`` permuted baselines of one method per example: its own scores permuted over the words.
+
+    Draw r of example i scores word j with ``scores[pi_r(j)]`` (pi_r = :func:`permutation`): the
+    same multiset of scores, hence the same erased amount at every fraction (hard erasure) and the
+    same keep probabilities (soft erasure: the min-max normalisation of a permuted array is the
+    permuted normalisation), on words the method did not choose.
+    """
+    jobs = []
+    for i, (w, a) in enumerate(zip(words, attributions)):
+        a = np.asarray(a, dtype=float)
+        for r in range(n_permutations):
+            scores = a[permutation(seed, w.text, r, len(w))]
+            jobs.append(_Job(i, permuted_name(method), r, ranking(scores), scores))
     return jobs
 
 
@@ -312,7 +348,8 @@ def _soft(column: str):
     def soft_metric(table: pd.DataFrame) -> pd.Series:
         return table[column]
 
-    soft_metric.__name__ = {"soft_comp": "soft_comprehensiveness", "soft_suff": "soft_sufficiency"}[column]
+    soft_metric.__name__ = {"soft_comp": "soft_comprehensiveness", "soft_suff": "soft_sufficiency",
+                            "soft_room": "room"}[column]
     return soft_metric
 
 
@@ -322,6 +359,11 @@ register_metric(Metric("soft_comprehensiveness", _soft("soft_comp"), "faithfulne
                        test="paired_t", label="soft comprehensiveness", short="soft_comp", needs={"soft"}))
 register_metric(Metric("soft_sufficiency", _soft("soft_suff"), "faithfulness", higher_is_better=True,
                        test="paired_t", label="soft sufficiency", short="soft_suff", needs={"soft"}))
+# The room p(y^|x) - p(y^|0) (every example embedding zeroed; clipped at 0): how much erasing the
+# whole input can lower p(y^) at all. A model that ignores its input has no room, and then low soft
+# comprehensiveness and high soft sufficiency for any ranking: report it beside them (issue 28).
+register_metric(Metric("room", _soft("soft_room"), "faithfulness", higher_is_better=True, test="paired_t",
+                       label="room p - p(0)", short="room", needs={"soft"}))
 
 
 def engine_parts(naopc: bool = True, soft: bool = False) -> dict[str, bool]:
@@ -543,7 +585,8 @@ def soft_erasure(
 
     Returns:
         One row per example: example, n_words, label, p_full, soft_comprehensiveness,
-        soft_sufficiency (raw, in [0, 1]: the registered metrics), and the same normalised by the
+        soft_sufficiency (raw, in [0, 1]: the registered metrics), room = max(0, p(y^|x) - p(y^|0)),
+        and the same normalised by the
         all-masked input as Zhao & Aletras report them (``*_normalised``; NaN where masking every
         word does not lower p(y^)).
     """
@@ -552,7 +595,7 @@ def soft_erasure(
     opts = options(FRACTIONS, "delete", "...", soft_samples=n_samples, soft_seed=seed)
     res = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True, curve_metrics=(), soft=True)
     table = _aopc_table(res.curves).merge(res.soft, on=_KEYS, how="left")
-    names = ["soft_comprehensiveness", "soft_sufficiency", "soft_comprehensiveness_normalised",
+    names = ["soft_comprehensiveness", "soft_sufficiency", "room", "soft_comprehensiveness_normalised",
              "soft_sufficiency_normalised"]
     table = table.rename(columns=dict(zip(_SOFT_COLS, names)))
     return table[["example", "n_words", "label", "p_full", *names]]

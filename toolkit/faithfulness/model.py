@@ -91,6 +91,9 @@ def model_faithfulness(
     soft_samples: int = SOFT_SAMPLES,
     naopc_max_words: int | None = None,
     memo: bool | ScoreMemo = True,
+    soft_seed: int = 0,
+    n_permutations: int = 0,
+    permutation_seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Explain ``examples`` with each attribution method and measure the erasure faithfulness of each.
 
@@ -105,7 +108,8 @@ def model_faithfulness(
         methods: attribution method names, e.g. ``("saliency", "input_x_gradient")``.
         backend: attribution backend, ``"fast"`` or ``"inseq"``.
         batch_size: examples per forward pass, for attributions and scoring alike.
-        n_random, seed, n_boot, alpha, naopc, soft, soft_samples, naopc_max_words: as in :func:`faithfulness_report`
+        n_random, seed, n_boot, alpha, naopc, soft, soft_samples, soft_seed, naopc_max_words, n_permutations,
+            permutation_seed: as in :func:`faithfulness_report`
             (the soft metrics' masks are seeded by the text, not by ``seed``: a pruned model and
             its unpruned reference see the same masks).
         memo: as in :func:`model_scorer` (default: remembered per model state, so a second call
@@ -121,5 +125,6 @@ def model_faithfulness(
     return faithfulness_report(
         scorer, [e.text for e in examples], {m: [a.scores for a in attributions[m]] for m in methods},
         n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha, naopc=naopc, soft=soft, soft_samples=soft_samples,
-        naopc_max_words=naopc_max_words,
+        naopc_max_words=naopc_max_words, soft_seed=soft_seed, n_permutations=n_permutations,
+        permutation_seed=permutation_seed,
     )  # fmt: skip

@@ -8,7 +8,8 @@ killed run resumes where it stopped and the final table is the same as an uninte
 
 Modules, in dependency order: ``config`` (:class:`StudyConfig`) <- ``cells`` (the grid, one cell)
 <- ``table`` (the tidy table) <- ``summary`` (the claims), ``plan`` (cost and power) <- ``run``
-(:func:`run_study`). Which metrics the table holds, which are claims and how they are shown comes
+(:func:`run_study`); ``sweep`` (stage 1 of the two-stage design: every k on validation, k*, and the
+stage-2 configs) needs only ``config``. Which metrics the table holds, which are claims and how they are shown comes
 from the metric registry (:mod:`toolkit.metrics`). Every public name is re-exported here.
 """
 
@@ -16,6 +17,7 @@ from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_s
 from .config import CLAIM_FAMILIES, CORRECTIONS, PROFILES, StudyConfig, bucket_labels, claim_metrics, resolve_level
 from .plan import PILOT_ASSUMPTIONS, plan, planned_metrics, status
 from .run import StudyIncomplete, check_study, model_depth, run_study
+from .sweep import KSTAR_RULES, SweepConfig, k_star, run_sweep, stage2_configs, sweep_table
 from .summary import ClaimColumns, Summary, measured_metrics, summary
 from .table import faithfulness_by_length, load_results, record_frame, report_frames, tidy_table
 from .verdicts import OUTCOMES, verdict_counts, verdicts
@@ -23,6 +25,7 @@ from .verdicts import OUTCOMES, verdict_counts, verdicts
 __all__ = [
     "CLAIM_FAMILIES",
     "CORRECTIONS",
+    "KSTAR_RULES",
     "OUTCOMES",
     "PILOT_ASSUMPTIONS",
     "PROFILES",
@@ -31,10 +34,12 @@ __all__ = [
     "StudyConfig",
     "StudyIncomplete",
     "Summary",
+    "SweepConfig",
     "bucket_labels",
     "check_study",
     "claim_metrics",
     "faithfulness_by_length",
+    "k_star",
     "load_results",
     "measured_metrics",
     "model_depth",
@@ -45,12 +50,15 @@ __all__ = [
     "resolve_level",
     "run_cell",
     "run_study",
+    "run_sweep",
+    "stage2_configs",
     "status",
     "study_cells",
     "study_data",
     "study_pairs",
     "study_shots",
     "summary",
+    "sweep_table",
     "tidy_table",
     "verdict_counts",
     "verdicts",

@@ -26,7 +26,7 @@ from ..scoring import frame_logprobs, frame_probs, predict
 from .config import StudyConfig, bucket_labels, resolve_level
 from ..validation import InputError
 
-__all__ = ["Cell", "run_cell", "study_cells", "study_data", "study_pairs", "study_shots"]
+__all__ = ["Cell", "base_selection", "run_cell", "study_cells", "study_data", "study_pairs", "study_shots"]
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,25 @@ def study_shots(config: StudyConfig) -> dict[tuple[str, str], int]:
 
 
 def study_cells(config: StudyConfig) -> Iterator[Cell]:
-    """Cells in run order; k = 0 once per (model, dataset) under the name 'none' (pairs: :func:`study_pairs`)."""
+    """Cells in run order; k = 0 once per (model, dataset) under the name 'none' (pairs: :func:`study_pairs`).
+
+    A selection runs at ``config.selection_levels(selection)``; a control (``random``) with
+    ``random_draws`` = R > 1 yields R cells per level, ``random``, ``random#2``, ... ``random#R``
+    (independent draws: each cell's seed comes from its key).
+    """
     for model, dataset in study_pairs(config):
         if 0 in config.levels:
             yield Cell(model, dataset, "none", 0)
         for selection in config.selections:
-            for level in config.levels:
-                if level != 0:
-                    yield Cell(model, dataset, selection, level)
+            draws = config.random_draws if importance_metric(selection).control else 1
+            for level in config.selection_levels(selection):
+                for draw in range(1, draws + 1):
+                    yield Cell(model, dataset, selection if draw == 1 else f"{selection}#{draw}", level)
+
+
+def base_selection(selection: str) -> str:
+    """The importance metric of a cell's selection: ``random#2`` (a control's second draw) -> ``random``."""
+    return selection.split("#", 1)[0]
 
 
 # ---- one cell ----------------------------------------------------------------------------------
@@ -96,7 +107,7 @@ def _layers_for(
     if k == 0:
         return [], None
     opts: dict[str, Any] = dict(batch_size=min(config.batch_size, 8), seed=cell.seed(config.seed))
-    selection = importance_metric(cell.selection)
+    selection = importance_metric(base_selection(cell.selection))
     if selection.needs_labels:
         val = data["importance_labelled"]
         opts.update(task=val.task, labels=val.labels)
@@ -104,12 +115,13 @@ def _layers_for(
     else:
         texts = data["importance_texts"]
     if config.strategy == "iterative" and not selection.control:
-        return choose_layers(model, tok, texts, k, metric=cell.selection, strategy="iterative", **opts), None
+        return choose_layers(model, tok, texts, k, metric=base_selection(cell.selection), strategy="iterative",
+                             **opts), None
     key = (cell.model, cell.dataset, cell.selection)
     if key not in importance_cache:
         if selection.control:  # one ranking per model and dataset, whatever the level
             opts["seed"] = Cell(cell.model, cell.dataset, cell.selection, 0).seed(config.seed)
-        importance_cache[key] = attention_importance(model, tok, texts, metric=cell.selection, **opts)
+        importance_cache[key] = attention_importance(model, tok, texts, metric=base_selection(cell.selection), **opts)
     return select_layers(importance_cache[key], k), importance_cache[key]
 
 
@@ -128,6 +140,10 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
     test, val = data["test"], data["validation"]
     faith_examples, buckets = _faithfulness_examples(cell, config, test.examples)
     soft = {"soft": True, "soft_samples": config.soft_samples} if config.soft else {}
+    if config.soft and config.soft_seed is not None:
+        soft["soft_seed"] = config.soft_seed
+    if config.n_permutations:  # seeded by the study seed and the text: the same in every cell
+        soft |= {"n_permutations": config.n_permutations, "permutation_seed": config.seed}
     with drop_attention(model, layers):
         pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
         val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)

@@ -19,7 +19,7 @@ from ..metrics import Metric, family_metric, get_metric, headline_metrics, metri
 from ..validation import InputError, InputTypeError, check_choice, check_int, check_probability, is_int, short_repr
 
 __all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
-           "resolve_level"]
+           "parse_config_text", "resolve_level"]
 
 PROFILES = ("full", "quick", "ci")
 CORRECTIONS = ("holm", "bh")
@@ -30,7 +30,8 @@ CLAIM_FAMILIES = ("calibration", "faithfulness")
 # Options added after the first studies ran: in the digest only when not at their default, so a
 # config that does not set them keeps the hash (and the finished cells) it had before they existed.
 _DIGEST_IF_SET = {"shots": 0, "skip_at_chance": False, "length_buckets": (), "soft": False, "soft_samples": 8,
-                  "naopc_max_words": None}
+                  "naopc_max_words": None, "soft_seed": None, "n_permutations": 0, "levels_by_selection": {},
+                  "random_draws": 1}
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,19 @@ class StudyConfig:
             (None: all); a longer sentence keeps AOPC, decision flip and the soft metrics, its NAOPC
             is NaN. The beam search costs ~1.5 n^2 forwards per n-word sentence (326 s for 4
             sentences of ~22 words with SmolLM2 on 2 cores), so long buckets need this.
+        soft_seed: seed of the soft metrics' mask draws (with each text's crc32 and the draw index);
+            None (default) is seed 0, as before the option existed.
+        n_permutations: permuted baselines per attribution method (0: none; at least 3 when set):
+            each draw permutes the method's own word scores over the words, so it erases (hard) or
+            masks (soft) exactly as much as the method; seeded by ``seed`` and the text, so a
+            pruned cell and its unpruned reference see the same permutations. Adds the methods
+            ``permuted(<method>)`` and ``<method>_minus_permuted`` (the faithfulness claim:
+            method minus its permuted baseline, per sentence) to the faithfulness rows.
+        levels_by_selection: per selection, the levels it runs at instead of ``levels`` (e.g. the
+            stage-2 studies of :func:`toolkit.study.sweep.stage2_configs`: each selection at its
+            own k*); selections not named use ``levels``. Each listed level must be in ``levels``.
+        random_draws: independent layer draws of the ``random`` selection at each of its levels
+            (1: one, as before; draws 2.. are the selections ``random#2`` ...).
         n_random: random rankings per example for the faithfulness baseline.
         naopc: search each sentence's AOPC bounds for NAOPC (the dominant cost of faithfulness);
             False is the cheaper AOPC-only study: the change tests then use AOPC comprehensiveness.
@@ -125,6 +139,10 @@ class StudyConfig:
     soft: bool = False
     soft_samples: int = 8
     naopc_max_words: int | None = None
+    soft_seed: int | None = None
+    n_permutations: int = 0
+    levels_by_selection: Mapping[str, tuple[int | float, ...]] = field(default_factory=dict)
+    random_draws: int = 1
     n_boot: int = 500
     seed: int = 0
     batch_size: int = 16
@@ -179,6 +197,7 @@ class StudyConfig:
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"StudyConfig.{name}={getattr(self, name)!r}; expected true or false")
         self._check_shots_and_buckets()
+        self._check_two_stage()
         self._check_claims()
         for name in ("margin", "alpha"):
             object.__setattr__(self, name, check_probability(getattr(self, name), f"StudyConfig.{name}"))
@@ -246,6 +265,34 @@ class StudyConfig:
                              ">= 1 (the buckets' upper bounds), e.g. [8, 16, 32], or [] for no buckets")
         object.__setattr__(self, "length_buckets", tuple(int(b) for b in buckets))
 
+    def _check_two_stage(self) -> None:
+        """soft_seed, n_permutations, levels_by_selection and random_draws (issue 28's options)."""
+        if self.soft_seed is not None:
+            object.__setattr__(self, "soft_seed", check_int(self.soft_seed, "StudyConfig.soft_seed", 0))
+        n_perm = check_int(self.n_permutations, "StudyConfig.n_permutations", 0)
+        if 0 < n_perm < 3:
+            raise InputError(f"StudyConfig.n_permutations={n_perm}; expected 0 (none) or at least 3 permutations")
+        object.__setattr__(self, "n_permutations", n_perm)
+        object.__setattr__(self, "random_draws", check_int(self.random_draws, "StudyConfig.random_draws", 1))
+        if not isinstance(self.levels_by_selection, Mapping):
+            raise InputError(f"StudyConfig.levels_by_selection={short_repr(self.levels_by_selection)}; expected "
+                             "selection -> levels")
+        by_sel = {}
+        for sel, levels in self.levels_by_selection.items():
+            if sel not in self.selections:
+                raise InputError(f"levels_by_selection names {sel!r}, which is not in selections {list(self.selections)}")
+            levels = tuple(levels) if isinstance(levels, Iterable) and not isinstance(levels, str) else (levels,)
+            bad = [k for k in levels if k not in self.levels or k == 0]
+            if bad or not levels:
+                raise InputError(f"levels_by_selection[{sel!r}]={short_repr(list(levels))}; expected pruned levels "
+                                 f"of StudyConfig.levels {list(self.levels)}")
+            by_sel[str(sel)] = levels
+        object.__setattr__(self, "levels_by_selection", by_sel)
+
+    def selection_levels(self, selection: str) -> tuple[int | float, ...]:
+        """The pruned levels ``selection`` runs at (``levels_by_selection``, else ``levels``; no 0)."""
+        return tuple(k for k in self.levels_by_selection.get(selection, self.levels) if k != 0)
+
     def _check_claims(self) -> None:
         """Each claim is a registered calibration or faithfulness metric with a test, measured by this study."""
         claims = self.claims
@@ -269,6 +316,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["model_options"] = {k: dict(v) for k, v in self.model_options.items()}
+        data["levels_by_selection"] = {k: list(v) for k, v in self.levels_by_selection.items()}
         return data
 
     @classmethod
@@ -307,7 +355,7 @@ class StudyConfig:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise InputError(f"{where} cannot be read: {err}") from None
-        data = _parse_config(text, path.suffix, where)
+        data = parse_config_text(text, path.suffix, where)
         if data is None or (isinstance(data, Mapping) and not data):
             raise InputError(
                 f"{where} is empty (no settings), which would run the full default study; give the fields to set "
@@ -358,8 +406,9 @@ class StudyConfig:
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
 
 
-def _parse_config(text: str, suffix: str, where: str) -> Any:
-    """The parsed text of a config file; a syntax error becomes one InputError line naming the file and line."""
+def parse_config_text(text: str, suffix: str, where: str) -> Any:
+    """The parsed text of a config file (``suffix``: .json, .toml, .yaml or .yml); a syntax error becomes one
+    InputError line naming the file (``where``) and line. Shared by every config file the toolkit reads."""
     if not text.strip():
         return None
     if suffix == ".json":
