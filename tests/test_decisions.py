@@ -515,3 +515,84 @@ def test_power_table_columns():
 def test_power_input_errors(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+# ---- non-inferiority ("keeps accuracy") ---------------------------------------------------------
+from toolkit.decisions import (  # noqa: E402
+    NONINFERIORITY_MARGINS,
+    accuracy_noninferiority,
+    noninferiority_from_counts,
+    noninferiority_table,
+)
+
+
+@pytest.mark.parametrize("g, l, n", [(30, 50, 400), (10, 12, 200), (60, 40, 400), (5, 0, 50)])
+def test_noninferiority_wald_bound_by_hand(g, l, n):
+    # One-sided 95% Wald bound for a paired difference (Liu et al. 2002): d - z_.95 sqrt((psi - d^2) / n)
+    d, psi = (g - l) / n, (g + l) / n
+    low = d - 1.6448536269514722 * math.sqrt((psi - d * d) / n)
+    for margin in (0.02, 0.05, 0.10):
+        r = noninferiority_from_counts(g, l, n, margin, 0.05, method="wald")
+        assert r.low == pytest.approx(low, abs=1e-12)
+        assert r.noninferior == (low > -margin)
+        assert r.p == pytest.approx(stats.norm.sf((d + margin) / math.sqrt((psi - d * d) / n)))
+
+
+def _tango_p_by_hand(g, l, n, d0):
+    """Tango's score p for H0: d <= d0, the restricted MLE found numerically (no closed form used)."""
+    def negll(pl):
+        pg = pl + d0
+        return -(g * math.log(pg) + l * math.log(pl) + (n - g - l) * math.log(1 - pg - pl))
+    lo, hi = max(1e-12, -d0 + 1e-12), (1 - d0) / 2 - 1e-12
+    pl = optimize.minimize_scalar(negll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13}).x
+    t = (g - l - n * d0) / math.sqrt(n * (2 * pl + d0 * (1 - d0)))
+    return stats.norm.sf(t)
+
+
+@pytest.mark.parametrize("g, l, n", [(30, 50, 400), (60, 40, 400), (12, 20, 100)])
+def test_noninferiority_score_p_against_a_numerical_rmle(g, l, n):
+    for margin in NONINFERIORITY_MARGINS:
+        r = noninferiority_from_counts(g, l, n, margin)
+        assert r.p == pytest.approx(_tango_p_by_hand(g, l, n, -margin), rel=1e-5)
+        assert r.noninferior == (r.low > -margin)
+
+
+def test_noninferiority_is_one_arm_of_tost():
+    ref, pruned = _table(40, 25, 400)
+    tost = accuracy_tost(ref, pruned, margin=0.05)
+    ni = accuracy_noninferiority(ref, pruned, margin=0.05)
+    assert (ni.low, ni.p, ni.estimate) == (tost.low, tost.p_lower, tost.estimate)
+
+
+@pytest.mark.parametrize("method", ["score", "wald"])
+def test_a_gain_never_fails_noninferiority_at_study_size(method):
+    # d = +0.04 and +0.10 at n = 400 (the replication's two SmolLM2 loss-delta gains), every
+    # possible discordance: TOST fails +0.10 on the upper side, non-inferiority passes at 0.05 and 0.10.
+    n = 400
+    for diff in (16, 41):
+        for disc in range(diff, n + 1, 2):
+            g, l = (disc + diff) // 2, (disc - diff) // 2
+            for margin in (0.05, 0.10):
+                assert noninferiority_from_counts(g, l, n, margin, method=method).noninferior, (g, l, margin)
+    ref, pruned = _table(60, 19, 400)  # d = +0.1025
+    assert not accuracy_tost(ref, pruned, margin=0.05).equivalent
+    assert accuracy_noninferiority(ref, pruned, margin=0.05).noninferior
+    # more gains never lower the bound
+    lows = [noninferiority_from_counts(g, 20, 400).low for g in range(0, 100, 5)]
+    assert all(b >= a for a, b in zip(lows, lows[1:]))
+
+
+def test_noninferiority_table_has_one_row_per_margin():
+    ref, pruned = _table(10, 20, 400)  # d = -0.025, 7.5% discordant: Wald bound -0.047
+    t = noninferiority_table(ref, pruned)
+    assert list(t["margin"]) == [0.02, 0.05, 0.10]
+    assert list(t["noninferior"]) == [False, True, True]
+    assert list(t["verdict"]) == ["not shown to keep accuracy", "keeps accuracy", "keeps accuracy"]
+    assert set(t.columns) >= {"estimate", "low", "p", "alpha", "n", "gains", "losses", "method"}
+
+
+def test_noninferiority_refuses_bad_counts():
+    with pytest.raises(InputError, match="gains \\+ losses"):
+        noninferiority_from_counts(300, 200, 400)
+    with pytest.raises(InputError, match="method"):
+        noninferiority_from_counts(3, 2, 40, method="t")

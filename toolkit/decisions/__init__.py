@@ -3,8 +3,9 @@
 Three kinds of claim, all about paired differences against the unpruned model on the same
 examples (d = metric(pruned) - metric(reference)):
 
-- *Accuracy holds*: paired equivalence by two one-sided tests (TOST, Schuirmann 1987) within a
-  margin; "the CI of d contains 0" is absence of evidence, TOST is evidence of absence.
+- *Accuracy holds*: paired non-inferiority (the one-sided lower bound of d above -margin; a gain
+  never counts against it), or, for "unchanged", equivalence by two one-sided tests (TOST,
+  Schuirmann 1987); "the CI of d contains 0" is absence of evidence.
 - *A faithfulness or calibration metric changed*: paired tests whose p-values and CIs are adjusted
   for the number of tests in the study (Holm 1979, or Benjamini & Hochberg 1995 with the
   Benjamini & Yekutieli 2005 false-coverage-rate intervals).
@@ -18,7 +19,17 @@ One module per kind of claim: :mod:`.equivalence`, :mod:`.multiplicity`, :mod:`.
 :mod:`.power`; every name below imports from here as before.
 """
 
-from .equivalence import ACCURACY_METHODS, Equivalence, accuracy_tost, paired_tost
+from .equivalence import (
+    ACCURACY_METHODS,
+    NONINFERIORITY_MARGINS,
+    Equivalence,
+    NonInferiority,
+    accuracy_noninferiority,
+    accuracy_tost,
+    noninferiority_from_counts,
+    noninferiority_table,
+    paired_tost,
+)
 from .misalignment import VERDICTS, Misalignment, misalignment
 from .multiplicity import ADJUSTMENTS, ErrorBudget, adjust_pvalues, adjust_tests, error_budget
 from .power import (
@@ -35,6 +46,11 @@ from .power import (
 __all__ = [
     "ACCURACY_METHODS",
     "ADJUSTMENTS",
+    "NONINFERIORITY_MARGINS",
+    "NonInferiority",
+    "accuracy_noninferiority",
+    "noninferiority_from_counts",
+    "noninferiority_table",
     "Equivalence",
     "ErrorBudget",
     "Misalignment",
