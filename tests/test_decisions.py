@@ -596,3 +596,51 @@ def test_noninferiority_refuses_bad_counts():
         noninferiority_from_counts(300, 200, 400)
     with pytest.raises(InputError, match="method"):
         noninferiority_from_counts(3, 2, 40, method="t")
+
+
+# ---- collapsed cells ---------------------------------------------------------------------------
+from toolkit.decisions import CHANCE_TOLERANCE, LABEL_MASS_FLOOR, MAX_CLASS_SHARE, collapsed  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+
+
+def test_constant_predictor_is_collapsed():
+    labels = np.r_[np.zeros(200, int), np.ones(200, int)]
+    c = collapsed(np.zeros(400, int), labels, 2)
+    assert c.collapsed and c.reasons == ("one class", "chance")
+    assert (c.majority_share, c.majority_class, c.balanced_accuracy) == (1.0, 0, 0.5)
+
+
+def test_a_working_model_is_not_collapsed_and_ba_matches_sklearn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    pred = np.where(rng.random(400) < 0.8, labels, 1 - labels)
+    c = collapsed(pred, labels, 2, label_mass=np.full(400, 0.3))
+    assert not c.collapsed and c.reasons == ()
+    assert c.balanced_accuracy == pytest.approx(balanced_accuracy_score(labels, pred), abs=1e-12)
+    assert c.mean_label_mass == pytest.approx(0.3)
+
+
+def test_each_rule_fires_at_its_stated_threshold():
+    assert (MAX_CLASS_SHARE, CHANCE_TOLERANCE, LABEL_MASS_FLOOR) == (0.95, 0.05, 0.01)
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    # 96 of 100 predicted 0, yet the 4 ones are right: BA = (1 + 4/50) / 2 = 0.54 <= 0.55 -> chance too
+    pred = np.r_[np.zeros(96, int), np.ones(4, int)]
+    assert collapsed(pred, labels, 2).reasons == ("one class", "chance")
+    # exactly 95% in one class is not "more than 95%"
+    pred = np.r_[np.zeros(50, int), np.zeros(45, int), np.ones(5, int)]
+    assert "one class" not in collapsed(pred, labels, 2).reasons
+    # balanced but no better than chance + 0.05: 28 of 50 right per class -> BA 0.56 passes, 27 -> 0.54 fails
+    for right, fires in ((28, False), (27, True)):
+        pred = np.r_[np.zeros(right, int), np.ones(50 - right, int), np.ones(right, int), np.zeros(50 - right, int)]
+        assert ("chance" in collapsed(pred, labels, 2).reasons) == fires
+    # label mass under the floor alone
+    good = labels.copy()
+    assert collapsed(good, labels, 2, label_mass=np.full(100, 0.009)).reasons == ("label mass",)
+    assert collapsed(good, labels, 2, label_mass=np.full(100, 0.011)).reasons == ()
+
+
+def test_collapsed_refuses_bad_input():
+    with pytest.raises(InputError, match="n_classes"):
+        collapsed([0, 1, 2], [0, 1, 2], 2)
+    with pytest.raises(InputError, match="same examples"):
+        collapsed([0, 1], [0, 1, 1], 2)

@@ -15,10 +15,11 @@ Plus power: the smallest paired difference a design can detect, and the n a targ
 
 Everything is numpy/scipy on per-example vectors or per-test tables; nothing here runs a model.
 
-One module per kind of claim: :mod:`.equivalence`, :mod:`.multiplicity`, :mod:`.misalignment`,
+One module per kind of claim: :mod:`.collapse` (which cells are broken models), :mod:`.equivalence`, :mod:`.multiplicity`, :mod:`.misalignment`,
 :mod:`.power`; every name below imports from here as before.
 """
 
+from .collapse import CHANCE_TOLERANCE, LABEL_MASS_FLOOR, MAX_CLASS_SHARE, Collapse, collapsed
 from .equivalence import (
     ACCURACY_METHODS,
     NONINFERIORITY_MARGINS,
@@ -45,6 +46,11 @@ from .power import (
 
 __all__ = [
     "ACCURACY_METHODS",
+    "CHANCE_TOLERANCE",
+    "Collapse",
+    "LABEL_MASS_FLOOR",
+    "MAX_CLASS_SHARE",
+    "collapsed",
     "ADJUSTMENTS",
     "NONINFERIORITY_MARGINS",
     "NonInferiority",
