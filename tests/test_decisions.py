@@ -644,3 +644,102 @@ def test_collapsed_refuses_bad_input():
         collapsed([0, 1, 2], [0, 1, 2], 2)
     with pytest.raises(InputError, match="same examples"):
         collapsed([0, 1], [0, 1, 1], 2)
+
+
+# ---- exact tests, smallest attainable p, gated families ---------------------------------------
+import itertools  # noqa: E402
+
+from toolkit.decisions import gated_family, runnable, sign_flip_test, smallest_p  # noqa: E402
+
+
+def _brute_force_sign_flip(d, alternative):
+    d = np.asarray(d, float)
+    t = d.sum()
+    ts = np.array([np.dot(s, d) for s in itertools.product((1.0, -1.0), repeat=d.size)])
+    eps = 1e-9 * np.abs(d).sum()
+    if alternative == "greater":
+        return np.mean(ts >= t - eps)
+    if alternative == "less":
+        return np.mean(ts <= t + eps)
+    return np.mean(np.abs(ts) >= abs(t) - eps)
+
+
+@pytest.mark.parametrize("seed, n", [(0, 4), (1, 7), (2, 12)])
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_sign_flip_equals_brute_force_and_scipy(seed, n, alternative):
+    d = np.random.default_rng(seed).normal(0.2, 1.0, n).round(3)  # rounding makes ties possible
+    res = sign_flip_test(d, alternative)
+    assert res.p == pytest.approx(_brute_force_sign_flip(d, alternative), abs=1e-12)
+    ref = stats.permutation_test((d,), lambda x, axis: np.sum(x, axis=axis), permutation_type="samples",
+                                 alternative=alternative, n_resamples=np.inf)
+    assert res.p == pytest.approx(ref.pvalue, abs=1e-12)
+
+
+def test_sign_flip_reaches_its_smallest_p_and_no_lower():
+    for n in (4, 12):
+        d = np.arange(1, n + 1, dtype=float)  # every difference positive: the most extreme data
+        assert sign_flip_test(d, "two-sided").p == pytest.approx(2 / 2 ** n) == smallest_p("sign_flip", n)
+        assert sign_flip_test(d, "greater").p == pytest.approx(1 / 2 ** n) == smallest_p("sign_flip", n, "greater")
+    with pytest.raises(InputError, match="at most n=20"):
+        sign_flip_test(np.ones(21))
+
+
+def test_smallest_p_by_hand():
+    assert smallest_p("sign_flip", 4) == 0.125  # the replication's NAOPC: 4 sentences
+    assert smallest_p("sign_flip", 12) == pytest.approx(4.8828125e-4)  # its soft metrics: above 0.05/162
+    assert smallest_p("bootstrap", 400, n_resamples=500) == pytest.approx(2 / 501)
+    assert smallest_p("bootstrap", 400, "greater", n_resamples=999) == pytest.approx(1 / 1000)
+    assert smallest_p("permutation", 4, n_resamples=10_000) == 0.125  # never below the exact 2 / 2^n
+    assert smallest_p("t", 400) == 0.0
+    with pytest.raises(InputError, match="n_resamples"):
+        smallest_p("bootstrap", 10)
+
+
+def test_runnable_is_the_largest_self_consistent_set():
+    # alpha = 0.05: {1e-4, 1e-3, 0.01} -> k = 3 needs 0.01 <= 0.0167: kept; 0.125 needs <= 0.0125: dropped
+    keep = runnable(np.array([0.125, 1e-3, 0.01, 1e-4]), 0.05)
+    assert keep.tolist() == [False, True, True, True]
+    # ties go together: two tests at 0.02 fit alone (0.02 <= 0.025) ... with a third 0.0 test, 0.02 > 0.0167
+    assert runnable(np.array([0.02, 0.02]), 0.05).tolist() == [True, True]
+    assert runnable(np.array([0.0, 0.02, 0.02]), 0.05).tolist() == [True, False, False]
+
+
+def _family_frame(seed=0):
+    rng = np.random.default_rng(seed)
+    n_rows = 40
+    return pd.DataFrame({
+        "cell": np.repeat(np.arange(10), 4),
+        "metric": np.tile(["ece", "brier", "naopc", "soft"], 10),
+        "p": rng.uniform(0, 0.02, n_rows) ** 2,
+        "primary_claim": np.tile([True, False, True, True], 10),
+        "gate": np.repeat(rng.random(10) < 0.5, 4),
+        "test": np.tile(["t", "t", "sign_flip", "bootstrap"], 10),
+        "n": np.tile([400, 400, 4, 12], 10),
+        "alternative": np.tile(["greater", "two-sided", "greater", "greater"], 10),
+        "n_resamples": np.tile([np.nan, np.nan, np.nan, 5000.0], 10),
+    })
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gated_family_matches_statsmodels_within_each_family(seed):
+    tests = _family_frame(seed)
+    out = gated_family(tests, alpha=0.05)
+    assert (out["family"] == "primary").tolist() == (tests["primary_claim"] & tests["gate"]).tolist()
+    assert out.loc[out["metric"] == "naopc", "refused"].all()  # 4 pairs, one-sided: 1/16 > alpha/m for any m > 0
+    assert out.loc[out["metric"] == "naopc", "reason"].str.contains("cannot reject").all()
+    for family, sm in (("primary", "holm"), ("exploratory", "fdr_bh")):
+        kept = out[(out["family"] == family) & ~out["refused"]]
+        reject, p_adj, _, _ = multipletests(kept["p"], alpha=0.05, method=sm)
+        np.testing.assert_allclose(kept["p_adj"], p_adj, rtol=1e-12)
+        assert kept["rejected"].tolist() == reject.tolist()
+        assert (kept["m"] == len(kept)).all() and (kept["threshold"] == 0.05 / len(kept)).all()
+    assert not out.loc[out["refused"], "rejected"].any() and out.loc[out["refused"], "p_adj"].isna().all()
+
+
+def test_a_failed_gate_sends_primary_claims_to_the_exploratory_family():
+    tests = _family_frame(0)
+    tests["gate"] = False
+    out = gated_family(tests)
+    assert set(out["family"]) == {"exploratory"} and set(out["method"]) == {"bh"}
+    with pytest.raises(InputError, match="lacks columns"):
+        gated_family(tests.drop(columns="gate"))

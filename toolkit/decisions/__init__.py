@@ -15,7 +15,8 @@ Plus power: the smallest paired difference a design can detect, and the n a targ
 
 Everything is numpy/scipy on per-example vectors or per-test tables; nothing here runs a model.
 
-One module per kind of claim: :mod:`.collapse` (which cells are broken models), :mod:`.equivalence`, :mod:`.multiplicity`, :mod:`.misalignment`,
+One module per kind of claim: :mod:`.collapse` (which cells are broken models), :mod:`.equivalence`,
+:mod:`.exact` (sign-flip test, smallest attainable p), :mod:`.gatekeeping` (primary vs exploratory), :mod:`.multiplicity`, :mod:`.misalignment`,
 :mod:`.power`; every name below imports from here as before.
 """
 
@@ -31,6 +32,8 @@ from .equivalence import (
     noninferiority_table,
     paired_tost,
 )
+from .exact import ALTERNATIVES, MAX_EXACT_PAIRS, SMALLEST_P_TESTS, SignFlip, sign_flip_test, smallest_p
+from .gatekeeping import FAMILIES, gated_family, runnable
 from .misalignment import VERDICTS, Misalignment, misalignment
 from .multiplicity import ADJUSTMENTS, ErrorBudget, adjust_pvalues, adjust_tests, error_budget
 from .power import (
@@ -52,6 +55,15 @@ __all__ = [
     "MAX_CLASS_SHARE",
     "collapsed",
     "ADJUSTMENTS",
+    "ALTERNATIVES",
+    "FAMILIES",
+    "MAX_EXACT_PAIRS",
+    "SMALLEST_P_TESTS",
+    "SignFlip",
+    "gated_family",
+    "runnable",
+    "sign_flip_test",
+    "smallest_p",
     "NONINFERIORITY_MARGINS",
     "NonInferiority",
     "accuracy_noninferiority",
