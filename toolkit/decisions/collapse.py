@@ -28,6 +28,7 @@ __all__ = [
     "LABEL_MASS_FLOOR",
     "MAX_CLASS_SHARE",
     "Collapse",
+    "collapse_reasons",
     "collapsed",
 ]
 
@@ -76,6 +77,24 @@ def _int_vector(x: ArrayLike, name: str) -> np.ndarray:
     return v
 
 
+def collapse_reasons(majority_share: float, balanced_accuracy: float, n_classes: int,
+                     mean_label_mass: float = float("nan")) -> tuple[str, ...]:
+    """The rules that fire for a cell's summary numbers (NaN label mass: that rule is not checked).
+
+    Returns:
+        The subset of ('one class', 'chance', 'label mass') that fires, in that order.
+    """
+    c = check_int(n_classes, "n_classes", 2)
+    reasons = []
+    if majority_share > MAX_CLASS_SHARE:
+        reasons.append("one class")
+    if balanced_accuracy <= 1.0 / c + CHANCE_TOLERANCE:
+        reasons.append("chance")
+    if mean_label_mass == mean_label_mass and mean_label_mass < LABEL_MASS_FLOOR:
+        reasons.append("label mass")
+    return tuple(reasons)
+
+
 def collapsed(predictions: ArrayLike, labels: ArrayLike, n_classes: int, label_mass: ArrayLike | None = None) -> Collapse:
     """Is this cell's model collapsed? See the module docstring for the three rules.
 
@@ -108,13 +127,7 @@ def collapsed(predictions: ArrayLike, labels: ArrayLike, n_classes: int, label_m
         if m.shape != pred.shape or not np.all((m >= 0) & (m <= 1)):
             raise InputError(f"label_mass has shape {m.shape} (or values outside [0, 1]); expected ({pred.size},) in [0, 1]")
         mass = float(m.mean())
-    reasons = []
-    if share > MAX_CLASS_SHARE:
-        reasons.append("one class")
-    if ba <= 1.0 / c + CHANCE_TOLERANCE:
-        reasons.append("chance")
-    if mass == mass and mass < LABEL_MASS_FLOOR:
-        reasons.append("label mass")
-    return Collapse(collapsed=bool(reasons), reasons=tuple(reasons), majority_share=share,
+    reasons = collapse_reasons(share, ba, c, mass)
+    return Collapse(collapsed=bool(reasons), reasons=reasons, majority_share=share,
                     majority_class=int(counts.argmax()), balanced_accuracy=ba, chance=1.0 / c,
                     mean_label_mass=mass, n=int(pred.size))
