@@ -487,7 +487,8 @@ def test_power_table_columns():
     pilot = pd.DataFrame({"metric": ["accuracy", "ece", "naopc"], "n": [100, 100, 6],
                           "p_disc": [0.1, np.nan, np.nan], "sd": [np.nan, 0.05, 0.3]})
     out = power_table(pilot)
-    assert list(out.columns) == ["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence", "alpha", "power"]
+    assert list(out.columns) == ["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence",
+                                 "n_noninferiority", "alpha", "power"]
     assert out.mde.iloc[0] == pytest.approx(mde_accuracy(100, 0.1))
     assert out.ci_halfwidth.iloc[0] == pytest.approx(Z975 * math.sqrt(0.1 / 100), rel=1e-6)
     assert out.n_equivalence.iloc[0] == n_for_accuracy_equivalence(0.05, 0.1)
@@ -743,3 +744,18 @@ def test_a_failed_gate_sends_primary_claims_to_the_exploratory_family():
     assert set(out["family"]) == {"exploratory"} and set(out["method"]) == {"bh"}
     with pytest.raises(InputError, match="lacks columns"):
         gated_family(tests.drop(columns="gate"))
+
+
+def test_n_for_noninferiority_by_hand_and_by_simulation():
+    from toolkit.decisions import n_for_accuracy_noninferiority
+
+    # (z_.95 + z_.8)^2 * 0.379 / 0.05^2 = 937.3 -> 938 (the replication's pooled discordance)
+    assert n_for_accuracy_noninferiority(0.05, 0.379) == math.ceil((1.6448536 + 0.8416212) ** 2 * 0.379 / 0.0025)
+    assert n_for_accuracy_noninferiority(0.05, 0.379) < n_for_accuracy_equivalence(0.05, 0.379)
+    assert n_for_accuracy_noninferiority(0.05, 0.2, true_diff=0.02) < n_for_accuracy_noninferiority(0.05, 0.2)
+    # simulated power of the Wald non-inferiority test at that n, true d = 0, psi = 0.2: about 0.8
+    n = n_for_accuracy_noninferiority(0.05, 0.2)
+    rng = np.random.default_rng(0)
+    cells = rng.multinomial(n, [0.1, 0.1, 0.8], size=4000)
+    passed = [noninferiority_from_counts(int(g), int(l), n, 0.05, method="wald").noninferior for g, l, _ in cells]
+    assert 0.77 < np.mean(passed) < 0.83

@@ -43,6 +43,7 @@ from .power import (
     mde_paired,
     n_for_accuracy,
     n_for_accuracy_equivalence,
+    n_for_accuracy_noninferiority,
     n_for_halfwidth,
     power_table,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "misalignment",
     "n_for_accuracy",
     "n_for_accuracy_equivalence",
+    "n_for_accuracy_noninferiority",
     "n_for_halfwidth",
     "paired_tost",
     "power_table",
