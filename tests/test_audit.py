@@ -18,7 +18,8 @@ N = 400
 def _record(selection, k, probs, labels, *, faith_shift=0.0, mass=0.3, seed=0):
     rng = np.random.default_rng(seed)
     faith = [{"example": i, "method": method, "naopc_comprehensiveness": 0.6 + faith_shift + 0.05 * rng.normal(),
-              "soft_comprehensiveness": 0.3 + 0.02 * rng.normal()}
+              "soft_comprehensiveness": 0.3 + 0.02 * rng.normal(), "flip_rate": float(i % 2),
+              "aopc_sufficiency": np.nan if i < 10 else 0.1}
              for method in ("input_x_gradient", "random") for i in range(12)]
     return {"cell": f"m/d/{selection}/{k}", "model": "m", "dataset": "d", "selection": selection, "level": k, "k": k,
             "shots": 0, "layers": list(range(k)), "ids": [f"s{i}" for i in range(N)], "labels": labels.tolist(),
@@ -64,6 +65,9 @@ def test_audit_table_holds_every_input_and_the_verdicts_follow():
     rows = table[table.selection == "cosine"].set_index("metric")
     assert rows.loc["ece", "family"] == "primary" and rows.loc["naopc_comprehensiveness:random", "family"] == "exploratory"
     assert (table[table.selection != "cosine"].query("metric != 'accuracy'").family == "exploratory").all()
+    # no change at all: p = 1; fewer than 2 pairs (aopc_sufficiency on 2 sentences passes, on 1 it would not)
+    assert rows.loc["flip_rate:input_x_gradient", "p"] == 1.0
+    assert rows.loc["aopc_sufficiency:input_x_gradient", "n"] == 2
     # Brier: a paired t on per-example terms, one-sided "rises"
     p_ref, p_kept = np.asarray(records[0]["probs"]), np.asarray(records[1]["probs"])
     y = np.eye(2)[np.asarray(records[0]["labels"])]
