@@ -662,3 +662,21 @@ def test_positive_class_ece_by_hand_and_as_one_class_of_classwise():
     yy = (rng.random(500) < q[:, 1]).astype(int)
     both = [positive_class_ece(q, yy, positive=c, n_bins=10) for c in (0, 1)]
     assert classwise_ece(q, yy, n_bins=10) == pytest.approx(np.mean(both))
+
+
+def test_calibration_profile_agrees_with_each_metric():
+    from toolkit.calibration import calibration_profile
+
+    rng = np.random.default_rng(4)
+    q = rng.dirichlet([2, 2], 300)
+    y = (rng.random(300) < q[:, 1]).astype(int)
+    row = calibration_profile(q, y).iloc[0]
+    assert row["calibration_gap"] == pytest.approx(row["confidence"] - row["accuracy"])
+    assert row["ece"] == pytest.approx(ece(q, y)) and row["brier"] == pytest.approx(brier(q, y))
+    assert row["brier_reliability"] - row["brier_resolution"] + row["brier_uncertainty"] == pytest.approx(row["brier"])
+    assert row["positive_rate"] == pytest.approx(np.mean(q.argmax(1) == 1))
+    assert row["positive_share"] == pytest.approx(np.mean(y))
+    assert row["positive_ece"] == pytest.approx(positive_class_ece(q, y))
+    assert np.isnan(row["label_mass"])
+    three = calibration_profile(rng.dirichlet([1, 1, 1], 50), rng.integers(0, 3, 50)).iloc[0]
+    assert np.isnan(three["positive_rate"]) and np.isnan(three["positive_ece"])

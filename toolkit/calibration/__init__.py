@@ -16,7 +16,7 @@ on the data resampled with those counts.
 from .binned import BINNINGS, NORMS, Binning, Norm, classwise_ece, debiased_l2_ce, ece, positive_class_ece, reliability_table
 from .inputs import ROW_SUM_ATOL, Data, probs_labels
 from .murphy import BrierDecomposition, brier_decomposition
-from .report import calibration_report, compare_calibration, report_metrics
+from .report import calibration_profile, calibration_report, compare_calibration, report_metrics
 from .scaling import TemperatureScaler, with_temperature
 from .scores import NLL_FLOOR, accuracy, accuracy_coverage, aurc, brier, calibration_gap, nll, positive_rate
 from .smooth import smooth_ece, smooth_ece_bandwidth
@@ -32,6 +32,7 @@ __all__ = [
     "brier",
     "brier_decomposition",
     "calibration_gap",
+    "calibration_profile",
     "calibration_report",
     "classwise_ece",
     "compare_calibration",
