@@ -13,7 +13,11 @@ test of the replication), and writes to --out:
   the resolution of each claim (:func:`toolkit.study.plan` with the spread of these cells); the
   shots per pair; faithfulness per length bucket; the cost per cell;
 - ``verdict_heatmap.png``: every verdict (:func:`toolkit.plots.verdict_heatmap`);
-- ``by_length.csv``: :func:`toolkit.study.faithfulness_by_length`.
+- ``by_length.csv``: :func:`toolkit.study.faithfulness_by_length`;
+- ``audit.csv``: one row per (pruned cell, metric) with every test's inputs (effect, CI, one-sided
+  p, n, discordant counts, collapse statistics) and the gated verdicts derived from them
+  (:func:`toolkit.study.audit_table`); ``python -m toolkit verdicts audit.csv`` recomputes every
+  verdict from the file alone.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from toolkit.metrics import get_metric  # noqa: E402
 from toolkit.plots import verdict_heatmap  # noqa: E402
 from toolkit.study import (  # noqa: E402
     StudyConfig,
+    audit_table,
+    cell_verdicts,
     faithfulness_by_length,
     load_results,
     plan,
@@ -80,6 +86,9 @@ def main() -> None:
     head = summary(table, correction=config.correction, alpha=config.alpha, claims=config.claims)
     v = verdicts(head)
     v.to_csv(out / "verdicts.csv", index=False)
+    # every test's inputs and the verdicts derived from them; `python -m toolkit verdicts audit.csv` recomputes them
+    audit = audit_table(records, margin=config.margin, alpha=config.alpha, n_boot=config.n_boot, seed=config.seed)
+    audit.to_csv(out / "audit.csv", index=False)  # full precision: recomputing reads exactly these numbers
     change = [c for c in head.claims if get_metric(c).test != "tost"]
     parts = [f"# Does the claim replicate? ({config.digest()})", "", f"{head.statement}", ""]
     for by in ("model", "dataset", "selection"):
@@ -90,6 +99,9 @@ def main() -> None:
     parts += ["## Verdicts by claim", "", _md(per_claim), ""]
     outcomes = v.outcome.value_counts().rename_axis("outcome").reset_index(name="cells")
     parts += ["## Outcomes", "", _md(outcomes), ""]
+    gated = cell_verdicts(audit).verdict.value_counts().rename_axis("verdict").reset_index(name="cells")
+    parts += ["## Gated verdicts (non-inferiority gate, collapsed cells apart, directional primary claims, Holm; "
+              "audit.csv)", "", _md(gated), ""]
     resolution = plan(config)
     parts += ["## What the design resolves (power 0.8; change tests at alpha / m)", "",
               _md(resolution.drop(columns=["alpha", "power"], errors="ignore")), ""]
@@ -109,7 +121,7 @@ def main() -> None:
     verdict_heatmap(v, ax=ax)
     fig.savefig(out / "verdict_heatmap.png", dpi=120, bbox_inches="tight")
     print("\n".join(parts))
-    print(f"wrote {out}/verdicts.csv, counts.md, by_length.csv, verdict_heatmap.png")
+    print(f"wrote {out}/verdicts.csv, audit.csv, counts.md, by_length.csv, verdict_heatmap.png")
     print(f"misaligned: {int(v.misaligned.sum())} of {len(v)}; equivalent: {int(v.equivalent.sum())}; "
           f"expected false flags without correction: {head.expected_false_flags:.1f}")
 

@@ -593,3 +593,90 @@ def test_bad_options_name_the_allowed_values():
         ece(GOOD_P, GOOD_Y, weights=np.ones(3))
     with pytest.raises(ValueError, match=r"sigma must be a float in \(0, inf\), got 0"):
         smooth_ece(GOOD_P, GOOD_Y, sigma=0)
+
+
+# ---- signed gap, predicted-positive rate, Murphy's decomposition, ECE of p(positive) ------------
+from toolkit.calibration import (  # noqa: E402
+    brier_decomposition,
+    calibration_gap,
+    positive_class_ece,
+    positive_rate,
+)
+
+
+def test_calibration_gap_and_positive_rate_by_hand():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    labels = np.array([0, 1, 1, 0])
+    # confidences 0.9 0.6 0.7 0.8 (mean 0.75), correct 1 0 1 0 (accuracy 0.5): gap +0.25, overconfident
+    assert calibration_gap(probs, labels) == pytest.approx(0.25)
+    assert positive_rate(probs, labels) == pytest.approx(0.5)
+    assert positive_rate(probs, labels, positive=0) == pytest.approx(0.5)
+    # weights: the resampled data's value, one per row
+    w = np.array([[2.0, 0, 1, 1], [1, 1, 1, 1]])
+    np.testing.assert_allclose(calibration_gap(probs, labels, weights=w), [(1.8 - 2 + 0.7 - 1 + 0.8) / 4, 0.25])
+    np.testing.assert_allclose(positive_rate(probs, labels, weights=w), [0.5, 0.5])
+
+
+def test_brier_decomposition_by_hand():
+    # binary, p(positive) takes two values: 0.2 on 4 examples (1 positive), 0.8 on 4 (3 positive)
+    p_pos = np.array([0.2] * 4 + [0.8] * 4)
+    y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+    probs = np.c_[1 - p_pos, p_pos]
+    d = brier_decomposition(probs, y)
+    # per class: REL = (4 (0.2 - 0.25)^2 + 4 (0.8 - 0.75)^2) / 8 = 0.0025; RES = (4 (0.25 - 0.5)^2 * 2) / 8 = 0.0625;
+    # UNC = 0.5 * 0.5 = 0.25; BS_c = 0.0025 - 0.0625 + 0.25 = 0.19; two mirrored classes double each term
+    assert (d.reliability, d.resolution, d.uncertainty) == pytest.approx((0.005, 0.125, 0.5))
+    assert d.brier == pytest.approx(0.38) == pytest.approx(brier(probs, y))
+    assert d.residual == pytest.approx(0.0, abs=1e-15) and d.groups == 4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_brier_identity_is_exact_for_few_distinct_forecasts(seed):
+    rng = np.random.default_rng(seed)
+    levels = np.array([0.1, 0.35, 0.5, 0.9])
+    p_pos = rng.choice(levels, 300)
+    y = (rng.random(300) < p_pos * 0.8 + 0.1).astype(int)
+    probs = np.c_[1 - p_pos, p_pos]
+    d = brier_decomposition(probs, y)
+    assert d.reliability - d.resolution + d.uncertainty == pytest.approx(brier(probs, y), abs=1e-14)
+    assert d.residual == pytest.approx(0.0, abs=1e-14)
+    # three classes too
+    p3 = rng.dirichlet(np.ones(3), 5).round(2)
+    p3 = p3 / p3.sum(1, keepdims=True)
+    p3 = p3[rng.integers(0, 5, 200)]
+    y3 = rng.integers(0, 3, 200)
+    d3 = brier_decomposition(p3, y3)
+    assert d3.brier == pytest.approx(brier(p3, y3)) and abs(d3.residual) < 1e-14
+    # binned grouping: no longer exact, the residual says by how much
+    assert brier_decomposition(rng.dirichlet(np.ones(2), 300), y, n_bins=5).residual != 0.0
+
+
+def test_positive_class_ece_by_hand_and_as_one_class_of_classwise():
+    p_pos = np.array([0.2] * 4 + [0.8] * 4)
+    y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+    probs = np.c_[1 - p_pos, p_pos]
+    # bins of p(positive): {0.2: freq 0.25}, {0.8: freq 0.75} -> (4 * 0.05 + 4 * 0.05) / 8 = 0.05
+    assert positive_class_ece(probs, y, n_bins=10) == pytest.approx(0.05)
+    rng = np.random.default_rng(3)
+    q = rng.dirichlet([2, 2], 500)
+    yy = (rng.random(500) < q[:, 1]).astype(int)
+    both = [positive_class_ece(q, yy, positive=c, n_bins=10) for c in (0, 1)]
+    assert classwise_ece(q, yy, n_bins=10) == pytest.approx(np.mean(both))
+
+
+def test_calibration_profile_agrees_with_each_metric():
+    from toolkit.calibration import calibration_profile
+
+    rng = np.random.default_rng(4)
+    q = rng.dirichlet([2, 2], 300)
+    y = (rng.random(300) < q[:, 1]).astype(int)
+    row = calibration_profile(q, y).iloc[0]
+    assert row["calibration_gap"] == pytest.approx(row["confidence"] - row["accuracy"])
+    assert row["ece"] == pytest.approx(ece(q, y)) and row["brier"] == pytest.approx(brier(q, y))
+    assert row["brier_reliability"] - row["brier_resolution"] + row["brier_uncertainty"] == pytest.approx(row["brier"])
+    assert row["positive_rate"] == pytest.approx(np.mean(q.argmax(1) == 1))
+    assert row["positive_share"] == pytest.approx(np.mean(y))
+    assert row["positive_ece"] == pytest.approx(positive_class_ece(q, y))
+    assert np.isnan(row["label_mass"])
+    three = calibration_profile(rng.dirichlet([1, 1, 1], 50), rng.integers(0, 3, 50)).iloc[0]
+    assert np.isnan(three["positive_rate"]) and np.isnan(three["positive_ece"])

@@ -487,7 +487,8 @@ def test_power_table_columns():
     pilot = pd.DataFrame({"metric": ["accuracy", "ece", "naopc"], "n": [100, 100, 6],
                           "p_disc": [0.1, np.nan, np.nan], "sd": [np.nan, 0.05, 0.3]})
     out = power_table(pilot)
-    assert list(out.columns) == ["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence", "alpha", "power"]
+    assert list(out.columns) == ["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence",
+                                 "n_noninferiority", "alpha", "power"]
     assert out.mde.iloc[0] == pytest.approx(mde_accuracy(100, 0.1))
     assert out.ci_halfwidth.iloc[0] == pytest.approx(Z975 * math.sqrt(0.1 / 100), rel=1e-6)
     assert out.n_equivalence.iloc[0] == n_for_accuracy_equivalence(0.05, 0.1)
@@ -515,3 +516,246 @@ def test_power_table_columns():
 def test_power_input_errors(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+# ---- non-inferiority ("keeps accuracy") ---------------------------------------------------------
+from toolkit.decisions import (  # noqa: E402
+    NONINFERIORITY_MARGINS,
+    accuracy_noninferiority,
+    noninferiority_from_counts,
+    noninferiority_table,
+)
+
+
+@pytest.mark.parametrize("g, l, n", [(30, 50, 400), (10, 12, 200), (60, 40, 400), (5, 0, 50)])
+def test_noninferiority_wald_bound_by_hand(g, l, n):
+    # One-sided 95% Wald bound for a paired difference (Liu et al. 2002): d - z_.95 sqrt((psi - d^2) / n)
+    d, psi = (g - l) / n, (g + l) / n
+    low = d - 1.6448536269514722 * math.sqrt((psi - d * d) / n)
+    for margin in (0.02, 0.05, 0.10):
+        r = noninferiority_from_counts(g, l, n, margin, 0.05, method="wald")
+        assert r.low == pytest.approx(low, abs=1e-12)
+        assert r.noninferior == (low > -margin)
+        assert r.p == pytest.approx(stats.norm.sf((d + margin) / math.sqrt((psi - d * d) / n)))
+
+
+def _tango_p_by_hand(g, l, n, d0):
+    """Tango's score p for H0: d <= d0, the restricted MLE found numerically (no closed form used)."""
+    def negll(pl):
+        pg = pl + d0
+        return -(g * math.log(pg) + l * math.log(pl) + (n - g - l) * math.log(1 - pg - pl))
+    lo, hi = max(1e-12, -d0 + 1e-12), (1 - d0) / 2 - 1e-12
+    pl = optimize.minimize_scalar(negll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13}).x
+    t = (g - l - n * d0) / math.sqrt(n * (2 * pl + d0 * (1 - d0)))
+    return stats.norm.sf(t)
+
+
+@pytest.mark.parametrize("g, l, n", [(30, 50, 400), (60, 40, 400), (12, 20, 100)])
+def test_noninferiority_score_p_against_a_numerical_rmle(g, l, n):
+    for margin in NONINFERIORITY_MARGINS:
+        r = noninferiority_from_counts(g, l, n, margin)
+        assert r.p == pytest.approx(_tango_p_by_hand(g, l, n, -margin), rel=1e-5)
+        assert r.noninferior == (r.low > -margin)
+
+
+def test_noninferiority_is_one_arm_of_tost():
+    ref, pruned = _table(40, 25, 400)
+    tost = accuracy_tost(ref, pruned, margin=0.05)
+    ni = accuracy_noninferiority(ref, pruned, margin=0.05)
+    assert (ni.low, ni.p, ni.estimate) == (tost.low, tost.p_lower, tost.estimate)
+
+
+@pytest.mark.parametrize("method", ["score", "wald"])
+def test_a_gain_never_fails_noninferiority_at_study_size(method):
+    # d = +0.04 and +0.10 at n = 400 (the replication's two SmolLM2 loss-delta gains), every
+    # possible discordance: TOST fails +0.10 on the upper side, non-inferiority passes at 0.05 and 0.10.
+    n = 400
+    for diff in (16, 41):
+        for disc in range(diff, n + 1, 2):
+            g, l = (disc + diff) // 2, (disc - diff) // 2
+            for margin in (0.05, 0.10):
+                assert noninferiority_from_counts(g, l, n, margin, method=method).noninferior, (g, l, margin)
+    ref, pruned = _table(60, 19, 400)  # d = +0.1025
+    assert not accuracy_tost(ref, pruned, margin=0.05).equivalent
+    assert accuracy_noninferiority(ref, pruned, margin=0.05).noninferior
+    # more gains never lower the bound
+    lows = [noninferiority_from_counts(g, 20, 400).low for g in range(0, 100, 5)]
+    assert all(b >= a for a, b in zip(lows, lows[1:]))
+
+
+def test_noninferiority_table_has_one_row_per_margin():
+    ref, pruned = _table(10, 20, 400)  # d = -0.025, 7.5% discordant: Wald bound -0.047
+    t = noninferiority_table(ref, pruned)
+    assert list(t["margin"]) == [0.02, 0.05, 0.10]
+    assert list(t["noninferior"]) == [False, True, True]
+    assert list(t["verdict"]) == ["not shown to keep accuracy", "keeps accuracy", "keeps accuracy"]
+    assert set(t.columns) >= {"estimate", "low", "p", "alpha", "n", "gains", "losses", "method"}
+
+
+def test_noninferiority_refuses_bad_counts():
+    with pytest.raises(InputError, match="gains \\+ losses"):
+        noninferiority_from_counts(300, 200, 400)
+    with pytest.raises(InputError, match="method"):
+        noninferiority_from_counts(3, 2, 40, method="t")
+
+
+# ---- collapsed cells ---------------------------------------------------------------------------
+from toolkit.decisions import CHANCE_TOLERANCE, LABEL_MASS_FLOOR, MAX_CLASS_SHARE, collapsed  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+
+
+def test_constant_predictor_is_collapsed():
+    labels = np.r_[np.zeros(200, int), np.ones(200, int)]
+    c = collapsed(np.zeros(400, int), labels, 2)
+    assert c.collapsed and c.reasons == ("one class", "chance")
+    assert (c.majority_share, c.majority_class, c.balanced_accuracy) == (1.0, 0, 0.5)
+
+
+def test_a_working_model_is_not_collapsed_and_ba_matches_sklearn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    pred = np.where(rng.random(400) < 0.8, labels, 1 - labels)
+    c = collapsed(pred, labels, 2, label_mass=np.full(400, 0.3))
+    assert not c.collapsed and c.reasons == ()
+    assert c.balanced_accuracy == pytest.approx(balanced_accuracy_score(labels, pred), abs=1e-12)
+    assert c.mean_label_mass == pytest.approx(0.3)
+
+
+def test_each_rule_fires_at_its_stated_threshold():
+    assert (MAX_CLASS_SHARE, CHANCE_TOLERANCE, LABEL_MASS_FLOOR) == (0.95, 0.05, 0.01)
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    # 96 of 100 predicted 0, yet the 4 ones are right: BA = (1 + 4/50) / 2 = 0.54 <= 0.55 -> chance too
+    pred = np.r_[np.zeros(96, int), np.ones(4, int)]
+    assert collapsed(pred, labels, 2).reasons == ("one class", "chance")
+    # exactly 95% in one class is not "more than 95%"
+    pred = np.r_[np.zeros(50, int), np.zeros(45, int), np.ones(5, int)]
+    assert "one class" not in collapsed(pred, labels, 2).reasons
+    # balanced but no better than chance + 0.05: 28 of 50 right per class -> BA 0.56 passes, 27 -> 0.54 fails
+    for right, fires in ((28, False), (27, True)):
+        pred = np.r_[np.zeros(right, int), np.ones(50 - right, int), np.ones(right, int), np.zeros(50 - right, int)]
+        assert ("chance" in collapsed(pred, labels, 2).reasons) == fires
+    # label mass under the floor alone
+    good = labels.copy()
+    assert collapsed(good, labels, 2, label_mass=np.full(100, 0.009)).reasons == ("label mass",)
+    assert collapsed(good, labels, 2, label_mass=np.full(100, 0.011)).reasons == ()
+
+
+def test_collapsed_refuses_bad_input():
+    with pytest.raises(InputError, match="n_classes"):
+        collapsed([0, 1, 2], [0, 1, 2], 2)
+    with pytest.raises(InputError, match="same examples"):
+        collapsed([0, 1], [0, 1, 1], 2)
+
+
+# ---- exact tests, smallest attainable p, gated families ---------------------------------------
+import itertools  # noqa: E402
+
+from toolkit.decisions import gated_family, runnable, sign_flip_test, smallest_p  # noqa: E402
+
+
+def _brute_force_sign_flip(d, alternative):
+    d = np.asarray(d, float)
+    t = d.sum()
+    ts = np.array([np.dot(s, d) for s in itertools.product((1.0, -1.0), repeat=d.size)])
+    eps = 1e-9 * np.abs(d).sum()
+    if alternative == "greater":
+        return np.mean(ts >= t - eps)
+    if alternative == "less":
+        return np.mean(ts <= t + eps)
+    return np.mean(np.abs(ts) >= abs(t) - eps)
+
+
+@pytest.mark.parametrize("seed, n", [(0, 4), (1, 7), (2, 12)])
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_sign_flip_equals_brute_force_and_scipy(seed, n, alternative):
+    d = np.random.default_rng(seed).normal(0.2, 1.0, n).round(3)  # rounding makes ties possible
+    res = sign_flip_test(d, alternative)
+    assert res.p == pytest.approx(_brute_force_sign_flip(d, alternative), abs=1e-12)
+    ref = stats.permutation_test((d,), lambda x, axis: np.sum(x, axis=axis), permutation_type="samples",
+                                 alternative=alternative, n_resamples=np.inf)
+    assert res.p == pytest.approx(ref.pvalue, abs=1e-12)
+
+
+def test_sign_flip_reaches_its_smallest_p_and_no_lower():
+    for n in (4, 12):
+        d = np.arange(1, n + 1, dtype=float)  # every difference positive: the most extreme data
+        assert sign_flip_test(d, "two-sided").p == pytest.approx(2 / 2 ** n) == smallest_p("sign_flip", n)
+        assert sign_flip_test(d, "greater").p == pytest.approx(1 / 2 ** n) == smallest_p("sign_flip", n, "greater")
+    with pytest.raises(InputError, match="at most n=20"):
+        sign_flip_test(np.ones(21))
+
+
+def test_smallest_p_by_hand():
+    assert smallest_p("sign_flip", 4) == 0.125  # the replication's NAOPC: 4 sentences
+    assert smallest_p("sign_flip", 12) == pytest.approx(4.8828125e-4)  # its soft metrics: above 0.05/162
+    assert smallest_p("bootstrap", 400, n_resamples=500) == pytest.approx(2 / 501)
+    assert smallest_p("bootstrap", 400, "greater", n_resamples=999) == pytest.approx(1 / 1000)
+    assert smallest_p("permutation", 4, n_resamples=10_000) == 0.125  # never below the exact 2 / 2^n
+    assert smallest_p("t", 400) == 0.0
+    with pytest.raises(InputError, match="n_resamples"):
+        smallest_p("bootstrap", 10)
+
+
+def test_runnable_is_the_largest_self_consistent_set():
+    # alpha = 0.05: {1e-4, 1e-3, 0.01} -> k = 3 needs 0.01 <= 0.0167: kept; 0.125 needs <= 0.0125: dropped
+    keep = runnable(np.array([0.125, 1e-3, 0.01, 1e-4]), 0.05)
+    assert keep.tolist() == [False, True, True, True]
+    # ties go together: two tests at 0.02 fit alone (0.02 <= 0.025) ... with a third 0.0 test, 0.02 > 0.0167
+    assert runnable(np.array([0.02, 0.02]), 0.05).tolist() == [True, True]
+    assert runnable(np.array([0.0, 0.02, 0.02]), 0.05).tolist() == [True, False, False]
+
+
+def _family_frame(seed=0):
+    rng = np.random.default_rng(seed)
+    n_rows = 40
+    return pd.DataFrame({
+        "cell": np.repeat(np.arange(10), 4),
+        "metric": np.tile(["ece", "brier", "naopc", "soft"], 10),
+        "p": rng.uniform(0, 0.02, n_rows) ** 2,
+        "primary_claim": np.tile([True, False, True, True], 10),
+        "gate": np.repeat(rng.random(10) < 0.5, 4),
+        "test": np.tile(["t", "t", "sign_flip", "bootstrap"], 10),
+        "n": np.tile([400, 400, 4, 12], 10),
+        "alternative": np.tile(["greater", "two-sided", "greater", "greater"], 10),
+        "n_resamples": np.tile([np.nan, np.nan, np.nan, 5000.0], 10),
+    })
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gated_family_matches_statsmodels_within_each_family(seed):
+    tests = _family_frame(seed)
+    out = gated_family(tests, alpha=0.05)
+    assert (out["family"] == "primary").tolist() == (tests["primary_claim"] & tests["gate"]).tolist()
+    assert out.loc[out["metric"] == "naopc", "refused"].all()  # 4 pairs, one-sided: 1/16 > alpha/m for any m > 0
+    assert out.loc[out["metric"] == "naopc", "reason"].str.contains("cannot reject").all()
+    for family, sm in (("primary", "holm"), ("exploratory", "fdr_bh")):
+        kept = out[(out["family"] == family) & ~out["refused"]]
+        reject, p_adj, _, _ = multipletests(kept["p"], alpha=0.05, method=sm)
+        np.testing.assert_allclose(kept["p_adj"], p_adj, rtol=1e-12)
+        assert kept["rejected"].tolist() == reject.tolist()
+        assert (kept["m"] == len(kept)).all() and (kept["threshold"] == 0.05 / len(kept)).all()
+    assert not out.loc[out["refused"], "rejected"].any() and out.loc[out["refused"], "p_adj"].isna().all()
+
+
+def test_a_failed_gate_sends_primary_claims_to_the_exploratory_family():
+    tests = _family_frame(0)
+    tests["gate"] = False
+    out = gated_family(tests)
+    assert set(out["family"]) == {"exploratory"} and set(out["method"]) == {"bh"}
+    with pytest.raises(InputError, match="lacks columns"):
+        gated_family(tests.drop(columns="gate"))
+
+
+def test_n_for_noninferiority_by_hand_and_by_simulation():
+    from toolkit.decisions import n_for_accuracy_noninferiority
+
+    # (z_.95 + z_.8)^2 * 0.379 / 0.05^2 = 937.3 -> 938 (the replication's pooled discordance)
+    assert n_for_accuracy_noninferiority(0.05, 0.379) == math.ceil((1.6448536 + 0.8416212) ** 2 * 0.379 / 0.0025)
+    assert n_for_accuracy_noninferiority(0.05, 0.379) < n_for_accuracy_equivalence(0.05, 0.379)
+    assert n_for_accuracy_noninferiority(0.05, 0.2, true_diff=0.02) < n_for_accuracy_noninferiority(0.05, 0.2)
+    # simulated power of the Wald non-inferiority test at that n, true d = 0, psi = 0.2: about 0.8
+    n = n_for_accuracy_noninferiority(0.05, 0.2)
+    rng = np.random.default_rng(0)
+    cells = rng.multinomial(n, [0.1, 0.1, 0.8], size=4000)
+    passed = [noninferiority_from_counts(int(g), int(l), n, 0.05, method="wald").noninferior for g, l, _ in cells]
+    assert 0.77 < np.mean(passed) < 0.83

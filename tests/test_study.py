@@ -198,6 +198,11 @@ def test_status_and_plan_before_anything_runs(tmp_path):
     table = plan(config).set_index("metric")
     assert table.loc["accuracy", "source"] == "assumed" and table.attrs["m"] == 4 * 2
     assert table.loc["naopc", "mde"] > table.loc["naopc", "ci_halfwidth"] > 0
+    # exact sign-flip floor 2 / 2^n against alpha / m: n_faithfulness pairs of the ci profile
+    n_faith = int(table.loc["naopc", "n"])
+    assert table.loc["naopc", "smallest_p"] == 2 / 2 ** n_faith
+    assert table.loc["naopc", "can_reject"] == (2 / 2 ** n_faith <= 0.05 / 8)
+    assert np.isnan(table.loc["accuracy", "smallest_p"]) and table.loc["accuracy", "can_reject"]
     with pytest.raises(ValueError, match="Resources.workers"):
         StudyConfig(resources={"workers": 0})
     with pytest.raises(ValueError, match="executor"):

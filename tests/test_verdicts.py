@@ -68,3 +68,16 @@ def test_bad_inputs():
         verdicts(pd.DataFrame())
     with pytest.raises(InputError, match="columns"):
         verdict_heatmap(pd.DataFrame({"model": []}))
+
+
+def test_keeps_accuracy_is_one_sided_and_a_gain_passes():
+    s = _summary()
+    s.table.loc[4, ["d_accuracy", "tost_low", "tost_high", "equivalent"]] = [0.12, 0.07, 0.17, False]  # a gain
+    v = verdicts(s)
+    # lower limits -0.03, -0.25, -0.02, +0.07; a bound exactly at -margin does not pass (strict)
+    assert v["keeps_accuracy_0.02"].tolist() == [False, False, False, True]
+    assert v["keeps_accuracy_0.05"].tolist() == [True, False, True, True]
+    assert v["keeps_accuracy_0.1"].tolist() == [True, False, True, True]
+    assert not v.equivalent.iloc[3] and v["keeps_accuracy_0.05"].iloc[3]  # TOST fails the gain, non-inferiority not
+    counts = verdict_counts(v, "model").set_index("model")
+    assert counts.loc["b", ["keeps accuracy 0.02", "keeps accuracy 0.05", "keeps accuracy 0.1"]].tolist() == [1, 2, 2]

@@ -1,4 +1,4 @@
-"""Command line: `python -m toolkit {study,sweep,importance,prune,manifest,list}`; `--help` on each.
+"""Command line: `python -m toolkit {study,sweep,importance,prune,manifest,verdicts,list}`; `--help` on each.
 
 A mistake the user can fix (a bad flag, config file, model, dataset or path) prints one line
 ``error: ...`` to stderr and exits with status 2, before anything is computed where it can be
@@ -89,6 +89,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
                 print(f"\nwhat it can detect (power 0.8; change tests at alpha / m, m = {table.attrs['m']}; "
                       f"accuracy equivalence margin {config.margin}):")
                 print(table.round(4).to_string(index=False))
+                hopeless = table.loc[~table["can_reject"].astype(bool), "metric"].tolist()
+                if hopeless:
+                    print(f"cannot be shown at this n (an exact test's smallest p, 2 / 2^n, exceeds alpha / m): "
+                          f"{', '.join(hopeless)}; give them more sentences or leave them out of the claims")
         return 0
     start = time.perf_counter()
     try:
@@ -274,6 +278,31 @@ def _print_fields(fields: dict) -> None:
         print(f"    {name:<{width}}  {value}")
 
 
+def _cmd_verdicts(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .study.audit import cell_verdicts, recompute
+
+    path = Path(args.table)
+    if not path.is_file():
+        raise InputError(f"no file {str(path)!r}; expected an audit table CSV (toolkit.study.audit_table)")
+    stored = pd.read_csv(path, keep_default_na=True)
+    again = recompute(stored)
+    cells = cell_verdicts(again)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        print(cells.to_string(index=False))
+    if "verdict" not in stored:
+        print(f"\n{len(cells)} cells; the table stores no verdicts to compare")
+        return 0
+    differ = (stored["verdict"].fillna("").astype(str) != again["verdict"].astype(str)).to_numpy()
+    if differ.any():
+        rows = stored.loc[differ, ["model", "dataset", "selection", "k", "metric", "verdict"]]
+        print(f"\n{int(differ.sum())} rows: the stored verdict differs from the recomputed one:\n{rows.to_string(index=False)}")
+        return 1
+    print(f"\n{len(cells)} cells: every stored verdict equals the one recomputed from the table's inputs")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import list_datasets, list_models
     from .attribution import list_attribution_methods
@@ -357,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manifest", help="print how a study's cells or a saved checkpoint were made")
     p.add_argument("folder", help="a study folder (<output_dir> or <output_dir>/<digest>) or a save_pruned checkpoint")
     p.set_defaults(func=_cmd_manifest)
+
+    p = sub.add_parser("verdicts", help="recompute every verdict of an audit table CSV from its inputs and print them")
+    p.add_argument("table", help="a CSV written from toolkit.study.audit_table")
+    p.set_defaults(func=_cmd_verdicts)
 
     p = sub.add_parser("list", help="list built-in models, datasets, metrics and methods")
     p.set_defaults(func=_cmd_list)

@@ -13,27 +13,34 @@ counts, see :mod:`toolkit.stats`) and then return B values, one per row, equal t
 on the data resampled with those counts.
 """
 
-from .binned import BINNINGS, NORMS, Binning, Norm, classwise_ece, debiased_l2_ce, ece, reliability_table
+from .binned import BINNINGS, NORMS, Binning, Norm, classwise_ece, debiased_l2_ce, ece, positive_class_ece, reliability_table
 from .inputs import ROW_SUM_ATOL, Data, probs_labels
-from .report import calibration_report, compare_calibration, report_metrics
+from .murphy import BrierDecomposition, brier_decomposition
+from .report import calibration_profile, calibration_report, compare_calibration, report_metrics
 from .scaling import TemperatureScaler, with_temperature
-from .scores import NLL_FLOOR, accuracy, accuracy_coverage, aurc, brier, nll
+from .scores import NLL_FLOOR, accuracy, accuracy_coverage, aurc, brier, calibration_gap, nll, positive_rate
 from .smooth import smooth_ece, smooth_ece_bandwidth
 
-# Modules, in dependency order: inputs (checks, shared by all) <- binned, smooth, scores <- scaling,
+# Modules, in dependency order: inputs (checks, shared by all) <- binned, smooth, scores, murphy <- scaling,
 # report. Every public name is re-exported here: `toolkit.calibration.ece` is the same function.
 __all__ = [
+    "BrierDecomposition",
     "TemperatureScaler",
     "accuracy",
     "accuracy_coverage",
     "aurc",
     "brier",
+    "brier_decomposition",
+    "calibration_gap",
+    "calibration_profile",
     "calibration_report",
     "classwise_ece",
     "compare_calibration",
     "debiased_l2_ce",
     "ece",
     "nll",
+    "positive_class_ece",
+    "positive_rate",
     "probs_labels",
     "reliability_table",
     "report_metrics",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from ..validation import InputError, check_choice
+from ..validation import InputError, check_choice, check_int
 from .inputs import Data, check_n_bins, probs_and_labels, resample_weights, scalar_or_rows, top_label
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "classwise_ece",
     "debiased_l2_ce",
     "ece",
+    "positive_class_ece",
     "reliability_table",
 ]
 
@@ -205,6 +206,38 @@ def classwise_ece(
         for c in range(p.shape[1])
     ]
     return scalar_or_rows(np.mean(per_class, axis=0), scalar)
+
+
+def positive_class_ece(
+    probs: Data,
+    labels: ArrayLike | None = None,
+    *,
+    positive: int = 1,
+    n_bins: int = 15,
+    binning: Binning = "width",
+    norm: Norm = "l1",
+    weights: ArrayLike | None = None,
+) -> float | NDArray[np.float64]:
+    """Calibration error of p(positive) for a binary task: the class-wise ECE of one class.
+
+    ECE_+ = sum_m |B_m|/n * |mean_{i in B_m} 1[y_i = +] - mean_{i in B_m} p_i+|,  B_m bins of p_i+
+
+    Top-label ECE bins max(p, 1 - p) and so folds the two classes together; binning p(positive)
+    on [0, 1] keeps apart "says 0.3 positive" and "says 0.7 positive" (Kull et al. 2019,
+    https://arxiv.org/abs/1910.12656). :func:`classwise_ece` averages this over the classes.
+
+    Args:
+        probs, labels, n_bins, binning, norm, weights: as in :func:`ece`.
+        positive: the class index whose probability is binned, in [0, C).
+    """
+    check_n_bins(n_bins)
+    check_choice(binning, "binning", BINNINGS)
+    check_choice(norm, "norm", NORMS)
+    p, y = probs_and_labels(probs, labels)
+    check_int(positive, "positive", 0, p.shape[1] - 1)
+    w, scalar = resample_weights(weights, p.shape[0])
+    counts, sum_conf, sum_target, _ = _bin_sums(p[:, positive], (y == positive).astype(np.float64), w, n_bins, binning)
+    return scalar_or_rows(_binned_error(counts, sum_conf, sum_target, norm), scalar)
 
 
 def _debiased_sq(counts: NDArray, sum_conf: NDArray, sum_target: NDArray) -> NDArray[np.float64]:

@@ -13,13 +13,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..metrics import Metric, list_metrics, register_metric
 from ..stats import Interval, bootstrap_ci, paired_bootstrap
-from .binned import ece
+from .binned import ece, positive_class_ece
+from .murphy import brier_decomposition
 from .inputs import Data, check_n_bins, probs_and_labels, probs_labels
-from .scores import accuracy, brier, nll
+from .scores import accuracy, brier, calibration_gap, nll, positive_rate
 from .smooth import smooth_ece
 from ..validation import InputError
 
 __all__ = [
+    "calibration_profile",
     "calibration_report",
     "compare_calibration",
     "report_metrics",
@@ -97,6 +99,48 @@ def calibration_report(
     out = pd.DataFrame([{**row, **cis}])
     out.attrs.update({"alpha": alpha, "n_boot": n_boot, "n_bins": n_bins, "seed": seed})
     return out
+
+
+def calibration_profile(data: Data, labels: ArrayLike | None = None, *, n_bins: int = 15) -> pd.DataFrame:
+    """One cell's calibration at a glance, point estimates only (the dose-response sweep's row).
+
+    Columns: ``n``, ``accuracy``, ``confidence`` (mean top-label confidence), ``calibration_gap``
+    (confidence - accuracy: > 0 over-, < 0 underconfident), ``ece``, ``smooth_ece``, ``brier`` with
+    ``brier_reliability``, ``brier_resolution``, ``brier_uncertainty`` (Murphy, exact over distinct
+    forecasts: :func:`brier_decomposition`), ``nll``; for a binary task ``positive_ece`` (ECE of
+    p(positive), class 1), ``positive_rate`` (share predicted class 1) and ``positive_share`` (share
+    labelled class 1), NaN otherwise; ``label_mass`` (mean label-verbalizer mass) when ``data`` is a
+    predict() DataFrame with that column, else NaN.
+
+    Args:
+        data, labels, n_bins: as in :func:`calibration_report`.
+
+    Returns:
+        One-row DataFrame.
+    """
+    check_n_bins(n_bins)
+    p, y = probs_and_labels(data, labels)
+    murphy = brier_decomposition(p, y)
+    binary = p.shape[1] == 2
+    row = {
+        "n": p.shape[0],
+        "accuracy": accuracy(p, y),
+        "confidence": float(p.max(axis=1).mean()),
+        "calibration_gap": calibration_gap(p, y),
+        "ece": ece(p, y, n_bins=n_bins),
+        "smooth_ece": smooth_ece(p, y),
+        "brier": brier(p, y),
+        "brier_reliability": murphy.reliability,
+        "brier_resolution": murphy.resolution,
+        "brier_uncertainty": murphy.uncertainty,
+        "nll": nll(p, y),
+        "positive_ece": positive_class_ece(p, y, n_bins=n_bins) if binary else np.nan,
+        "positive_rate": positive_rate(p, y) if binary else np.nan,
+        "positive_share": float(np.mean(y == 1)) if binary else np.nan,
+        "label_mass": float(data["label_mass"].mean())
+        if isinstance(data, pd.DataFrame) and "label_mass" in data else np.nan,
+    }
+    return pd.DataFrame([row])
 
 
 def _paired_inputs(a: Data, b: Data, labels: ArrayLike | None) -> tuple[NDArray, NDArray, NDArray]:

@@ -1,4 +1,5 @@
-"""Proper scores and accuracy (Brier, NLL), and selective prediction (accuracy-coverage, AURC).
+"""Proper scores and accuracy (Brier, NLL), the signed calibration gap, the predicted-positive rate,
+and selective prediction (accuracy-coverage, AURC).
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from ..validation import check_int
 from .inputs import Data, probs_and_labels, resample_weights, scalar_or_rows, top_label
 
 __all__ = [
@@ -15,7 +17,9 @@ __all__ = [
     "accuracy_coverage",
     "aurc",
     "brier",
+    "calibration_gap",
     "nll",
+    "positive_rate",
 ]
 
 NLL_FLOOR = 1e-15  # p_y is clipped here before the log (sklearn.metrics.log_loss's former eps)
@@ -70,6 +74,44 @@ def accuracy(
     p, y = probs_and_labels(probs, labels)
     w, scalar = resample_weights(weights, p.shape[0])
     return _mean(top_label(p, y)[1], w, scalar)
+
+
+def calibration_gap(
+    probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None
+) -> float | NDArray[np.float64]:
+    """Signed top-label calibration gap: mean confidence minus accuracy (supports ``weights``).
+
+    gap = (1/n) sum_i (f_i - a_i),  f_i = max_c p_ic, a_i = 1[argmax_c p_ic = y_i]
+
+    > 0 overconfident, < 0 underconfident (the one-bin ECE keeps the sign; Guo et al. 2017,
+    https://arxiv.org/abs/1706.04599). Unlike ECE it says which way a model is off: for an
+    underconfident model ECE falls when accuracy falls, the gap moves toward 0 from below.
+
+    Args:
+        probs, labels, weights: as in :func:`ece`.
+    """
+    p, y = probs_and_labels(probs, labels)
+    w, scalar = resample_weights(weights, p.shape[0])
+    conf, correct = top_label(p, y)
+    return _mean(conf - correct, w, scalar)
+
+
+def positive_rate(
+    probs: Data, labels: ArrayLike | None = None, *, weights: ArrayLike | None = None, positive: int = 1
+) -> float | NDArray[np.float64]:
+    """Share of examples predicted as class ``positive`` (supports ``weights``).
+
+    rate = (1/n) sum_i 1[argmax_c p_ic = positive]; a collapsed model sits at 0 or 1, whatever
+    the labels (compare with the share of positive labels).
+
+    Args:
+        probs, labels, weights: as in :func:`ece` (labels are checked, not used).
+        positive: the class index counted, in [0, C).
+    """
+    p, y = probs_and_labels(probs, labels)
+    check_int(positive, "positive", 0, p.shape[1] - 1)
+    w, scalar = resample_weights(weights, p.shape[0])
+    return _mean((p.argmax(axis=1) == positive).astype(np.float64), w, scalar)
 
 
 def accuracy_coverage(probs: Data, labels: ArrayLike | None = None) -> pd.DataFrame:

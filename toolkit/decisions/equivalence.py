@@ -1,5 +1,9 @@
-"""Accuracy holds: paired equivalence by two one-sided tests (TOST) within a margin.
+"""Accuracy holds: paired non-inferiority (one-sided), or equivalence by TOST, within a margin.
 
+"Keeps accuracy" is a one-sided statement: the pruned model is not worse than the unpruned one
+by more than the margin (``accuracy_noninferiority``, ``noninferiority_table``). A two-sided
+TOST also rejects an accuracy *gain* larger than the margin as "not equivalent"; it stays
+available for a claim of "unchanged".
 ``paired_tost`` for continuous per-example values (t reference), ``accuracy_tost`` for 0/1
 correctness (score, Wald or t). "The CI of d contains 0" is absence of evidence; TOST is
 evidence of absence.
@@ -11,19 +15,27 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
-from ..validation import InputError, check_choice, check_float
+from ..validation import InputError, check_choice, check_float, check_int
 
 __all__ = [
     "ACCURACY_METHODS",
+    "NONINFERIORITY_MARGINS",
     "Equivalence",
+    "NonInferiority",
+    "accuracy_noninferiority",
     "accuracy_tost",
+    "noninferiority_from_counts",
+    "noninferiority_table",
     "paired_tost",
 ]
 
 ACCURACY_METHODS = ("score", "wald", "t")
+#: The margins every report shows "keeps accuracy" at (accuracy scale: 0.05 = 5 points).
+NONINFERIORITY_MARGINS = (0.02, 0.05, 0.10)
 
 
 def _check_paired(a: ArrayLike, b: ArrayLike, names: tuple[str, str], *, binary: bool = False) -> tuple[NDArray, NDArray]:
@@ -249,3 +261,106 @@ def accuracy_tost(
     d, psi = (g - l) / n, (g + l) / n
     se = math.sqrt(max(psi - d * d, 0.0) / n)
     return _tost_from_normal(d, se, margin, alpha, n, "wald")
+
+
+# ---- 2. non-inferiority: "keeps accuracy" ------------------------------------------------------
+@dataclass(frozen=True)
+class NonInferiority:
+    """A paired one-sided test: is d = acc_pruned - acc_ref above -margin?
+
+    Attributes:
+        estimate: d^ = (g - l) / n.
+        low: the one-sided (1 - alpha) lower confidence bound of d.
+        p: p-value of H0: d <= -margin against H1: d > -margin.
+        noninferior: p < alpha, i.e. low > -margin ("keeps accuracy").
+        margin, alpha, n, method: as given; gains g and losses l are the discordant counts.
+    """
+
+    estimate: float
+    low: float
+    p: float
+    noninferior: bool
+    margin: float
+    alpha: float
+    n: int
+    gains: int
+    losses: int
+    method: str
+
+
+def noninferiority_from_counts(gains: int, losses: int, n: int, margin: float = 0.05, alpha: float = 0.05,
+                               method: str = "score") -> NonInferiority:
+    """Paired non-inferiority of accuracy from the discordant counts of a paired 2x2 table.
+
+    H0: d <= -margin, H1: d > -margin, with d = acc_pruned - acc_ref = (g - l) / n. The test is
+    one arm of :func:`accuracy_tost` at level alpha: p = p_lower of the TOST and the bound is the
+    lower end of its (1 - 2 alpha) two-sided interval, i.e. a one-sided (1 - alpha) bound.
+
+        score: p = 1 - Phi(T(-margin)), T Tango's RMLE score statistic; low = {d0 : T(d0) = z_{1-alpha}}
+        wald:  low = d^ - z_{1-alpha} sqrt((psi^ - d^^2) / n),  psi^ = (g + l) / n
+
+    A gain (d^ >= 0) passes whenever the bound clears -margin, which at the study's n it does for
+    any discordance (a two-sided TOST would fail it on the upper side once d^ >= margin). With
+    very few examples a gain can still fail: too little evidence, never "worse".
+
+    Args:
+        gains: g, examples the pruned model gets right and the reference wrong (>= 0).
+        losses: l, the reverse (>= 0); g + l <= n.
+        n: paired examples (>= 1).
+        margin: in (0, 1).
+        alpha: one-sided level in (0, 0.5).
+        method: ``'score'`` (default) or ``'wald'``.
+
+    Returns:
+        :class:`NonInferiority`.
+    """
+    g, l_, n = check_int(gains, "gains", 0), check_int(losses, "losses", 0), check_int(n, "n", 1)
+    if g + l_ > n:
+        raise InputError(f"gains + losses = {g + l_} > n = {n}; expected at most n discordant pairs")
+    margin = check_float(margin, "margin", 0.0, 1.0)
+    alpha = check_float(alpha, "alpha", 0.0, 0.5)
+    method = check_choice(method, "method", ("score", "wald"))
+    if method == "score":
+        res = _score_tost(g, l_, n, margin, alpha)
+    else:
+        d, psi = (g - l_) / n, (g + l_) / n
+        res = _tost_from_normal(d, math.sqrt(max(psi - d * d, 0.0) / n), margin, alpha, n, "wald")
+    return NonInferiority(estimate=res.estimate, low=res.low, p=res.p_lower, noninferior=bool(res.p_lower < alpha),
+                          margin=float(margin), alpha=float(alpha), n=int(n), gains=g, losses=l_, method=method)
+
+
+def accuracy_noninferiority(correct_ref: ArrayLike, correct_pruned: ArrayLike, margin: float = 0.05,
+                            alpha: float = 0.05, method: str = "score") -> NonInferiority:
+    """Does the pruned model keep accuracy? Paired non-inferiority on per-example correctness.
+
+    Counts g (gains) and l (losses) and calls :func:`noninferiority_from_counts`; see there.
+
+    Args:
+        correct_ref: per-example correctness of the unpruned model, shape (n,), 0/1 or bool.
+        correct_pruned: per-example correctness of the pruned model on the same examples.
+        margin, alpha, method: as in :func:`noninferiority_from_counts`.
+    """
+    x, y = _check_paired(correct_ref, correct_pruned, ("correct_ref", "correct_pruned"), binary=True)
+    if x.size < 1:
+        raise InputError("correct_ref is empty (n=0); expected at least one paired example")
+    g, l_ = int(np.sum((x == 0) & (y == 1))), int(np.sum((x == 1) & (y == 0)))
+    return noninferiority_from_counts(g, l_, x.size, margin, alpha, method)
+
+
+def noninferiority_table(correct_ref: ArrayLike, correct_pruned: ArrayLike,
+                         margins: tuple[float, ...] = NONINFERIORITY_MARGINS, alpha: float = 0.05,
+                         method: str = "score") -> pd.DataFrame:
+    """"Keeps accuracy" at each margin (default 0.02, 0.05, 0.10), one row per margin.
+
+    Returns:
+        DataFrame with columns ``margin``, ``estimate``, ``low`` (one-sided 1 - alpha bound),
+        ``p``, ``noninferior`` (bool), ``verdict`` ('keeps accuracy' / 'not shown to keep
+        accuracy'), ``alpha``, ``n``, ``gains``, ``losses``, ``method``.
+    """
+    rows = []
+    for margin in margins:
+        r = accuracy_noninferiority(correct_ref, correct_pruned, margin, alpha, method)
+        rows.append({"margin": r.margin, "estimate": r.estimate, "low": r.low, "p": r.p, "noninferior": r.noninferior,
+                     "verdict": "keeps accuracy" if r.noninferior else "not shown to keep accuracy",
+                     "alpha": r.alpha, "n": r.n, "gains": r.gains, "losses": r.losses, "method": r.method})
+    return pd.DataFrame(rows)

@@ -18,6 +18,7 @@ __all__ = [
     "mde_paired",
     "n_for_accuracy",
     "n_for_accuracy_equivalence",
+    "n_for_accuracy_noninferiority",
     "n_for_halfwidth",
     "power_table",
 ]
@@ -231,6 +232,35 @@ def n_for_halfwidth(halfwidth: float, sd: float, alpha: float = 0.05, method: st
     return n
 
 
+def n_for_accuracy_noninferiority(margin: float, p_disc: float, true_diff: float = 0.0, alpha: float = 0.05,
+                                  power: float = 0.8) -> int:
+    """Paired examples a one-sided test needs to show the pruned model keeps accuracy (Wald variance).
+
+    H1: d > -margin, tested at one-sided level alpha; with sd^2 = psi - d^2 (one 0/1 difference):
+
+        n = ceil( (z_{1-alpha} + z_{power})^2  sd^2 / (margin + d)^2 )
+
+    (Liu et al. 2002, Stat. Med. 21:231-245, sec. 4, one arm of the TOST). A true gain (d > 0)
+    needs fewer examples; a two-sided equivalence (:func:`n_for_accuracy_equivalence`) more.
+
+    Args:
+        margin: non-inferiority margin in (0, 1).
+        p_disc: expected discordance psi in (0, 1].
+        true_diff: the accuracy difference assumed true, > -margin and |d| <= psi.
+        alpha: one-sided level in (0, 0.5).
+        power: in (alpha, 1).
+
+    Returns:
+        n (int, >= 2).
+    """
+    margin = check_float(margin, "margin", 0.0, 1.0)
+    psi = check_float(p_disc, "p_disc", 0.0, 1.0, closed="high")
+    d = check_float(true_diff, "true_diff", -min(margin, psi), psi, closed="high")
+    alpha = check_float(alpha, "alpha", 0.0, 0.5)
+    power = _check_power(power, alpha)
+    return max(2, math.ceil((_z(1 - alpha) + _z(power)) ** 2 * (psi - d * d) / (margin + d) ** 2 - 1e-9))
+
+
 def power_table(pilot: pd.DataFrame, alpha: float = 0.05, power: float = 0.8, margin: float = 0.05) -> pd.DataFrame:
     """What a design can detect, per metric: MDE, CI half-width and the n for accuracy equivalence.
 
@@ -248,7 +278,8 @@ def power_table(pilot: pd.DataFrame, alpha: float = 0.05, power: float = 0.8, ma
 
     Returns:
         DataFrame, one row per metric: ``metric``, ``n``, ``p_disc``, ``sd``, ``mde``,
-        ``ci_halfwidth`` ((1 - alpha) CI), ``n_equivalence`` (accuracy rows; NaN otherwise),
+        ``ci_halfwidth`` ((1 - alpha) CI), ``n_equivalence`` and ``n_noninferiority`` (accuracy
+        rows, true difference 0; NaN otherwise),
         ``alpha``, ``power``.
     """
     if not isinstance(pilot, pd.DataFrame):
@@ -267,10 +298,13 @@ def power_table(pilot: pd.DataFrame, alpha: float = 0.05, power: float = 0.8, ma
             rows.append(dict(metric=r["metric"], n=n, p_disc=float(p_disc), sd=np.nan,
                              mde=mde_accuracy(n, float(p_disc), alpha, power),
                              ci_halfwidth=ci_halfwidth(n, math.sqrt(float(p_disc)), alpha, "normal"),
-                             n_equivalence=n_for_accuracy_equivalence(margin, float(p_disc), 0.0, alpha, power)))
+                             n_equivalence=n_for_accuracy_equivalence(margin, float(p_disc), 0.0, alpha, power),
+                             n_noninferiority=n_for_accuracy_noninferiority(margin, float(p_disc), 0.0, alpha, power)))
         else:
             rows.append(dict(metric=r["metric"], n=n, p_disc=np.nan, sd=float(sd), mde=mde_paired(n, float(sd), alpha, power),
-                             ci_halfwidth=ci_halfwidth(n, float(sd), alpha), n_equivalence=np.nan))
-    out = pd.DataFrame(rows, columns=["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence"])
+                             ci_halfwidth=ci_halfwidth(n, float(sd), alpha), n_equivalence=np.nan,
+                             n_noninferiority=np.nan))
+    out = pd.DataFrame(rows, columns=["metric", "n", "p_disc", "sd", "mde", "ci_halfwidth", "n_equivalence",
+                                      "n_noninferiority"])
     out["alpha"], out["power"] = alpha, power
     return out

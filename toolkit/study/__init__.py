@@ -7,12 +7,14 @@ baseline. Each finished cell is appended to `<output_dir>/<config hash>/cells.js
 killed run resumes where it stopped and the final table is the same as an uninterrupted run's.
 
 Modules, in dependency order: ``config`` (:class:`StudyConfig`) <- ``cells`` (the grid, one cell)
-<- ``table`` (the tidy table) <- ``summary`` (the claims), ``plan`` (cost and power) <- ``run``
-(:func:`run_study`); ``sweep`` (stage 1 of the two-stage design: every k on validation, k*, and the
-stage-2 configs) needs only ``config``. Which metrics the table holds, which are claims and how they are shown comes
+<- ``table`` (the tidy table) <- ``summary`` (the claims), ``audit`` (the per-cell audit CSV), ``plan``
+(cost and power) <- ``run`` (:func:`run_study`); ``sweep`` (stage 1 of the two-stage design: every k
+on validation, k*, and the stage-2 configs) needs only ``config``. Which metrics the table holds,
+which are claims and how they are shown comes
 from the metric registry (:mod:`toolkit.metrics`). Every public name is re-exported here.
 """
 
+from .audit import CELL_KEYS, DEFAULT_PRIMARY, INPUT_COLUMNS, audit_table, cell_verdicts, recompute
 from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_shots
 from .config import CLAIM_FAMILIES, CORRECTIONS, PROFILES, StudyConfig, bucket_labels, claim_metrics, resolve_level
 from .plan import PILOT_ASSUMPTIONS, plan, planned_metrics, status
@@ -23,8 +25,11 @@ from .table import faithfulness_by_length, load_results, record_frame, report_fr
 from .verdicts import OUTCOMES, verdict_counts, verdicts
 
 __all__ = [
+    "CELL_KEYS",
     "CLAIM_FAMILIES",
     "CORRECTIONS",
+    "DEFAULT_PRIMARY",
+    "INPUT_COLUMNS",
     "KSTAR_RULES",
     "OUTCOMES",
     "PILOT_ASSUMPTIONS",
@@ -35,7 +40,9 @@ __all__ = [
     "StudyIncomplete",
     "Summary",
     "SweepConfig",
+    "audit_table",
     "bucket_labels",
+    "cell_verdicts",
     "check_study",
     "claim_metrics",
     "faithfulness_by_length",
@@ -46,6 +53,7 @@ __all__ = [
     "plan",
     "planned_metrics",
     "record_frame",
+    "recompute",
     "report_frames",
     "resolve_level",
     "run_cell",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..decisions import power_table
+from ..decisions import power_table, smallest_p
 from ..metrics import family_metric, list_metrics, metric_names
 from ..store import CellStore
 from .cells import Cell, study_cells, study_shots
@@ -104,8 +104,10 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     one per faithfulness change claim and attribution method.
 
     Returns:
-        :func:`toolkit.decisions.power_table`'s columns plus ``source`` (pilot or assumed) and
-        ``test_alpha``.
+        :func:`toolkit.decisions.power_table`'s columns plus ``test_alpha``, ``smallest_p`` (change
+        rows: the smallest p an exact sign-flip test on n pairs can give, 2 / 2^n), ``can_reject``
+        (False where smallest_p > test_alpha: that claim cannot be shown at this n) and ``source``
+        (pilot or assumed).
     """
     records = load_results(config)
     measured = planned_metrics(config)
@@ -157,6 +159,12 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     order = {m.short: i for i, m in enumerate(changes)}
     out = out.sort_values("metric", key=lambda c: c.map(lambda x: -1 if x == equivalence.short else order.get(x, 0)),
                           kind="stable").reset_index(drop=True)
+    # an exact paired test on n pairs cannot give p below 2 / 2^n: where that exceeds alpha / m the
+    # claim cannot be shown to change at this n, whatever the data (the row says so)
+    exact = [np.nan if metric == equivalence.short or not n >= 1 else smallest_p("sign_flip", int(n))
+             for metric, n in zip(out["metric"], out["n"])]
+    out["smallest_p"] = exact
+    out["can_reject"] = [True if np.isnan(p) else bool(p <= a) for p, a in zip(exact, out["test_alpha"])]
     out["source"] = source
     out.attrs.update(m=m_tests, margin=config.margin)
     return out

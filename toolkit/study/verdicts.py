@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..decisions import NONINFERIORITY_MARGINS
 from ..validation import InputError, InputTypeError
 
 __all__ = ["OUTCOMES", "verdict_counts", "verdicts"]
@@ -37,7 +38,9 @@ def verdicts(summary) -> pd.DataFrame:
 
     Returns:
         DataFrame with the summary's key columns (model, dataset, selection, [level,] k, layers),
-        then equivalent (bool), d_accuracy, one ``<claim>`` column per change claim holding
+        then equivalent (bool, two-sided TOST), d_accuracy, keeps_accuracy_0.02 / _0.05 / _0.1
+        (bool: non-inferiority at that margin, the TOST interval's lower limit above -margin,
+        which is the one-sided (1 - alpha) bound; a gain never fails it), one ``<claim>`` column per change claim holding
         ``"up"``, ``"down"`` or ``""`` (not shown to change; the direction is the sign of the
         paired difference, pruned minus unpruned), moved (the claims that moved, e.g.
         ``"ECE down, Brier down"``), misaligned (bool) and outcome (one of :data:`OUTCOMES`).
@@ -54,6 +57,8 @@ def verdicts(summary) -> pd.DataFrame:
     out = pruned[keys].copy()
     out["equivalent"] = pruned[equivalence.shown].fillna(False).astype(bool)
     out["d_accuracy"] = pruned[equivalence.delta]
+    for margin in NONINFERIORITY_MARGINS:  # the TOST's lower limit is the one-sided (1 - alpha) bound
+        out[f"keeps_accuracy_{margin:g}"] = (pruned[equivalence.low] > -margin).fillna(False).astype(bool)
     names = []
     for claim in claims:
         if claim.metric.test == "tost":
@@ -80,7 +85,8 @@ def verdict_counts(verdicts: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFr
         by: the column(s) to group by, e.g. ``"model"`` or ``["model", "dataset"]``.
 
     Returns:
-        One row per group: the ``by`` columns, cells, equivalent, misaligned, and ``<claim> up`` /
+        One row per group: the ``by`` columns, cells, equivalent, ``keeps accuracy <margin>`` per
+        non-inferiority margin, misaligned, and ``<claim> up`` /
         ``<claim> down`` for each change claim.
     """
     by = [by] if isinstance(by, str) else list(by)
@@ -92,8 +98,10 @@ def verdict_counts(verdicts: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFr
     rows = []
     for key, group in verdicts.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key)) | {"cells": len(group), "equivalent": int(group.equivalent.sum()),
-                                    "misaligned": int(group.misaligned.sum())}
+        row = dict(zip(by, key)) | {"cells": len(group), "equivalent": int(group.equivalent.sum())}
+        row |= {f"keeps accuracy {m:g}": int(group[f"keeps_accuracy_{m:g}"].sum())
+                for m in NONINFERIORITY_MARGINS if f"keeps_accuracy_{m:g}" in group}
+        row["misaligned"] = int(group.misaligned.sum())
         for c in claims:
             row[f"{c} up"] = int((group[c] == "up").sum())
             row[f"{c} down"] = int((group[c] == "down").sum())

@@ -1,0 +1,239 @@
+"""An auditable per-cell table: every test's inputs in one CSV, and every verdict recomputed from it.
+
+:func:`audit_table` turns a study's cell records into one row per (cell, metric): the effect
+(pruned minus unpruned, paired), its CI, the test and its p, n, the discordant accuracy counts and
+the collapse statistics, and the verdicts derived from them. :func:`recompute` derives every
+verdict column again from the *input* columns alone (:data:`INPUT_COLUMNS`), so a reader with the
+CSV and no records can check each verdict: ``python -m toolkit verdicts TABLE.csv``.
+
+How a verdict follows, per pruned cell (margin and alpha are columns of the table):
+
+1. keeps accuracy: :func:`toolkit.decisions.noninferiority_from_counts` on (gains, losses, n) at
+   0.02, 0.05 and 0.10; the gate uses the table's ``margin``;
+2. collapsed: :func:`toolkit.decisions.collapse_reasons` on (majority share, balanced accuracy,
+   mean label mass);
+3. gate = keeps accuracy at ``margin`` and not collapsed;
+4. :func:`toolkit.decisions.gated_family`: directional primary claims (``primary_claim``) in gated
+   cells form the Holm family, everything else the exploratory BH family; tests that cannot reject
+   are refused;
+5. verdict: 'collapsed', 'not shown to keep accuracy', 'keeps accuracy; degrades: ...' (a primary
+   claim rejected) or 'keeps accuracy; no degradation shown'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..calibration import compare_calibration
+from ..decisions import (
+    NONINFERIORITY_MARGINS,
+    MAX_EXACT_PAIRS,
+    collapse_reasons,
+    gated_family,
+    noninferiority_from_counts,
+    sign_flip_test,
+)
+from ..metrics import get_metric, metric_names
+from ..validation import InputError, check_float
+from .table import record_frame
+
+__all__ = [
+    "CELL_KEYS",
+    "DEFAULT_PRIMARY",
+    "INPUT_COLUMNS",
+    "audit_table",
+    "cell_verdicts",
+    "recompute",
+]
+
+CELL_KEYS = ("model", "dataset", "selection", "level", "k", "shots", "layers")
+#: The seed claim's directional primary metrics: calibration (ECE) and faithfulness (NAOPC comprehensiveness).
+DEFAULT_PRIMARY = ("ece", "naopc_comprehensiveness")
+INPUT_COLUMNS = (*CELL_KEYS, "metric", "n", "estimate", "ci_low", "ci_high", "test", "alternative", "n_resamples",
+                 "p", "primary_claim", "gains", "losses", "n_classes", "majority_share", "balanced_accuracy",
+                 "mean_label_mass", "margin", "alpha")
+_Z975 = float(stats.norm.ppf(0.975))
+# calibration metrics the audit tests (bootstrap se + normal reference), Brier as a paired t on per-example terms
+_CALIBRATION = ("ece", "smooth_ece")
+
+
+def _degrades(metric: str) -> str:
+    """The one-sided alternative on d = pruned - reference that says 'the metric degrades'."""
+    better = get_metric(metric.split(":", 1)[0]).higher_is_better
+    if better is None:
+        raise InputError(f"metric {metric!r} has no better direction; a directional claim needs one")
+    return "less" if better else "greater"
+
+
+def _cell_rows(ref: dict, rec: dict, primary: Sequence[str], n_boot: int, seed: int) -> list[dict]:
+    if list(ref["ids"]) != list(rec["ids"]):
+        raise InputError(f"cell {rec.get('cell', rec['selection'])}: its test ids differ from the unpruned cell's; "
+                         "expected the same examples in the same order")
+    base = {k: rec.get(k, 0 if k == "shots" else None) for k in CELL_KEYS}
+    base["layers"] = " ".join(map(str, rec["layers"]))
+    a, b = record_frame(ref), record_frame(rec)
+    ca, cb = a["correct"].to_numpy(), b["correct"].to_numpy()
+    n = int(ca.size)
+    g, l_ = int(np.sum(~ca & cb)), int(np.sum(ca & ~cb))
+    n_classes = len(rec["label_names"])
+    pred, lab = b["pred"].to_numpy(), b["label"].to_numpy()
+    share = float(np.bincount(pred, minlength=n_classes).max() / n)
+    ba = float(np.mean([np.mean(pred[lab == c] == c) for c in np.unique(lab)]))
+    ni = noninferiority_from_counts(g, l_, n)
+    rows = [dict(base, metric="accuracy", n=n, estimate=ni.estimate, ci_low=ni.low, ci_high=np.nan, test="score",
+                 alternative="greater", n_resamples=np.nan, p=np.nan, primary_claim=False, gains=g, losses=l_,
+                 n_classes=n_classes, majority_share=share, balanced_accuracy=ba,
+                 mean_label_mass=float(np.mean(rec["label_mass"])))]
+    paired = compare_calibration(a, b, n_boot=n_boot, seed=seed).set_index("metric")
+    for metric in _CALIBRATION:
+        d = paired.loc[metric]
+        se = float(d["high"] - d["low"]) / (2 * _Z975)
+        alt = _degrades(metric)
+        z = float(d["diff"]) / se if se > 0 else np.nan
+        p = float(stats.norm.sf(z) if alt == "greater" else stats.norm.cdf(z)) if se > 0 else np.nan
+        rows.append(dict(base, metric=metric, n=n, estimate=float(d["diff"]), ci_low=float(d["low"]),
+                         ci_high=float(d["high"]), test="normal", alternative=alt, n_resamples=n_boot, p=p,
+                         primary_claim=metric in primary))
+    # Brier: the mean of per-example terms, so a paired t on those terms
+    onehot = np.eye(n_classes)[lab]  # the same examples, so the same labels
+    pa, pb = np.asarray(ref["probs"], float), np.asarray(rec["probs"], float)
+    diff = ((pb - onehot) ** 2).sum(1) - ((pa - onehot) ** 2).sum(1)
+    rows.append(_t_row(base, "brier", diff, primary))
+    faith_a, faith_b = pd.DataFrame(ref.get("faithfulness", [])), pd.DataFrame(rec.get("faithfulness", []))
+    if len(faith_a) and len(faith_b):
+        names = [m for m in metric_names() if get_metric(m).family == "faithfulness" and m in faith_b]
+        for method, group in faith_b.groupby("method", sort=True):
+            ref_group = faith_a[faith_a.method == method].set_index("example")
+            for metric in names:
+                both = pd.concat([ref_group[metric], group.set_index("example")[metric]], axis=1, keys=["a", "b"]).dropna()
+                if len(both) < 2:
+                    continue
+                d = both.b.to_numpy() - both.a.to_numpy()
+                is_primary = metric in primary and method != "random"
+                rows.append(_t_row(base, f"{metric}:{method}", d, (f"{metric}:{method}",) if is_primary else ()))
+    return rows
+
+
+def _t_row(base: dict, metric: str, d: np.ndarray, primary: Sequence[str]) -> dict:
+    """A paired test row on per-example differences: exact sign flip up to 20 pairs, else a t-test."""
+    n = int(d.size)
+    alt = _degrades(metric)
+    se = float(np.std(d, ddof=1) / np.sqrt(n))
+    q = float(stats.t.ppf(0.975, n - 1))
+    est = float(d.mean())
+    if n <= MAX_EXACT_PAIRS:
+        test, p = "sign_flip", sign_flip_test(d, alt).p
+    else:
+        test = "t"
+        p = float(stats.ttest_1samp(d, 0.0, alternative=alt).pvalue) if se > 0 else np.nan
+    return dict(base, metric=metric, n=n, estimate=est, ci_low=est - q * se, ci_high=est + q * se, test=test,
+                alternative=alt, n_resamples=np.nan, p=p, primary_claim=metric in primary)
+
+
+def audit_table(records: Sequence[dict], *, margin: float = 0.05, alpha: float = 0.05,
+                primary: Sequence[str] = DEFAULT_PRIMARY, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per (pruned cell, metric): every test's inputs and the verdicts derived from them.
+
+    Rows per pruned cell: ``accuracy`` (gains, losses, n; the score method's one-sided 95% lower
+    bound as ci_low; the collapse statistics), ``ece`` and ``smooth_ece`` (paired-bootstrap CI,
+    its se = width / 3.92 with a normal reference: no 1/B floor on p), ``brier`` (paired t on the
+    per-example Brier terms) and ``<faithfulness metric>:<method>`` (exact sign-flip test for
+    <= 20 pairs, else a paired t). p values are one-sided in the direction "degrades" (the
+    registry's ``higher_is_better``); primary claims are ``primary`` metrics (faithfulness: every
+    method except the random ranking).
+
+    Args:
+        records: the study's cell records (``toolkit.study.load_results``); each pruned cell is
+            paired with the unpruned cell (k = 0) of its model and dataset.
+        margin: the non-inferiority margin of the gate.
+        alpha: level of the non-inferiority tests and of each family.
+        primary: registry names of the directional primary claims.
+        n_boot, seed: the paired bootstrap of the calibration CIs.
+
+    Returns:
+        DataFrame with :data:`INPUT_COLUMNS` and the columns :func:`recompute` adds.
+    """
+    margin = check_float(margin, "margin", 0.0, 1.0)
+    alpha = check_float(alpha, "alpha", 0.0, 0.5)
+    refs = {(r["model"], r["dataset"], r.get("shots", 0)): r for r in records if r["k"] == 0}
+    rows = []
+    for r in records:
+        if r["k"] == 0:
+            continue
+        ref = refs.get((r["model"], r["dataset"], r.get("shots", 0)))
+        if ref is None:
+            raise InputError(f"no unpruned cell (k=0) for model={r['model']!r}, dataset={r['dataset']!r}: "
+                             "nothing to pair the pruned cell with")
+        rows += _cell_rows(ref, r, tuple(primary), n_boot, seed)
+    frame = pd.DataFrame(rows)
+    frame["margin"], frame["alpha"] = margin, alpha
+    return recompute(frame[list(INPUT_COLUMNS)])
+
+
+def recompute(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every verdict column, derived from :data:`INPUT_COLUMNS` alone (the steps in the module docstring).
+
+    Returns:
+        The input columns plus ``keeps_accuracy_<margin>`` for 0.02, 0.05, 0.1, ``collapsed``,
+        ``collapse_reasons``, ``gate``, ``family``, ``p_min``, ``refused``, ``reason``, ``m``,
+        ``p_adj``, ``rejected`` and ``verdict`` (the cell's verdict, on each of its rows).
+    """
+    missing = [c for c in INPUT_COLUMNS if c not in frame]
+    if missing:
+        raise InputError(f"the audit table lacks columns {missing}; expected {list(INPUT_COLUMNS)}")
+    df = frame[list(INPUT_COLUMNS)].copy()
+    df["layers"] = df["layers"].fillna("").astype(str)
+    df["primary_claim"] = df["primary_claim"].astype(str).str.lower().map({"true": True, "false": False})
+    keys = list(CELL_KEYS)
+    margin, alpha = float(df["margin"].iloc[0]), float(df["alpha"].iloc[0])
+    if df["margin"].nunique() != 1 or df["alpha"].nunique() != 1:
+        raise InputError("the audit table holds more than one margin or alpha; expected one of each")
+    acc = df[df.metric == "accuracy"]
+    cells = {}
+    for _, row in acc.iterrows():
+        g, l_, n = int(row.gains), int(row.losses), int(row.n)
+        keeps = {m: noninferiority_from_counts(g, l_, n, m, alpha).noninferior for m in NONINFERIORITY_MARGINS}
+        gate_keep = noninferiority_from_counts(g, l_, n, margin, alpha).noninferior
+        reasons = collapse_reasons(float(row.majority_share), float(row.balanced_accuracy), int(row.n_classes),
+                                   float(row.mean_label_mass))
+        cells[tuple(row[k] for k in keys)] = (keeps, gate_keep, reasons)
+    cell_key = [tuple(r) for r in df[keys].itertuples(index=False)]
+    if any(k not in cells for k in cell_key):
+        raise InputError("a cell of the audit table has no accuracy row; every cell needs one (gains, losses, n)")
+    for m in NONINFERIORITY_MARGINS:
+        df[f"keeps_accuracy_{m:g}"] = [cells[k][0][m] for k in cell_key]
+    df["collapsed"] = [bool(cells[k][2]) for k in cell_key]
+    df["collapse_reasons"] = [", ".join(cells[k][2]) for k in cell_key]
+    df["gate"] = [cells[k][1] and not cells[k][2] for k in cell_key]
+    tests = df[df.metric != "accuracy"]
+    fam = gated_family(tests, alpha=alpha)
+    for c in ("family", "p_min", "refused", "reason", "m", "p_adj", "rejected"):
+        df[c] = fam[c] if c in fam else np.nan
+    df.loc[df.metric == "accuracy", ["family", "reason"]] = ["gate", ""]
+    df.loc[df.metric == "accuracy", ["refused", "rejected"]] = False
+    df["refused"] = df["refused"].astype(bool)
+    df["rejected"] = df["rejected"].astype(bool)
+    verdict = {}
+    for k in cells:
+        rows = df[[ck == k for ck in cell_key]]
+        keeps, gate_keep, reasons = cells[k]
+        if reasons:
+            verdict[k] = f"collapsed ({', '.join(reasons)})"
+        elif not gate_keep:
+            verdict[k] = f"not shown to keep accuracy (margin {margin:g})"
+        else:
+            hit = rows[(rows.family == "primary") & rows.rejected].metric.tolist()
+            verdict[k] = f"keeps accuracy; degrades: {', '.join(hit)}" if hit else "keeps accuracy; no degradation shown"
+    df["verdict"] = [verdict[k] for k in cell_key]
+    return df
+
+
+def cell_verdicts(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell of an audit table: its keys, accuracy change, flags and verdict."""
+    acc = frame[frame.metric == "accuracy"]
+    cols = [*CELL_KEYS, "estimate", *[f"keeps_accuracy_{m:g}" for m in NONINFERIORITY_MARGINS], "collapsed", "verdict"]
+    return acc[cols].rename(columns={"estimate": "d_accuracy"}).reset_index(drop=True)
