@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 HEADER = re.compile(
     r"\*\*Student time\.\*\* About (?P<total>\d+) min \(exercises (?P<exercises>\d+) min, "
     r"(?P<rest_label>[^()]*?) (?P<rest>\d+) min\)\.")
-CELL_MINUTES = re.compile(r"^### Exercise .*?^> .*?about (?P<minutes>\d+) min", re.S | re.M)
+CELL_MINUTES = re.compile(r"^### Exercise .*?^> .*?about (?P<minutes>\d+) min", re.DOTALL | re.MULTILINE)
 CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](?P<name>\w+)["']""")
 
 
