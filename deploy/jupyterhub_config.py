@@ -20,7 +20,8 @@ server and the test that runs it (tests/browser/test_hub.py):
                                         server runs as the hub's user: tests only) | any spawner class
                                         (systemdspawner.SystemdSpawner enforces the memory limit)
     CLASS_HUB_HOMES       []            simple only: the folder that holds one home per student
-    CLASS_HUB_MEM_LIMIT   [2G]          per student; enforced by systemd/docker/kubernetes spawners only
+    CLASS_HUB_MEM_LIMIT   [3G]          per student (notebook 02 peaks at 2.6 GiB); enforced by
+                                        systemd/docker/kubernetes spawners only
     CLASS_HUB_PROFILE     [classroom]   TOOLKIT_PROFILE inside every student's kernel
     CLASS_HUB_PROXY       [configurable-http-proxy on PATH]  the proxy command (npm package)
     CLASS_HUB_HUB_PORT    [8081]        the hub's internal API port (127.0.0.1)
@@ -105,7 +106,7 @@ if env("PYTHONPATH"):
     c.Spawner.environment["PYTHONPATH"] = env("PYTHONPATH")  # a checkout rather than an installed toolkit
 if env("TOOLKIT_CACHE"):
     c.Spawner.environment["TOOLKIT_CACHE"] = env("TOOLKIT_CACHE")  # one converted model for everyone
-c.Spawner.mem_limit = env("CLASS_HUB_MEM_LIMIT", "2G")
+c.Spawner.mem_limit = env("CLASS_HUB_MEM_LIMIT", "3G")  # docs/guide/class-server.md: measured peaks
 c.Spawner.cpu_limit = 1.0
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
