@@ -108,8 +108,8 @@ def model_faithfulness(
         methods: attribution method names, e.g. ``("saliency", "input_x_gradient")``.
         backend: attribution backend, ``"fast"`` or ``"inseq"``.
         batch_size: examples per forward pass, for attributions and scoring alike.
-        n_random, seed, n_boot, alpha, naopc, soft, soft_samples, soft_seed, naopc_max_words, n_permutations,
-            permutation_seed: as in :func:`faithfulness_report`
+        n_random, seed, n_boot, alpha, naopc, soft, soft_samples, soft_seed, naopc_max_words: as in
+            :func:`faithfulness_report`, and so are n_permutations and permutation_seed
             (the soft metrics' masks are seeded by the text, not by ``seed``: a pruned model and
             its unpruned reference see the same masks).
         memo: as in :func:`model_scorer` (default: remembered per model state, so a second call
