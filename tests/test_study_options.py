@@ -307,3 +307,15 @@ def test_soft_claims_need_soft_and_naopc_n_counts_only_bounded_buckets(fixture):
                      claims=("naopc_comprehensiveness", "soft_comprehensiveness"))
     rows = plan(config).set_index("metric")
     assert rows.loc["naopc", "n"] == 3 and rows.loc["soft_comp", "n"] == 9  # NAOPC: only the <= 4-word bucket
+
+
+def test_classroom_is_a_study_profile_everywhere_it_is_documented():
+    """TOOLKIT_PROFILE speaks one vocabulary: the notebooks' classroom is the CLI's and the config's."""
+    from toolkit.cli import build_parser
+    from toolkit.study import PROFILES, StudyConfig
+
+    assert {"ci", "classroom", "full"} <= set(PROFILES)
+    assert StudyConfig.profile("classroom") == StudyConfig.profile("quick")
+    assert build_parser().parse_args(["study", "--profile", "classroom"]).profile == "classroom"
+    with pytest.raises(InputError, match=r"unknown profile 'lab'; expected one of \['full', 'classroom', 'quick', 'ci'\]"):
+        StudyConfig.profile("lab")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .study.config import PROFILES
 from .validation import InputError
 
 __all__ = ["main"]
@@ -329,9 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("study", help="run (or resume) a study and print its summary")
     p.add_argument("--config", help="JSON/YAML/TOML file with StudyConfig fields")
-    p.add_argument("--profile", choices=["full", "quick", "ci"], default=os.environ.get("TOOLKIT_PROFILE", "full"),
-                   help="size preset (default: $TOOLKIT_PROFILE or full)")
-    p.add_argument("--quick", action="store_true", help="same as --profile quick")
+    p.add_argument("--profile", choices=list(PROFILES), default=os.environ.get("TOOLKIT_PROFILE", "full"),
+                   help="size preset (default: $TOOLKIT_PROFILE or full; classroom = quick, the notebooks' word)")
+    p.add_argument("--quick", action="store_true", help="same as --profile classroom")
     p.add_argument("--model", action="append", help="model name/path (repeatable; default smollm2-135m)")
     p.add_argument("--dataset", action="append", help="dataset name (repeatable)")
     p.add_argument("--output-dir", default=None, help="where results go (default: the config's output_dir, results)")
