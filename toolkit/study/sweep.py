@@ -42,7 +42,7 @@ import torch
 from ..adapters import decoder_layers
 from ..calibration import TemperatureScaler, calibration_report, compare_calibration, ece
 from ..data import best_shots, chance_models, demonstrations, load_dataset
-from ..decisions import accuracy_tost
+from ..decisions import accuracy_noninferiority
 from ..importance import attention_importance, importance_metric, select_layers
 from ..metrics import list_metrics
 from ..models import load_model
@@ -385,8 +385,8 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
     value, low, high: the metric and its percentile-bootstrap CI; delta, delta_low, delta_high: the
     paired-bootstrap change against the k = 0 cell of the same (model, dataset, shots). On accuracy
     rows of pruned cells, ``lower``: the one-sided (1 - alpha) lower confidence bound of the paired
-    accuracy change (Tango's score interval, :func:`toolkit.decisions.accuracy_tost`'s (1 - 2 alpha)
-    interval's lower end) and ``noninferior`` = lower > -margin.
+    accuracy change (Tango's score bound, :func:`toolkit.decisions.accuracy_noninferiority`) and
+    ``noninferior`` = lower > -margin.
 
     Returns:
         DataFrame: model, dataset, selection, shots, k, layers, n, metric, value, low, high, delta,
@@ -429,9 +429,8 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
                 values[name] |= dict(delta=d.estimate, delta_low=d.low, delta_high=d.high)
         if ref is not None and r["k"] > 0:
             correct_ref = _probs_labels(ref)[0].argmax(axis=1) == y
-            tost = accuracy_tost(correct_ref, p.argmax(axis=1) == y, margin=config.margin, alpha=config.alpha)
-            values["accuracy"] |= dict(lower=float(tost.low), noninferior=bool(tost.low > -config.margin),
-                                       margin=config.margin)
+            ni = accuracy_noninferiority(correct_ref, p.argmax(axis=1) == y, margin=config.margin, alpha=config.alpha)
+            values["accuracy"] |= dict(lower=float(ni.low), noninferior=bool(ni.noninferior), margin=config.margin)
         rows += [dict(base, metric=name, **values[name]) for name in order if name in values]
     table = pd.DataFrame(rows)
     for col in ("delta", "delta_low", "delta_high", "lower", "noninferior", "margin"):
