@@ -109,6 +109,19 @@ slides: $(EXECUTED)/timings.json
 answer-key: $(EXECUTED)/timings.json
 	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD)
 
+# Grading and handing out (docs/guide/teaching.md):
+#   make nbgrader     -> build/nbgrader/: an nbgrader course folder (nbgrader_config.py, source/<notebook>/) from
+#                        the solution notebooks, and nbgrader's own generate_assignment on each (release/)
+#   make release      -> build/release/attn-prune-course/ and .tar.gz: what students get, nothing from this repo
+#                        needed (student notebooks, data, the toolkit wheel, pinned requirements, install.sh)
+.PHONY: nbgrader release
+nbgrader: $(STAMP)
+	$(BIN)/python -m toolkit.course.build annotate --check
+	$(BIN)/python -m toolkit.course.build nbgrader $(COURSE_BUILD)/nbgrader --generate
+
+release: $(STAMP)
+	$(BIN)/python -m toolkit.course.build release $(COURSE_BUILD)/release/attn-prune-course
+
 course: student slides answer-key
 
 clean:

@@ -292,3 +292,15 @@ def test_nbgrader_round_trip(stem, tmp_path, monkeypatch):
     case = re.search(rf"{name}: case (?:'|&#39;|&#x27;)(.+?)(?:'|&#39;|&#x27;) failed", feedback)
     assert case, f"no failing case named in the feedback of {stem}"
     assert case.group(1) in [c.name for c in exercise(name).cases()]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_answer_key_placeholders_name_recorded_values(path):
+    """Every {{name}} of the answer key is a key the record cell prints (or the committed study's facts)."""
+    cells = nbformat.read(path, as_version=4).cells
+    record = next(c.source for c in cells if "record" in cell_tags(c))
+    keys = set(re.findall(r'"(\w+)"\s*:', record)) | set(re.findall(r'record\["(\w+)"\]', record)) | {"study"}
+    key = next(c.source for c in cells if "answer-key" in cell_tags(c))
+    roots = {m.split(".")[0] for m in re.findall(r"\{\{\s*([A-Za-z_][\w.]*)", key)}
+    assert roots and roots <= keys, roots - keys
+    assert "Predict, then run" in key  # an answer for the predict-then-run prompts
