@@ -116,11 +116,11 @@ answer-key: $(EXECUTED)/timings.json
 #                        needed (student notebooks, data, the toolkit wheel, pinned requirements, install.sh)
 .PHONY: nbgrader release
 nbgrader: $(STAMP)
-	$(BIN)/python -m toolkit.course.build annotate --check
-	$(BIN)/python -m toolkit.course.build nbgrader $(COURSE_BUILD)/nbgrader --generate
+	$(BIN)/python -m toolkit.course.grading annotate --check
+	$(BIN)/python -m toolkit.course.grading nbgrader $(COURSE_BUILD)/nbgrader --generate
 
 release: $(STAMP)
-	$(BIN)/python -m toolkit.course.build release $(COURSE_BUILD)/release/attn-prune-course
+	$(BIN)/python -m toolkit.course.grading release $(COURSE_BUILD)/release/attn-prune-course
 
 course: student slides answer-key
 

@@ -59,7 +59,7 @@ def _nbgrader(cell):
 
 
 def test_the_committed_nbgrader_metadata_is_what_the_tags_say():
-    """`python -m toolkit.course.build annotate` was run after the last edit of a tag."""
+    """`python -m toolkit.course.grading annotate` was run after the last edit of a tag."""
     assert annotate_sources(REPO / "notebooks", check=True) == []
 
 

@@ -12,10 +12,9 @@ One source, several builds (the nbgrader markup, without nbgrader):
 - A cell tagged ``record``: prints one JSON object of measured values (n, estimates, CIs) on its last
   line of output; the answer key reads it.
 
-nbgrader (0.9.6) reads the same markers, but its ``ClearSolutions`` also needs nbgrader's per-cell
-metadata (it refuses a marked cell without it), ``generate_assignment`` needs a course folder and a
-gradebook database, and the package brings ~100 dependencies; this module needs only nbformat,
-nbclient and nbconvert (already installed with JupyterLab).
+nbgrader (0.9.6) reads the same markers (plus per-cell metadata, which :mod:`toolkit.course.grading`
+derives from the tags); this module needs only nbformat, nbclient and nbconvert (installed with
+JupyterLab), so ``make student`` works without nbgrader.
 
 Command line (the Makefile's ``student``, ``executed``, ``slides`` and ``answer-key`` targets)::
 
@@ -23,9 +22,9 @@ Command line (the Makefile's ``student``, ``executed``, ``slides`` and ``answer-
     python -m toolkit.course.build execute OUT [--notebooks DIR] [--profile classroom]
     python -m toolkit.course.build slides EXECUTED OUT [--offline]
     python -m toolkit.course.build answer-key EXECUTED OUT [--study-table CSV]
-    python -m toolkit.course.build annotate [--check]          # nbgrader metadata from the tags
-    python -m toolkit.course.build nbgrader OUT [--generate]    # an nbgrader course folder
-    python -m toolkit.course.build release OUT [--no-wheel]     # the student release (toolkit.course.grading)
+
+nbgrader's metadata, the nbgrader course folder and the student release build on this module:
+``python -m toolkit.course.grading annotate|nbgrader|release`` (:mod:`toolkit.course.grading`).
 """
 
 from __future__ import annotations
@@ -432,35 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("out", type=Path)
     a.add_argument("--study-table", type=Path, default=repo / "benchmarks" / "results" / "cross_model_table.csv")
     a.add_argument("--study-config", type=Path, default=repo / "benchmarks" / "studies" / "cross_model.yaml")
-    an = sub.add_parser("annotate", help="write nbgrader cell metadata (from the cell tags) into the notebooks")
-    an.add_argument("--notebooks", type=Path, default=repo / "notebooks")
-    an.add_argument("--check", action="store_true", help="only report notebooks whose metadata is out of date")
-    g = sub.add_parser("nbgrader", help="an nbgrader course folder (nbgrader_config.py, source/)")
-    g.add_argument("out", type=Path)
-    g.add_argument("--notebooks", type=Path, default=repo / "notebooks")
-    g.add_argument("--generate", action="store_true", help="run nbgrader generate_assignment on each notebook")
-    r = sub.add_parser("release", help="the self-contained student release (folder and .tar.gz)")
-    r.add_argument("out", type=Path)
-    r.add_argument("--notebooks", type=Path, default=repo / "notebooks")
-    r.add_argument("--requirements", type=Path, default=None,
-                   help="pinned requirements to ship (default: pinned from this environment)")
-    r.add_argument("--no-wheel", action="store_true", help="skip building the toolkit wheel")
-    r.add_argument("--no-archive", action="store_true", help="skip the .tar.gz")
     args = p.parse_args(argv)
-    if args.command in ("annotate", "nbgrader", "release"):
-        from . import grading  # grading builds on this module
-
-        if args.command == "annotate":
-            stale = grading.annotate_sources(args.notebooks, check=args.check)
-            print(("out of date: " if args.check else "annotated: ") + (", ".join(stale) or "none"))
-            return 1 if args.check and stale else 0
-        if args.command == "nbgrader":
-            for path in grading.build_nbgrader_course(args.notebooks, args.out, generate=args.generate):
-                print(path)
-            return 0
-        print(grading.build_release(args.notebooks, args.out, wheel=not args.no_wheel,
-                                    archive=not args.no_archive, requirements=args.requirements))
-        return 0
     if args.command == "student":
         for path in build_student(args.notebooks, args.out):
             print(path)

@@ -2,7 +2,7 @@
 
 The solution notebooks (``notebooks/``) stay the one source. Their cell tags say what each cell is;
 :func:`nbgrader_metadata` turns a tag into nbgrader's per-cell metadata (schema 3), which
-``python -m toolkit.course.build annotate`` writes into the notebooks (and ``--check`` verifies):
+``python -m toolkit.course.grading annotate`` writes into the notebooks (and ``--check`` verifies):
 
 =============  ==========================================  ===========================================
 tag            nbgrader cell                               points
@@ -181,7 +181,7 @@ def nbgrader_source_notebook(nb: nbformat.NotebookNode, notebook: str) -> nbform
     return instructor_free(annotate_notebook(nb, notebook))
 
 
-NBGRADER_CONFIG = '''# nbgrader configuration of the course folder written by `python -m toolkit.course.build nbgrader`
+NBGRADER_CONFIG = '''# nbgrader configuration of the course folder written by `python -m toolkit.course.grading nbgrader`
 # (`make nbgrader`). Run nbgrader from this folder: nbgrader generate_assignment 04_calibration, ...
 c = get_config()  # noqa: F821 - nbgrader defines it
 c.CourseDirectory.course_id = {course_id!r}
@@ -460,3 +460,45 @@ def release_leaks(folder: Path, notebooks: Path) -> list[str]:
             if s in raw or json.dumps(s)[1:-1] in raw:
                 problems.append(f"{path.name}: holds the solution or answer line {s[:60]!r}")
     return problems
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m toolkit.course.grading annotate|nbgrader|release`` (the Makefile's nbgrader and release)."""
+    import argparse
+
+    repo = Path(__file__).resolve().parents[2]
+    p = argparse.ArgumentParser(prog="python -m toolkit.course.grading", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    an = sub.add_parser("annotate", help="write nbgrader cell metadata (from the cell tags) into the notebooks")
+    an.add_argument("--notebooks", type=Path, default=repo / "notebooks")
+    an.add_argument("--check", action="store_true", help="only report notebooks whose metadata is out of date")
+    g = sub.add_parser("nbgrader", help="an nbgrader course folder (nbgrader_config.py, source/)")
+    g.add_argument("out", type=Path)
+    g.add_argument("--notebooks", type=Path, default=repo / "notebooks")
+    g.add_argument("--generate", action="store_true", help="run nbgrader generate_assignment on each notebook")
+    r = sub.add_parser("release", help="the self-contained student release (folder and .tar.gz)")
+    r.add_argument("out", type=Path)
+    r.add_argument("--notebooks", type=Path, default=repo / "notebooks")
+    r.add_argument("--requirements", type=Path, default=None,
+                   help="pinned requirements to ship (default: pinned from this environment)")
+    r.add_argument("--no-wheel", action="store_true", help="skip building the toolkit wheel")
+    r.add_argument("--no-archive", action="store_true", help="skip the .tar.gz")
+    args = p.parse_args(argv)
+    if args.command == "annotate":
+        stale = annotate_sources(args.notebooks, check=args.check)
+        print(("out of date: " if args.check else "annotated: ") + (", ".join(stale) or "none"))
+        return 1 if args.check and stale else 0
+    if args.command == "nbgrader":
+        for path in build_nbgrader_course(args.notebooks, args.out, generate=args.generate):
+            print(path)
+        return 0
+    print(build_release(args.notebooks, args.out, wheel=not args.no_wheel, archive=not args.no_archive,
+                        requirements=args.requirements))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
