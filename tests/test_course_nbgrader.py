@@ -248,9 +248,9 @@ def test_each_checker_cell_stands_alone(path):
         assert not borrowed, (cell.source.splitlines()[0], borrowed)
 
 
-# The round trip executes each notebook three times (about 1 min each under ci on an idle 2-core machine; 221 s
-# for all of 04's on a machine at load 6.5): CI runs 04 (the fastest notebook); COURSE_ROUND_TRIP=all runs
-# all five, COURSE_ROUND_TRIP=01_layer_importance,02_pruning a choice.
+# The round trip executes each notebook three times. Measured (generate + autograde x3 + feedback, TOOLKIT_PROFILE=ci,
+# 2 cores at load 5-7): 01 257 s, 02 271 s, 03 205 s, 04 218 s, 05 227 s; all five pass. CI runs 04 only (+~3.6 min
+# there); COURSE_ROUND_TRIP=all runs all five (+~20 min), COURSE_ROUND_TRIP=01_layer_importance,02_pruning a choice.
 _CHOSEN = os.environ.get("COURSE_ROUND_TRIP", "04_calibration")
 ROUND_TRIP = list(WRONG) if _CHOSEN == "all" else [s.strip() for s in _CHOSEN.split(",") if s.strip()]
 
