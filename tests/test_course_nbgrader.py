@@ -179,7 +179,7 @@ def test_the_student_build_drops_records_and_asserts_and_defaults_to_classroom(t
     for path in build_student(REPO / "notebooks", tmp_path):
         nb = nbformat.read(path, as_version=4)
         assert not [c for c in nb.cells if set(cell_tags(c)) & {"record", "answer-key", "asserts"}]
-        assert not any(re.search(r"^\s*assert ", c.source, re.M) for c in nb.cells if c.cell_type == "code")
+        assert not any(re.search(r"^\s*assert ", c.source, re.MULTILINE) for c in nb.cells if c.cell_type == "code")
         assert 'os.environ.get("TOOLKIT_PROFILE", "classroom")' in nb.cells[1].source
     study = nbformat.read(tmp_path / "05_study.ipynb", as_version=4)
     assert any("report written to" in c.source for c in study.cells)  # question 3 asks for that path
@@ -204,7 +204,7 @@ def test_hints_use_the_types_the_stub_hands_over(path):
         before = cell.source.split("### BEGIN SOLUTION")[0]
         if "np.asarray(" not in before:
             continue
-        name = re.search(r"^def (\w+)\(", cell.source, re.M).group(1)
+        name = re.search(r"^def (\w+)\(", cell.source, re.MULTILINE).group(1)
         hints = cells[i + 2].source + "\n" + exercise(name).hint
         assert "torch" not in hints and "dim=" not in hints, (name, hints)
         checked += 1

@@ -50,15 +50,15 @@ __all__ = [
     "answer_key",
     "build_slides",
     "build_student",
-    "execute_notebooks",
     "cell_tags",
+    "execute_notebooks",
     "fill_placeholders",
     "instructor_free",
     "numbered_notebooks",
     "read_record",
+    "strip_regions",
     "student_notebook",
     "study_facts",
-    "strip_regions",
 ]
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")

@@ -80,8 +80,8 @@ RELEASE_PROFILE = STUDENT_PROFILE
 SCHEMA_VERSION = 3
 ANSWER_CELL_TAG = "answer"
 READ_ONLY_TAGS = ("exercise", "questions", "hint")
-_CHECK_CALL = re.compile(r'^check\("([A-Za-z_]\w*)"', re.M)
-_DEF = re.compile(r"^def ([A-Za-z_]\w*)\(", re.M)
+_CHECK_CALL = re.compile(r'^check\("([A-Za-z_]\w*)"', re.MULTILINE)
+_DEF = re.compile(r"^def ([A-Za-z_]\w*)\(", re.MULTILINE)
 _POINTS = re.compile(r"\((\d+) points?\b")
 _INSTRUCTOR_SENTENCE = re.compile(r" ?Run `make executed` once before class[^.]*\.")
 
@@ -454,7 +454,7 @@ def release_leaks(folder: Path, notebooks: Path) -> list[str]:
                 problems.append(f"{path.name}, cell {i}: an instructor cell (tags {tags})")
             if cell.get("outputs") or cell.get("attachments"):
                 problems.append(f"{path.name}, cell {i}: has outputs or attachments")
-            if cell.cell_type == "code" and re.search(r"^\s*assert ", cell.source, re.M):
+            if cell.cell_type == "code" and re.search(r"^\s*assert ", cell.source, re.MULTILINE):
                 problems.append(f"{path.name}, cell {i}: an assert")
         for s in secrets.get(path.name, ()):
             if s in raw or json.dumps(s)[1:-1] in raw:
