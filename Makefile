@@ -166,6 +166,19 @@ slides: $(EXECUTED)/timings.json
 answer-key: $(EXECUTED)/timings.json
 	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD)
 
+# Grading and handing out (docs/guide/teaching.md):
+#   make nbgrader     -> build/nbgrader/: an nbgrader course folder (nbgrader_config.py, source/<notebook>/) from
+#                        the solution notebooks, and nbgrader's own generate_assignment on each (release/)
+#   make release      -> build/release/attn-prune-course/ and .tar.gz: what students get, nothing from this repo
+#                        needed (student notebooks, data, the toolkit wheel, pinned requirements, install.sh)
+.PHONY: nbgrader release
+nbgrader: $(STAMP)
+	$(BIN)/python -m toolkit.course.grading annotate --check
+	$(BIN)/python -m toolkit.course.grading nbgrader $(COURSE_BUILD)/nbgrader --generate
+
+release: $(STAMP)
+	$(BIN)/python -m toolkit.course.grading release $(COURSE_BUILD)/release/attn-prune-course
+
 course: student slides answer-key
 
 # The live explorer for lectures (docs/guide/labs.md): apps/explorer.ipynb as a Voila app, no code on

@@ -288,3 +288,87 @@ def test_comparators_directly():
         exact_int()(3.0, 3)
     with pytest.raises(Mismatch, match=r"1 of 3 entries differ; the largest difference is at index \[2\]"):
         floats(atol=1e-6)([1.0, 2.0, 3.5], np.array([1.0, 2.0, 3.0]))
+
+
+# ----------------------------------------------------------------------------- precision, interrupts, time limits
+
+
+def _toy_exercise(**overrides):
+    fields_ = dict(name="double", notebook="04_calibration", title="t", difficulty=1, importance=1, minutes=1,
+                   hint="multiply by two", signature="def double(x):\n    '''Twice x: 2 x (a float).'''",
+                   cases=lambda: [Case("one", (1.0,)), Case("two", (2.0,)), Case("three", (3.0,))],
+                   reference=lambda x: 2 * x, compare=scalar(atol=1e-12), compared_with="2 x", tolerance="exact")
+    return Exercise(**{**fields_, **overrides})
+
+
+def test_a_float32_answer_shows_the_difference_and_suggests_float64():
+    from toolkit.course.checking import Mismatch, floats
+
+    # the issue's case: 0.09 in float32 prints as 0.09, like the float64 value it misses
+    with pytest.raises(Mismatch) as info:
+        scalar(atol=1e-9)(np.float32(0.09), 0.09)
+    text = str(info.value)
+    assert "expected 0.09, received 0.09 (difference +3.58e-09; allowed 1e-09)" in text, text
+    assert "float32" in text and "float64" in text
+    with pytest.raises(Mismatch) as info:
+        floats(atol=1e-9)(np.array([0.5, 0.09], dtype=np.float32), np.array([0.5, 0.09]))
+    text = str(info.value)
+    assert "largest difference is at index [1]" in text and "difference +3.58e-09" in text and "float64" in text
+    with pytest.raises(Mismatch) as info:
+        floats(atol=1e-9)(torch.tensor([0.5, 0.09]), np.array([0.5, 0.09]))  # torch's default dtype
+    assert "float64" in str(info.value)
+    with pytest.raises(Mismatch) as info:  # a float64 answer that is simply wrong gets no dtype advice
+        floats(atol=1e-9)(np.array([0.5, 0.1]), np.array([0.5, 0.09]))
+    assert "float32" not in str(info.value) and "difference +0.01" in str(info.value)
+
+
+def test_ctrl_c_in_a_case_ends_the_check_naming_the_case():
+    from toolkit.course.checking import run_checks
+
+    def interrupted(x):
+        if x == 2.0:
+            raise KeyboardInterrupt
+        return 2 * x
+
+    with pytest.raises(ExerciseFailed) as info:
+        run_checks(_toy_exercise(), interrupted)
+    assert str(info.value).startswith("double: interrupted in case 'two'")
+    assert info.value.__suppress_context__ and info.value.__cause__ is None  # no traceback chained to it
+    assert "checking.py" not in "".join(info.value._render_traceback_())
+
+
+def test_a_case_past_its_time_limit_ends_the_check_naming_the_case(monkeypatch):
+    import signal
+    import time
+
+    from toolkit.course.checking import run_checks
+
+    def slow(x):
+        if x == 3.0:
+            while True:  # a loop that never ends
+                time.sleep(0.01)
+        return 2 * x
+
+    before = signal.getsignal(signal.SIGALRM)
+    monkeypatch.setenv("TOOLKIT_CHECK_TIME_LIMIT", "0.3")
+    start = time.perf_counter()
+    with pytest.raises(ExerciseFailed, match=r"double: interrupted in case 'three': it ran past the time limit "
+                                              r"of 0.3 s"):
+        run_checks(_toy_exercise(), slow)
+    assert time.perf_counter() - start < 5
+    assert signal.getsignal(signal.SIGALRM) == before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+    def swallows(x):  # a student's `except Exception` cannot hide the limit
+        try:
+            while True:
+                time.sleep(0.01)
+        except Exception:
+            return 2 * x
+
+    with pytest.raises(ExerciseFailed, match="interrupted in case 'one'"):
+        run_checks(_toy_exercise(), swallows)
+    monkeypatch.setenv("TOOLKIT_CHECK_TIME_LIMIT", "0")  # 0 = no limit: a fast solution still passes
+    assert run_checks(_toy_exercise(), lambda x: 2 * x).n_cases == 3
+    monkeypatch.setenv("TOOLKIT_CHECK_TIME_LIMIT", "soon")
+    with pytest.raises(InputError, match="TOOLKIT_CHECK_TIME_LIMIT='soon'"):
+        run_checks(_toy_exercise(), lambda x: 2 * x)

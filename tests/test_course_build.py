@@ -124,8 +124,10 @@ def test_student_build_of_each_notebook_keeps_no_solution(path, tmp_path):
     leaked = [s for s in secret if s in text and s not in public]
     assert not leaked
     stubs = [c for c in student.cells if "raise NotImplementedError" in c.source]
-    exercises = [c for c in source.cells if "### BEGIN SOLUTION" in c.source]
+    exercises = [c for c in source.cells if "### BEGIN SOLUTION" in c.source and c.cell_type == "code"]
     assert len(stubs) == len(exercises) >= 3
+    answers = [c for c in student.cells if "answer" in c.metadata.get("tags", [])]
+    assert len(answers) == 3 and all(c.source.endswith("\n\nYOUR ANSWER HERE") for c in answers)
     assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
 
 
@@ -133,7 +135,7 @@ def test_student_build_of_each_notebook_keeps_no_solution(path, tmp_path):
 def test_each_exercise_has_task_solution_checker_and_hint(path):
     cells = nbformat.read(path, as_version=4).cells
     for i, cell in enumerate(cells):
-        if "### BEGIN SOLUTION" not in cell.source:
+        if "### BEGIN SOLUTION" not in cell.source or cell.cell_type != "code":  # markdown: an answer cell
             continue
         name = cell.source.split("def ", 1)[1].split("(", 1)[0]
         assert "exercise" in cells[i - 1].metadata.get("tags", []) and "Difficulty" in cells[i - 1].source

@@ -12,10 +12,9 @@ One source, several builds (the nbgrader markup, without nbgrader):
 - A cell tagged ``record``: prints one JSON object of measured values (n, estimates, CIs) on its last
   line of output; the answer key reads it.
 
-nbgrader (0.9.6) reads the same markers, but its ``ClearSolutions`` also needs nbgrader's per-cell
-metadata (it refuses a marked cell without it), ``generate_assignment`` needs a course folder and a
-gradebook database, and the package brings ~100 dependencies; this module needs only nbformat,
-nbclient and nbconvert (already installed with JupyterLab).
+nbgrader (0.9.6) reads the same markers (plus per-cell metadata, which :mod:`toolkit.course.grading`
+derives from the tags); this module needs only nbformat, nbclient and nbconvert (installed with
+JupyterLab), so ``make student`` works without nbgrader.
 
 Command line (the Makefile's ``student``, ``executed``, ``slides`` and ``answer-key`` targets)::
 
@@ -23,6 +22,9 @@ Command line (the Makefile's ``student``, ``executed``, ``slides`` and ``answer-
     python -m toolkit.course.build execute OUT [--notebooks DIR] [--profile classroom]
     python -m toolkit.course.build slides EXECUTED OUT [--offline]
     python -m toolkit.course.build answer-key EXECUTED OUT [--study-table CSV]
+
+nbgrader's metadata, the nbgrader course folder and the student release build on this module:
+``python -m toolkit.course.grading annotate|nbgrader|release`` (:mod:`toolkit.course.grading`).
 """
 
 from __future__ import annotations
@@ -48,20 +50,25 @@ __all__ = [
     "answer_key",
     "build_slides",
     "build_student",
+    "cell_tags",
     "execute_notebooks",
     "fill_placeholders",
+    "instructor_free",
+    "numbered_notebooks",
     "read_record",
+    "strip_regions",
     "student_notebook",
     "study_facts",
-    "strip_regions",
 ]
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 STUB = ("# YOUR CODE HERE", 'raise NotImplementedError("exercise not done yet: replace this line with your code")')
 MARKDOWN_STUB = "YOUR ANSWER HERE"
-ANSWER_TAG, RECORD_TAG = "answer-key", "record"
+ANSWER_TAG, RECORD_TAG, ASSERTS_TAG = "answer-key", "record", "asserts"
 PROFILES = ("ci", "classroom", "full")
+STUDENT_PROFILE = "classroom"
+_PROFILE_DEFAULT = re.compile(r'os\.environ\.get\("TOOLKIT_PROFILE", "full"\)')
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*(?::([^}]*))?\}\}")
 
 
@@ -93,21 +100,53 @@ def strip_regions(source: str, markers: tuple[str, str], replacement: Sequence[s
     return "\n".join(out)
 
 
-def _tags(cell: Mapping[str, Any]) -> list[str]:
+def cell_tags(cell: Mapping[str, Any]) -> list[str]:
+    """A cell's tags (empty list when it has none)."""
     return list(cell.get("metadata", {}).get("tags", []))
+
+
+def instructor_free(nb: nbformat.NotebookNode, *, profile: str = STUDENT_PROFILE) -> nbformat.NotebookNode:
+    """A copy without what only the instructor may see, and with ``profile`` as the default profile.
+
+    Removed: cells tagged ``answer-key`` (the answer key's templates) and ``record`` (they print the
+    values the closing questions ask for), the ``assert`` lines of cells tagged ``asserts`` (CI's checks;
+    one answers a predict-then-run prompt; the cell goes when nothing else is left), every output.
+    The parameters cell falls back to ``profile`` instead of ``full`` when ``TOOLKIT_PROFILE`` is unset.
+    """
+    out = copy.deepcopy(nb)
+    cells = []
+    for cell in out.cells:
+        tags = cell_tags(cell)
+        if ANSWER_TAG in tags or RECORD_TAG in tags:
+            continue
+        if ASSERTS_TAG in tags:
+            kept = [ln for ln in cell.source.splitlines()
+                    if not ln.lstrip().startswith(("assert ", "# Cheap checks"))]
+            if not "".join(kept).strip():
+                continue
+            cell.source = "\n".join(kept).strip("\n")
+            cell.metadata["tags"] = [t for t in tags if t != ASSERTS_TAG]
+        if "parameters" in tags:
+            cell.source = _PROFILE_DEFAULT.sub(f'os.environ.get("TOOLKIT_PROFILE", "{profile}")', cell.source)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        cells.append(cell)
+    out.cells = cells
+    return out
 
 
 def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """The student version of a solution notebook (a copy; ``nb`` is unchanged).
 
-    Solution regions become stubs, hidden tests and ``answer-key`` cells are removed, ``record`` cells
-    stay (they only print what a run measured), every output and execution count is cleared.
+    Solution regions become stubs, hidden tests are removed, and so is everything
+    :func:`instructor_free` removes (answer-key and record cells, asserts, outputs); the default
+    profile is ``classroom``.
     """
-    out = copy.deepcopy(nb)
+    out = instructor_free(nb)
     cells = []
     for i, cell in enumerate(out.cells):
-        if ANSWER_TAG in _tags(cell):
-            continue
         where = f"{name}, cell {i}"
         stub = STUB if cell.cell_type == "code" else (MARKDOWN_STUB,)
         src = strip_regions(cell.source, SOLUTION_MARKERS, stub, where)
@@ -121,7 +160,8 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
     return out
 
 
-def _sources(notebooks: Path) -> list[Path]:
+def numbered_notebooks(notebooks: Path) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) of a folder, in order."""
     paths = sorted(Path(notebooks).glob("[0-9]*.ipynb"))
     if not paths:
         raise InputError(f"no numbered notebooks (NN_name.ipynb) in {notebooks}")
@@ -133,7 +173,7 @@ def build_student(notebooks: Path, out: Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in _sources(notebooks):
+    for path in numbered_notebooks(notebooks):
         nb = nbformat.read(path, as_version=4)
         target = out / path.name
         nbformat.write(student_notebook(nb, path.name), target)
@@ -163,7 +203,7 @@ def execute_notebooks(notebooks: Path, out: Path, *, profile: str = "classroom",
     previous = os.environ.get("TOOLKIT_PROFILE")
     os.environ["TOOLKIT_PROFILE"] = profile  # the kernel inherits it
     try:
-        for path in _sources(notebooks):
+        for path in numbered_notebooks(notebooks):
             if only and not any(path.name.startswith(o) for o in only):
                 continue
             nb = nbformat.read(path, as_version=4)
@@ -205,7 +245,7 @@ def _kernel_cpu(client: Any) -> dict[str, float]:
 
 def read_record(nb: nbformat.NotebookNode, name: str = "notebook") -> dict[str, Any]:
     """The JSON object the ``record``-tagged cell of an executed notebook printed last."""
-    cells = [c for c in nb.cells if RECORD_TAG in _tags(c)]
+    cells = [c for c in nb.cells if RECORD_TAG in cell_tags(c)]
     if len(cells) != 1:
         raise InputError(f"{name} has {len(cells)} cells tagged {RECORD_TAG!r}; expected exactly one")
     text = "".join(o.get("text", "") for o in cells[0].get("outputs", []) if o.get("output_type") == "stream")
@@ -284,7 +324,7 @@ def study_facts(table_csv: Path, config: Path | None = None, model: str = "smoll
 
 
 def _questions_text(nb: nbformat.NotebookNode) -> str:
-    cells = [c for c in nb.cells if "questions" in _tags(c)]
+    cells = [c for c in nb.cells if "questions" in cell_tags(c)]
     return cells[0].source if cells else ""
 
 
@@ -308,7 +348,7 @@ def answer_key(executed: Path, out: Path, *, study_table: Path | None = None,
              "section). Every number below was measured in that run and is quoted with its n; rerun to refresh. "
              "Not for students.",
              ""]
-    for path in _sources(executed):
+    for path in numbered_notebooks(executed):
         nb = nbformat.read(path, as_version=4)
         record = {**extra, **read_record(nb, path.name)}
         title = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells if c.cell_type == "markdown"), path.stem)
@@ -320,7 +360,13 @@ def answer_key(executed: Path, out: Path, *, study_table: Path | None = None,
         if measured:
             parts += ["Measured compute (wall): " + ", ".join(measured), ""]
         parts += [_questions_text(nb).replace("## Questions", "### Questions"), ""]
-        keys = [c for c in nb.cells if ANSWER_TAG in _tags(c)]
+        rubrics = [c for c in nb.cells if "answer" in cell_tags(c)]
+        if rubrics:
+            parts += ["### Model answers and rubrics (the answer cells' mark scheme)", ""]
+            for cell in rubrics:
+                head, _, rest = cell.source.partition(SOLUTION_MARKERS[0])
+                parts += [head.strip(), "", rest.replace(SOLUTION_MARKERS[1], "").strip(), ""]
+        keys = [c for c in nb.cells if ANSWER_TAG in cell_tags(c)]
         for cell in keys:
             parts += ["### What to look for", "", fill_placeholders(cell.source, record, path.name), ""]
     text = "\n".join(parts)
@@ -351,11 +397,11 @@ def build_slides(executed: Path, out: Path, *, offline: bool = False) -> list[Pa
     exporter = SlidesExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                                reveal_scroll=True, **links)  # scroll: a long primer slide stays readable
     written = []
-    for path in _sources(executed):
+    for path in numbered_notebooks(executed):
         nb = nbformat.read(path, as_version=4)
         if not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
             raise InputError(f"{path} has no outputs: slides are built from executed notebooks (make executed)")
-        nb.cells = [c for c in nb.cells if ANSWER_TAG not in _tags(c)]
+        nb.cells = [c for c in nb.cells if ANSWER_TAG not in cell_tags(c)]
         body, _ = exporter.from_notebook_node(nb)
         target = out / f"{path.stem}.slides.html"
         target.write_text(body)

@@ -86,8 +86,8 @@ ECE = Exercise(
         A Python float.
     """''',
     hint=(
-        'Bin index `ceil(f * M) - 1`, clipped to [0, M - 1], keeps a value on an upper edge in the lower bin '
-        'and 1.0 in the last. Each non-empty bin adds (its share of all n predictions) x |accuracy - mean '
+        'Check the bin a confidence lands in: one exactly on an upper edge belongs to the lower bin, 1.0 to the '
+        'last, 0.0 to the first. Each non-empty bin adds (its share of all n predictions) x |accuracy - mean '
         'confidence|: weighted by bin size.'
     ),
     cases=_ece_cases,
@@ -178,8 +178,8 @@ NLL = Exercise(
         A Python float.
     """''',
     hint=(
-        'Take the probability of the TRUE label in each row (`probs[np.arange(n), labels]`), floor it at '
-        '1e-15, natural log, average, negate.'
+        'Take the probability of the TRUE label in each row (one entry per row, picked by its label), floor it '
+        'at 1e-15, natural log, average, negate.'
     ),
     cases=lambda: _prob_cases(zero_on_label=True),
     reference=lambda probs, labels: float(nll(probs, labels)),

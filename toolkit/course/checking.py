@@ -16,7 +16,9 @@ import copy
 import html
 import math
 import os
+import signal
 import sysconfig
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +39,7 @@ __all__ = [
     "ExerciseFailed",
     "Mismatch",
     "boolean",
+    "case_time_limit",
     "describe",
     "exact_int",
     "exact_ints",
@@ -315,13 +318,42 @@ def _close(r: float, e: float, atol: float, rtol: float) -> bool:
     return abs(r - e) <= atol + rtol * abs(e)
 
 
+FLOAT32_ADVICE = (
+    "your value is float32 (about 7 significant digits); compute in float64, e.g. "
+    "`np.asarray(x, dtype=np.float64)` or `t.double()`, before comparing"
+)
+
+
+def _is_float32(value: Any) -> bool:
+    """Whether a received value carries float32 (or a narrower float) precision."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, torch.Tensor):
+        return value.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    if dtype is not None:
+        try:
+            return np.issubdtype(dtype, np.floating) and np.dtype(dtype).itemsize <= 4
+        except TypeError:
+            return False
+    return False
+
+
+def _fmt_diff(d: float) -> str:
+    return f"{d:+.3g}"
+
+
 def scalar(atol: float = 0.0, rtol: float = 0.0) -> Callable[[Any, Any], None]:
-    """Compare one number: |received - expected| <= atol + rtol |expected|; NaN only matches NaN."""
+    """Compare one number: |received - expected| <= atol + rtol |expected|; NaN only matches NaN.
+
+    The message shows the difference (two numbers that print alike can differ in the 8th digit) and
+    suggests float64 when the received value is float32.
+    """
 
     def compare(received: Any, expected: Any) -> None:
         r, e = _as_scalar(received, "a single number (a float)"), float(expected)
         if not _close(r, e, atol, rtol):
-            raise Mismatch(f"expected {_fmt_float(e)}, received {_fmt_float(r)} (difference {_fmt_float(r - e)})")
+            advice = f"\n{FLOAT32_ADVICE}" if _is_float32(received) else ""
+            raise Mismatch(f"expected {_fmt_float(e)}, received {_fmt_float(r)} "
+                           f"(difference {_fmt_diff(r - e)}; allowed {_fmt_float(atol + rtol * abs(e))}){advice}")
 
     return compare
 
@@ -341,9 +373,14 @@ def _as_array(received: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 def floats(atol: float = 0.0, rtol: float = 0.0, what: str = "an array") -> Callable[[Any, Any], None]:
-    """Compare an array elementwise (shape first); NaN only matches NaN; names the worst entry."""
+    """Compare an array elementwise (shape first); NaN only matches NaN.
+
+    The message names the entry with the largest difference and the difference itself, and suggests
+    float64 when the received array is float32.
+    """
 
     def compare(received: Any, expected: Any) -> None:
+        narrow = _is_float32(received)
         e = np.asarray(expected.detach().cpu().numpy() if isinstance(expected, torch.Tensor) else expected,
                        dtype=np.float64)
         r = _as_array(received, e.shape, what)
@@ -360,9 +397,11 @@ def floats(atol: float = 0.0, rtol: float = 0.0, what: str = "an array") -> Call
             diff = np.where(bad, np.abs(r - e), -np.inf)
             i = tuple(int(j) for j in np.unravel_index(int(np.nanargmax(np.nan_to_num(diff, nan=np.inf))), e.shape))
             detail = f"\n  expected: {describe(e)}\n  received: {describe(r)}" if e.size <= 8 else ""
+            advice = f"\n{FLOAT32_ADVICE}" if narrow else ""
             raise Mismatch(
                 f"{int(bad.sum())} of {e.size} entries differ; the largest difference is at index {_fmt_index(i)}: "
-                f"expected {_fmt_float(e[i])}, received {_fmt_float(r[i])}{detail}"
+                f"expected {_fmt_float(e[i])}, received {_fmt_float(r[i])} (difference {_fmt_diff(r[i] - e[i])}; "
+                f"allowed {_fmt_float(atol + rtol * abs(e[i]))}){detail}{advice}"
             )
 
     return compare
@@ -458,6 +497,51 @@ def _student_frames(error: BaseException, keep: int = 3) -> str:
     return "".join(traceback.format_list(frames[-keep:]))
 
 
+CASE_TIME_LIMIT_ENV = "TOOLKIT_CHECK_TIME_LIMIT"
+DEFAULT_CASE_TIME_LIMIT = 120.0
+"""Seconds one case may run (the student's call and the comparison) before the check stops it;
+``$TOOLKIT_CHECK_TIME_LIMIT`` overrides it, 0 turns it off. Every built-in case takes well under a second."""
+
+
+class _CaseTimeout(BaseException):
+    """Raised in the main thread when a case runs past its limit (a BaseException: a student's
+    ``except Exception`` cannot swallow it)."""
+
+
+def case_time_limit() -> float:
+    """The per-case limit in seconds (0 = none), from ``$TOOLKIT_CHECK_TIME_LIMIT`` or the default."""
+    text = os.environ.get(CASE_TIME_LIMIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_CASE_TIME_LIMIT
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{CASE_TIME_LIMIT_ENV}={text!r} is not a number of seconds (0 = no limit)") from None
+    if not value >= 0:
+        raise InputError(f"{CASE_TIME_LIMIT_ENV}={text!r}; expected seconds >= 0 (0 = no limit)")
+    return value
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`_CaseTimeout` after ``seconds`` (SIGALRM; only where it exists, in the main thread)."""
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _CaseTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _fn_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
@@ -475,14 +559,30 @@ def run_checks(exercise: Exercise, fn: Callable[..., Any]) -> CheckResult:
             f"check({exercise.name!r}, fn) needs your function {exercise.name}, got {type(fn).__name__} {describe(fn)}"
         )
     passed = []
+    limit = case_time_limit()
     where = f"(compared with {exercise.compared_with}; {exercise.tolerance})"
     hint = f"hint: {exercise.hint.strip()}"
     for case in exercise.cases():
-        expected = exercise.reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
         head = f"{exercise.name}: case '{case.name}' failed\n  inputs: {_summary(exercise, case)}"
         try:
-            received = exercise.run(_guarded(fn), *copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
-            exercise.compare(received, expected)
+            with _time_limit(limit):
+                expected = exercise.reference(*copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
+                received = exercise.run(_guarded(fn), *copy.deepcopy(case.args), **copy.deepcopy(dict(case.kwargs)))
+                exercise.compare(received, expected)
+        except KeyboardInterrupt:
+            raise ExerciseFailed(
+                f"{exercise.name}: interrupted in case '{case.name}' (Ctrl-C or the kernel's stop button); "
+                f"{len(passed)} of the cases before it passed\n  inputs: {_summary(exercise, case)}\n"
+                "A loop that never ends, or one over far more items than the inputs hold? Run your function on "
+                "these inputs alone to see."
+            ) from None
+        except _CaseTimeout:
+            raise ExerciseFailed(
+                f"{exercise.name}: interrupted in case '{case.name}': it ran past the time limit of {limit:g} s "
+                f"(${CASE_TIME_LIMIT_ENV} changes it; 0 = none)\n  inputs: {_summary(exercise, case)}\n"
+                "The reference takes well under a second on these inputs: look for a loop that never ends, or one "
+                "over far more items than the inputs hold."
+            ) from None
         except _StudentRaised as raised:
             error = raised.error
             if isinstance(error, NotImplementedError):

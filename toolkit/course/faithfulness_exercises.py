@@ -73,8 +73,8 @@ K_FOR_FRACTION = Exercise(
         k, a Python int.
     """''',
     hint=(
-        'Round *up* (ceil), not down or to the nearest; `round(fraction * n_words, 9)` before that; at least '
-        '1. `math.ceil` returns an int, `np.ceil` a float.'
+        'Round *up* (ceil), not down or to the nearest; floating point makes 0.1 * 30 a hair above 3, so round '
+        'the product to a few decimals first; at least 1. `math.ceil` returns an int, `np.ceil` a float.'
     ),
     cases=_k_cases,
     reference=k_for_fraction,

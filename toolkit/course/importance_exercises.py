@@ -75,9 +75,9 @@ COSINE = Exercise(
         The score as a Python float (0 when y = x, 2 when y = -x).
     """''',
     hint=(
-        'One cosine per token (row t of x with row t of y), over the feature axis `dim=-1` (e.g. '
-        '`torch.nn.functional.cosine_similarity`); average the T cosines, then subtract the mean from 1. '
-        'Return a Python `float`.'
+        'The stub turns x and y into float64 numpy arrays. One cosine per token (row t of x with row t of y): '
+        'row-wise dot products over the last axis divided by the product of the row norms (`np.linalg.norm` with '
+        '`axis=-1`); average the T cosines, then subtract the mean from 1. Return a Python `float`.'
     ),
     cases=_stream_cases,
     reference=cosine_importance,
@@ -109,7 +109,8 @@ ANGULAR = Exercise(
         A Python float (0 when y = x, 0.5 for orthogonal updates, 1 when y = -x).
     """''',
     hint=(
-        "Turn each token's cosine into an angle first (clamp it to [-1, 1] before `torch.arccos`), divide by "
+        "The stub turns x and y into float64 numpy arrays. Turn each token's cosine into an angle first "
+        "(clip it to [-1, 1] with `np.clip` before `np.arccos`), divide by "
         'pi, then average over tokens. The arccos of the *average* cosine is a different number.'
     ),
     cases=_stream_cases,
