@@ -68,15 +68,7 @@ def test_header_exercise_minutes_are_the_registry_sum(notebook):
         f"({dict(zip(table['name'], table['minutes']))})")
 
 
-# Known disagreements between an exercise cell and the registry, in notebooks the course owner edits
-# (not the header): the test is strict, so fixing either side turns it into a failure that asks for
-# this entry to go.
-KNOWN_CELL_DRIFT = {"03_faithfulness": "ranking: cell 3 min, registry 5", "05_study": "mde_paired: cell 5 min, registry 10"}
-
-
-@pytest.mark.parametrize("notebook", [
-    pytest.param(nb, marks=pytest.mark.xfail(strict=True, reason=KNOWN_CELL_DRIFT[nb])) if nb in KNOWN_CELL_DRIFT
-    else nb for nb in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_exercise_cells_state_the_registry_minutes(notebook):
     table = list_exercises(notebook)
     registry = dict(zip(table["name"], table["minutes"].astype(int)))
