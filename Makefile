@@ -164,7 +164,7 @@ slides: $(EXECUTED)/timings.json
 	$(BIN)/python -m toolkit.course.build slides $(EXECUTED) $(COURSE_BUILD)/slides $(SLIDES_FLAGS)
 
 answer-key: $(EXECUTED)/timings.json
-	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD)
+	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD) $(SLIDES_FLAGS)
 
 # Grading and handing out (docs/guide/teaching.md):
 #   make nbgrader     -> build/nbgrader/: an nbgrader course folder (nbgrader_config.py, source/<notebook>/) from

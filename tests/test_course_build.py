@@ -171,7 +171,25 @@ def test_answer_key_fills_questions_from_the_record(tmp_path):
     text = answer_key(tmp_path / "ex", tmp_path / "out").read_text()
     assert "## 09 · A test notebook" in text and "### Questions\n1. Why?" in text
     assert "delta 0.12 at n = 40" in text and "ci 12 s" in text
-    assert (tmp_path / "out" / "answer_key.html").read_text().count("<h2") == 1
+    html = (tmp_path / "out" / "answer_key.html").read_text()
+    assert html.count("<h2") == 1 and "MathJax" not in html
+
+
+def test_answer_key_html_loads_mathjax_for_its_formulas(tmp_path):
+    """With a MathJax link the page configures $...$ and loads it; the TeX reaches the page intact."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 09 · A test notebook"),
+                nbformat.v4.new_markdown_cell("## Questions\n1. Is $\\mathrm{ECE} = \\sum_b w_b |a_b - c_b|$?",
+                                              metadata={"tags": ["questions"]}),
+                nbformat.v4.new_code_cell("", metadata={"tags": ["record"]})]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="{}")]
+    (tmp_path / "ex").mkdir()
+    nbformat.write(nb, tmp_path / "ex" / "09_test.ipynb")
+    answer_key(tmp_path / "ex", tmp_path / "out", mathjax_url="vendor/mathjax/MathJax.js?config=TeX-AMS_CHTML-full")
+    html = (tmp_path / "out" / "answer_key.html").read_text()
+    assert "<script src='vendor/mathjax/MathJax.js?config=TeX-AMS_CHTML-full'></script>" in html
+    assert "inlineMath: [['$','$']" in html
+    assert "$\\mathrm{ECE} = \\sum_b w_b |a_b - c_b|$" in html
 
 
 def test_study_facts_reads_the_committed_table():

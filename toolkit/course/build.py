@@ -329,11 +329,14 @@ def _questions_text(nb: nbformat.NotebookNode) -> str:
 
 
 def answer_key(executed: Path, out: Path, *, study_table: Path | None = None,
-               study_config: Path | None = None) -> Path:
+               study_config: Path | None = None, mathjax_url: str | None = None) -> Path:
     """Write the instructor guide ``out/answer_key.md`` (and ``.html``) from executed solution notebooks.
 
     For each notebook: its questions (with hints) and the ``answer-key`` cell filled with the values
     its ``record`` cell printed in that run (n, estimates, CIs), plus the measured compute times.
+    ``mathjax_url``: MathJax 2 for the HTML's formulas (``$...$``, ``$$...$$``), a link relative to
+    ``out`` (the CLI's ``--offline`` copies it next to the page, as for the slides); without it the
+    HTML shows the TeX source.
     """
     executed, out = Path(executed), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -374,9 +377,13 @@ def answer_key(executed: Path, out: Path, *, study_table: Path | None = None,
     md_path.write_text(text)
     from nbconvert.filters import markdown2html
 
+    head = "<!doctype html><meta charset='utf-8'><title>Answer key</title>"
+    if mathjax_url:
+        head += ("<script type='text/x-mathjax-config'>MathJax.Hub.Config({tex2jax: {inlineMath: "
+                 "[['$','$'], ['\\\\(','\\\\)']], processEscapes: true}});</script>"
+                 f"<script src='{mathjax_url}'></script>")
     (out / "answer_key.html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>Answer key</title>"
-        "<body style='max-width: 60em; margin: auto; font-family: sans-serif'>" + markdown2html(text) + "</body>"
+        head + "<body style='max-width: 60em; margin: auto; font-family: sans-serif'>" + markdown2html(text) + "</body>"
     )
     return md_path
 
@@ -431,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("out", type=Path)
     a.add_argument("--study-table", type=Path, default=repo / "benchmarks" / "results" / "cross_model_table.csv")
     a.add_argument("--study-config", type=Path, default=repo / "benchmarks" / "studies" / "cross_model.yaml")
+    a.add_argument("--offline", action="store_true",
+                   help="copy MathJax next to the answer key so its formulas render without a network (npm, once)")
     args = p.parse_args(argv)
     if args.command == "student":
         for path in build_student(args.notebooks, args.out):
@@ -442,7 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in build_slides(args.executed, args.out, offline=args.offline):
             print(path)
     else:
-        print(answer_key(args.executed, args.out, study_table=args.study_table, study_config=args.study_config))
+        mathjax = vendor_web_libraries(args.out)["mathjax_url"] if args.offline else None
+        print(answer_key(args.executed, args.out, study_table=args.study_table, study_config=args.study_config,
+                         mathjax_url=mathjax))
     return 0
 
 
