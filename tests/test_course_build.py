@@ -18,6 +18,7 @@ from toolkit.course.build import (
     HIDDEN_MARKERS,
     SOLUTION_MARKERS,
     answer_key,
+    link_live_explorer,
     build_student,
     fill_placeholders,
     read_record,
@@ -226,3 +227,12 @@ def test_vendored_tarball_keeps_only_the_listed_members(tmp_path):
     kept = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert kept == ["dist/reveal.js", "plugin/notes/notes.js"]
     assert (tmp_path / "out" / "dist" / "reveal.js").read_text() == "package/dist/reveal.js"
+
+
+def test_slides_point_to_the_live_explorer_before_the_frozen_one():
+    nb = nbformat.read(REPO / "notebooks" / "02_pruning.ipynb", as_version=4)
+    linked = link_live_explorer(nb)
+    i = next(i for i, c in enumerate(linked.cells) if c.cell_type == "code" and "PruningExplorer(" in c.source)
+    assert "make explorer" in linked.cells[i - 1].source and "http://127.0.0.1:8866/" in linked.cells[i - 1].source
+    assert len(linked.cells) == len(nb.cells) + 1  # one link, and the notebook itself untouched
+    assert not any("Live explorer" in c.source for c in nb.cells)

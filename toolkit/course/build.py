@@ -54,6 +54,7 @@ __all__ = [
     "execute_notebooks",
     "fill_placeholders",
     "instructor_free",
+    "link_live_explorer",
     "numbered_notebooks",
     "read_record",
     "strip_regions",
@@ -388,6 +389,29 @@ def answer_key(executed: Path, out: Path, *, study_table: Path | None = None,
     return md_path
 
 
+EXPLORER_URL = "http://127.0.0.1:8866/"  # `make explorer` (apps/explorer.ipynb under Voila)
+
+
+def link_live_explorer(nb: nbformat.NotebookNode, url: str = EXPLORER_URL) -> nbformat.NotebookNode:
+    """Before each cell that builds the explorer, a slide saying the picture is frozen and where the live app runs.
+
+    Slides freeze the widget into its last rendering; in a lecture the live explorer (a Voila app,
+    ``make explorer``) lets the room choose layers. Returns a copy; the notebook is not changed.
+    """
+    nb = copy.deepcopy(nb)
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "PruningExplorer(" in cell.source:
+            cells.append(nbformat.v4.new_markdown_cell(
+                f"**Live explorer:** the widget below is a frozen picture. Run `make explorer` on the "
+                f"projecting machine and open [{url}]({url}): the same explorer as an app, no code on screen; "
+                f"choose layers with the room and press evaluate.",
+                metadata={"slideshow": {"slide_type": "fragment"}}))
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
 def build_slides(executed: Path, out: Path, *, offline: bool = False) -> list[Path]:
     """reveal.js slides (nbconvert's slides exporter) of every executed notebook, input of code cells hidden.
 
@@ -409,7 +433,7 @@ def build_slides(executed: Path, out: Path, *, offline: bool = False) -> list[Pa
         if not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
             raise InputError(f"{path} has no outputs: slides are built from executed notebooks (make executed)")
         nb.cells = [c for c in nb.cells if ANSWER_TAG not in cell_tags(c)]
-        body, _ = exporter.from_notebook_node(nb)
+        body, _ = exporter.from_notebook_node(link_live_explorer(nb))
         target = out / f"{path.stem}.slides.html"
         target.write_text(body)
         written.append(target)
