@@ -163,9 +163,14 @@ def test_ray_worker_killed_mid_cell_then_rerun_completes_once(tmp_path, ray_runt
     first = run_cells(GROUPS, work, store=store, executor="ray", resources=Resources(workers=2, retries=0),
                       progress=False)
     assert (tmp_path / "crashed").exists()
-    assert victim in first.missing and not first.complete
-    assert any("tiny-a" in e for e in first.errors), first.errors
-    assert store.holder(victim) is not None  # the dead worker's claim is still there
+    assert any("tiny-a" in e for e in first.errors), first.errors  # the dead worker's task is reported
+    # The store notices a SIGKILLed worker's claim at once (its pid is gone): the group's sibling task
+    # may take the victim over in this very run, or, if it finished first, the claim waits for the rerun.
+    # Which happens is Ray's scheduling (seen both ways across Ray's dependency versions).
+    if victim in first.missing:
+        assert not first.complete and store.holder(victim) is not None  # the dead worker's claim is still there
+    else:
+        assert victim in first.done and store.holder(victim) is None
     second = run_cells(GROUPS, work, store=store, executor="ray", resources=Resources(workers=2), progress=False)
     assert second.complete, second
     assert store.records() == reference()

@@ -8,6 +8,7 @@ The lock is checked against an independent source of truth twice: the pyproject'
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -121,6 +122,16 @@ def test_pip_check_is_clean_but_for_the_model_packages():
     others = [line for line in complaints if not line.startswith(tuple(f"{n} " for n in lock.NO_DEPS))]
     assert others == [], done.stdout + done.stderr
     assert lock.pip_check() == others
+
+
+def test_installed_ignores_vendored_copies_on_sys_path(tmp_path, monkeypatch):
+    """setuptools appends its _vendor folder (with dist-info of its own) to sys.path once imported."""
+    vendored = tmp_path / "_vendor" / "packaging-0.0.1.dist-info"
+    vendored.mkdir(parents=True)
+    (vendored / "METADATA").write_text("Metadata-Version: 2.1\nName: packaging\nVersion: 0.0.1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "_vendor"))
+    assert importlib.metadata.version("packaging") == "0.0.1"  # what a sys.path scan sees first
+    assert lock.installed()["packaging"] != "0.0.1"
 
 
 @pytest.mark.skipif(os.environ.get("TOOLKIT_LOCKED") != "1", reason="runs in the locked venv (make test sets TOOLKIT_LOCKED=1)")

@@ -122,7 +122,18 @@ def check(lock: Path) -> None:
 
 
 def installed() -> dict[str, str]:
-    return {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    """{name: version} of the distributions in this environment's site-packages.
+
+    Only site-packages: setuptools (>= 71) appends its ``_vendor`` folder to ``sys.path`` once
+    imported, and its vendored copies (more-itertools, packaging, ...) carry dist-info of their own.
+    """
+    import sysconfig
+
+    folders = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    out: dict[str, str] = {}
+    for dist in importlib.metadata.distributions(path=folders):
+        out.setdefault(canonical(dist.metadata["Name"]), dist.version)
+    return out
 
 
 def diff(lock: Path, versions: dict[str, str]) -> list[str]:
