@@ -152,11 +152,7 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
         stub = STUB if cell.cell_type == "code" else (MARKDOWN_STUB,)
         src = strip_regions(cell.source, SOLUTION_MARKERS, stub, where)
         cell.source = strip_regions(src, HIDDEN_MARKERS, None, where).rstrip("\n")
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-        cell.metadata.pop("execution", None)
-        cells.append(cell)
+        cells.append(cell)  # outputs, counts and timings already went with instructor_free
     out.cells = cells
     return out
 

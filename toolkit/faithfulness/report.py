@@ -24,6 +24,7 @@ from .erasure import (
     options,
 )
 from ..metrics import metric_names
+from ..stats import bootstrap_ci
 from .soft import SOFT_SAMPLES
 from .metrics import (
     RANDOM,
@@ -102,11 +103,12 @@ def faithfulness_report(
     opts = options(fractions, erasure, replacement, exact_max_words, beam_width, soft_samples, soft_seed,
                    naopc_max_words)
     n_permutations = check_int(n_permutations, "n_permutations", 0)
+    permutation_seed = check_int(permutation_seed, "permutation_seed", 0)
     jobs = []
     for name, attr in attributions.items():
         checked = check_attributions(attr, words, f"attributions[{name!r}]")
         jobs += jobs_for(checked, str(name))
-        jobs += permuted_jobs(words, checked, str(name), n_permutations, check_int(permutation_seed, "permutation_seed", 0))
+        jobs += permuted_jobs(words, checked, str(name), n_permutations, permutation_seed)
     jobs += random_jobs(words, n_random, seed)
     table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc), check_flag(soft, "soft"))))
     per_example = average_rankings(table)
@@ -189,8 +191,6 @@ def soft_ratio_of_means(per_example: pd.DataFrame, *, n_boot: int = 1000, alpha:
         One row per group: the ``by`` columns, n_examples, room, soft_comprehensiveness_rom,
         soft_comprehensiveness_rom_low, _high, soft_sufficiency_rom, soft_sufficiency_rom_low, _high.
     """
-    from toolkit.stats import bootstrap_ci
-
     need = ["soft_comprehensiveness", "soft_sufficiency", "room"]
     missing = [c for c in [*by, *need] if c not in per_example]
     if missing:

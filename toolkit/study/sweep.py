@@ -406,9 +406,10 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
         ref = refs.get((r["model"], r["dataset"], r["shots"]))
         if ref is not None and ref["ids"] != r["ids"]:
             raise InputError(f"{r['cell']} scored other examples than its reference {ref['cell']}")
+        p_ref = None if ref is None else _probs_labels(ref)[0]
         report = calibration_report(p, y, n_boot=config.n_boot, seed=seed).iloc[0]
-        paired = None if ref is None else compare_calibration(
-            _probs_labels(ref)[0], p, y, n_boot=config.n_boot, seed=seed).set_index("metric")
+        paired = None if p_ref is None else compare_calibration(
+            p_ref, p, y, n_boot=config.n_boot, seed=seed).set_index("metric")
         values: dict[str, dict] = {}
         for name in registered:
             values[name] = dict(value=float(report[name]), low=float(report[f"{name}_low"]),
@@ -427,9 +428,8 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
                 d = paired_bootstrap(fn, (np.asarray(ref[column], dtype=float), y), (x, y), n_boot=config.n_boot,
                                      seed=seed)
                 values[name] |= dict(delta=d.estimate, delta_low=d.low, delta_high=d.high)
-        if ref is not None and r["k"] > 0:
-            correct_ref = _probs_labels(ref)[0].argmax(axis=1) == y
-            ni = accuracy_noninferiority(correct_ref, p.argmax(axis=1) == y, margin=config.margin, alpha=config.alpha)
+        if p_ref is not None and r["k"] > 0:
+            ni = accuracy_noninferiority(p_ref.argmax(axis=1) == y, p.argmax(axis=1) == y, margin=config.margin, alpha=config.alpha)
             values["accuracy"] |= dict(lower=float(ni.low), noninferior=bool(ni.noninferior), margin=config.margin)
         rows += [dict(base, metric=name, **values[name]) for name in order if name in values]
     table = pd.DataFrame(rows)
