@@ -271,6 +271,36 @@ def test_tiny_sweep_resumes_without_recomputing(tiny_sweep):
     pd.testing.assert_frame_equal(again, table)
 
 
+def test_tiny_sweep_records_carry_manifests_and_a_mixed_resume_is_refused(tiny_sweep):
+    from toolkit.manifest import MixedManifestError
+    from toolkit.store import CellStore
+
+    config, table, loader, _, _ = tiny_sweep
+    store = CellStore(config.run_dir())
+    records = store.records()
+    for r in records.values():  # each group's cells share one manifest: its prompt says its shots
+        assert r["manifest"]["config_digest"] == config.digest() and r["manifest"]["model"] == "tiny"
+        assert r["manifest"]["prompt"].endswith("1-shot") == (r["shots"] == 1)
+    # a finished cell computed under another transformers, and one cell left to compute
+    old = SweepCell("tiny", "tiny_sweep", "none", 0, 0).key
+    todo = SweepCell("tiny", "tiny_sweep", "cosine", 1, 2).key
+    kept = records[todo]
+    record = dict(records[old], manifest=dict(records[old]["manifest"], transformers="4.0.0"))
+    store.put(old, record)
+    store._cell_path(todo).unlink()
+    try:
+        with pytest.raises(MixedManifestError, match=r"transformers: 4\.0\.0 ->"):
+            run_sweep(config, progress=False, model_loader=loader)
+        assert not store.done(todo)  # refused before computing anything
+        with pytest.warns(RuntimeWarning, match="transformers"):
+            again = run_sweep(config, progress=False, model_loader=loader, allow_mixed=True)
+        assert store.done(todo)
+        pd.testing.assert_frame_equal(again, table)  # same code: the recomputed cell is the same
+    finally:
+        store.put(old, records[old])
+        store.put(todo, kept)
+
+
 # ---- the figure and the command line -------------------------------------------------------------
 def test_sweep_curves_draw_the_curve_as_measured(synthetic, tmp_path):
 

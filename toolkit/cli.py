@@ -141,7 +141,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
               "validation sentences")
         return 0
     start = time.perf_counter()
-    table = run_sweep(config, progress=not args.no_progress)
+    table = run_sweep(config, progress=not args.no_progress, allow_mixed=args.allow_mixed)
     kstar = k_star(table, margin=config.margin, rule=config.kstar_rule)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(kstar.to_string(index=False))
@@ -357,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="save the metric-vs-k figure to this PNG")
     p.add_argument("--dry-run", action="store_true", help="count the cells (and those done) per model, dataset and "
                                                           "shots, and stop")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="resume even when finished cells were computed under another manifest (library versions, "
+                        "toolkit code, weights, tokenizer, prompt, batch size, seed); it says what differs")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_sweep)
 

@@ -68,13 +68,13 @@ def _study_work(
 
 def _cell_manifest(config: StudyConfig, model_name: str, task, tok, digest: str | None, model=None) -> Manifest:
     """The manifest of ``model_name``'s cells on one dataset (``model`` None: before it loads, in the driver)."""
-    folder = None if digest is not None or model is not None else _model_folder(model_name)
+    folder = None if digest is not None or model is not None else model_folder(model_name)
     return build_manifest(model, tok, model_id=model_name, weights=folder, weights_sha256=digest,
                           task=task if tok is not None else None, batch_size=config.batch_size,
                           seeds={"seed": config.seed}, config_digest=config.digest())
 
 
-def _model_folder(name: str) -> Path | None:
+def model_folder(name: str) -> Path | None:
     """The local folder of a model (a built-in one once converted); None for a hub id."""
     path = Path(name).expanduser()
     if path.is_dir():
@@ -103,7 +103,7 @@ def _check_manifests(config: StudyConfig, store: CellStore, cells: list[Cell], w
     shots = study_shots(config)
     for model, dataset in dict.fromkeys((c.model, c.dataset) for c in cells if c.key in stored):
         if model not in tokenizers:
-            folder = _model_folder(model)
+            folder = model_folder(model)
             try:
                 tokenizers[model] = None if folder is None else AutoTokenizer.from_pretrained(folder, local_files_only=True)
             except (OSError, ValueError):
@@ -165,7 +165,7 @@ def run_study(
     cells = list(study_cells(config))
     weights: dict[str, str | None] = {}
     if len(store.done_keys(c.key for c in cells)) < len(cells):  # cells to compute: they must not mix manifests
-        weights = {m: None if (folder := _model_folder(m)) is None else weights_digest(folder) for m in config.models}
+        weights = {m: None if (folder := model_folder(m)) is None else weights_digest(folder) for m in config.models}
         _check_manifests(config, store, cells, weights, allow_mixed)
     groups = [(m, [c for c in cells if c.model == m]) for m in config.models if any(c.model == m for c in cells)]
     work = functools.partial(_study_work, config=config, datasets=user_datasets(config.datasets), weights=weights)

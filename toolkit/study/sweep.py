@@ -41,9 +41,10 @@ import torch
 
 from ..adapters import decoder_layers
 from ..calibration import TemperatureScaler, calibration_report, compare_calibration, ece
-from ..data import best_shots, chance_models, demonstrations, load_dataset
+from ..data import best_shots, chance_models, demonstrations, get_task, load_dataset
 from ..decisions import accuracy_noninferiority
 from ..importance import attention_importance, importance_metric, select_layers
+from ..manifest import Manifest, build_manifest, check_resume, weights_digest
 from ..metrics import list_metrics
 from ..models import load_model
 from ..pruning import drop_attention
@@ -52,7 +53,7 @@ from ..stats import bootstrap_ci, paired_bootstrap
 from ..store import CellStore
 from ..validation import InputError, check_choice, check_int, check_probability, is_int, short_repr
 from .config import StudyConfig, parse_config_text
-from .run import model_depth
+from .run import model_depth, model_folder
 
 __all__ = ["KSTAR_RULES", "SweepCell", "SweepConfig", "k_star", "run_sweep", "stage2_configs", "sweep_cells",
            "sweep_table"]
@@ -309,11 +310,23 @@ def sweep_cell(cell: SweepCell, config: SweepConfig, model: Any, tok: Any, data:
     }
 
 
-def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any = None) -> pd.DataFrame:
+def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any = None,
+              allow_mixed: bool = False) -> pd.DataFrame:
     """Run (or resume) the sweep locally and return :func:`sweep_table`; writes ``sweep.csv`` and ``kstar.csv``.
+
+    Every record carries the manifest it was computed under (:mod:`toolkit.manifest`: library
+    versions, toolkit code, weights, tokenizer, prompt, batch size, seed). Before a model computes
+    a cell, the finished cells of that model are checked against this run's manifest, as
+    :func:`toolkit.study.run_study` does: a resumed sweep never mixes code or library versions in
+    one table unless ``allow_mixed`` (then it warns).
 
     Args:
         model_loader: ``name -> (model, tokenizer)`` (default :func:`toolkit.load_model`).
+        allow_mixed: resume even when finished cells were computed under another manifest.
+
+    Raises:
+        MixedManifestError (an InputError): finished cells of a model with cells left to compute
+            were computed under another manifest; the message lists ``field: old -> new``.
     """
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -327,22 +340,28 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any =
         if n_layers is None:
             model, tok = loader(model_name)
             n_layers = len(decoder_layers(model))
-        depth = {model_name: n_layers}
-        sub = dataclasses.replace(config, models=(model_name,))
+        cells = list(sweep_cells(dataclasses.replace(config, models=(model_name,)), {model_name: n_layers}))
+        keys += [c.key for c in cells]
+        todo = [c for c in cells if not store.done(c.key)]
+        if not todo:  # a finished model's cells never load it
+            continue
+        if model is None:
+            model, tok = loader(model_name)
+        manifests = _sweep_manifests(config, model_name, model, tok, {(c.dataset, c.shots) for c in cells})
+        records = store.records()
+        check_resume({c.key: records[c.key].get("manifest") for c in cells if c.key in records},
+                     {c.key: manifests[(c.dataset, c.shots)] for c in cells},
+                     allow_mixed=allow_mixed, where=f"sweep {run_dir}")
         data: dict = {}
         cache: dict = {}
-        for cell in sweep_cells(sub, depth):
-            keys.append(cell.key)
-            if store.done(cell.key):
-                continue
-            if model is None:  # a finished model's cells never load it
-                model, tok = loader(model_name)
+        for cell in todo:
             if (cell.dataset, cell.shots) not in data:
                 data[(cell.dataset, cell.shots)] = _sweep_data(config, cell.dataset, cell.shots)
 
             def compute(cell: SweepCell = cell) -> dict:
                 torch.manual_seed(cell.seed(config.seed))
-                return sweep_cell(cell, config, model, tok, data[(cell.dataset, cell.shots)], cache)
+                record = sweep_cell(cell, config, model, tok, data[(cell.dataset, cell.shots)], cache)
+                return {**record, "manifest": manifests[(cell.dataset, cell.shots)].to_dict()}
 
             store.run_cell(cell.key, compute)
             if progress:
@@ -355,6 +374,17 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any =
     table.to_csv(run_dir / "sweep.csv", index=False)
     k_star(table, margin=config.margin, rule=config.kstar_rule).to_csv(run_dir / "kstar.csv", index=False)
     return table
+
+
+def _sweep_manifests(config: SweepConfig, model_name: str, model: Any, tok: Any,
+                     groups: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Manifest]:
+    """The manifest of each (dataset, shots) group of ``model_name``'s cells (weights hashed once)."""
+    folder = model_folder(model_name)
+    digest = None if folder is None else weights_digest(folder)
+    return {(dataset, shots): build_manifest(
+        model, tok, model_id=model_name, weights_sha256=digest,
+        task=dataclasses.replace(get_task(dataset), n_shot=shots), batch_size=config.batch_size,
+        seeds={"seed": config.seed}, config_digest=config.digest()) for dataset, shots in sorted(groups)}
 
 
 # ---- the table ---------------------------------------------------------------------------------
