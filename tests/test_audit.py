@@ -98,3 +98,26 @@ def test_recompute_refuses_a_table_without_its_inputs():
     table = audit_table(records, n_boot=200)
     with pytest.raises(InputError, match="lacks columns"):
         recompute(table.drop(columns="gains"))
+
+
+def test_the_study_summary_and_the_audit_reach_the_same_verdicts_from_the_same_p_values():
+    """One decision path: the study table's p (toolkit.study.decide), gated in summary() and in recompute()."""
+    from toolkit.study import StudyConfig, summary, tidy_table
+
+    records, _, _ = _records()
+    records = [dict(r, ece_scaled=0.1, temperature=1.0) for r in records]
+    config = StudyConfig(n_boot=200, seed=0, margin=0.05, alpha=0.05)
+    table = tidy_table(records, config)
+    head = summary(table, alpha=0.05)
+    audit = audit_table(records, n_boot=200, seed=0)
+    by_cell = cell_verdicts(audit).set_index("selection").verdict
+    mine = head.table[head.table.k > 0].set_index("selection").verdict
+    assert mine.to_dict() == by_cell.to_dict()
+    assert by_cell["cosine"].startswith("keeps accuracy") and by_cell["random"].startswith("collapsed")
+    for metric in ("ece", "naopc_comprehensiveness:input_x_gradient"):  # the same one-sided p on both
+        a = audit[(audit.metric == metric)].set_index("selection").p
+        t = table[(table.metric == metric) & (table.k > 0)].set_index("selection").p
+        np.testing.assert_allclose(t.sort_index().to_numpy(float), a.sort_index().to_numpy(float), rtol=1e-12)
+    primary = audit[(audit.family == "primary")].set_index("metric").p_adj
+    tests = head.tests[head.tests.family == "primary"].set_index("metric").p_adj
+    np.testing.assert_allclose(tests.sort_index().to_numpy(float), primary.sort_index().to_numpy(float), rtol=1e-12)

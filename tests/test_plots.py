@@ -158,15 +158,18 @@ def test_importance_profile_draws_one_bar_per_layer_and_one_line_per_metric():
 def _claims_summary():
     rows = [
         dict(selection="none", k=0, misaligned=False),
-        dict(selection="cosine", k=1, d_accuracy=-0.02, tost_low=-0.04, tost_high=-0.01, equivalent=True, d_ece=-0.03,
-             ece_low=-0.06, ece_high=-0.002, ece_changed=True, d_naopc=0.01, naopc_low=-0.05, naopc_high=0.07,
-             naopc_changed=False, misaligned=True),
-        dict(selection="cosine", k=2, d_accuracy=-0.13, tost_low=-0.16, tost_high=-0.10, equivalent=False, d_ece=-0.1,
-             ece_low=-0.2, ece_high=-0.05, ece_changed=True, d_naopc=-0.02, naopc_low=-0.1, naopc_high=0.08,
-             naopc_changed=False, misaligned=False),
-        dict(selection="random", k=2, d_accuracy=0.01, tost_low=-0.02, tost_high=0.04, equivalent=True, d_ece=0.0,
-             ece_low=-0.03, ece_high=0.03, ece_changed=False, d_naopc=0.2, naopc_low=0.05, naopc_high=0.35,
-             naopc_changed=True, misaligned=True),
+        dict(selection="cosine", k=1, d_accuracy=-0.02, ni_low=-0.04, keeps_accuracy=True, collapsed=False,
+             d_ece=0.03, ece_low=0.002, ece_high=0.06, ece_degrades=True, d_naopc=0.01, naopc_low=-0.05,
+             naopc_high=0.07, naopc_degrades=False, misaligned=True),
+        dict(selection="cosine", k=2, d_accuracy=-0.13, ni_low=-0.16, keeps_accuracy=False, collapsed=False,
+             d_ece=0.1, ece_low=0.05, ece_high=0.2, ece_degrades=True, d_naopc=-0.02, naopc_low=-0.1,
+             naopc_high=0.08, naopc_degrades=False, misaligned=False),
+        dict(selection="cosine", k=3, d_accuracy=-0.3, ni_low=-0.35, keeps_accuracy=False, collapsed=True,
+             d_ece=0.0, ece_low=-0.1, ece_high=0.1, ece_degrades=False, d_naopc=-0.3, naopc_low=-0.4,
+             naopc_high=-0.2, naopc_degrades=False, misaligned=False),
+        dict(selection="random", k=2, d_accuracy=0.01, ni_low=-0.02, keeps_accuracy=True, collapsed=False,
+             d_ece=0.0, ece_low=-0.03, ece_high=0.03, ece_degrades=False, d_naopc=-0.2, naopc_low=-0.35,
+             naopc_high=-0.05, naopc_degrades=True, misaligned=True),
     ]
     return Summary(pd.DataFrame(rows), margin=0.05, alpha=0.05, correction="holm", method="saliency",
                    claims=("accuracy", "ece", "naopc_comprehensiveness"))
@@ -179,18 +182,23 @@ def test_claims_plot_draws_each_interval_and_marks_what_was_shown():
     s = _claims_summary()
     axes = plots.claims_plot(s)
     pruned = s.table[s.table.k > 0]
-    for ax, (lo, hi, shown) in zip(axes, [("tost_low", "tost_high", "equivalent"), ("ece_low", "ece_high", "ece_changed"),
-                                         ("naopc_low", "naopc_high", "naopc_changed")]):
+    for ax, (lo, hi, shown) in zip(axes, [("ni_low", "d_accuracy", "keeps_accuracy"),
+                                         ("ece_low", "ece_high", "ece_degrades"),
+                                         ("naopc_low", "naopc_high", "naopc_degrades")]):
         bars = [c for c in ax.collections if isinstance(c, LineCollection)]
-        spans = sorted((round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6)) for b in bars for seg in b.get_segments())
+        spans = sorted((round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6)) for b in bars for seg in b.get_segments()
+                       if np.ptp(seg[:, 1]) > 0)  # accuracy: one-sided, from the bound up to the point
         assert spans == sorted(zip(pruned[lo].round(6), pruned[hi].round(6)))  # the intervals, not bootstrap bands
         points = [c for c in ax.collections if not isinstance(c, LineCollection)]
+        crosses = [c for c in points if c.get_label() == "collapsed"]
+        assert len(crosses) == 1 and len(crosses[0].get_offsets()) == 1  # the collapsed cell, drawn as an x
         filled = sum(len(c.get_offsets()) for c in points
                      if len(c.get_offsets()) and c.get_facecolor().size and c.get_facecolor()[0][:3].tolist() != [1, 1, 1]
-                     and c.get_sizes()[0] < 100)
+                     and c.get_sizes()[0] < 100 and c not in crosses)
         rings = sum(len(c.get_offsets()) for c in points if len(c.get_offsets()) and c.get_sizes()[0] >= 100)
-        assert filled == pruned[shown].sum() and rings == pruned.misaligned.sum() == 2
-    assert axes[0].get_title() == "Δ accuracy, TOST 90% CI" and "Holm" in axes[1].get_title()
+        assert filled == (pruned[shown].astype(bool) & ~pruned.collapsed.astype(bool)).sum()
+        assert rings == pruned.misaligned.sum() == 2
+    assert axes[0].get_title() == "Δ accuracy, one-sided 95% bound" and "95% CI" in axes[1].get_title()
     assert "NAOPC (saliency)" in axes[2].get_title()
     plt.close("all")
     with pytest.raises(ValueError, match=r"summary lacks columns \['d_accuracy'"):

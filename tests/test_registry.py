@@ -124,22 +124,25 @@ def test_registered_metrics_reach_the_summary_and_the_plan(tiny_study):
     head, plan = tiny_study["summary"], tiny_study["plan"]
     columns = set(head.table.columns)
     for short in ("t_overconfidence", "t_comp_gap"):
-        assert {short, f"d_{short}", f"{short}_low", f"{short}_high", f"{short}_changed"} <= columns
+        assert {short, f"d_{short}", f"{short}_low", f"{short}_high", f"{short}_p_adj", f"{short}_degrades"} <= columns
     assert head.claims == ("accuracy", "ece", "t_overconfidence", "naopc_comprehensiveness", "t_comp_gap")
     assert set(head.table.selection) == {"none", "cosine", "t_reverse"}
-    n_pruned = 4
-    assert head.m == n_pruned * 4  # per pruned cell: ECE, overconfidence, NAOPC and comp - suff (one method)
-    assert plan.attrs["m"] == head.m
+    n_pruned = 4  # per pruned cell: ECE, overconfidence, NAOPC and comp - suff (one method) are tested
+    assert set(head.tests.metric) <= {"ece", "t_overconfidence", "naopc_comprehensiveness:saliency",
+                                      "t_comp_gap:saliency"} and len(head.tests) <= n_pruned * 4
+    assert {"t_overconfidence", "t_comp_gap:saliency"} <= set(head.tests.metric)
+    assert head.m + head.m_exploratory + int(head.tests.refused.sum()) == len(head.tests)
+    assert plan.attrs["m"] == n_pruned * 4  # the largest primary family: every pruned cell passing the gate
     assert plan.metric.tolist() == ["accuracy", "ece", "t_overconfidence", "naopc", "t_comp_gap"]
 
 
 def test_registered_metrics_reach_the_claims_plot_and_the_report(tiny_study):
     titles = tiny_study["claims_titles"]
-    assert len(titles) == 5 and "Δ overconfidence, Holm CI" in titles and "Δ comp - suff (saliency), Holm CI" in titles
+    assert len(titles) == 5 and "Δ overconfidence, 95% CI" in titles and "Δ comp - suff (saliency), 95% CI" in titles
     report = tiny_study["report"]
-    assert "`t_overconfidence_changed`" in report and "`t_comp_gap_changed`" in report
+    assert "`t_overconfidence_degrades`" in report and "`t_comp_gap_degrades`" in report
     header = next(line for line in report.splitlines() if line.startswith("| model"))
-    assert {"t_overconfidence", "t_overconfidence_changed", "t_comp_gap", "t_comp_gap_changed"} <= {
+    assert {"t_overconfidence", "t_overconfidence_degrades", "t_comp_gap", "t_comp_gap_degrades"} <= {
         cell.strip() for cell in header.split("|")}
     assert "| t_reverse " in report  # the importance metric's cells are rows of the summary
     run_dir = tiny_study["config"].run_dir()

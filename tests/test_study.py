@@ -151,32 +151,53 @@ def _table_row(k, metric, **values):
                 metric=metric, value=0.5, low=0.4, high=0.6, **values)
 
 
-def test_summary_claims_are_tests_with_their_size():
+def test_summary_gates_the_claims_and_adjusts_each_family_against_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
     rows = []
-    # (k, accuracy shown equivalent?, ECE delta / se, NAOPC delta / se)
-    cells = [(2, True, (0.10, 0.02), (0.0, 0.1)),  # ECE moves by 5 se: changed after Holm over m = 6
-             (4, False, (0.10, 0.02), (0.0, 0.1)),  # same change, accuracy not shown equivalent
-             (6, True, (0.05, 0.023), (0.0, 0.1))]  # p = 0.03 alone: not changed once m = 6 tests count
+    # (k, selection, keeps accuracy?, collapsed?, one-sided p of ECE, of NAOPC)
+    cells = [(2, "cosine", True, False, 0.001, 0.2),   # gated: ECE degrades after Holm over the primary family
+             (4, "cosine", False, False, 0.001, 0.2),  # the same ECE p, accuracy not kept: exploratory
+             (6, "cosine", True, False, 0.03, 0.04),   # gated, p = 0.03 alone: not shown once m counts
+             (8, "cosine", True, True, 0.0001, 0.2),   # keeps accuracy but collapsed: exploratory
+             (2, "random", True, False, 0.0001, 0.2)]  # a control selection: exploratory whatever its gate
     rows += [_table_row(0, "accuracy"), _table_row(0, "ece"), _table_row(0, "naopc_comprehensiveness:saliency")]
-    for k, equivalent, (d_ece, se_ece), (d_n, se_n) in cells:
-        rows.append(_table_row(k, "accuracy", delta=0.0, tost_low=-0.03, tost_high=0.03 if equivalent else 0.08,
-                               equivalent=equivalent, margin=0.05))
-        rows.append(_table_row(k, "ece", delta=d_ece, delta_se=se_ece))
-        rows.append(_table_row(k, "naopc_comprehensiveness:saliency", delta=d_n, delta_se=se_n, delta_df=5))
-    head = summary(pd.DataFrame(rows), correction="holm")
-    s = head.table.set_index("k")
-    assert s.loc[2, "equivalent"] and s.loc[2, "ece_changed"] and s.loc[2, "misaligned"]
-    assert not s.loc[4, "equivalent"] and s.loc[4, "ece_changed"] and not s.loc[4, "misaligned"]
-    assert s.loc[6, "equivalent"] and not s.loc[6, "ece_changed"] and not s.loc[6, "misaligned"]
-    assert s.loc[2, "verdict"] == "misaligned" and s.loc[4, "verdict"] == "accuracy not shown equivalent"
-    assert s.misaligned.dtype == bool and not s.loc[0, "misaligned"]  # the reference is no claim
-    assert s.loc[0, "verdict"] == "reference (unpruned)" and len(s[s.misaligned]) == 1
-    assert head.m == 6 and "Holm" in head.statement and "0.05" in head.statement
-    assert head.expected_false_flags == pytest.approx(0.3) and head.margin == 0.05 and head.correction == "holm"
-    # Bonferroni-level intervals (m = 6): half-width z_{1 - 0.05 / 12} se = 2.638 se
-    assert s.loc[2, "ece_high"] - s.loc[2, "ece_low"] == pytest.approx(2 * 2.6383 * 0.02, rel=1e-3)
+    for k, sel, keeps, broken, p_ece, p_naopc in cells:
+        base = dict(_table_row(k, "accuracy"), selection=sel)
+        rows.append(dict(base, delta=-0.01, ni_low=-0.03 if keeps else -0.08, noninferior=keeps, margin=0.05,
+                         collapsed=broken, collapse_reasons="one class" if broken else "", n=200))
+        for metric, p in (("ece", p_ece), ("naopc_comprehensiveness:saliency", p_naopc)):
+            rows.append(dict(base, metric=metric, delta=0.1, delta_low=0.0, delta_high=0.2, p=p, n=200,
+                             test="normal" if metric == "ece" else "t", alternative="greater" if metric == "ece"
+                             else "less"))
+    table = pd.DataFrame(rows)
+    head = summary(table, correction="holm")
+    s = head.table.set_index(["selection", "k"])
+    primary = [(2, 0.001), (2, 0.2), (6, 0.03), (6, 0.04)]  # cosine cells 2 and 6: ECE, NAOPC
+    holm = multipletests([p for _, p in primary], alpha=0.05, method="holm")[1]
+    assert head.m == 4 and s.loc[("cosine", 2), "ece_p_adj"] == pytest.approx(holm[0])
+    assert s.loc[("cosine", 6), "ece_p_adj"] == pytest.approx(holm[2])
+    exploratory = [0.001, 0.2, 0.0001, 0.2, 0.0001, 0.2]  # cosine 4, cosine 8, random 2
+    bh = multipletests(exploratory, alpha=0.05, method="fdr_bh")[1]
+    assert head.m_exploratory == 6 and s.loc[("cosine", 4), "ece_p_adj"] == pytest.approx(bh[0])
+    assert s.loc[("cosine", 2), "ece_degrades"] and not s.loc[("cosine", 6), "ece_degrades"]
+    assert s.loc[("cosine", 2), "misaligned"] and s.loc[("cosine", 2), "verdict"] == "keeps accuracy; degrades: ece"
+    assert not s.loc[("cosine", 4), "misaligned"] and s.loc[("cosine", 4), "ece_degrades"]  # exploratory reject
+    assert s.loc[("cosine", 4), "verdict"] == "not shown to keep accuracy (margin 0.05)"
+    assert s.loc[("cosine", 8), "verdict"] == "collapsed (one class)" and not s.loc[("cosine", 8), "misaligned"]
+    assert not s.loc[("random", 2), "misaligned"] and s.loc[("cosine", 6), "verdict"] == (
+        "keeps accuracy; no degradation shown")
+    assert s.misaligned.dtype == bool and not s.loc[("none", 0), "misaligned"]  # the reference is no claim
+    assert s.loc[("none", 0), "verdict"] == "reference (unpruned)" and int(s.misaligned.sum()) == 1
+    assert "Holm" in head.statement and "3 of 5 pruned cells" not in head.statement
+    assert "in 4 of 5 pruned cells" in head.statement and "1 collapsed" in head.statement
+    assert head.expected_false_flags == pytest.approx(0.2) and head.margin == 0.05 and head.correction == "holm"
+    assert len(head.tests) == 10 and set(head.tests.family) == {"primary", "exploratory"}
     with pytest.raises(ValueError, match="correction"):
-        summary(pd.DataFrame(rows), correction="bonf")
+        summary(table, correction="bonf")
+    old = table.drop(columns=["noninferior", "ni_low", "collapsed", "collapse_reasons"])
+    with pytest.raises(ValueError, match="predates"):
+        summary(old.assign(noninferior=np.nan, collapsed=np.nan))
 
 
 def test_digest_of_older_configs_is_unchanged():
@@ -196,12 +217,13 @@ def test_status_and_plan_before_anything_runs(tmp_path):
     cells = status(config)
     assert list(cells.state.unique()) == ["todo"] and len(cells) == 5 and cells.estimated.all()
     table = plan(config).set_index("metric")
-    assert table.loc["accuracy", "source"] == "assumed" and table.attrs["m"] == 4 * 2
+    # m: the largest primary family, 2 cosine cells x 2 claims (the random-layer control is exploratory)
+    assert table.loc["accuracy", "source"] == "assumed" and table.attrs["m"] == 2 * 2
     assert table.loc["naopc", "mde"] > table.loc["naopc", "ci_halfwidth"] > 0
-    # exact sign-flip floor 2 / 2^n against alpha / m: n_faithfulness pairs of the ci profile
+    # exact one-sided sign-flip floor 1 / 2^n against alpha / m: n_faithfulness pairs of the ci profile
     n_faith = int(table.loc["naopc", "n"])
-    assert table.loc["naopc", "smallest_p"] == 2 / 2 ** n_faith
-    assert table.loc["naopc", "can_reject"] == (2 / 2 ** n_faith <= 0.05 / 8)
+    assert table.loc["naopc", "smallest_p"] == 1 / 2 ** n_faith
+    assert table.loc["naopc", "can_reject"] == (1 / 2 ** n_faith <= 0.05 / 4)
     assert np.isnan(table.loc["accuracy", "smallest_p"]) and table.loc["accuracy", "can_reject"]
     with pytest.raises(ValueError, match="Resources.workers"):
         StudyConfig(resources={"workers": 0})
@@ -243,8 +265,11 @@ def test_aopc_only_study_tests_aopc_and_skips_the_bounds(tmp_path):
     records = CellStore(config.run_dir()).records().values()
     assert all(row["bound_method"] == "none" for r in records for row in r["faithfulness"])
     head = summary(table)
-    assert {"aopc", "d_aopc", "aopc_low", "aopc_high", "aopc_changed"} <= set(head.table.columns)
-    assert head.faithfulness_metric == "aopc_comprehensiveness" and head.m == 2
+    assert {"aopc", "d_aopc", "aopc_low", "aopc_high", "aopc_p_adj", "aopc_degrades"} <= set(head.table.columns)
+    assert head.faithfulness_metric == "aopc_comprehensiveness"
+    assert "aopc_comprehensiveness:saliency" in set(head.tests.metric) and set(head.tests.metric) <= {
+        "ece", "aopc_comprehensiveness:saliency"}  # ECE's test is not run when its bootstrap interval has no width
+    assert head.m + head.m_exploratory + int(head.tests.refused.sum()) == len(head.tests)
     assert plan(config).metric.tolist() == ["accuracy", "ece", "aopc"]
     with pytest.raises(ValueError, match="StudyConfig.naopc='no'; expected true or false"):
         StudyConfig(naopc="no")

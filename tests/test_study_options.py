@@ -272,16 +272,18 @@ def test_faithfulness_by_length_matches_a_hand_computation(bucket_study):
 
 def test_claims_replace_the_headline_metrics_in_the_summary_plan_and_report(bucket_study):
     head, default = bucket_study["summary"], bucket_study["default_summary"]
-    assert head.claims == ("accuracy", "brier", "t_claim_gap")  # the equivalence claim first, always
+    assert head.claims == ("accuracy", "brier", "t_claim_gap")  # the premise (accuracy) first, always
     assert default.claims == ("accuracy", "ece", "aopc_comprehensiveness")
-    assert {"brier", "d_brier", "brier_changed", "t_gap", "t_gap_low", "t_gap_changed"} <= set(head.table.columns)
-    assert "ece_changed" not in head.table and "aopc_changed" not in head.table
+    assert {"brier", "d_brier", "brier_degrades", "t_gap", "t_gap_low", "t_gap_degrades"} <= set(head.table.columns)
+    assert "ece_degrades" not in head.table and "aopc_degrades" not in head.table
     assert head.faithfulness_metric == "t_claim_gap"
-    assert head.m == default.m == 1 * (1 + 1)  # 1 pruned cell: 1 calibration + 1 faithfulness claim x 1 method
+    # 1 pruned cell: 1 calibration + 1 faithfulness claim x 1 method, each tested (primary or exploratory)
+    assert set(head.tests.metric) == {"brier", "t_claim_gap:saliency"}
+    assert set(default.tests.metric) <= {"ece", "aopc_comprehensiveness:saliency"}
     p = bucket_study["plan"]
     assert p.metric.tolist() == ["accuracy", "brier", "t_gap"] and p.attrs["m"] == 1 * (1 + 1)
     report = bucket_study["report"]
-    assert "`brier_changed`, `t_gap_changed`" in report and "ece_changed" not in report
+    assert "`brier_degrades`, `t_gap_degrades`" in report and "ece_degrades" not in report
     with pytest.raises(InputError, match=r"claims holds 'cosine' \(family importance\)"):
         summary(bucket_study["table"], claims=("cosine",))
     with pytest.raises(InputError, match=r"claims \['naopc_comprehensiveness'\] are not measured in this table"):

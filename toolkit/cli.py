@@ -87,12 +87,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
                   "median of finished cells; scale for other machines and models)")
             if args.plan:
                 table = plan(config)
-                print(f"\nwhat it can detect (power 0.8; change tests at alpha / m, m = {table.attrs['m']}; "
-                      f"accuracy equivalence margin {config.margin}):")
+                print(f"\nwhat it can detect (power 0.8; one-sided 'degrades' tests at alpha / m, m = {table.attrs['m']} "
+                      f"= the largest primary family; accuracy non-inferiority margin {config.margin}):")
                 print(table.round(4).to_string(index=False))
                 hopeless = table.loc[~table["can_reject"].astype(bool), "metric"].tolist()
                 if hopeless:
-                    print(f"cannot be shown at this n (an exact test's smallest p, 2 / 2^n, exceeds alpha / m): "
+                    print(f"cannot be shown at this n (an exact one-sided test's smallest p, 1 / 2^n, exceeds alpha / m): "
                           f"{', '.join(hopeless)}; give them more sentences or leave them out of the claims")
         return 0
     start = time.perf_counter()

@@ -48,12 +48,13 @@ __all__ = [
 
 FAMILIES = ("importance", "faithfulness", "calibration")
 TESTS = {
-    "tost": "paired TOST of per-example correctness against the unpruned model (an equivalence claim)",
+    "noninferiority": "paired non-inferiority of per-example correctness against the unpruned model (one-sided "
+                      "Tango score bound above -margin): the premise 'keeps accuracy' that gates the other claims",
     "paired_bootstrap": "paired bootstrap difference against the unpruned model, normal approximation "
                         "(se from its 95% interval), multiplicity-adjusted",
     "paired_t": "paired t test of the per-example difference against the unpruned model, multiplicity-adjusted",
 }
-_TESTS_OF = {"calibration": ("tost", "paired_bootstrap"), "faithfulness": ("paired_t",), "importance": ()}
+_TESTS_OF = {"calibration": ("noninferiority", "paired_bootstrap"), "faithfulness": ("paired_t",), "importance": ()}
 ENGINE_PARTS = ("curves", "flips", "bounds", "soft")
 
 
@@ -66,9 +67,9 @@ class Metric:
         fn: the function (its signature per family: see the module docstring).
         family: ``importance``, ``faithfulness`` or ``calibration``.
         higher_is_better: True, False, or None where neither (importance scores, a temperature).
-        test: the paired test behind a "changed" (or, ``tost``, "holds") claim: a key of :data:`TESTS`.
+        test: the paired test behind a "degrades" (or, ``noninferiority``, "keeps") claim: a key of :data:`TESTS`.
         headline: the claim is one of the study's headline claims: a summary column group, a change
-            test counted in m (or, ``tost``, the equivalence claim), a plan row and a claims panel.
+            test of the primary family (or, ``noninferiority``, the gate), a plan row and a claims panel.
         label: how a title names it (``ECE``); default ``name``.
         fmt: format of one value (``.3f``).
         short: its column prefix in the summary (``naopc`` -> ``naopc``, ``d_naopc``, ...); default ``name``.

@@ -194,11 +194,12 @@ def claims_plot(summary, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
     """The study's claims against the pruning level: each paired difference with the interval its test uses.
 
     One panel per claim of the summary (the registry's headline metrics, :mod:`toolkit.metrics`),
-    in order: Δ accuracy with its (1 - 2 alpha) TOST interval and the ±margin band it must lie in
-    (filled marker: shown equivalent); Δ ECE and Δ NAOPC (or Δ AOPC in an AOPC-only study), and any
-    other registered change claim, with their multiplicity-adjusted intervals (filled: shown
-    changed). A misaligned cell is ringed in red on every panel. One colour per selection; the
-    unpruned reference is the zero line.
+    in order: Δ accuracy with its one-sided (1 - alpha) lower bound drawn down from the point and
+    the -margin line it must stay above (filled marker: keeps accuracy); Δ ECE and Δ NAOPC (or Δ
+    AOPC in an AOPC-only study), and any other registered change claim, with their paired 95%
+    intervals (filled: shown to degrade in its family, after the family's adjustment). A
+    collapsed cell is drawn with an x, a misaligned cell is ringed in red on every panel. One
+    colour per selection; the unpruned reference is the zero line.
 
     Args:
         summary: the :class:`toolkit.study.Summary` that :func:`toolkit.study.summary` returns (its
@@ -213,7 +214,7 @@ def claims_plot(summary, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
     table = summary.table
     claims = summary.claim_columns()
     needed = ["selection", "k", "misaligned"] + [c for claim in claims for c in
-                                                 (claim.delta, claim.low, claim.high, claim.shown)]
+                                                 (claim.delta, claim.low, claim.high, claim.shown) if c]
     missing = [c for c in needed if c not in table.columns]
     if missing or not claims:
         raise InputError(f"summary lacks columns {missing or 'of any claim'}: pass toolkit.study.summary(table) of a "
@@ -227,39 +228,43 @@ def claims_plot(summary, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
     pruned = table[table.k > 0]
     margin = summary.margin
     alpha = summary.alpha
-    correction = {"holm": "Holm", "bh": "Benjamini-Yekutieli"}.get(summary.correction, "adjusted")
     panels = []
     for claim in claims:
         metric = claim.metric
-        if metric.test == "tost":
-            title = f"Δ {metric.label}, TOST {{ci:.0%}} CI"
+        if metric.test == "noninferiority":
+            title = f"Δ {metric.label}, one-sided {1 - alpha:.0%} bound"
         elif metric.family == "faithfulness":
-            title = f"Δ {metric.label} ({summary.method}), {{correction}} CI"
+            title = f"Δ {metric.label} ({summary.method}), 95% CI"
         else:
-            title = f"Δ {metric.label}, {{correction}} CI"
-        panels.append((claim.delta, claim.low, claim.high, claim.shown, title, metric.test == "tost"))
+            title = f"Δ {metric.label}, 95% CI"
+        panels.append((claim.delta, claim.low, claim.high, claim.shown, title, metric.test == "noninferiority"))
     selections = sorted(pruned.selection.unique())
     colors = dict(zip(selections, sns.color_palette(n_colors=max(1, len(selections)))))
     width = 0.5 / max(1, len(selections))
-    for ax, (col, low, high, shown, title, equivalence) in zip(axes, panels):
+    for ax, (col, low, high, shown, title, premise) in zip(axes, panels):
         ringed = False  # one "misaligned" legend entry, and none when no cell is
         ax.axhline(0.0, color="0.3", linewidth=0.8)
-        if equivalence and margin is not None:
-            ax.axhspan(-margin, margin, color="0.85", zorder=0, label=f"±{margin:g} margin")
+        if premise and margin is not None:
+            ax.axhline(-margin, color="0.5", linestyle="--", linewidth=1.0, label=f"-{margin:g} margin")
         for i, sel in enumerate(selections):
             g = pruned[pruned.selection == sel].sort_values("k")
             x = g.k.to_numpy(dtype=float) + (i - (len(selections) - 1) / 2) * width
             y = g[col].to_numpy(dtype=float)
-            err = np.vstack([y - g[low].to_numpy(dtype=float), g[high].to_numpy(dtype=float) - y])
+            upper = np.zeros_like(y) if premise else g[high].to_numpy(dtype=float) - y  # one-sided: no upper arm
+            err = np.vstack([y - g[low].to_numpy(dtype=float), upper])
             ax.errorbar(x, y, yerr=err, fmt="none", ecolor=colors[sel], capsize=3, label=sel)
-            filled = g[shown].fillna(False).astype(bool).to_numpy()
-            ax.scatter(x[filled], y[filled], color=colors[sel], zorder=3)
-            ax.scatter(x[~filled], y[~filled], facecolor="white", edgecolor=colors[sel], zorder=3)
+            filled = g[shown].map(lambda v: v is True or v == 1 or str(v).lower() == "true").to_numpy(dtype=bool)
+            broken = (g["collapsed"].map(lambda v: v is True or str(v).lower() == "true").to_numpy(dtype=bool)
+                      if "collapsed" in g else np.zeros(len(g), dtype=bool))
+            ax.scatter(x[filled & ~broken], y[filled & ~broken], color=colors[sel], zorder=3)
+            ax.scatter(x[~filled & ~broken], y[~filled & ~broken], facecolor="white", edgecolor=colors[sel], zorder=3)
+            ax.scatter(x[broken], y[broken], marker="x", color=colors[sel], zorder=3,
+                       label="collapsed" if broken.any() and sel == selections[0] else None)
             bad = g.misaligned.astype(bool).to_numpy()
             ax.scatter(x[bad], y[bad], s=160, facecolor="none", edgecolor="#d62728", linewidth=1.5, zorder=4,
                        label="misaligned" if bad.any() and not ringed else None)
             ringed |= bool(bad.any())
-        ax.set_title(title.format(ci=1 - 2 * alpha, correction=correction), fontsize=10)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("k (attention layers dropped)")
         ax.set_xticks(sorted(pruned.k.unique()))
     axes[0].legend(fontsize="small", loc="best")
@@ -302,13 +307,13 @@ def _tag(metric) -> str:
 
 
 _OUTCOME_COLOURS = ("#c7e9c0", "#fdae6b", "#9ecae1", "#d9d9d9")
-_ARROWS = {"up": "\u2191", "down": "\u2193"}
+_MARKS = {"worse": "\u2193", "worse?": "\u2193?"}
 
 
 def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """Every pruned cell's verdict at once: one row per (model, dataset), one column per selection
-    (and level), coloured by outcome, annotated with k, the accuracy change and the claims that
-    moved (arrow = direction).
+    (and level), coloured by outcome, annotated with k, the accuracy change and the claims shown
+    to degrade (\u2193: primary family; \u2193?: exploratory).
 
     Args:
         verdicts: the table :func:`toolkit.study.verdicts` returns.
@@ -323,7 +328,7 @@ def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     from .metrics import get_metric
     from .study.verdicts import OUTCOMES
 
-    needed = ["model", "dataset", "selection", "k", "outcome", "moved"]
+    needed = ["model", "dataset", "selection", "k", "outcome", "degraded"]
     if not isinstance(verdicts, pd.DataFrame) or any(c not in verdicts for c in needed):
         raise InputError(f"verdicts must be the table toolkit.study.verdicts returns (columns {needed})")
     frame = verdicts.copy()
@@ -333,13 +338,13 @@ def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     rows = list(dict.fromkeys(frame.row))
     columns = list(dict.fromkeys(frame.column))
     grid = np.full((len(rows), len(columns)), np.nan)
-    claims = [c for c in frame.columns if c not in needed + ["row", "column", "level", "layers", "equivalent",
-                                                               "d_accuracy", "misaligned"]]
+    claims = [c for c in frame.columns if c not in needed + ["row", "column", "level", "shots", "layers"]
+              and frame[c].isin(list(_MARKS) + [""]).all()]
     ax = _new_axes(ax, (1.9 * len(columns) + 3.0, 0.55 * len(rows) + 1.6))
     for _, r in frame.iterrows():
         i, j = rows.index(r.row), columns.index(r.column)
         grid[i, j] = OUTCOMES.index(r.outcome)
-        marks = [f"{_tag(get_metric(c))}{_ARROWS[r[c]]}" for c in claims if r[c] in _ARROWS]
+        marks = [f"{_tag(get_metric(c))}{_MARKS[r[c]]}" for c in claims if r[c] in _MARKS]
         head = f"k={r.k}" + (f", \u0394acc {r.d_accuracy:+.2f}" if "d_accuracy" in frame and pd.notna(r.d_accuracy) else "")
         text = head + ("\n" + " ".join(marks) if marks else "")
         ax.text(j, i, text, ha="center", va="center", fontsize=7)
@@ -352,7 +357,7 @@ def verdict_heatmap(verdicts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.tick_params(which="minor", length=0)
     ax.legend(handles=[Patch(color=c, label=o) for c, o in zip(_OUTCOME_COLOURS, OUTCOMES)],
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_title("verdict per pruned cell (\u2191/\u2193: a change claim shown to move up / down)", fontsize=9)
+    ax.set_title("verdict per pruned cell (\u2193: a claim shown to degrade; \u2193?: exploratory)", fontsize=9)
     return ax
 
 

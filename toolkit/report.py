@@ -132,7 +132,7 @@ def write_report(
             ax.set_visible(False)
         figures.append((f"{model} / {dataset}: metrics vs pruning level", _save(fig, out / f"metrics_{tag}.png")))
 
-        has_claims = {"model", "dataset", "k", "tost_low"} <= set(head)
+        has_claims = {"model", "dataset", "k", "ni_low"} <= set(head)
         claims = head[(head.model == model) & (head.dataset == dataset)] if has_claims else None
         if claims is not None and (claims.k > 0).any():
             n_panels = len(summary.claim_columns())
@@ -161,13 +161,17 @@ def write_report(
     faith = get_metric(summary.faithfulness_metric) if summary.faithfulness_metric else headline_metrics(
         "faithfulness")[0]
     claimed = [get_metric(name) for name in summary.claims] or list(headline_metrics())
-    changed = ", ".join(f"`{m.short}_changed`" for m in claimed if m.test != "tost")
+    degrades = ", ".join(f"`{m.short}_degrades`" for m in claimed if m.test != "noninferiority")
     lines += ["## Summary", "",
               f"{faith.label} is for `{summary.method or None}`. Deltas (`d_`) are paired differences against the "
-              "unpruned model on the same examples. `equivalent`: accuracy shown equivalent by paired TOST "
-              f"(`tost_low`, `tost_high`: its interval, which must lie inside the margin); {changed}: "
-              "a change shown after the multiplicity correction (`_low`, `_high`: "
-              "the adjusted interval); `misaligned`: equivalent and a change shown.", "",
+              "unpruned model on the same examples. `keeps_accuracy`: the one-sided lower bound of the accuracy "
+              f"change (`ni_low`) is above -margin (non-inferiority: a gain never fails it); `collapsed`: the pruned "
+              "model predicts one class, is at chance or stops answering in format (kept out of the claims); "
+              f"{degrades}: the one-sided test that the metric got worse, rejected in its family (`_p_adj`; `_low`, "
+              "`_high`: the unadjusted paired 95% interval). Primary family: cells that keep accuracy and are not "
+              "collapsed; every other test is exploratory. `misaligned`: keeps accuracy and a primary claim "
+              "degrades (the seed claim). Every test's inputs: `audit.csv`, recomputed by "
+              "`python -m toolkit verdicts audit.csv`.", "",
               f"Tests: {summary.statement}", "",
               shown.round(3).to_markdown(index=False), ""]
     if by_length is not None and len(by_length):

@@ -37,7 +37,7 @@ def _binned(norm: str = "l1", binning: str = "width") -> Callable[..., float | N
 
 # The calibration family of the metric registry, in the order of the report's columns and the study's
 # rows. A new calibration metric is one entry here (or a register_metric call anywhere).
-register_metric(Metric("accuracy", accuracy, "calibration", higher_is_better=True, test="tost", headline=True,
+register_metric(Metric("accuracy", accuracy, "calibration", higher_is_better=True, test="noninferiority", headline=True,
                        plot=True, explorer=True))
 register_metric(Metric("ece", _binned(), "calibration", higher_is_better=False, test="paired_bootstrap",
                        headline=True, label="ECE", also_show=(("ece_temperature_scaled", "ece_ts"),), plot=True,

@@ -26,19 +26,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..calibration import compare_calibration
-from ..decisions import (
-    NONINFERIORITY_MARGINS,
-    MAX_EXACT_PAIRS,
-    collapse_reasons,
-    gated_family,
-    noninferiority_from_counts,
-    sign_flip_test,
-)
+from ..decisions import NONINFERIORITY_MARGINS, collapse_reasons, gated_family, noninferiority_from_counts
 from ..metrics import get_metric, metric_names
 from ..validation import InputError, check_float
+from .cells import Cell
+from .decide import accuracy_gate, cell_verdict, degrade_test, is_control, paired_values
 from .table import record_frame
 
 __all__ = [
@@ -56,95 +50,65 @@ DEFAULT_PRIMARY = ("ece", "naopc_comprehensiveness")
 INPUT_COLUMNS = (*CELL_KEYS, "metric", "n", "estimate", "ci_low", "ci_high", "test", "alternative", "n_resamples",
                  "p", "primary_claim", "gains", "losses", "n_classes", "majority_share", "balanced_accuracy",
                  "mean_label_mass", "margin", "alpha")
-_Z975 = float(stats.norm.ppf(0.975))
-# calibration metrics the audit tests (bootstrap se + normal reference), Brier as a paired t on per-example terms
-_CALIBRATION = ("ece", "smooth_ece")
+# calibration metrics the audit tests: paired bootstrap se + normal reference (the registry's paired_bootstrap)
+_CALIBRATION = ("ece", "smooth_ece", "brier")
 
 
-def _degrades(metric: str) -> str:
-    """The one-sided alternative on d = pruned - reference that says 'the metric degrades'."""
-    better = get_metric(metric.split(":", 1)[0]).higher_is_better
-    if better is None:
-        raise InputError(f"metric {metric!r} has no better direction; a directional claim needs one")
-    return "less" if better else "greater"
-
-
-def _cell_rows(ref: dict, rec: dict, primary: Sequence[str], n_boot: int, seed: int) -> list[dict]:
+def _cell_rows(ref: dict, rec: dict, primary: Sequence[str], n_boot: int, seed: int, margin: float,
+               alpha: float) -> list[dict]:
     if list(ref["ids"]) != list(rec["ids"]):
         raise InputError(f"cell {rec.get('cell', rec['selection'])}: its test ids differ from the unpruned cell's; "
                          "expected the same examples in the same order")
     base = {k: rec.get(k, 0 if k == "shots" else None) for k in CELL_KEYS}
     base["layers"] = " ".join(map(str, rec["layers"]))
     a, b = record_frame(ref), record_frame(rec)
-    ca, cb = a["correct"].to_numpy(), b["correct"].to_numpy()
-    n = int(ca.size)
-    g, l_ = int(np.sum(~ca & cb)), int(np.sum(ca & ~cb))
-    n_classes = len(rec["label_names"])
-    pred, lab = b["pred"].to_numpy(), b["label"].to_numpy()
-    share = float(np.bincount(pred, minlength=n_classes).max() / n)
-    ba = float(np.mean([np.mean(pred[lab == c] == c) for c in np.unique(lab)]))
-    ni = noninferiority_from_counts(g, l_, n)
-    rows = [dict(base, metric="accuracy", n=n, estimate=ni.estimate, ci_low=ni.low, ci_high=np.nan, test="score",
-                 alternative="greater", n_resamples=np.nan, p=np.nan, primary_claim=False, gains=g, losses=l_,
-                 n_classes=n_classes, majority_share=share, balanced_accuracy=ba,
-                 mean_label_mass=float(np.mean(rec["label_mass"])))]
-    paired = compare_calibration(a, b, n_boot=n_boot, seed=seed).set_index("metric")
+    gate = accuracy_gate(a["correct"].to_numpy(), b["correct"].to_numpy(), b["pred"].to_numpy(), b["label"].to_numpy(),
+                         len(rec["label_names"]), np.asarray(rec["label_mass"]), margin=margin, alpha=alpha)
+    n = gate["n"]
+    rows = [dict(base, metric="accuracy", n=n, estimate=gate["d_accuracy"], ci_low=gate["ni_low"], ci_high=np.nan,
+                 test="score", alternative="greater", n_resamples=np.nan, p=np.nan, primary_claim=False,
+                 gains=gate["gains"], losses=gate["losses"], n_classes=len(rec["label_names"]),
+                 majority_share=gate["majority_share"], balanced_accuracy=gate["balanced_accuracy"],
+                 mean_label_mass=gate["mean_label_mass"])]
+    # the same paired bootstrap as the study table's (same seed): the same p on both
+    cell_seed = Cell(rec["model"], rec["dataset"], rec["selection"], rec.get("level", rec["k"])).seed(seed)
+    paired = compare_calibration(a, b, n_boot=n_boot, seed=cell_seed).set_index("metric")
     for metric in _CALIBRATION:
         d = paired.loc[metric]
-        se = float(d["high"] - d["low"]) / (2 * _Z975)
-        alt = _degrades(metric)
-        z = float(d["diff"]) / se if se > 0 else np.nan
-        p = float(stats.norm.sf(z) if alt == "greater" else stats.norm.cdf(z)) if se > 0 else np.nan
-        rows.append(dict(base, metric=metric, n=n, estimate=float(d["diff"]), ci_low=float(d["low"]),
-                         ci_high=float(d["high"]), test="normal", alternative=alt, n_resamples=n_boot, p=p,
-                         primary_claim=metric in primary))
-    # Brier: the mean of per-example terms, so a paired t on those terms
-    onehot = np.eye(n_classes)[lab]  # the same examples, so the same labels
-    pa, pb = np.asarray(ref["probs"], float), np.asarray(rec["probs"], float)
-    diff = ((pb - onehot) ** 2).sum(1) - ((pa - onehot) ** 2).sum(1)
-    rows.append(_t_row(base, "brier", diff, primary))
+        test = degrade_test(metric, estimate=float(d["diff"]), low=float(d["low"]), high=float(d["high"]))
+        rows.append(dict(base, metric=metric, n=n, estimate=test["estimate"], ci_low=test["ci_low"],
+                         ci_high=test["ci_high"], test=test["test"], alternative=test["alternative"],
+                         n_resamples=n_boot, p=test["p"], primary_claim=metric in primary and not is_control(rec["selection"])))
     faith_a, faith_b = pd.DataFrame(ref.get("faithfulness", [])), pd.DataFrame(rec.get("faithfulness", []))
     if len(faith_a) and len(faith_b):
-        names = [m for m in metric_names() if get_metric(m).family == "faithfulness" and m in faith_b]
+        names = [m for m in metric_names() if get_metric(m).family == "faithfulness" and m in faith_b
+                 and get_metric(m).higher_is_better is not None]
         for method, group in faith_b.groupby("method", sort=True):
-            ref_group = faith_a[faith_a.method == method].set_index("example")
             for metric in names:
-                both = pd.concat([ref_group[metric], group.set_index("example")[metric]], axis=1, keys=["a", "b"]).dropna()
+                both = paired_values(faith_a[faith_a.method == method], group, metric)
                 if len(both) < 2:
                     continue
-                d = both.b.to_numpy() - both.a.to_numpy()
-                is_primary = metric in primary and method != "random"
-                rows.append(_t_row(base, f"{metric}:{method}", d, (f"{metric}:{method}",) if is_primary else ()))
+                name = f"{metric}:{method}"
+                test = degrade_test(name, d=both.b.to_numpy() - both.a.to_numpy())
+                rows.append(dict(base, metric=name, n=test["n"], estimate=test["estimate"], ci_low=test["ci_low"],
+                                 ci_high=test["ci_high"], test=test["test"], alternative=test["alternative"],
+                                 n_resamples=np.nan, p=test["p"], primary_claim=metric in primary and method != "random"
+                                 and not is_control(rec["selection"])))
     return rows
-
-
-def _t_row(base: dict, metric: str, d: np.ndarray, primary: Sequence[str]) -> dict:
-    """A paired test row on per-example differences: exact sign flip up to 20 pairs, else a t-test."""
-    n = int(d.size)
-    alt = _degrades(metric)
-    se = float(np.std(d, ddof=1) / np.sqrt(n))
-    q = float(stats.t.ppf(0.975, n - 1))
-    est = float(d.mean())
-    if n <= MAX_EXACT_PAIRS:
-        test, p = "sign_flip", sign_flip_test(d, alt).p
-    else:
-        test = "t"
-        p = float(stats.ttest_1samp(d, 0.0, alternative=alt).pvalue) if se > 0 else np.nan
-    return dict(base, metric=metric, n=n, estimate=est, ci_low=est - q * se, ci_high=est + q * se, test=test,
-                alternative=alt, n_resamples=np.nan, p=p, primary_claim=metric in primary)
 
 
 def audit_table(records: Sequence[dict], *, margin: float = 0.05, alpha: float = 0.05,
                 primary: Sequence[str] = DEFAULT_PRIMARY, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per (pruned cell, metric): every test's inputs and the verdicts derived from them.
 
-    Rows per pruned cell: ``accuracy`` (gains, losses, n; the score method's one-sided 95% lower
-    bound as ci_low; the collapse statistics), ``ece`` and ``smooth_ece`` (paired-bootstrap CI,
-    its se = width / 3.92 with a normal reference: no 1/B floor on p), ``brier`` (paired t on the
-    per-example Brier terms) and ``<faithfulness metric>:<method>`` (exact sign-flip test for
-    <= 20 pairs, else a paired t). p values are one-sided in the direction "degrades" (the
-    registry's ``higher_is_better``); primary claims are ``primary`` metrics (faithfulness: every
-    method except the random ranking).
+    Rows per pruned cell: ``accuracy`` (gains, losses, n; the score method's one-sided (1 - alpha)
+    lower bound as ci_low; the collapse statistics), ``ece``, ``smooth_ece`` and ``brier``
+    (paired-bootstrap CI with the study table's per-cell seed, its se = width / 3.92 with a normal
+    reference: no 1/B floor on p) and ``<faithfulness metric>:<method>`` (exact sign-flip test for
+    <= 20 pairs, else a paired t), all by :func:`toolkit.study.decide.degrade_test`, so each p
+    equals the study table's. p values are one-sided in the direction "degrades" (the registry's
+    ``higher_is_better``); primary claims are ``primary`` metrics (faithfulness: every method
+    except the random ranking) in cells of a non-control selection.
 
     Args:
         records: the study's cell records (``toolkit.study.load_results``); each pruned cell is
@@ -152,7 +116,8 @@ def audit_table(records: Sequence[dict], *, margin: float = 0.05, alpha: float =
         margin: the non-inferiority margin of the gate.
         alpha: level of the non-inferiority tests and of each family.
         primary: registry names of the directional primary claims.
-        n_boot, seed: the paired bootstrap of the calibration CIs.
+        n_boot, seed: the paired bootstrap of the calibration CIs (``seed`` is the study's base seed;
+            each cell resamples with its own, as the study table does).
 
     Returns:
         DataFrame with :data:`INPUT_COLUMNS` and the columns :func:`recompute` adds.
@@ -168,7 +133,7 @@ def audit_table(records: Sequence[dict], *, margin: float = 0.05, alpha: float =
         if ref is None:
             raise InputError(f"no unpruned cell (k=0) for model={r['model']!r}, dataset={r['dataset']!r}: "
                              "nothing to pair the pruned cell with")
-        rows += _cell_rows(ref, r, tuple(primary), n_boot, seed)
+        rows += _cell_rows(ref, r, tuple(primary), n_boot, seed, margin, alpha)
     frame = pd.DataFrame(rows)
     frame["margin"], frame["alpha"] = margin, alpha
     return recompute(frame[list(INPUT_COLUMNS)])
@@ -221,13 +186,8 @@ def recompute(frame: pd.DataFrame) -> pd.DataFrame:
     for k in cells:
         rows = df[[ck == k for ck in cell_key]]
         keeps, gate_keep, reasons = cells[k]
-        if reasons:
-            verdict[k] = f"collapsed ({', '.join(reasons)})"
-        elif not gate_keep:
-            verdict[k] = f"not shown to keep accuracy (margin {margin:g})"
-        else:
-            hit = rows[(rows.family == "primary") & rows.rejected].metric.tolist()
-            verdict[k] = f"keeps accuracy; degrades: {', '.join(hit)}" if hit else "keeps accuracy; no degradation shown"
+        hit = rows[(rows.family == "primary") & rows.rejected].metric.tolist()
+        verdict[k] = cell_verdict(", ".join(reasons), gate_keep, hit, margin)
     df["verdict"] = [verdict[k] for k in cell_key]
     return df
 

@@ -470,8 +470,8 @@ def claim_metrics(claims: Sequence[str] = (), *, measured: Collection[str] | Non
         if missing:
             raise InputError(f"{what} {missing} are not measured in this table; measured: {sorted(measured)}")
     chosen = [get_metric(n) for n in claims]
-    equivalence = headline_metrics("calibration", measured=measured, test="tost")[:1]
-    return (tuple(equivalence) + tuple(m for m in chosen if m.family == "calibration" and m.test != "tost")
+    equivalence = headline_metrics("calibration", measured=measured, test="noninferiority")[:1]
+    return (tuple(equivalence) + tuple(m for m in chosen if m.family == "calibration" and m.test != "noninferiority")
             + tuple(m for m in chosen if m.family == "faithfulness"))
 
 

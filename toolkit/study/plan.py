@@ -10,6 +10,7 @@ from ..metrics import family_metric, list_metrics, metric_names
 from ..store import CellStore
 from .cells import Cell, study_cells, study_shots
 from .config import StudyConfig, claim_metrics
+from .decide import is_control
 from .table import load_results, record_frame, tidy_table
 
 __all__ = ["PILOT_ASSUMPTIONS", "plan", "planned_metrics", "status"]
@@ -99,21 +100,25 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     ``n_faithfulness`` (faithfulness; times the number of ``length_buckets`` when given). The spread comes from a pilot: the finished cells of this config
     (share of sentences whose correctness flips against the unpruned cell; sd of the per-example
     NAOPC difference; ECE's paired-bootstrap se times sqrt(n)), else :data:`PILOT_ASSUMPTIONS`.
-    Change tests are sized at alpha / m (Bonferroni, the conservative end of Holm) with m the
-    number of change tests the study makes: per pruned cell, one per calibration change claim and
-    one per faithfulness change claim and attribution method.
+    Change tests are one-sided ("degrades") and sized at alpha / m (Bonferroni, the conservative
+    end of Holm) with m the largest primary family the study can have: every pruned cell of a
+    non-control selection passing the accuracy gate, one test per calibration change claim and one
+    per faithfulness change claim and attribution method (the random-layer control's draws are
+    exploratory and do not count).
 
     Returns:
-        :func:`toolkit.decisions.power_table`'s columns plus ``test_alpha``, ``smallest_p`` (change
-        rows: the smallest p an exact sign-flip test on n pairs can give, 2 / 2^n), ``can_reject``
+        :func:`toolkit.decisions.power_table`'s columns (change rows one-sided at test_alpha: mde and
+        ci_halfwidth, the distance from the estimate to its one-sided bound, come from the two-sided
+        formulas at 2 * test_alpha) plus ``test_alpha``, ``smallest_p`` (change
+        rows: the smallest p an exact one-sided sign-flip test on n pairs can give, 1 / 2^n), ``can_reject``
         (False where smallest_p > test_alpha: that claim cannot be shown at this n) and ``source``
         (pilot or assumed).
     """
     records = load_results(config)
     measured = planned_metrics(config)
     claims = claim_metrics(config.claims, measured=measured)
-    equivalence = next(m for m in claims if m.test == "tost")
-    changes = [m for m in claims if m.test != "tost"]
+    equivalence = next(m for m in claims if m.test == "noninferiority")
+    changes = [m for m in claims if m.test != "noninferiority"]
     sd = {m.name: PILOT_ASSUMPTIONS.get(f"sd_{m.short}", PILOT_ASSUMPTIONS[_ASSUMED_SD[m.family]]) for m in changes}
     p_disc = PILOT_ASSUMPTIONS["p_disc"]
     source = "assumed"
@@ -134,7 +139,7 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
                 rows = table[(table.metric == m.name) & (table.k > 0)]
                 if rows.delta_se.notna().any():
                     sd[m.name] = float(np.nanmedian(rows.delta_se) * np.sqrt(config.n_eval))
-    n_pruned = sum(1 for c in study_cells(config) if c.level != 0)
+    n_pruned = sum(1 for c in study_cells(config) if c.level != 0 and not is_control(c.selection))
     per_cell = sum(len(config.methods) if m.family == "faithfulness" else 1 for m in changes)
     m_tests = max(1, n_pruned * per_cell)
     test_alpha = config.alpha / m_tests
@@ -151,7 +156,9 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
         for m in changes
     ])
     testable = wanted[wanted.n >= 2]  # a paired t-test needs two sentences: fewer resolve nothing (NaN row)
-    change = power_table(testable, alpha=test_alpha, power=power, margin=config.margin) if len(testable) else None
+    # one-sided at test_alpha: the two-sided formulas at 2 * test_alpha have the same critical value
+    change = (power_table(testable, alpha=2 * test_alpha, power=power, margin=config.margin).assign(alpha=test_alpha)
+              if len(testable) else None)
     untestable = wanted[wanted.n < 2].assign(mde=np.nan, ci_halfwidth=np.nan)
     parts = [acc.assign(test_alpha=config.alpha)] + [
         f.assign(test_alpha=test_alpha) for f in (change, untestable) if f is not None and len(f)]
@@ -159,9 +166,9 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     order = {m.short: i for i, m in enumerate(changes)}
     out = out.sort_values("metric", key=lambda c: c.map(lambda x: -1 if x == equivalence.short else order.get(x, 0)),
                           kind="stable").reset_index(drop=True)
-    # an exact paired test on n pairs cannot give p below 2 / 2^n: where that exceeds alpha / m the
+    # an exact one-sided paired test on n pairs cannot give p below 1 / 2^n: where that exceeds alpha / m the
     # claim cannot be shown to change at this n, whatever the data (the row says so)
-    exact = [np.nan if metric == equivalence.short or not n >= 1 else smallest_p("sign_flip", int(n))
+    exact = [np.nan if metric == equivalence.short or not n >= 1 else smallest_p("sign_flip", int(n), "greater")
              for metric, n in zip(out["metric"], out["n"])]
     out["smallest_p"] = exact
     out["can_reject"] = [True if np.isnan(p) else bool(p <= a) for p, a in zip(exact, out["test_alpha"])]

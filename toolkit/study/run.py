@@ -25,8 +25,9 @@ from ..report import write_report
 from ..store import CellStore
 from ..validation import InputError, InputTypeError, is_int
 from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_shots
-from .config import StudyConfig
-from .summary import summary
+from .audit import audit_table
+from .config import StudyConfig, claim_metrics
+from .summary import measured_metrics, summary
 from .table import faithfulness_by_length, load_results, report_frames, tidy_table
 
 __all__ = ["StudyIncomplete", "check_study", "model_depth", "run_study"]
@@ -181,6 +182,11 @@ def run_study(
     records = load_results(config)
     table = tidy_table(records, config)
     table.to_csv(run_dir / "table.csv", index=False)
+    if any(r["k"] > 0 for r in records):  # every test's inputs; `python -m toolkit verdicts audit.csv` recomputes them
+        primary = [m.name for m in claim_metrics(config.claims, measured=measured_metrics(table))
+                   if m.test != "noninferiority"]
+        audit_table(records, margin=config.margin, alpha=config.alpha, primary=primary, n_boot=config.n_boot,
+                    seed=config.seed).to_csv(run_dir / "audit.csv", index=False)
     by_length = None
     if config.length_buckets:
         by_length = faithfulness_by_length(records, n_boot=config.n_boot, seed=config.seed)

@@ -13,6 +13,7 @@ from ..stats import mean_ci, paired_bootstrap
 from ..store import CellStore
 from .cells import Cell, study_cells
 from .config import StudyConfig
+from .decide import GATE_COLUMNS, TEST_COLUMNS, accuracy_gate, degrade_test, paired_values
 from ..validation import InputError, check_int
 
 __all__ = ["faithfulness_by_length", "load_results", "record_frame", "report_frames", "tidy_table"]
@@ -33,11 +34,19 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
     temperature, label_mass, then ``<faithfulness metric>:<method>`` per attribution method (and
     ``random``) for each registered faithfulness metric the cells measured.
 
+    Every verdict rests on columns of this table (:mod:`toolkit.study.decide`): a pruned cell's
+    accuracy row holds the gate (gains, losses, ni_low = the one-sided (1 - alpha) non-inferiority
+    bound of the accuracy change, noninferior at ``config.margin``, majority_share,
+    balanced_accuracy, collapsed, collapse_reasons); each of its metric rows with a better
+    direction holds a one-sided test that the metric degrades (test, alternative, p).
+    :func:`toolkit.study.summary` forms the gated families from these columns alone.
+
     Returns:
         DataFrame with columns model, dataset, selection, level, k, layers, metric, value, low,
-        high, delta, delta_low, delta_high, delta_se, delta_df, tost_low, tost_high, equivalent,
-        margin (see :func:`toolkit.study.run_study`); with ``config.shots`` set (not 0), ``shots``
-        (the cell's demonstrations) after ``k``.
+        high, n, delta, delta_low, delta_high, delta_se, delta_df, tost_low, tost_high, equivalent,
+        margin, test, alternative, p, gains, losses, ni_low, noninferior, majority_share,
+        balanced_accuracy, collapsed, collapse_reasons (see :func:`toolkit.study.run_study`); with
+        ``config.shots`` set (not 0), ``shots`` (the cell's demonstrations) after ``k``.
     """
     rows: list[dict] = []
     faithfulness = [m.name for m in list_metrics("faithfulness")]
@@ -58,23 +67,33 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
             if ref_pred is not None
             else None
         )
+        pruned = ref is not None and r["k"] > 0
         for entry in list_metrics("calibration"):
             metric = entry.name
             row = dict(base, metric=metric, value=float(report[metric]), low=float(report[f"{metric}_low"]),
-                       high=float(report[f"{metric}_high"]))
+                       high=float(report[f"{metric}_high"]), n=len(pred))
             if paired is not None and metric in paired.index:
                 d = paired.loc[metric]
                 # se of the difference from its 95% paired-bootstrap interval (normal approximation)
                 row.update(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]),
                            delta_se=float(d["high"] - d["low"]) / (2 * _Z975))
-            if entry.test == "tost" and ref is not None and r["k"] > 0:
+                if pruned and entry.test == "paired_bootstrap" and entry.higher_is_better is not None:
+                    test = degrade_test(metric, estimate=row["delta"], low=row["delta_low"], high=row["delta_high"])
+                    row.update({c: test[c] for c in TEST_COLUMNS})
+            if entry.test == "noninferiority" and pruned:
                 tost = accuracy_tost(ref_pred.correct.to_numpy(), pred.correct.to_numpy(),
                                      margin=config.margin, alpha=config.alpha)
                 row.update(tost_low=tost.low, tost_high=tost.high, equivalent=tost.equivalent, margin=config.margin)
+                gate = accuracy_gate(ref_pred.correct.to_numpy(), pred.correct.to_numpy(), pred.pred.to_numpy(),
+                                     pred.label.to_numpy(), len(r["label_names"]), np.asarray(r["label_mass"]),
+                                     margin=config.margin, alpha=config.alpha)
+                row.update({c: gate[c] for c in GATE_COLUMNS})
             rows.append(row)
-        rows.append(dict(base, metric="ece_temperature_scaled", value=r["ece_scaled"], low=np.nan, high=np.nan))
-        rows.append(dict(base, metric="temperature", value=r["temperature"], low=np.nan, high=np.nan))
-        rows.append(dict(base, metric="label_mass", value=float(np.mean(r["label_mass"])), low=np.nan, high=np.nan))
+        n = len(pred)
+        rows.append(dict(base, metric="ece_temperature_scaled", value=r["ece_scaled"], low=np.nan, high=np.nan, n=n))
+        rows.append(dict(base, metric="temperature", value=r["temperature"], low=np.nan, high=np.nan, n=n))
+        rows.append(dict(base, metric="label_mass", value=float(np.mean(r["label_mass"])), low=np.nan, high=np.nan,
+                         n=n))
         faith = pd.DataFrame(r["faithfulness"])
         ref_faith = pd.DataFrame(ref["faithfulness"]) if ref is not None else None
         for method, group in faith.groupby("method", sort=True):
@@ -86,25 +105,29 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
                 if not ok.any():
                     continue
                 ci = mean_ci(values[ok], n_boot=config.n_boot, seed=seed)
-                row = dict(base, metric=f"{metric}:{method}", value=ci.estimate, low=ci.low, high=ci.high)
+                row = dict(base, metric=f"{metric}:{method}", value=ci.estimate, low=ci.low, high=ci.high,
+                           n=int(ok.sum()))
                 if ref_faith is not None:
-                    ref_vals = ref_faith[ref_faith.method == method].set_index("example")[metric]
-                    cur = group.set_index("example")[metric]
-                    both = pd.concat([ref_vals, cur], axis=1, keys=["a", "b"]).dropna()
+                    both = paired_values(ref_faith[ref_faith.method == method], group, metric)
                     if len(both) > 0:
                         d = paired_bootstrap(np.mean, (both.a.to_numpy(),), (both.b.to_numpy(),),
                                              n_boot=config.n_boot, seed=seed)
-                        row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high)
+                        row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high, n=len(both))
+                    diff = both.b.to_numpy() - both.a.to_numpy()
                     if len(both) > 1:  # paired t: se of the mean difference, n - 1 degrees of freedom
-                        diff = both.b.to_numpy() - both.a.to_numpy()
                         row.update(delta_se=float(np.std(diff, ddof=1) / np.sqrt(len(diff))), delta_df=len(diff) - 1)
+                    if r["k"] > 0 and len(both) > 0 and get_metric(metric).higher_is_better is not None:
+                        test = degrade_test(f"{metric}:{method}", d=diff)
+                        row.update({c: test[c] for c in TEST_COLUMNS})
                 rows.append(row)
+    columns = ["n", "delta", "delta_low", "delta_high", "delta_se", "delta_df", "tost_low", "tost_high", "equivalent",
+               "margin", *TEST_COLUMNS, *GATE_COLUMNS]
     table = pd.DataFrame(rows)
-    for col in ("delta", "delta_low", "delta_high", "delta_se", "delta_df", "tost_low", "tost_high", "equivalent",
-                "margin"):
+    for col in columns:
         if col not in table:
             table[col] = np.nan
-    return table
+    first = [c for c in table.columns if c not in columns]
+    return table[first[: first.index("high") + 1] + columns + first[first.index("high") + 1:]]
 
 
 def faithfulness_by_length(records: list[dict] | StudyConfig, *, n_boot: int = 500, alpha: float = 0.05,

@@ -1,10 +1,11 @@
 """One verdict per pruned cell, and their counts: what a multi-model, multi-dataset study concluded.
 
-A verdict reads a :class:`~toolkit.study.Summary` row (whose tests are already sized: the paired
-TOST for "accuracy holds", the change tests adjusted for every change test of the study) and says
-it in words: whether accuracy was shown equivalent, which change claims moved and in which
-direction, and whether the cell is misaligned (accuracy shown equivalent while a calibration or
-faithfulness metric was shown to change). Counting verdicts over models, datasets, selections and
+A verdict reads a :class:`~toolkit.study.Summary` row (whose tests are already decided: the
+non-inferiority gate for "keeps accuracy", the collapse rules, the one-sided "degrades" tests in
+their gated families) and says it in words: whether accuracy was kept, whether the model
+collapsed, which claims were shown to degrade and in which family (primary: the cell keeps
+accuracy; exploratory: otherwise), and whether the cell is misaligned (keeps accuracy while a
+primary claim degrades: the seed claim). Counting verdicts over models, datasets, selections and
 metrics describes how far a claim replicates; the heatmap (:func:`toolkit.plots.verdict_heatmap`)
 shows every verdict at once.
 """
@@ -18,14 +19,15 @@ import pandas as pd
 
 from ..decisions import NONINFERIORITY_MARGINS
 from ..validation import InputError, InputTypeError
+from .decide import as_bool
 
 __all__ = ["OUTCOMES", "verdict_counts", "verdicts"]
 
 OUTCOMES = (
-    "equivalent, nothing moved",
-    "equivalent, a metric moved (misaligned)",
-    "not shown equivalent, a metric moved",
-    "not shown equivalent, nothing moved",
+    "keeps accuracy, no degradation shown",
+    "keeps accuracy, a claim degrades (misaligned)",
+    "not shown to keep accuracy",
+    "collapsed",
 )
 """The four outcomes of a pruned cell, in the order the heatmap colours them."""
 
@@ -38,12 +40,12 @@ def verdicts(summary) -> pd.DataFrame:
 
     Returns:
         DataFrame with the summary's key columns (model, dataset, selection, [level,] k, layers),
-        then equivalent (bool, two-sided TOST), d_accuracy, keeps_accuracy_0.02 / _0.05 / _0.1
-        (bool: non-inferiority at that margin, the TOST interval's lower limit above -margin,
-        which is the one-sided (1 - alpha) bound; a gain never fails it), one ``<claim>`` column per change claim holding
-        ``"up"``, ``"down"`` or ``""`` (not shown to change; the direction is the sign of the
-        paired difference, pruned minus unpruned), moved (the claims that moved, e.g.
-        ``"ECE down, Brier down"``), misaligned (bool) and outcome (one of :data:`OUTCOMES`).
+        then d_accuracy, ni_low, keeps_accuracy (at the study's margin), keeps_accuracy_0.02 /
+        _0.05 / _0.1 (bool: the one-sided (1 - alpha) bound ``ni_low`` above -margin; a gain never
+        fails it), collapsed, one ``<claim>`` column per change claim holding ``"worse"`` (shown to
+        degrade in the primary family), ``"worse?"`` (in the exploratory family) or ``""``,
+        degraded (the claims shown worse, e.g. ``"ECE worse"``), misaligned (bool) and outcome
+        (one of :data:`OUTCOMES`).
     """
     if not (hasattr(summary, "claim_columns") and isinstance(getattr(summary, "table", None), pd.DataFrame)):
         raise InputTypeError(f"summary must be the Summary toolkit.study.summary returns, got {type(summary).__name__}")
@@ -51,59 +53,62 @@ def verdicts(summary) -> pd.DataFrame:
     pruned = table[table.k > 0].reset_index(drop=True)
     if pruned.empty:
         raise InputError("the summary has no pruned cell (k > 0): nothing to give a verdict on")
-    keys = [c for c in ("model", "dataset", "selection", "level", "k", "layers") if c in pruned]
+    keys = [c for c in ("model", "dataset", "selection", "level", "k", "shots", "layers") if c in pruned]
     claims = summary.claim_columns()
-    equivalence = next(c for c in claims if c.metric.test == "tost")
+    premise = next(c for c in claims if c.metric.test == "noninferiority")
     out = pruned[keys].copy()
-    out["equivalent"] = pruned[equivalence.shown].fillna(False).astype(bool)
-    out["d_accuracy"] = pruned[equivalence.delta]
-    for margin in NONINFERIORITY_MARGINS:  # the TOST's lower limit is the one-sided (1 - alpha) bound
-        out[f"keeps_accuracy_{margin:g}"] = (pruned[equivalence.low] > -margin).fillna(False).astype(bool)
+    out["d_accuracy"] = pruned[premise.delta]
+    out["ni_low"] = pruned[premise.low]
+    out["keeps_accuracy"] = as_bool(pruned[premise.shown])
+    for margin in NONINFERIORITY_MARGINS:  # the one-sided (1 - alpha) bound above -margin
+        out[f"keeps_accuracy_{margin:g}"] = (pruned[premise.low] > -margin).fillna(False).astype(bool)
+    out["collapsed"] = as_bool(pruned["collapsed"])
+    gated = out["keeps_accuracy"] & ~out["collapsed"]
     names = []
     for claim in claims:
-        if claim.metric.test == "tost":
+        if claim is premise:
             continue
-        changed = pruned[claim.shown].fillna(False).astype(bool)
-        direction = np.where(pruned[claim.delta] > 0, "up", "down")
-        out[claim.metric.name] = np.where(changed, direction, "")
+        worse = as_bool(pruned[claim.shown])
+        out[claim.metric.name] = np.where(worse, np.where(gated, "worse", "worse?"), "")
         names.append((claim.metric.name, claim.metric.label))
-    out["moved"] = [", ".join(f"{label} {row[name]}" for name, label in names if row[name]) for _, row in out.iterrows()]
-    out["misaligned"] = pruned["misaligned"].astype(bool)
-    moved = out["moved"] != ""
+    out["degraded"] = [", ".join(f"{label} {row[name]}" for name, label in names if row[name])
+                       for _, row in out.iterrows()]
+    out["misaligned"] = as_bool(pruned["misaligned"])
     out["outcome"] = np.select(
-        [out.equivalent & ~moved, out.equivalent & moved, ~out.equivalent & moved],
-        list(OUTCOMES[:3]), default=OUTCOMES[3],
+        [out.collapsed, ~out.keeps_accuracy, out.misaligned],
+        [OUTCOMES[3], OUTCOMES[2], OUTCOMES[1]], default=OUTCOMES[0],
     )
     return out
 
 
 def verdict_counts(verdicts: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFrame:
-    """Counts of the verdicts per group: cells, equivalent, misaligned, and per change claim up / down.
+    """Counts of the verdicts per group: cells, keeps accuracy, collapsed, misaligned, per claim worse.
 
     Args:
         verdicts: the table :func:`verdicts` returns.
         by: the column(s) to group by, e.g. ``"model"`` or ``["model", "dataset"]``.
 
     Returns:
-        One row per group: the ``by`` columns, cells, equivalent, ``keeps accuracy <margin>`` per
-        non-inferiority margin, misaligned, and ``<claim> up`` /
-        ``<claim> down`` for each change claim.
+        One row per group: the ``by`` columns, cells, keeps accuracy (at the study's margin),
+        ``keeps accuracy <margin>`` per non-inferiority margin, collapsed, misaligned, and
+        ``<claim> worse`` (primary family) / ``<claim> worse?`` (exploratory) for each change claim.
     """
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in by if c not in verdicts]
     if missing:
         raise InputError(f"verdicts has no column(s) {missing}; group by some of {list(verdicts.columns)}")
-    plain = {"model", "dataset", "selection", "level", "k", "layers", "moved", "outcome", *by}
-    claims = [c for c in verdicts.columns if c not in plain and verdicts[c].isin(["up", "down", ""]).all()]
+    plain = {"model", "dataset", "selection", "level", "k", "shots", "layers", "degraded", "outcome", *by}
+    claims = [c for c in verdicts.columns if c not in plain and verdicts[c].isin(["worse", "worse?", ""]).all()]
     rows = []
     for key, group in verdicts.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key)) | {"cells": len(group), "equivalent": int(group.equivalent.sum())}
+        row = dict(zip(by, key)) | {"cells": len(group), "keeps accuracy": int(group.keeps_accuracy.sum())}
         row |= {f"keeps accuracy {m:g}": int(group[f"keeps_accuracy_{m:g}"].sum())
                 for m in NONINFERIORITY_MARGINS if f"keeps_accuracy_{m:g}" in group}
+        row["collapsed"] = int(group.collapsed.sum())
         row["misaligned"] = int(group.misaligned.sum())
         for c in claims:
-            row[f"{c} up"] = int((group[c] == "up").sum())
-            row[f"{c} down"] = int((group[c] == "down").sum())
+            row[f"{c} worse"] = int((group[c] == "worse").sum())
+            row[f"{c} worse?"] = int((group[c] == "worse?").sum())
         rows.append(row)
     return pd.DataFrame(rows)
