@@ -13,6 +13,7 @@ with its failing case named in the feedback HTML.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -209,6 +210,138 @@ def test_hints_use_the_types_the_stub_hands_over(path):
         assert "torch" not in hints and "dim=" not in hints, (name, hints)
         checked += 1
     assert checked >= 1 or path.stem in ("02_pruning", "03_faithfulness", "05_study")
+
+
+# A hint may name building blocks (numpy, the t distribution in words) but no function of these libraries
+# that the solution or the checker's reference calls: calling it would be the solution line.
+ANSWER_LIBRARIES = ("toolkit", "scipy", "statsmodels")
+
+
+def _imported_names(cells) -> dict[str, str]:
+    """Every name the notebook's code cells import from ANSWER_LIBRARIES, as its dotted path."""
+    names = {}
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    names[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                for a in node.names:
+                    names[a.asname or a.name] = f"{node.module}.{a.name}"
+    return {k: v for k, v in names.items() if v.split(".")[0] in ANSWER_LIBRARIES}
+
+
+def _called_paths(source: str, names: dict[str, str]) -> set[str]:
+    """Dotted paths of the ANSWER_LIBRARIES functions `source` calls or imports, through its own aliases
+    (``t = stats.t(df=n - 1)`` makes ``t.sf(...)`` a call of ``scipy.stats.t.sf``)."""
+    names = dict(names)
+
+    def dotted(node):
+        if isinstance(node, ast.Call):
+            return dotted(node.func)
+        if isinstance(node, ast.Name):
+            return names.get(node.id)
+        if isinstance(node, ast.Attribute):
+            owner = dotted(node.value)
+            return f"{owner}.{node.attr}" if owner else None
+        return None
+
+    tree = ast.parse(source)
+    paths = set()
+    for node in ast.walk(tree):  # aliases first: an assignment from a library call or attribute
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ANSWER_LIBRARIES:
+            for a in node.names:
+                names[a.asname or a.name] = f"{node.module}.{a.name}"
+                paths.add(f"{node.module}.{a.name}")
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            path = dotted(node.value)
+            if path:
+                names[node.targets[0].id] = path
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            path = dotted(node.func)
+            if path:
+                paths.add(path)
+    return paths
+
+
+def _forbidden(path: str, exercise_name: str) -> list[re.Pattern]:
+    """How a hint would name the function at `path`: qualified (``stats.t``, ``calibration.brier``), as an
+    attribute in code (`` `.sf` ``), or by its bare name when that is distinctive and not the exercise's own."""
+    parts = path.split(".")
+    name = parts[-1]
+    patterns = [re.compile(rf"(?<![\w]){re.escape(parts[-2])}\.{re.escape(name)}\b")] if len(parts) > 1 else []
+    patterns.append(re.compile(rf"`\.{re.escape(name)}\b"))
+    if name != exercise_name and len(name) >= 4:
+        if "_" in name or not name.islower():
+            patterns.append(re.compile(rf"\b{re.escape(name)}\b"))
+        else:
+            patterns.append(re.compile(rf"`[^`\n]*\b{re.escape(name)}\b[^`\n]*`"))
+    return patterns
+
+
+def _answer_functions() -> dict[str, set[str]]:
+    """Per exercise: the toolkit/scipy/statsmodels functions its solution and its checker's reference call."""
+    found: dict[str, set[str]] = {}
+    for path in NOTEBOOKS:
+        cells = nbformat.read(path, as_version=4).cells
+        names = _imported_names(cells)
+        for i, cell in enumerate(cells):
+            if "solution" not in cell_tags(cell):
+                continue
+            name = re.search(r"^def (\w+)\(", cell.source, re.MULTILINE).group(1)
+            checker = next(c for c in cells[i + 1:] if "checker" in cell_tags(c))
+            paths = _called_paths(cell.source, names) | _called_paths(checker.source, names)
+            paths |= set(re.findall(r"\btoolkit(?:\.\w+)+", exercise(name).compared_with))
+            found[name] = {p for p in paths if not p.startswith("toolkit.course")}  # check() itself is fine
+    return found
+
+
+ANSWER_FUNCTIONS = _answer_functions()
+
+
+def test_the_forbidden_names_are_derived_from_the_solutions():
+    """The instrument: it finds what the solutions and references really call, for every exercise."""
+    from toolkit.course import EXERCISES
+
+    assert set(ANSWER_FUNCTIONS) == set(EXERCISES)
+    assert {"scipy.stats.t", "scipy.stats.t.sf", "toolkit.decisions.paired_tost"} <= ANSWER_FUNCTIONS["paired_tost"]
+    assert "toolkit.decisions.adjust_pvalues" in ANSWER_FUNCTIONS["holm"]
+    assert "toolkit.calibration.brier" in ANSWER_FUNCTIONS["brier"]
+    assert "scipy.optimize.minimize_scalar" in ANSWER_FUNCTIONS["fit_temperature"]
+    assert all(ANSWER_FUNCTIONS.values()), [n for n, p in ANSWER_FUNCTIONS.items() if not p]
+
+    def hits(text, path, name):
+        return [p.pattern for p in _forbidden(path, name) if p.search(text)]
+
+    assert hits("`scipy.stats.t(df=n - 1)` has `.sf`", "scipy.stats.t.sf", "paired_tost")
+    assert hits("`scipy.stats.t(df=n - 1)`", "scipy.stats.t", "paired_tost")
+    assert hits("call toolkit.decisions.adjust_pvalues(p, 'holm')", "toolkit.decisions.adjust_pvalues", "holm")
+    assert hits("(`scipy.special.logsumexp`)", "scipy.special.logsumexp", "fit_temperature")
+    assert hits("as tk.calibration.brier does", "toolkit.calibration.brier", "brier")
+    assert not hits("Write `brier(probs, labels)`; sum over classes", "toolkit.calibration.brier", "brier")
+    assert not hits("Student's t with n - 1 degrees of freedom", "scipy.stats.t", "paired_tost")
+
+
+@pytest.mark.parametrize("name", sorted(ANSWER_FUNCTIONS))
+def test_no_hint_names_a_function_that_computes_the_answer(name):
+    """Neither the checker's hint, nor the notebook's hint cell, nor a failure message names a toolkit, scipy
+    or statsmodels function that the exercise's solution or its reference calls (ARENA: nudge, not the line)."""
+    from toolkit.course.checking import ExerciseFailed, run_checks
+
+    record = exercise(name)
+    cells = nbformat.read(REPO / "notebooks" / f"{record.notebook}.ipynb", as_version=4).cells
+    hint_cells = [c.source for c in cells if "hint" in cell_tags(c) and f"Hint ({name})" in c.source]
+    assert len(hint_cells) == 1, f"{record.notebook}: {len(hint_cells)} hint cells for {name}"
+    with pytest.raises(ExerciseFailed) as failed:  # a wrong answer: the mismatch message, with its hint
+        run_checks(record, lambda *args, **kwargs: None)
+    texts = {"checker hint": record.hint, "notebook hint": hint_cells[0], "failure message": failed.value.message}
+    named = sorted({(where, path) for where, text in texts.items() for path in ANSWER_FUNCTIONS[name]
+                    for pattern in _forbidden(path, name) if pattern.search(text)})
+    assert not named, f"{name}: hints name functions that compute the answer: {named}"
 
 
 # ----------------------------------------------------------------------------- round trip (slow)

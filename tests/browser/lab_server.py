@@ -6,15 +6,15 @@ import json
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from servers import free_port, serving
+
+__all__ = ["REPO", "SETTINGS", "Lab", "free_port", "jupyter_lab"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,26 +39,6 @@ class Lab:
         """The notebook alone in its own workspace (no tabs restored from an earlier page)."""
         workspace = "".join(ch if ch.isalnum() else "-" for ch in name)
         return f"{self.url}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"jupyter lab did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @contextmanager
@@ -101,16 +81,6 @@ def jupyter_lab(notebooks: list[Path], workdir: Path, env: dict[str, str] | None
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--allow-root", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
            "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(f"{url}/api/status?token={token}", proc, log, timeout)
+    with serving(cmd, cwd=root, env=full_env, log=log, ready=f"{url}/api/status?token={token}", timeout=timeout):
         yield Lab(url=url, token=token, root=root, log=log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -1,7 +1,9 @@
-"""Start a server process for a browser test (Voila, JupyterHub) on 127.0.0.1 and always stop it.
+"""Start a server process for a browser test on 127.0.0.1, wait until it answers, and always stop it.
 
-`lab_server.py` starts JupyterLab; this module serves the tests that start other servers. Each
-server logs to a file the failure message quotes, and is terminated (then killed) on exit.
+One shape for every server the browser tests start (JupyterLab in `lab_server.py`, Voila, JupyterHub):
+`serving(cmd, ready=...)` starts the command in its own process group, logging to a file, waits for a
+URL to answer (or a port to accept) and fails with the log's tail if the process exits first or the
+wait runs out; on exit the group is terminated, then killed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["contained_env", "server", "wait_http", "wait_port"]
+__all__ = ["contained_env", "free_port", "server", "serving", "wait_http", "wait_port"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def contained_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -82,3 +91,15 @@ def server(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], log: Path) -> 
                 break
             except subprocess.TimeoutExpired:
                 continue
+
+
+@contextmanager
+def serving(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], log: Path, ready: str | int,
+            timeout: float) -> Iterator[subprocess.Popen]:
+    """`server`, then wait until it is ready: `ready` is a URL that must answer 200, or a port that must accept."""
+    with server(cmd, cwd=cwd, env=env, log=log) as proc:
+        if isinstance(ready, str):
+            wait_http(ready, proc, log, timeout)
+        else:
+            wait_port(ready, proc, log, timeout)
+        yield proc

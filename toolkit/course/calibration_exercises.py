@@ -145,8 +145,9 @@ BRIER = Exercise(
         A Python float.
     """''',
     hint=(
-        'One-hot the labels (`np.eye(C)[labels]`), square the differences for EVERY class, sum over classes, '
-        'then average over examples.'
+        'Compare each row of probabilities with the row the label stands for: 1 in the label\'s column, 0 in '
+        'every other. Square the differences for EVERY class, not only the true one; sum over classes, then '
+        'average over examples. A perfect one-hot prediction scores 0, a confident wrong one 2.'
     ),
     cases=lambda: _prob_cases(zero_on_label=False),
     reference=lambda probs, labels: float(brier(probs, labels)),
@@ -233,9 +234,10 @@ TEMPERATURE = Exercise(
         T as a Python float.
     """''',
     hint=(
-        'Write the NLL of softmax(logits / T) as a function of T (`scipy.special.log_softmax` is stable) and '
-        'minimise it over [0.01, 100], e.g. `scipy.optimize.minimize_scalar(..., bounds=(0.01, 100), '
-        "method='bounded')`. Accuracy does not change with T, so it cannot choose T."
+        'Write the mean NLL of softmax(logits / T) as a function of one number (log T behaves better than T), '
+        'with -log softmax(v)_y = log-sum-exp(v) - v_y so that large logits do not overflow; then minimise it '
+        'with a bounded one-dimensional optimiser over T in [0.01, 100], run to convergence. Accuracy does not '
+        'change with T, so it cannot choose T.'
     ),
     cases=lambda: [
         Case("over-confident logits (T^ near 2.5)", _logits(400, 3, 2.5, 0)),

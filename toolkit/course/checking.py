@@ -100,7 +100,8 @@ class Exercise:
         reference: the toolkit's answer for a case's arguments.
         compare: ``compare(received, expected)``; raises :class:`Mismatch` when they differ.
         run: ``run(student_fn, *args, **kwargs) -> received``; default calls the function once.
-        compared_with: the toolkit function the reference wraps, named in failure messages.
+        compared_with: the toolkit function the reference wraps, for instructors (``exercise(name)``); a
+            failure message does not name it, since calling it would answer the exercise.
         tolerance: the tolerance and where it comes from.
     """
 
@@ -560,7 +561,7 @@ def run_checks(exercise: Exercise, fn: Callable[..., Any]) -> CheckResult:
         )
     passed = []
     limit = case_time_limit()
-    where = f"(compared with {exercise.compared_with}; {exercise.tolerance})"
+    where = f"(compared with the toolkit's own implementation; {exercise.tolerance})"  # unnamed: it is an answer
     hint = f"hint: {exercise.hint.strip()}"
     for case in exercise.cases():
         head = f"{exercise.name}: case '{case.name}' failed\n  inputs: {_summary(exercise, case)}"

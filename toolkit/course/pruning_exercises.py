@@ -263,8 +263,8 @@ PARAMETERS = Exercise(
     hint=(
         'A linear layer holds in_features x out_features weights (+ out_features biases). q and o use '
         '`num_attention_heads * head_dim`, k and v only `num_key_value_heads * head_dim`; read '
-        '`config.head_dim` rather than dividing. Count the norm that `prune_attention` removes with the '
-        'attention too.'
+        '`config.head_dim` rather than dividing. The layer norm in front of the attention goes with it: '
+        'count its weights too.'
     ),
     cases=_params_cases,
     reference=_params_reference,

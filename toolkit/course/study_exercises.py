@@ -202,8 +202,9 @@ MDE = Exercise(
         A Python float, in the units of the metric.
     """''',
     hint=(
-        'Two-sided test: the normal quantile at 1 - alpha/2, plus the quantile at `power`; scale by the '
-        'standard error sd / sqrt(n). `scipy.stats.norm.ppf` gives the quantiles.'
+        'Two-sided test: the standard normal quantile (the inverse of its CDF) at 1 - alpha/2, plus the one at '
+        '`power`; scale the sum by the standard error sd / sqrt(n). For scale: z at 0.975 is about 1.96, at 0.8 '
+        'about 0.84.'
     ),
     cases=lambda: [
         Case("typical: 500 examples, sd 0.1", (500, 0.1)),
