@@ -111,10 +111,38 @@ def test_sweep_table_values_and_changes_by_hand(synthetic):
     assert _row(table, 1, "ece_temperature_scaled").value == pytest.approx(_by_hand_ece(scaled, y), abs=1e-12)
     brier = np.mean(np.sum((pruned - np.eye(2)[y]) ** 2, axis=1))
     assert _row(table, 1, "brier").value == pytest.approx(brier)
+    # ECE of p(positive), binned by hand: 15 equal-width bins of p_1, |mean label - mean p_1| weighted by bin size
+    q = pruned[:, 1]
+    idx = np.minimum((q * 15).astype(int), 14)
+    by_hand = sum(np.mean(idx == b) * abs(np.mean(y[idx == b]) - np.mean(q[idx == b])) for b in range(15)
+                  if np.any(idx == b))
+    assert _row(table, 1, "positive_ece").value == pytest.approx(by_hand, abs=1e-12)
+    # Murphy: BS = REL - RES + UNC, UNC = sum_c o_c (1 - o_c) from the base rate alone
+    base = np.mean(y)
+    unc = 2 * base * (1 - base)
+    rel, res = _row(table, 1, "brier_reliability").value, _row(table, 1, "brier_resolution").value
+    assert rel - res + unc == pytest.approx(brier, abs=1e-12) and rel >= 0 and res >= 0
     for metric in ("accuracy", "calibration_gap", "ece", "smooth_ece", "ece_temperature_scaled", "brier",
-                   "positive_rate", "label_mass"):
+                   "brier_reliability", "brier_resolution", "positive_ece", "positive_rate", "label_mass"):
         row = _row(table, 1, metric)
         assert row.low <= row.value <= row.high and row.delta_low <= row.delta <= row.delta_high, metric
+
+
+def test_a_collapsed_cell_is_flagged_and_never_passes_k_star():
+    rng = np.random.default_rng(5)
+    n = 60
+    y = rng.integers(0, 2, n)
+    ref = np.where(y[:, None] == np.arange(2), 0.6, 0.4)  # right everywhere, underconfident
+    constant = np.tile([0.45, 0.55], (n, 1))  # always class 1
+    mass = np.full(n, 0.5)
+    records = [_record(0, ref, y, ref, mass), _record(1, ref.copy(), y, ref, mass),
+               _record(2, constant, y, constant, mass)]
+    table = sweep_table(records, SweepConfig(models=("m",), datasets=("d",), n_boot=50, margin=0.9))
+    acc = table[table.metric == "accuracy"].set_index("k")
+    assert not acc.loc[1, "collapsed"] and acc.loc[2, "collapsed"]
+    assert acc.loc[2, "collapse_reasons"] == "one class, chance" and acc.loc[2, "lower"] > -0.9  # passes the margin
+    kstar = k_star(table, margin=0.9, rule="largest")
+    assert kstar.k_star.tolist() == [1] and kstar.passing.tolist() == ["1"]  # the collapsed k = 2 does not pass
 
 
 def test_noninferiority_bound_with_no_discordant_pair_by_hand(synthetic):

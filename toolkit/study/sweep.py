@@ -40,9 +40,16 @@ import pandas as pd
 import torch
 
 from ..adapters import decoder_layers
-from ..calibration import TemperatureScaler, calibration_report, compare_calibration, ece
+from ..calibration import (
+    TemperatureScaler,
+    brier_decomposition,
+    calibration_report,
+    compare_calibration,
+    ece,
+    positive_class_ece,
+)
 from ..data import best_shots, chance_models, demonstrations, get_task, load_dataset
-from ..decisions import accuracy_noninferiority
+from ..decisions import accuracy_noninferiority, collapsed
 from ..importance import attention_importance, importance_metric, select_layers
 from ..manifest import Manifest, build_manifest, check_resume, weights_digest
 from ..metrics import list_metrics
@@ -64,7 +71,7 @@ k' <= k passes non-inferiority; ``largest`` = the largest k that passes, whateve
 (accuracy is not monotone in k, so the two differ)."""
 
 SWEEP_METRICS = ("accuracy", "calibration_gap", "ece", "smooth_ece", "ece_temperature_scaled", "brier",
-                 "positive_rate", "label_mass")
+                 "brier_reliability", "brier_resolution", "positive_ece", "positive_rate", "label_mass")
 """The metrics of the sweep table, in row order (registered calibration metrics are added after these)."""
 
 _DIGEST_FIELDS = ("n_eval", "n_importance", "seed", "batch_size")
@@ -406,12 +413,30 @@ def _mean_first(m: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(m))
 
 
+def _reliability(p: np.ndarray, y: np.ndarray) -> float:
+    """Murphy's reliability term of the Brier score (exact over distinct forecasts; lower is better)."""
+    return brier_decomposition(p, y).reliability
+
+
+def _resolution(p: np.ndarray, y: np.ndarray) -> float:
+    """Murphy's resolution term of the Brier score (higher is better)."""
+    return brier_decomposition(p, y).resolution
+
+
+def _positive_ece(p: np.ndarray, y: np.ndarray) -> float:
+    """ECE of p(positive), class 1 of a binary task (15 equal-width bins)."""
+    return float(positive_class_ece(p, y))
+
+
 def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
     """One row per (sweep cell, metric), with the paired change against the unpruned cell.
 
     Metrics (:data:`SWEEP_METRICS`, then the other registered calibration metrics): accuracy,
     calibration_gap = mean confidence - accuracy, ece, smooth_ece, ece_temperature_scaled (the
-    cross-fitted temperature), brier, positive_rate (predicted class 1, binary tasks), label_mass.
+    cross-fitted temperature), brier with Murphy's brier_reliability and brier_resolution,
+    positive_ece (ECE of p(class 1)) and positive_rate (predicted class 1), both binary tasks
+    only, label_mass. Accuracy rows also carry ``collapsed`` and ``collapse_reasons``
+    (:func:`toolkit.decisions.collapsed`: one class > 95%, balanced accuracy at chance, label mass < 1%).
     value, low, high: the metric and its percentile-bootstrap CI; delta, delta_low, delta_high: the
     paired-bootstrap change against the k = 0 cell of the same (model, dataset, shots). On accuracy
     rows of pruned cells, ``lower``: the one-sided (1 - alpha) lower confidence bound of the paired
@@ -420,10 +445,12 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
 
     Returns:
         DataFrame: model, dataset, selection, shots, k, layers, n, metric, value, low, high, delta,
-        delta_low, delta_high, lower, noninferior, margin.
+        delta_low, delta_high, lower, noninferior, margin, collapsed, collapse_reasons.
     """
     extra = {"calibration_gap": ("probs", _gap), "ece_temperature_scaled": ("probs_scaled", ece),
-             "positive_rate": ("probs", _positive_rate), "label_mass": ("label_mass", _mean_first)}
+             "brier_reliability": ("probs", _reliability), "brier_resolution": ("probs", _resolution),
+             "positive_ece": ("probs", _positive_ece), "positive_rate": ("probs", _positive_rate),
+             "label_mass": ("label_mass", _mean_first)}
     registered = [m.name for m in list_metrics("calibration")]
     order = list(SWEEP_METRICS) + [m for m in registered if m not in SWEEP_METRICS]
     refs = {(r["model"], r["dataset"], r["shots"]): r for r in records if r["k"] == 0}
@@ -449,7 +476,7 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
                 values[name] |= dict(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]))
         for name, (column, fn) in extra.items():
             x = np.asarray(r[column], dtype=float)
-            if name == "positive_rate" and p.shape[1] != 2:
+            if name in ("positive_rate", "positive_ece") and p.shape[1] != 2:
                 values[name] = dict(value=math.nan, low=math.nan, high=math.nan)
                 continue
             iv = bootstrap_ci(fn, x, y, n_boot=config.n_boot, seed=seed)
@@ -458,12 +485,15 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
                 d = paired_bootstrap(fn, (np.asarray(ref[column], dtype=float), y), (x, y), n_boot=config.n_boot,
                                      seed=seed)
                 values[name] |= dict(delta=d.estimate, delta_low=d.low, delta_high=d.high)
+        flag = collapsed(p.argmax(axis=1), y, p.shape[1], np.asarray(r["label_mass"], dtype=float))
+        values["accuracy"] |= dict(collapsed=flag.collapsed, collapse_reasons=", ".join(flag.reasons))
         if p_ref is not None and r["k"] > 0:
-            ni = accuracy_noninferiority(p_ref.argmax(axis=1) == y, p.argmax(axis=1) == y, margin=config.margin, alpha=config.alpha)
+            ni = accuracy_noninferiority(p_ref.argmax(axis=1) == y, p.argmax(axis=1) == y, margin=config.margin,
+                                         alpha=config.alpha)
             values["accuracy"] |= dict(lower=float(ni.low), noninferior=bool(ni.noninferior), margin=config.margin)
         rows += [dict(base, metric=name, **values[name]) for name in order if name in values]
     table = pd.DataFrame(rows)
-    for col in ("delta", "delta_low", "delta_high", "lower", "noninferior", "margin"):
+    for col in ("delta", "delta_low", "delta_high", "lower", "noninferior", "margin", "collapsed", "collapse_reasons"):
         if col not in table:
             table[col] = np.nan
     return table
@@ -475,7 +505,7 @@ def k_star(frame: pd.DataFrame, *, margin: float, rule: str = "all_smaller",
     """k* per group: the largest k whose paired accuracy change passes non-inferiority.
 
     A k passes when ``lower > -margin`` (``lower``: the one-sided lower confidence bound of the
-    accuracy change, pruned - unpruned). Rules (:data:`KSTAR_RULES`): ``all_smaller`` = the largest
+    accuracy change, pruned - unpruned) and, with a ``collapsed`` column, the cell is not collapsed. Rules (:data:`KSTAR_RULES`): ``all_smaller`` = the largest
     k such that every swept k' in 1..k passes; ``largest`` = the largest passing k. k* = 0 when
     none qualifies (no pruning keeps accuracy). Only rows with k >= 1 and a ``lower`` are read;
     with a ``metric`` column only its ``accuracy`` rows.
@@ -495,7 +525,10 @@ def k_star(frame: pd.DataFrame, *, margin: float, rule: str = "all_smaller",
     for key, g in sub.groupby(by, sort=False):
         g = g.sort_values("k")
         ks = g["k"].astype(int).tolist()
-        ok = (g["lower"].astype(float) > -float(margin)).tolist()
+        ok = g["lower"].astype(float) > -float(margin)
+        if "collapsed" in g:
+            ok &= ~g["collapsed"].map(lambda v: v is True or str(v).lower() == "true").to_numpy(dtype=bool)
+        ok = ok.tolist()
         if len(set(ks)) != len(ks):
             raise InputError(f"k_star: group {key} has several rows for one k")
         passing = [k for k, good in zip(ks, ok) if good]
