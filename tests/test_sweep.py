@@ -22,6 +22,7 @@ from toolkit.study.sweep import (
     k_star,
     run_sweep,
     stage2_configs,
+    stage2_pilot,
     sweep_cells,
     sweep_table,
 )
@@ -143,6 +144,23 @@ def test_a_collapsed_cell_is_flagged_and_never_passes_k_star():
     assert acc.loc[2, "collapse_reasons"] == "one class, chance" and acc.loc[2, "lower"] > -0.9  # passes the margin
     kstar = k_star(table, margin=0.9, rule="largest")
     assert kstar.k_star.tolist() == [1] and kstar.passing.tolist() == ["1"]  # the collapsed k = 2 does not pass
+
+
+def test_stage2_pilot_reads_the_spread_at_k_star_by_hand(synthetic):
+    table, y, ref, pruned = synthetic[:4]
+    kstar = pd.DataFrame([dict(model="m", dataset="d", selection="cosine", shots=0, k_star=1)])
+    pilot = stage2_pilot(table, kstar, "m", "d", 0)
+    assert pilot["p_disc"] == pytest.approx(np.mean((ref.argmax(1) == y) != (pruned.argmax(1) == y)))
+    e = _row(table, 1, "ece")
+    assert pilot["sd_ece"] == pytest.approx((e.delta_high - e.delta_low) / (2 * stats.norm.ppf(0.975)) * np.sqrt(40))
+    assert stage2_pilot(table, kstar.assign(k_star=0), "m", "d", 0) == {}
+    from toolkit.study import plan
+
+    sized = plan(StudyConfig(n_eval=40, n_faithfulness=8), pilot=pilot, pilot_source="stage 1").set_index("metric")
+    assert sized.loc["accuracy", "p_disc"] == pytest.approx(pilot["p_disc"])
+    assert sized.loc["ece", "sd"] == pytest.approx(pilot["sd_ece"]) and sized.source.iloc[0].startswith("stage 1")
+    with pytest.raises(InputError, match=r"pilot names \['sd_nope'\]"):
+        plan(StudyConfig(), pilot={"sd_nope": 1.0})
 
 
 def test_noninferiority_bound_with_no_discordant_pair_by_hand(synthetic):
@@ -366,12 +384,16 @@ def test_cli_sweep_writes_table_kstar_figure_and_stage2_configs(tiny_sweep, tmp_
     run_dir = next((tmp_path / "out").iterdir())
     assert png.is_file() and (run_dir / "sweep.csv").is_file() and (run_dir / "kstar.csv").is_file()
     kstar = pd.read_csv(run_dir / "kstar.csv")
-    for file in (run_dir / "stage2").iterdir():
+    for file in (run_dir / "stage2").glob("*.json"):
         study = StudyConfig.from_file(file)
         assert study.random_draws == 3 and study.n_permutations == 3 and study.shots == 0
         assert study.levels_by_selection == {"cosine": (int(kstar.k_star.iloc[0]),)}
         assert f"--config {file}" in out
-    assert len(list((run_dir / "stage2").iterdir())) == int(kstar.k_star.iloc[0] > 0)
+    assert len(list((run_dir / "stage2").glob("*.json"))) == int(kstar.k_star.iloc[0] > 0)
+    if kstar.k_star.iloc[0] > 0:  # each stage-2 study sized from stage 1's spread at k*
+        sized = pd.read_csv(run_dir / "stage2" / "plan.csv")
+        assert sized.source.str.startswith("stage 1 at k*").all() and "stage 2 plan" in out
+        assert (sized.n_test == 20).all() and (sized.n[sized.metric == "accuracy"] == 12).all()
     assert main(["sweep", str(path), "--dry-run"]) == 0
     assert "3 cells, 3 done" in capsys.readouterr().out  # k = 0, 1, 2 of a 4-layer model (k_max 2)
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2

@@ -8,6 +8,7 @@ import pandas as pd
 from ..decisions import power_table, smallest_p
 from ..metrics import family_metric, list_metrics, metric_names
 from ..store import CellStore
+from ..validation import InputError
 from .cells import Cell, study_cells, study_shots
 from .config import StudyConfig, claim_metrics
 from .decide import is_control
@@ -90,7 +91,8 @@ def status(config: StudyConfig) -> pd.DataFrame:
     return out
 
 
-def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
+def plan(config: StudyConfig, *, power: float = 0.8, pilot: dict[str, float] | None = None,
+         pilot_source: str = "given") -> pd.DataFrame:
     """What the config can detect: minimal detectable paired differences and CI half-widths.
 
     One row per claim of the study (``config.claims``, by default the registry's headline metrics,
@@ -99,7 +101,9 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     Uses :func:`toolkit.decisions.power_table` with n = ``n_eval`` (accuracy, calibration) and
     ``n_faithfulness`` (faithfulness; times the number of ``length_buckets`` when given). The spread comes from a pilot: the finished cells of this config
     (share of sentences whose correctness flips against the unpruned cell; sd of the per-example
-    NAOPC difference; ECE's paired-bootstrap se times sqrt(n)), else :data:`PILOT_ASSUMPTIONS`.
+    NAOPC difference; ECE's paired-bootstrap se times sqrt(n)), else ``pilot`` (keys as
+    :data:`PILOT_ASSUMPTIONS`, e.g. the dose-response sweep's spread at k*:
+    :func:`toolkit.study.sweep.stage2_pilot`; keys it lacks are assumed), else :data:`PILOT_ASSUMPTIONS`.
     Change tests are one-sided ("degrades") and sized at alpha / m (Bonferroni, the conservative
     end of Holm) with m the largest primary family the study can have: every pruned cell of a
     non-control selection passing the accuracy gate, one test per calibration change claim and one
@@ -119,9 +123,15 @@ def plan(config: StudyConfig, *, power: float = 0.8) -> pd.DataFrame:
     claims = claim_metrics(config.claims, measured=measured)
     equivalence = next(m for m in claims if m.test == "noninferiority")
     changes = [m for m in claims if m.test != "noninferiority"]
-    sd = {m.name: PILOT_ASSUMPTIONS.get(f"sd_{m.short}", PILOT_ASSUMPTIONS[_ASSUMED_SD[m.family]]) for m in changes}
-    p_disc = PILOT_ASSUMPTIONS["p_disc"]
-    source = "assumed"
+    given = dict(pilot or {})
+    unknown = sorted(set(given) - {"p_disc"} - {f"sd_{m.short}" for m in changes})
+    if unknown:
+        raise InputError(f"pilot names {unknown}; expected p_disc and sd_<claim> for the claims "
+                         f"{[m.short for m in changes]}")
+    assumed = {**PILOT_ASSUMPTIONS, **given}
+    sd = {m.name: assumed.get(f"sd_{m.short}", PILOT_ASSUMPTIONS[_ASSUMED_SD[m.family]]) for m in changes}
+    p_disc = assumed["p_disc"]
+    source = f"{pilot_source} ({', '.join(sorted(given))}; the rest assumed)" if given else "assumed"
     if any(r["k"] > 0 for r in records):
         table = tidy_table(records, config)
         refs = {(r["model"], r["dataset"]): record_frame(r) for r in records if r["k"] == 0}

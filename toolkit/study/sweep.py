@@ -62,8 +62,8 @@ from ..validation import InputError, check_choice, check_int, check_probability,
 from .config import StudyConfig, parse_config_text
 from .run import model_depth, model_folder
 
-__all__ = ["KSTAR_RULES", "SweepCell", "SweepConfig", "k_star", "run_sweep", "stage2_configs", "sweep_cells",
-           "sweep_table"]
+__all__ = ["KSTAR_RULES", "SweepCell", "SweepConfig", "k_star", "run_sweep", "stage2_configs", "stage2_pilot",
+           "sweep_cells", "sweep_table"]
 
 KSTAR_RULES = ("all_smaller", "largest")
 """How :func:`k_star` reads the sweep: ``all_smaller`` (default) = the largest k such that every
@@ -440,12 +440,13 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
     value, low, high: the metric and its percentile-bootstrap CI; delta, delta_low, delta_high: the
     paired-bootstrap change against the k = 0 cell of the same (model, dataset, shots). On accuracy
     rows of pruned cells, ``lower``: the one-sided (1 - alpha) lower confidence bound of the paired
-    accuracy change (Tango's score bound, :func:`toolkit.decisions.accuracy_noninferiority`) and
-    ``noninferior`` = lower > -margin.
+    accuracy change (Tango's score bound, :func:`toolkit.decisions.accuracy_noninferiority`),
+    ``noninferior`` = lower > -margin, and ``discordant``: the share of examples whose correctness
+    differs from the unpruned model's (the spread that sizes stage 2).
 
     Returns:
         DataFrame: model, dataset, selection, shots, k, layers, n, metric, value, low, high, delta,
-        delta_low, delta_high, lower, noninferior, margin, collapsed, collapse_reasons.
+        delta_low, delta_high, lower, noninferior, margin, discordant, collapsed, collapse_reasons.
     """
     extra = {"calibration_gap": ("probs", _gap), "ece_temperature_scaled": ("probs_scaled", ece),
              "brier_reliability": ("probs", _reliability), "brier_resolution": ("probs", _resolution),
@@ -490,10 +491,12 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
         if p_ref is not None and r["k"] > 0:
             ni = accuracy_noninferiority(p_ref.argmax(axis=1) == y, p.argmax(axis=1) == y, margin=config.margin,
                                          alpha=config.alpha)
-            values["accuracy"] |= dict(lower=float(ni.low), noninferior=bool(ni.noninferior), margin=config.margin)
+            values["accuracy"] |= dict(lower=float(ni.low), noninferior=bool(ni.noninferior), margin=config.margin,
+                                       discordant=float(np.mean((p_ref.argmax(axis=1) == y) != (p.argmax(axis=1) == y))))
         rows += [dict(base, metric=name, **values[name]) for name in order if name in values]
     table = pd.DataFrame(rows)
-    for col in ("delta", "delta_low", "delta_high", "lower", "noninferior", "margin", "collapsed", "collapse_reasons"):
+    for col in ("delta", "delta_low", "delta_high", "lower", "noninferior", "margin", "discordant", "collapsed",
+                "collapse_reasons"):
         if col not in table:
             table[col] = np.nan
     return table
@@ -568,3 +571,26 @@ def stage2_configs(config: SweepConfig, kstar: pd.DataFrame) -> list:
                                random_draws=config.random_draws, shots=int(shots), margin=config.margin,
                                alpha=config.alpha, **opts))
     return out
+
+
+def stage2_pilot(table: pd.DataFrame, kstar: pd.DataFrame, model: str, dataset: str, shots: int) -> dict[str, float]:
+    """The spread stage 1 measured at k*, to size one stage-2 study (:func:`toolkit.study.plan`'s ``pilot``).
+
+    Over the selections of (model, dataset, shots) with k* >= 1, at their k* on the validation
+    split: ``p_disc`` = the largest share of examples whose correctness differs from the unpruned
+    model's, ``sd_ece`` = the largest sd of the per-example ECE change, from the paired bootstrap's
+    95% interval: (delta_high - delta_low) / (2 z_0.975) * sqrt(n). The largest, so that the plan's
+    MDE holds for every selection. Faithfulness is not measured in stage 1: its spread stays assumed.
+
+    Returns:
+        {"p_disc": ..., "sd_ece": ...}, or {} when no selection has k* >= 1.
+    """
+    rows = kstar[(kstar.model == model) & (kstar.dataset == dataset) & (kstar.shots == shots) & (kstar.k_star > 0)]
+    p_disc, sd_ece = [], []
+    for sel, k in zip(rows.selection, rows.k_star):
+        cell = table[(table.model == model) & (table.dataset == dataset) & (table.shots == shots)
+                     & (table.selection == sel) & (table.k == k)].set_index("metric")
+        p_disc.append(float(cell.loc["accuracy", "discordant"]))
+        e = cell.loc["ece"]
+        sd_ece.append(float(e.delta_high - e.delta_low) / (2 * 1.959963984540054) * math.sqrt(float(e.n)))
+    return {"p_disc": max(p_disc), "sd_ece": max(sd_ece)} if p_disc else {}
