@@ -429,6 +429,10 @@ def sweep_curves(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "cal
             ax.set_ylabel(f"{model}\n{dataset}" if j == 0 else "", fontsize="small")
             ax.set_xlabel("k (attention layers dropped)" if i == len(pairs) - 1 else "", fontsize="small")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if lines:
-        axes[0, -1].legend(fontsize="x-small")
+    if lines:  # every (selection, shots) line, even one the first row does not have
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=colors[key], marker="o", markersize=3, label=f"{key[0]}, {key[1]}-shot")
+                   for key in lines]
+        axes[0, -1].legend(handles=handles, fontsize="x-small")
     return axes
