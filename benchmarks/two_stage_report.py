@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
              _md(fluctuation(table)), "",
              f"## Collapsed cells ({len(collapsed)} of {len(acc)})", "",
              "More than 95% of predictions in one class, balanced accuracy at most chance + 0.05, or mean "
-             "label mass under 0.01 (`toolkit.decisions.collapse`).", ""]
+             "label mass under 0.001 (`toolkit.decisions.collapse`; the floor was 0.01 before this run flagged two working unpruned Gemma cells, see its docstring).", ""]
     if len(collapsed):
         lines += [_md(collapsed[["model", "dataset", "shots", "selection", "k", "value", "collapse_reasons"]]
                       .rename(columns={"value": "accuracy"})), ""]

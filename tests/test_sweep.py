@@ -144,6 +144,10 @@ def test_a_collapsed_cell_is_flagged_and_never_passes_k_star():
     assert acc.loc[2, "collapse_reasons"] == "one class, chance" and acc.loc[2, "lower"] > -0.9  # passes the margin
     kstar = k_star(table, margin=0.9, rule="largest")
     assert kstar.k_star.tolist() == [1] and kstar.passing.tolist() == ["1"]  # the collapsed k = 2 does not pass
+    # a collapsed unpruned model: nothing in its group passes
+    broken = table.copy()
+    broken.loc[(broken.k == 0) & (broken.metric == "accuracy"), "collapsed"] = True
+    assert k_star(broken, margin=0.9, rule="largest").k_star.tolist() == [0]
 
 
 def test_stage2_pilot_reads_the_spread_at_k_star_by_hand(synthetic):
@@ -154,9 +158,11 @@ def test_stage2_pilot_reads_the_spread_at_k_star_by_hand(synthetic):
     e = _row(table, 1, "ece")
     assert pilot["sd_ece"] == pytest.approx((e.delta_high - e.delta_low) / (2 * stats.norm.ppf(0.975)) * np.sqrt(40))
     assert stage2_pilot(table, kstar.assign(k_star=0), "m", "d", 0) == {}
+    assert set(pilot) == {"p_disc", "sd_ece", "sd_smooth_ece", "sd_brier"}
     from toolkit.study import plan
 
-    sized = plan(StudyConfig(n_eval=40, n_faithfulness=8), pilot=pilot, pilot_source="stage 1").set_index("metric")
+    sized = plan(StudyConfig(n_eval=40, n_faithfulness=8), pilot={k: pilot[k] for k in ("p_disc", "sd_ece")},
+                 pilot_source="stage 1").set_index("metric")
     assert sized.loc["accuracy", "p_disc"] == pytest.approx(pilot["p_disc"])
     assert sized.loc["ece", "sd"] == pytest.approx(pilot["sd_ece"]) and sized.source.iloc[0].startswith("stage 1")
     with pytest.raises(InputError, match=r"pilot names \['sd_nope'\]"):

@@ -115,7 +115,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .data import load_dataset
-    from .study import plan
+    from .study import claim_metrics, plan, planned_metrics
     from .study.sweep import SweepConfig, k_star, run_sweep, stage2_configs, stage2_pilot
 
     config = SweepConfig.from_file(Path(args.config))
@@ -158,6 +158,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"figure: {args.plot}")
     folder = config.run_dir() / "stage2"
     folder.mkdir(exist_ok=True)
+    for stale in [*folder.glob("*.json"), folder / "plan.csv"]:  # k* decides which studies exist: no leftovers
+        stale.unlink(missing_ok=True)
     from .study import StudyConfig
 
     defaults = StudyConfig().to_dict()
@@ -168,7 +170,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         path = folder / f"{study.models[0].replace('/', '_')}-{study.datasets[0]}-{study.shots}shot.json"
         path.write_text(json.dumps(data, indent=1, default=str))
         print(f"stage 2: python -m toolkit study --config {path}")
-        pilot = stage2_pilot(table, kstar, study.models[0], study.datasets[0], study.shots)
+        claims = claim_metrics(study.claims, measured=planned_metrics(study))
+        pilot = stage2_pilot(table, kstar, study.models[0], study.datasets[0], study.shots,
+                             metrics=[m.short for m in claims if m.family == "calibration" and m.test != "noninferiority"])
         n_test = len(load_dataset(study.datasets[0], split="test").texts)  # the study scores min(n_eval, n_test)
         sized = plan(study.with_overrides(n_eval=min(study.n_eval, n_test)), pilot=pilot, pilot_source="stage 1 at k*")
         plans.append(sized.assign(model=study.models[0], dataset=study.datasets[0], shots=study.shots, n_test=n_test))

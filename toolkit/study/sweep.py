@@ -436,7 +436,7 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
     cross-fitted temperature), brier with Murphy's brier_reliability and brier_resolution,
     positive_ece (ECE of p(class 1)) and positive_rate (predicted class 1), both binary tasks
     only, label_mass. Accuracy rows also carry ``collapsed`` and ``collapse_reasons``
-    (:func:`toolkit.decisions.collapsed`: one class > 95%, balanced accuracy at chance, label mass < 1%).
+    (:func:`toolkit.decisions.collapsed`: one class > 95%, balanced accuracy at chance, label mass < 0.1%).
     value, low, high: the metric and its percentile-bootstrap CI; delta, delta_low, delta_high: the
     paired-bootstrap change against the k = 0 cell of the same (model, dataset, shots). On accuracy
     rows of pruned cells, ``lower``: the one-sided (1 - alpha) lower confidence bound of the paired
@@ -508,7 +508,8 @@ def k_star(frame: pd.DataFrame, *, margin: float, rule: str = "all_smaller",
     """k* per group: the largest k whose paired accuracy change passes non-inferiority.
 
     A k passes when ``lower > -margin`` (``lower``: the one-sided lower confidence bound of the
-    accuracy change, pruned - unpruned) and, with a ``collapsed`` column, the cell is not collapsed. Rules (:data:`KSTAR_RULES`): ``all_smaller`` = the largest
+    accuracy change, pruned - unpruned) and, with a ``collapsed`` column, neither the cell nor its
+    unpruned reference (the group's k = 0 row; selection ``none``, so matched on the other keys) is collapsed. Rules (:data:`KSTAR_RULES`): ``all_smaller`` = the largest
     k such that every swept k' in 1..k passes; ``largest`` = the largest passing k. k* = 0 when
     none qualifies (no pruning keeps accuracy). Only rows with k >= 1 and a ``lower`` are read;
     with a ``metric`` column only its ``accuracy`` rows.
@@ -523,6 +524,12 @@ def k_star(frame: pd.DataFrame, *, margin: float, rule: str = "all_smaller",
     if missing:
         raise InputError(f"k_star needs columns {missing}; got {list(frame.columns)}")
     sub = frame[(frame["metric"] == "accuracy")] if "metric" in frame else frame
+    broken_refs: set = set()
+    if "collapsed" in sub:  # a collapsed unpruned model: nothing to keep, every k of its group fails
+        refs = sub[sub["k"] == 0]
+        broken = refs["collapsed"].map(lambda v: v is True or str(v).lower() == "true").to_numpy(dtype=bool)
+        ref_keys = [c for c in by if c != "selection"]
+        broken_refs = {tuple(r) for r in refs.loc[broken, ref_keys].itertuples(index=False)}
     sub = sub[(sub["k"] >= 1) & sub["lower"].notna()]
     rows = []
     for key, g in sub.groupby(by, sort=False):
@@ -531,6 +538,9 @@ def k_star(frame: pd.DataFrame, *, margin: float, rule: str = "all_smaller",
         ok = g["lower"].astype(float) > -float(margin)
         if "collapsed" in g:
             ok &= ~g["collapsed"].map(lambda v: v is True or str(v).lower() == "true").to_numpy(dtype=bool)
+        group = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        if broken_refs and tuple(group[c] for c in by if c != "selection") in broken_refs:
+            ok &= False
         ok = ok.tolist()
         if len(set(ks)) != len(ks):
             raise InputError(f"k_star: group {key} has several rows for one k")
@@ -573,24 +583,29 @@ def stage2_configs(config: SweepConfig, kstar: pd.DataFrame) -> list:
     return out
 
 
-def stage2_pilot(table: pd.DataFrame, kstar: pd.DataFrame, model: str, dataset: str, shots: int) -> dict[str, float]:
+def stage2_pilot(table: pd.DataFrame, kstar: pd.DataFrame, model: str, dataset: str, shots: int,
+                 metrics: Sequence[str] = ("ece", "smooth_ece", "brier")) -> dict[str, float]:
     """The spread stage 1 measured at k*, to size one stage-2 study (:func:`toolkit.study.plan`'s ``pilot``).
 
     Over the selections of (model, dataset, shots) with k* >= 1, at their k* on the validation
     split: ``p_disc`` = the largest share of examples whose correctness differs from the unpruned
-    model's, ``sd_ece`` = the largest sd of the per-example ECE change, from the paired bootstrap's
-    95% interval: (delta_high - delta_low) / (2 z_0.975) * sqrt(n). The largest, so that the plan's
-    MDE holds for every selection. Faithfulness is not measured in stage 1: its spread stays assumed.
+    model's; ``sd_<metric>`` for each calibration metric of ``metrics`` the table holds = the
+    largest sd of its per-example change, from the paired bootstrap's 95% interval:
+    (delta_high - delta_low) / (2 z_0.975) * sqrt(n). The largest, so that the plan's MDE holds for
+    every selection. Faithfulness is not measured in stage 1: its spread stays assumed.
 
     Returns:
-        {"p_disc": ..., "sd_ece": ...}, or {} when no selection has k* >= 1.
+        {"p_disc": ..., "sd_ece": ..., ...}, or {} when no selection has k* >= 1.
     """
     rows = kstar[(kstar.model == model) & (kstar.dataset == dataset) & (kstar.shots == shots) & (kstar.k_star > 0)]
-    p_disc, sd_ece = [], []
+    out: dict[str, list[float]] = {}
     for sel, k in zip(rows.selection, rows.k_star):
         cell = table[(table.model == model) & (table.dataset == dataset) & (table.shots == shots)
                      & (table.selection == sel) & (table.k == k)].set_index("metric")
-        p_disc.append(float(cell.loc["accuracy", "discordant"]))
-        e = cell.loc["ece"]
-        sd_ece.append(float(e.delta_high - e.delta_low) / (2 * 1.959963984540054) * math.sqrt(float(e.n)))
-    return {"p_disc": max(p_disc), "sd_ece": max(sd_ece)} if p_disc else {}
+        out.setdefault("p_disc", []).append(float(cell.loc["accuracy", "discordant"]))
+        for metric in metrics:
+            if metric in cell.index:
+                e = cell.loc[metric]
+                sd = float(e.delta_high - e.delta_low) / (2 * 1.959963984540054) * math.sqrt(float(e.n))
+                out.setdefault(f"sd_{metric}", []).append(sd)
+    return {key: max(values) for key, values in out.items()}
