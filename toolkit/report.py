@@ -166,7 +166,7 @@ def write_report(
               f"{faith.label} is for `{summary.method or None}`. Deltas (`d_`) are paired differences against the "
               "unpruned model on the same examples. `keeps_accuracy`: the one-sided lower bound of the accuracy "
               f"change (`ni_low`) is above -margin (non-inferiority: a gain never fails it); `collapsed`: the pruned "
-              "model predicts one class, is at chance or stops answering in format (kept out of the claims); "
+              "model predicts one class or is at chance (kept out of the claims); "
               f"{degrades}: the one-sided test that the metric got worse, rejected in its family (`_p_adj`; `_low`, "
               "`_high`: the unadjusted paired 95% interval). Primary family: cells that keep accuracy and are not "
               "collapsed; every other test is exploratory. `misaligned`: keeps accuracy and a primary claim "

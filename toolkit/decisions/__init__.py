@@ -20,7 +20,7 @@ One module per kind of claim: :mod:`.collapse` (which cells are broken models), 
 :mod:`.power`; every name below imports from here as before.
 """
 
-from .collapse import CHANCE_TOLERANCE, LABEL_MASS_FLOOR, MAX_CLASS_SHARE, Collapse, collapse_reasons, collapsed
+from .collapse import CHANCE_TOLERANCE, MAX_CLASS_SHARE, Collapse, collapse_reasons, collapsed
 from .equivalence import (
     ACCURACY_METHODS,
     NONINFERIORITY_MARGINS,
@@ -52,7 +52,6 @@ __all__ = [
     "ACCURACY_METHODS",
     "CHANCE_TOLERANCE",
     "Collapse",
-    "LABEL_MASS_FLOOR",
     "MAX_CLASS_SHARE",
     "collapse_reasons",
     "collapsed",

@@ -1,19 +1,21 @@
 """Collapsed cells: a pruned model that no longer reads its input is kept out of the claims.
 
-A cell is *collapsed* when any of three stated rules fires (thresholds are the module constants):
+A cell is *collapsed* when either stated rule fires (thresholds are the module constants):
 
 1. one class takes more than ``MAX_CLASS_SHARE`` (95%) of the predictions;
 2. balanced accuracy is not above chance: BA <= 1 / C + ``CHANCE_TOLERANCE`` (a point rule, so a
-   cell is not called collapsed merely for being small; with C = 2 classes: BA <= 0.55);
-3. the mean probability the full vocabulary puts on the label verbalizers is below
-   ``LABEL_MASS_FLOOR`` (0.1%): the model no longer answers in format, and the renormalised class
-   probabilities are noise. (The floor was 1% until stage 1 of the two-stage run showed working
-   unpruned models below it: Gemma-3-270M zero-shot puts 0.27% of its mass on the labels of UCI
-   yelp at 0.89 accuracy and balanced predictions. A rule that calls the reference collapsed is
-   wrong; 0.1% is under every unpruned cell of stage 1 (lowest 0.27%), and rules 1 and 2 catch predictions that
-   carry no information whatever the mass.)
+   cell is not called collapsed merely for being small; with C = 2 classes: BA <= 0.55).
 
-Calibration or faithfulness "changes" of such a model describe a model that ignores its input,
+A third rule, "the mean probability the full vocabulary puts on the label verbalizers is below a
+floor" (the model no longer answers in format), is opt-in (``label_mass_floor=``) and off in every
+study table, audit and sweep. Stage 1 of the two-stage run showed why: Gemma-3-270M zero-shot puts
+0.27% of its mass on the labels of UCI yelp at 0.89 accuracy, and its pruned cells reach 0.69
+accuracy at 0.002% label mass and 0.94 at 0.07%. Label mass measures whether the
+prompt's format is followed, not whether the renormalised class probabilities carry information;
+rules 1 and 2 test that directly. A floor of 1% (then 0.1%) called working models, the unpruned
+reference among them, collapsed. The mean label mass stays in every table as a diagnostic.
+
+Calibration or faithfulness "changes" of a collapsed model describe a model that ignores its input,
 not a prediction that got worse calibrated or an explanation that got less faithful; reports show
 these cells in their own rows.
 """
@@ -29,7 +31,6 @@ from ..validation import InputError, check_int
 
 __all__ = [
     "CHANCE_TOLERANCE",
-    "LABEL_MASS_FLOOR",
     "MAX_CLASS_SHARE",
     "Collapse",
     "collapse_reasons",
@@ -40,8 +41,6 @@ __all__ = [
 MAX_CLASS_SHARE = 0.95
 #: Balanced accuracy at or below 1 / C + this is "not above chance".
 CHANCE_TOLERANCE = 0.05
-#: Mean label-verbalizer mass below this: the model does not answer in format (see rule 3 for why 0.1%).
-LABEL_MASS_FLOOR = 0.001
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,11 @@ def _int_vector(x: ArrayLike, name: str) -> np.ndarray:
 
 
 def collapse_reasons(majority_share: float, balanced_accuracy: float, n_classes: int,
-                     mean_label_mass: float = float("nan")) -> tuple[str, ...]:
-    """The rules that fire for a cell's summary numbers (NaN label mass: that rule is not checked).
+                     mean_label_mass: float = float("nan"), label_mass_floor: float | None = None) -> tuple[str, ...]:
+    """The rules that fire for a cell's summary numbers.
+
+    ``label_mass_floor``: opt in to the label-mass rule (off by default; the module docstring says
+    why); it fires when ``mean_label_mass`` (not NaN) is below the floor.
 
     Returns:
         The subset of ('one class', 'chance', 'label mass') that fires, in that order.
@@ -94,13 +96,14 @@ def collapse_reasons(majority_share: float, balanced_accuracy: float, n_classes:
         reasons.append("one class")
     if balanced_accuracy <= 1.0 / c + CHANCE_TOLERANCE:
         reasons.append("chance")
-    if mean_label_mass == mean_label_mass and mean_label_mass < LABEL_MASS_FLOOR:
+    if label_mass_floor is not None and mean_label_mass == mean_label_mass and mean_label_mass < label_mass_floor:
         reasons.append("label mass")
     return tuple(reasons)
 
 
-def collapsed(predictions: ArrayLike, labels: ArrayLike, n_classes: int, label_mass: ArrayLike | None = None) -> Collapse:
-    """Is this cell's model collapsed? See the module docstring for the three rules.
+def collapsed(predictions: ArrayLike, labels: ArrayLike, n_classes: int, label_mass: ArrayLike | None = None,
+              label_mass_floor: float | None = None) -> Collapse:
+    """Is this cell's model collapsed? See the module docstring for the two rules (and the opt-in third).
 
     balanced accuracy = (1 / |K|) sum_{c in K} #{pred = c, label = c} / #{label = c},  K the classes
     present in ``labels`` (Brodersen et al. 2010, "The balanced accuracy and its posterior
@@ -110,7 +113,9 @@ def collapsed(predictions: ArrayLike, labels: ArrayLike, n_classes: int, label_m
         predictions: predicted class index per example, shape (n,).
         labels: true class index per example, shape (n,).
         n_classes: C >= 2, the task's number of classes (chance = 1 / C).
-        label_mass: optional per-example probability of the label verbalizers, shape (n,), in [0, 1].
+        label_mass: optional per-example probability of the label verbalizers, shape (n,), in [0, 1]
+            (its mean is reported; it decides nothing unless ``label_mass_floor`` is given).
+        label_mass_floor: opt in to the label-mass rule at this floor (default off).
 
     Returns:
         :class:`Collapse`.
@@ -131,7 +136,7 @@ def collapsed(predictions: ArrayLike, labels: ArrayLike, n_classes: int, label_m
         if m.shape != pred.shape or not np.all((m >= 0) & (m <= 1)):
             raise InputError(f"label_mass has shape {m.shape} (or values outside [0, 1]); expected ({pred.size},) in [0, 1]")
         mass = float(m.mean())
-    reasons = collapse_reasons(share, ba, c, mass)
+    reasons = collapse_reasons(share, ba, c, mass, label_mass_floor)
     return Collapse(collapsed=bool(reasons), reasons=reasons, majority_share=share,
                     majority_class=int(counts.argmax()), balanced_accuracy=ba, chance=1.0 / c,
                     mean_label_mass=mass, n=int(pred.size))

@@ -11,7 +11,7 @@ How a verdict follows, per pruned cell (margin and alpha are columns of the tabl
 1. keeps accuracy: :func:`toolkit.decisions.noninferiority_from_counts` on (gains, losses, n) at
    0.02, 0.05 and 0.10; the gate uses the table's ``margin``;
 2. collapsed: :func:`toolkit.decisions.collapse_reasons` on (majority share, balanced accuracy,
-   mean label mass);
+   mean label mass: reported, decides nothing; see :mod:`toolkit.decisions.collapse`);
 3. gate = keeps accuracy at ``margin`` and not collapsed;
 4. :func:`toolkit.decisions.gated_family`: directional primary claims (``primary_claim``) in gated
    cells form the Holm family, everything else the exploratory BH family; tests that cannot reject

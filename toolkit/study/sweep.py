@@ -436,7 +436,7 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
     cross-fitted temperature), brier with Murphy's brier_reliability and brier_resolution,
     positive_ece (ECE of p(class 1)) and positive_rate (predicted class 1), both binary tasks
     only, label_mass. Accuracy rows also carry ``collapsed`` and ``collapse_reasons``
-    (:func:`toolkit.decisions.collapsed`: one class > 95%, balanced accuracy at chance, label mass < 0.1%).
+    (:func:`toolkit.decisions.collapsed`: one class > 95%, or balanced accuracy at chance; label mass is reported, not a rule).
     value, low, high: the metric and its percentile-bootstrap CI; delta, delta_low, delta_high: the
     paired-bootstrap change against the k = 0 cell of the same (model, dataset, shots). On accuracy
     rows of pruned cells, ``lower``: the one-sided (1 - alpha) lower confidence bound of the paired
