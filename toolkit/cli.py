@@ -114,9 +114,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     """Stage 1 (the dose-response sweep on validation), k*, and the stage-2 study configs."""
     import pandas as pd
 
-    from .data import load_dataset
-    from .study import claim_metrics, plan, planned_metrics
-    from .study.sweep import SweepConfig, k_star, run_sweep, stage2_configs, stage2_pilot
+    from .study.sweep import SweepConfig, k_star, run_sweep, stage2_configs, stage2_plan
 
     config = SweepConfig.from_file(Path(args.config))
     if args.output_dir:
@@ -163,23 +161,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .study import StudyConfig
 
     defaults = StudyConfig().to_dict()
-    plans = []
-    for study in stage2_configs(config, kstar):
+    studies = stage2_configs(config, kstar)
+    for study in studies:
         data = {k: v for k, v in study.to_dict().items()
                 if v != defaults[k] or k in ("models", "datasets", "levels", "selections")}
         path = folder / f"{study.models[0].replace('/', '_')}-{study.datasets[0]}-{study.shots}shot.json"
         path.write_text(json.dumps(data, indent=1, default=str))
         print(f"stage 2: python -m toolkit study --config {path}")
-        claims = claim_metrics(study.claims, measured=planned_metrics(study))
-        pilot = stage2_pilot(table, kstar, study.models[0], study.datasets[0], study.shots,
-                             metrics=[m.short for m in claims if m.family == "calibration" and m.test != "noninferiority"])
-        n_test = len(load_dataset(study.datasets[0], split="test").texts)  # the study scores min(n_eval, n_test)
-        sized = plan(study.with_overrides(n_eval=min(study.n_eval, n_test)), pilot=pilot, pilot_source="stage 1 at k*")
-        plans.append(sized.assign(model=study.models[0], dataset=study.datasets[0], shots=study.shots, n_test=n_test))
-    if plans:  # what each stage-2 study can detect, from stage 1's spread at k*
-        sized = pd.concat(plans, ignore_index=True)
-        sized = sized[["model", "dataset", "shots", "n_test", *[c for c in sized if c not in
-                                                                  ("model", "dataset", "shots", "n_test")]]]
+    sized = stage2_plan(table, kstar, studies)
+    if len(sized):  # what each stage-2 study can detect, from stage 1's spread at k*
         sized.to_csv(folder / "plan.csv", index=False)
         with pd.option_context("display.width", 200, "display.max_rows", 500):
             print("stage 2 plan (n = min(n_eval, n_test); mde at power 0.8):")

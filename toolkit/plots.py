@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 
 from .calibration import BINNINGS, Binning, ece, probs_labels, reliability_table
 from .calibration.inputs import check_probs
-from .validation import InputError, InputTypeError
+from .validation import InputError, InputTypeError, as_bool
 
 __all__ = ["claims_plot", "importance_profile", "metric_vs_pruning", "reliability_diagram", "sweep_curves",
            "verdict_heatmap"]
@@ -253,9 +253,8 @@ def claims_plot(summary, *, axes: Sequence[Axes] | None = None) -> np.ndarray:
             upper = np.zeros_like(y) if premise else g[high].to_numpy(dtype=float) - y  # one-sided: no upper arm
             err = np.vstack([y - g[low].to_numpy(dtype=float), upper])
             ax.errorbar(x, y, yerr=err, fmt="none", ecolor=colors[sel], capsize=3, label=sel)
-            filled = g[shown].map(lambda v: v is True or v == 1 or str(v).lower() == "true").to_numpy(dtype=bool)
-            broken = (g["collapsed"].map(lambda v: v is True or str(v).lower() == "true").to_numpy(dtype=bool)
-                      if "collapsed" in g else np.zeros(len(g), dtype=bool))
+            filled = as_bool(g[shown]).to_numpy()
+            broken = as_bool(g["collapsed"]).to_numpy() if "collapsed" in g else np.zeros(len(g), dtype=bool)
             ax.scatter(x[filled & ~broken], y[filled & ~broken], color=colors[sel], zorder=3)
             ax.scatter(x[~filled & ~broken], y[~filled & ~broken], facecolor="white", edgecolor=colors[sel], zorder=3)
             ax.scatter(x[broken], y[broken], marker="x", color=colors[sel], zorder=3,

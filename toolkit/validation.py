@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "InputError",
@@ -31,6 +34,7 @@ __all__ = [
     "check_probability",
     "check_text_list",
     "check_texts",
+    "as_bool",
     "is_int",
     "short_repr",
 ]
@@ -52,6 +56,11 @@ class InputFileNotFoundError(InputError, FileNotFoundError):
 
 class InputFileExistsError(InputError, FileExistsError):
     """A path the toolkit would write to that is taken (a file, or a folder it must not overwrite)."""
+
+
+def as_bool(values: pd.Series) -> pd.Series:
+    """A bool column as written (True/False) or read back from CSV ('True', 'true', 1); NaN is False."""
+    return values.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).astype(bool)
 
 
 def is_int(value: Any) -> bool:

@@ -27,8 +27,8 @@ from ..importance import importance_metric
 from ..metrics import get_metric, metric_names
 from ..validation import InputError
 
-__all__ = ["GATE_COLUMNS", "TEST_COLUMNS", "accuracy_gate", "as_bool", "cell_verdict", "degrade_test", "degrades_alternative",
-           "is_control", "paired_values"]
+__all__ = ["GATE_COLUMNS", "TEST_COLUMNS", "accuracy_gate", "cell_verdict", "degrade_test", "degrades_alternative",
+           "is_control", "paired_values", "se_from_interval"]
 
 #: Columns :func:`accuracy_gate` fills (on a pruned cell's accuracy row of the study table).
 GATE_COLUMNS = ("gains", "losses", "ni_low", "noninferior", "majority_share", "balanced_accuracy", "collapsed",
@@ -91,7 +91,7 @@ def degrade_test(metric: str, *, estimate: float | None = None, low: float | Non
     if entry.test == "paired_bootstrap":
         if estimate is None or low is None or high is None:
             raise InputError(f"degrade_test({metric!r}): a paired_bootstrap metric needs estimate, low and high")
-        se = (float(high) - float(low)) / (2 * _Z975)
+        se = se_from_interval(low, high)
         z = float(estimate) / se if se > 0 else np.nan
         p = float(stats.norm.sf(z) if alternative == "greater" else stats.norm.cdf(z)) if se > 0 else np.nan
         return dict(test="normal", alternative=alternative, p=p, estimate=float(estimate), ci_low=float(low),
@@ -113,6 +113,11 @@ def degrade_test(metric: str, *, estimate: float | None = None, low: float | Non
     return dict(test=test, alternative=alternative, p=p, n=n, estimate=est, ci_low=est - q * se, ci_high=est + q * se)
 
 
+def se_from_interval(low: float, high: float) -> float:
+    """The standard error a normal 95% interval implies: (high - low) / (2 z_0.975)."""
+    return (float(high) - float(low)) / (2 * _Z975)
+
+
 def paired_values(ref: pd.DataFrame, cur: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The per-example values of ``metric`` in both cells, on the examples both measured (columns a, b)."""
     return pd.concat([ref.set_index("example")[metric], cur.set_index("example")[metric]], axis=1,
@@ -130,11 +135,6 @@ def cell_verdict(collapse: str, keeps_accuracy: bool, degraded: list[str], margi
     if not keeps_accuracy:
         return f"not shown to keep accuracy (margin {margin:g})"
     return f"keeps accuracy; degrades: {', '.join(degraded)}" if degraded else "keeps accuracy; no degradation shown"
-
-
-def as_bool(values: pd.Series) -> pd.Series:
-    """A bool column as written (True/False) or read back from CSV ('True', 'true', 1); NaN stays False."""
-    return values.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).astype(bool)
 
 
 def is_control(selection: str) -> bool:

@@ -57,7 +57,7 @@ def _study_work(
     def compute(cell: Cell) -> dict:
         if cell.dataset not in data:
             data[cell.dataset] = study_data(cell.dataset, config, model_name)  # its task carries the pair's shots
-            data[cell.dataset]["manifest"] = _cell_manifest(config, model_name, data[cell.dataset]["test"].task,
+            data[cell.dataset]["manifest"] = cell_manifest(config, model_name, data[cell.dataset]["test"].task,
                                                             tok, digest, model=model)
         torch.manual_seed(cell.seed(config.seed))
         record = run_cell(cell, config, model, tok, data[cell.dataset], importance_cache)
@@ -67,8 +67,11 @@ def _study_work(
         store.run_cell(cell.key, functools.partial(compute, cell))
 
 
-def _cell_manifest(config: StudyConfig, model_name: str, task, tok, digest: str | None, model=None) -> Manifest:
-    """The manifest of ``model_name``'s cells on one dataset (``model`` None: before it loads, in the driver)."""
+def cell_manifest(config: StudyConfig, model_name: str, task, tok, digest: str | None, model=None) -> Manifest:
+    """The manifest of ``model_name``'s cells on one dataset (``model`` None: before it loads, in the driver).
+
+    ``config`` is any config with ``batch_size``, ``seed`` and ``digest()`` (a study's or a sweep's).
+    """
     folder = None if digest is not None or model is not None else model_folder(model_name)
     return build_manifest(model, tok, model_id=model_name, weights=folder, weights_sha256=digest,
                           task=task if tok is not None else None, batch_size=config.batch_size,
@@ -111,7 +114,7 @@ def _check_manifests(config: StudyConfig, store: CellStore, cells: list[Cell], w
                 tokenizers[model] = None
         tok = tokenizers[model]
         task = dataclasses.replace(get_task(dataset), n_shot=shots[(model, dataset)])
-        manifest = _cell_manifest(config, model, task, tok, weights.get(model))
+        manifest = cell_manifest(config, model, task, tok, weights.get(model))
         known = every - MODEL_FIELDS - (TOKENIZER_FIELDS if tok is None else set())
         if weights.get(model) is None:
             known.discard("weights_sha256")

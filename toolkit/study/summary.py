@@ -28,9 +28,9 @@ import pandas as pd
 
 from ..decisions import error_budget, gated_family
 from ..metrics import Metric, get_metric, metric_names
-from ..validation import InputError, check_choice
+from ..validation import InputError, as_bool, check_choice
 from .config import CORRECTIONS, claim_metrics
-from .decide import as_bool, cell_verdict, is_control
+from .decide import cell_verdict, is_control
 
 __all__ = ["ClaimColumns", "Summary", "claim_tests", "measured_metrics", "summary"]
 
@@ -224,11 +224,13 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
             fam = tests[tests.metric == metric][keys + ["p_adj", "rejected"]].rename(
                 columns={"p_adj": f"{name}_p_adj", "rejected": f"{name}_degrades"})
             out = out.merge(part, on=keys, how="left").merge(fam, on=keys, how="left")
+        hits: dict[tuple, list[str]] = {}  # each cell's primary claims shown to degrade, in test order
+        for row in tests[(tests.family == "primary") & tests.rejected][keys + ["metric"]].itertuples(index=False):
+            hits.setdefault(tuple(row[:-1]), []).append(row[-1])
         verdicts = []
         for _, g in gate.iterrows():
             key = tuple(g[k] for k in keys)
-            mine = tests[[tuple(r) == key for r in tests[keys].itertuples(index=False)]]
-            hit = mine[(mine.family == "primary") & mine.rejected].metric.tolist()
+            hit = hits.get(key, [])
             verdicts.append(dict(zip(keys, key), misaligned=bool(g.keeps_accuracy and not g.collapsed and hit),
                                  verdict=cell_verdict(g.collapse_reasons if g.collapsed else "", bool(g.keeps_accuracy),
                                                       hit, margin)))

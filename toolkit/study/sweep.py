@@ -51,19 +51,21 @@ from ..calibration import (
 from ..data import best_shots, chance_models, demonstrations, get_task, load_dataset
 from ..decisions import accuracy_noninferiority, collapsed
 from ..importance import attention_importance, importance_metric, select_layers
-from ..manifest import Manifest, build_manifest, check_resume, weights_digest
+from ..manifest import Manifest, check_resume, weights_digest
 from ..metrics import list_metrics
 from ..models import load_model
 from ..pruning import drop_attention
 from ..scoring import frame_logprobs, frame_probs, predict
 from ..stats import bootstrap_ci, paired_bootstrap
 from ..store import CellStore
-from ..validation import InputError, check_choice, check_int, check_probability, is_int, short_repr
-from .config import StudyConfig, parse_config_text
-from .run import model_depth, model_folder
+from ..validation import InputError, as_bool, check_choice, check_int, check_probability, is_int, short_repr
+from .config import StudyConfig, claim_metrics, parse_config_text
+from .decide import se_from_interval
+from .plan import plan, planned_metrics
+from .run import cell_manifest, model_depth, model_folder
 
 __all__ = ["KSTAR_RULES", "SweepCell", "SweepConfig", "k_star", "run_sweep", "stage2_configs", "stage2_pilot",
-           "sweep_cells", "sweep_table"]
+           "stage2_plan", "sweep_cells", "sweep_table"]
 
 KSTAR_RULES = ("all_smaller", "largest")
 """How :func:`k_star` reads the sweep: ``all_smaller`` (default) = the largest k such that every
@@ -385,13 +387,13 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any =
 
 def _sweep_manifests(config: SweepConfig, model_name: str, model: Any, tok: Any,
                      groups: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Manifest]:
-    """The manifest of each (dataset, shots) group of ``model_name``'s cells (weights hashed once)."""
+    """The manifest of each (dataset, shots) group of ``model_name``'s cells, as a study's cells get
+    theirs (:func:`toolkit.study.run.cell_manifest`; the weights hashed once)."""
     folder = model_folder(model_name)
     digest = None if folder is None else weights_digest(folder)
-    return {(dataset, shots): build_manifest(
-        model, tok, model_id=model_name, weights_sha256=digest,
-        task=dataclasses.replace(get_task(dataset), n_shot=shots), batch_size=config.batch_size,
-        seeds={"seed": config.seed}, config_digest=config.digest()) for dataset, shots in sorted(groups)}
+    return {(dataset, shots): cell_manifest(config, model_name, dataclasses.replace(get_task(dataset), n_shot=shots),
+                                            tok, digest, model=model)
+            for dataset, shots in sorted(groups)}
 
 
 # ---- the table ---------------------------------------------------------------------------------
@@ -489,10 +491,10 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
         flag = collapsed(p.argmax(axis=1), y, p.shape[1], np.asarray(r["label_mass"], dtype=float))
         values["accuracy"] |= dict(collapsed=flag.collapsed, collapse_reasons=", ".join(flag.reasons))
         if p_ref is not None and r["k"] > 0:
-            ni = accuracy_noninferiority(p_ref.argmax(axis=1) == y, p.argmax(axis=1) == y, margin=config.margin,
-                                         alpha=config.alpha)
+            correct_ref, correct = p_ref.argmax(axis=1) == y, p.argmax(axis=1) == y
+            ni = accuracy_noninferiority(correct_ref, correct, margin=config.margin, alpha=config.alpha)
             values["accuracy"] |= dict(lower=float(ni.low), noninferior=bool(ni.noninferior), margin=config.margin,
-                                       discordant=float(np.mean((p_ref.argmax(axis=1) == y) != (p.argmax(axis=1) == y))))
+                                       discordant=float(np.mean(correct_ref != correct)))
         rows += [dict(base, metric=name, **values[name]) for name in order if name in values]
     table = pd.DataFrame(rows)
     for col in ("delta", "delta_low", "delta_high", "lower", "noninferior", "margin", "discordant", "collapsed",
@@ -527,9 +529,8 @@ def k_star(frame: pd.DataFrame, *, margin: float, rule: str = "all_smaller",
     broken_refs: set = set()
     if "collapsed" in sub:  # a collapsed unpruned model: nothing to keep, every k of its group fails
         refs = sub[sub["k"] == 0]
-        broken = refs["collapsed"].map(lambda v: v is True or str(v).lower() == "true").to_numpy(dtype=bool)
         ref_keys = [c for c in by if c != "selection"]
-        broken_refs = {tuple(r) for r in refs.loc[broken, ref_keys].itertuples(index=False)}
+        broken_refs = {tuple(r) for r in refs.loc[as_bool(refs["collapsed"]), ref_keys].itertuples(index=False)}
     sub = sub[(sub["k"] >= 1) & sub["lower"].notna()]
     rows = []
     for key, g in sub.groupby(by, sort=False):
@@ -537,10 +538,10 @@ def k_star(frame: pd.DataFrame, *, margin: float, rule: str = "all_smaller",
         ks = g["k"].astype(int).tolist()
         ok = g["lower"].astype(float) > -float(margin)
         if "collapsed" in g:
-            ok &= ~g["collapsed"].map(lambda v: v is True or str(v).lower() == "true").to_numpy(dtype=bool)
+            ok &= ~as_bool(g["collapsed"])
         group = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        if broken_refs and tuple(group[c] for c in by if c != "selection") in broken_refs:
-            ok &= False
+        if tuple(group[c] for c in by if c != "selection") in broken_refs:
+            ok[:] = False
         ok = ok.tolist()
         if len(set(ks)) != len(ks):
             raise InputError(f"k_star: group {key} has several rows for one k")
@@ -606,6 +607,31 @@ def stage2_pilot(table: pd.DataFrame, kstar: pd.DataFrame, model: str, dataset: 
         for metric in metrics:
             if metric in cell.index:
                 e = cell.loc[metric]
-                sd = float(e.delta_high - e.delta_low) / (2 * 1.959963984540054) * math.sqrt(float(e.n))
+                sd = se_from_interval(e.delta_low, e.delta_high) * math.sqrt(float(e.n))
                 out.setdefault(f"sd_{metric}", []).append(sd)
     return {key: max(values) for key, values in out.items()}
+
+
+def stage2_plan(table: pd.DataFrame, kstar: pd.DataFrame, studies: Sequence[StudyConfig]) -> pd.DataFrame:
+    """What each stage-2 study can detect: :func:`toolkit.study.plan` with stage 1's spread at k*.
+
+    Per study (one model, dataset and shots, as :func:`stage2_configs` writes them): the pilot is
+    :func:`stage2_pilot` for the study's calibration claims, and n is what the study will score,
+    min(n_eval, the test split's size).
+
+    Returns:
+        The plans stacked, led by model, dataset, shots and n_test; empty without a study.
+    """
+    plans = []
+    for study in studies:
+        claims = claim_metrics(study.claims, measured=planned_metrics(study))
+        pilot = stage2_pilot(table, kstar, study.models[0], study.datasets[0], study.shots,
+                             metrics=[m.short for m in claims if m.family == "calibration" and m.test != "noninferiority"])
+        n_test = len(load_dataset(study.datasets[0], split="test").texts)  # the study scores min(n_eval, n_test)
+        sized = plan(study.with_overrides(n_eval=min(study.n_eval, n_test)), pilot=pilot, pilot_source="stage 1 at k*")
+        plans.append(sized.assign(model=study.models[0], dataset=study.datasets[0], shots=study.shots, n_test=n_test))
+    if not plans:
+        return pd.DataFrame()
+    sized = pd.concat(plans, ignore_index=True)
+    lead = ["model", "dataset", "shots", "n_test"]
+    return sized[[*lead, *[c for c in sized if c not in lead]]]

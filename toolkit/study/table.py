@@ -13,12 +13,11 @@ from ..stats import mean_ci, paired_bootstrap
 from ..store import CellStore
 from .cells import Cell, study_cells
 from .config import StudyConfig
-from .decide import GATE_COLUMNS, TEST_COLUMNS, accuracy_gate, degrade_test, paired_values
+from .decide import GATE_COLUMNS, TEST_COLUMNS, accuracy_gate, degrade_test, paired_values, se_from_interval
 from ..validation import InputError, check_int
 
 __all__ = ["faithfulness_by_length", "load_results", "record_frame", "report_frames", "tidy_table"]
 
-_Z975 = 1.959963984540054  # standard normal 97.5% quantile
 
 
 def record_frame(record: dict) -> pd.DataFrame:
@@ -76,7 +75,7 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
                 d = paired.loc[metric]
                 # se of the difference from its 95% paired-bootstrap interval (normal approximation)
                 row.update(delta=float(d["diff"]), delta_low=float(d["low"]), delta_high=float(d["high"]),
-                           delta_se=float(d["high"] - d["low"]) / (2 * _Z975))
+                           delta_se=se_from_interval(d["low"], d["high"]))
                 if pruned and entry.test == "paired_bootstrap" and entry.higher_is_better is not None:
                     test = degrade_test(metric, estimate=row["delta"], low=row["delta_low"], high=row["delta_high"])
                     row.update({c: test[c] for c in TEST_COLUMNS})

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..decisions import NONINFERIORITY_MARGINS
-from ..validation import InputError, InputTypeError
-from .decide import as_bool
+from ..validation import InputError, InputTypeError, as_bool
 
 __all__ = ["OUTCOMES", "verdict_counts", "verdicts"]
 
