@@ -191,3 +191,24 @@ def test_a_study_with_permutations_reports_the_claim_and_room(tmp_path):
     ref = table[table.k == 0].set_index("metric")
     own, perm = (ref.loc[f"soft_comprehensiveness:{m}", "value"] for m in ("saliency", "permuted(saliency)"))
     assert ref.loc["soft_comprehensiveness:saliency_minus_permuted", "value"] == pytest.approx(own - perm)
+    # the faithfulness claim is the method over its permuted baseline: only those rows are primary
+    import pandas as pd
+
+    from toolkit.study import summary
+    audit = pd.read_csv(config.run_dir() / "audit.csv")
+    faith = audit[audit.metric.str.contains(":")]
+    primary = set(faith[faith.primary_claim].metric)
+    assert primary and all(m.endswith(":saliency_minus_permuted") for m in primary), primary
+    assert {"aopc_comprehensiveness:saliency", "aopc_comprehensiveness:permuted(saliency)"} <= set(faith.metric)
+    tests = summary(table).tests
+    assert set(tests[tests.primary_claim & tests.metric.str.contains(":")].metric) <= primary
+    assert summary(table).method == "saliency_minus_permuted"
+
+
+def test_claim_methods_pick_the_method_over_its_permuted_baseline():
+    from toolkit.study.decide import claim_methods
+
+    assert claim_methods(["ig", "permuted(ig)", "ig_minus_permuted", "random", "saliency"]) == [
+        "ig_minus_permuted", "saliency"]
+    assert claim_methods(["saliency", "random"]) == ["saliency"]
+    assert claim_methods(["random"]) == []

@@ -56,3 +56,48 @@ def test_the_sweep_is_on_the_validation_split_and_complete(committed):
     assert (per_group == kstar.set_index(["model", "dataset", "selection", "shots"]).swept.reindex(
         per_group.index)).all()
     assert config["n_eval"] >= cells.n.max()  # n_eval caps at the validation split's size
+
+
+# --- stage 2 (benchmarks/stage2_report.py): every verdict recomputes from stage2_audit.csv alone ---
+
+@pytest.fixture(scope="module")
+def stage2():
+    audit = pd.read_csv(OUT / "stage2_audit.csv", keep_default_na=True)
+    cells = pd.read_csv(OUT / "stage2_cells.csv")
+    controls = pd.read_csv(OUT / "stage2_controls.csv")
+    return audit, cells, controls
+
+
+def test_stage2_verdicts_recompute_per_study(stage2):
+    from toolkit.study import recompute
+
+    audit, cells, _ = stage2
+    again = recompute(audit)  # each study its own pair of families, as the plan sized them
+    assert (again.verdict.astype(str) == audit.verdict.astype(str)).all()
+    assert np.allclose(again.p_adj.to_numpy(float), audit.p_adj.to_numpy(float), equal_nan=True)
+    assert audit.study.nunique() == len(list((OUT / "stage2").glob("*.json")))  # every planned study is in it
+    by_cell = audit[audit.metric == "accuracy"].set_index(["study", "selection", "k"]).verdict
+    assert (cells.set_index(["study", "selection", "k"]).verdict == by_cell.reindex(
+        cells.set_index(["study", "selection", "k"]).index)).all()
+
+
+def test_stage2_pooled_holm_is_holm_over_every_primary_test(stage2):
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    audit, _, _ = stage2
+    primary = audit[(audit.family == "primary") & ~audit.refused.astype(bool) & audit.p.notna()]
+    pooled = primary[primary.m_all.notna()]
+    # the pooled family may refuse tests the per-study families kept (a smaller alpha / m): count what it kept
+    m_all = int(pooled.m_all.iloc[0])
+    kept = pooled[pooled.p_adj_all.notna()]
+    assert len(kept) == m_all
+    reject, p_adj, *_ = multipletests(kept.p, alpha=float(audit.alpha.iloc[0]), method="holm")
+    assert np.allclose(kept.p_adj_all, p_adj) and (kept.rejected_all.astype(bool).to_numpy() == reject).all()
+
+
+def test_stage2_controls_bh_over_the_table(stage2):
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    _, _, controls = stage2
+    kept = controls[~controls.refused.astype(bool) & controls.p.notna()]
+    reject, p_adj, *_ = multipletests(kept.p, alpha=0.05, method="fdr_bh")
+    assert np.allclose(kept.p_adj, p_adj) and (kept.rejected.astype(bool).to_numpy() == reject).all()
+    assert (controls.family == "exploratory").all()

@@ -402,7 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_manifest)
 
     p = sub.add_parser("verdicts", help="recompute every verdict of an audit table CSV from its inputs and print them")
-    p.add_argument("table", help="a CSV written from toolkit.study.audit_table")
+    p.add_argument("table", help="a CSV written from toolkit.study.audit_table (several studies stacked with a "
+                                 "'study' column: each study is its own family, e.g. the two-stage run's "
+                                 "stage2_audit.csv)")
     p.set_defaults(func=_cmd_verdicts)
 
     p = sub.add_parser("list", help="list built-in models, datasets, metrics and methods")

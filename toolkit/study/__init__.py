@@ -8,7 +8,8 @@ killed run resumes where it stopped and the final table is the same as an uninte
 
 Modules, in dependency order: ``config`` (:class:`StudyConfig`) <- ``cells`` (the grid, one cell)
 <- ``table`` (the tidy table) <- ``summary`` (the claims), ``audit`` (the per-cell audit CSV), ``plan``
-(cost and power) <- ``run`` (:func:`run_study`); ``sweep`` (stage 1 of the two-stage design: every k
+(cost and power) <- ``run`` (:func:`run_study`); ``controls`` (a selection against its pooled
+random-layer draws, from the records) needs ``decide`` and ``table``; ``sweep`` (stage 1 of the two-stage design: every k
 on validation, k*, and the stage-2 configs) needs only ``config``. Which metrics the table holds,
 which are claims and how they are shown comes
 from the metric registry (:mod:`toolkit.metrics`). Every public name is re-exported here.
@@ -16,6 +17,7 @@ from the metric registry (:mod:`toolkit.metrics`). Every public name is re-expor
 
 from .audit import CELL_KEYS, DEFAULT_PRIMARY, INPUT_COLUMNS, audit_table, cell_verdicts, recompute
 from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_shots
+from .controls import random_control
 from .config import CLAIM_FAMILIES, CORRECTIONS, PROFILES, StudyConfig, bucket_labels, claim_metrics, resolve_level
 from .plan import PILOT_ASSUMPTIONS, plan, planned_metrics, status
 from .run import StudyIncomplete, check_study, model_depth, run_study
@@ -52,6 +54,7 @@ __all__ = [
     "model_depth",
     "plan",
     "planned_metrics",
+    "random_control",
     "record_frame",
     "recompute",
     "report_frames",

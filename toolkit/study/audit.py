@@ -32,7 +32,7 @@ from ..decisions import NONINFERIORITY_MARGINS, collapse_reasons, gated_family, 
 from ..metrics import get_metric, metric_names
 from ..validation import InputError, check_float
 from .cells import Cell
-from .decide import accuracy_gate, cell_verdict, degrade_test, is_control, paired_values
+from .decide import accuracy_gate, cell_verdict, claim_methods, degrade_test, is_control, paired_values
 from .table import record_frame
 
 __all__ = [
@@ -83,6 +83,7 @@ def _cell_rows(ref: dict, rec: dict, primary: Sequence[str], n_boot: int, seed: 
     if len(faith_a) and len(faith_b):
         names = [m for m in metric_names() if get_metric(m).family == "faithfulness" and m in faith_b
                  and get_metric(m).higher_is_better is not None]
+        claimed = set(claim_methods(faith_b["method"].unique()))
         for method, group in faith_b.groupby("method", sort=True):
             for metric in names:
                 both = paired_values(faith_a[faith_a.method == method], group, metric)
@@ -92,7 +93,7 @@ def _cell_rows(ref: dict, rec: dict, primary: Sequence[str], n_boot: int, seed: 
                 test = degrade_test(name, d=both.b.to_numpy() - both.a.to_numpy())
                 rows.append(dict(base, metric=name, n=test["n"], estimate=test["estimate"], ci_low=test["ci_low"],
                                  ci_high=test["ci_high"], test=test["test"], alternative=test["alternative"],
-                                 n_resamples=np.nan, p=test["p"], primary_claim=metric in primary and method != "random"
+                                 n_resamples=np.nan, p=test["p"], primary_claim=metric in primary and method in claimed
                                  and not is_control(rec["selection"])))
     return rows
 
@@ -107,8 +108,9 @@ def audit_table(records: Sequence[dict], *, margin: float = 0.05, alpha: float =
     reference: no 1/B floor on p) and ``<faithfulness metric>:<method>`` (exact sign-flip test for
     <= 20 pairs, else a paired t), all by :func:`toolkit.study.decide.degrade_test`, so each p
     equals the study table's. p values are one-sided in the direction "degrades" (the registry's
-    ``higher_is_better``); primary claims are ``primary`` metrics (faithfulness: every method
-    except the random ranking) in cells of a non-control selection.
+    ``higher_is_better``); primary claims are ``primary`` metrics (faithfulness: the claim methods
+    of :func:`toolkit.study.decide.claim_methods`, a method over its permuted baseline where the
+    study ran one) in cells of a non-control selection.
 
     Args:
         records: the study's cell records (``toolkit.study.load_results``); each pruned cell is
@@ -139,8 +141,16 @@ def audit_table(records: Sequence[dict], *, margin: float = 0.05, alpha: float =
     return recompute(frame[list(INPUT_COLUMNS)])
 
 
-def recompute(frame: pd.DataFrame) -> pd.DataFrame:
+def recompute(frame: pd.DataFrame, *, family_by: str | None = "study") -> pd.DataFrame:
     """Every verdict column, derived from :data:`INPUT_COLUMNS` alone (the steps in the module docstring).
+
+    Args:
+        frame: an audit table (:func:`audit_table`), or several studies' tables stacked with a
+            column naming the study.
+        family_by: with a column of this name in ``frame`` (default ``study``), each of its values
+            is its own pair of families (each study's primary claims adjusted among themselves, as
+            :func:`toolkit.study.summary` does for one study); None, or no such column: one pair of
+            families over the whole table.
 
     Returns:
         The input columns plus ``keeps_accuracy_<margin>`` for 0.02, 0.05, 0.1, ``collapsed``,
@@ -150,10 +160,11 @@ def recompute(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in INPUT_COLUMNS if c not in frame]
     if missing:
         raise InputError(f"the audit table lacks columns {missing}; expected {list(INPUT_COLUMNS)}")
-    df = frame[list(INPUT_COLUMNS)].copy()
+    group = family_by if family_by is not None and family_by in frame else None
+    df = frame[list(INPUT_COLUMNS) + ([group] if group else [])].copy()
     df["layers"] = df["layers"].fillna("").astype(str)
     df["primary_claim"] = df["primary_claim"].astype(str).str.lower().map({"true": True, "false": False})
-    keys = list(CELL_KEYS)
+    keys = list(CELL_KEYS) + ([group] if group else [])
     margin, alpha = float(df["margin"].iloc[0]), float(df["alpha"].iloc[0])
     if df["margin"].nunique() != 1 or df["alpha"].nunique() != 1:
         raise InputError("the audit table holds more than one margin or alpha; expected one of each")
@@ -175,7 +186,8 @@ def recompute(frame: pd.DataFrame) -> pd.DataFrame:
     df["collapse_reasons"] = [", ".join(cells[k][2]) for k in cell_key]
     df["gate"] = [cells[k][1] and not cells[k][2] for k in cell_key]
     tests = df[df.metric != "accuracy"]
-    fam = gated_family(tests, alpha=alpha)
+    parts = [t for _, t in tests.groupby(group, sort=False)] if group else [tests]
+    fam = pd.concat([gated_family(t, alpha=alpha) for t in parts]) if len(tests) else gated_family(tests, alpha=alpha)
     for c in ("family", "p_min", "refused", "reason", "m", "p_adj", "rejected"):
         df[c] = fam[c] if c in fam else np.nan
     df.loc[df.metric == "accuracy", ["family", "reason"]] = ["gate", ""]

@@ -23,12 +23,13 @@ import pandas as pd
 from scipy import stats
 
 from ..decisions import MAX_EXACT_PAIRS, collapse_reasons, noninferiority_from_counts, sign_flip_test
+from ..faithfulness import minus_permuted_name
 from ..importance import importance_metric
 from ..metrics import get_metric, metric_names
 from ..validation import InputError
 
-__all__ = ["GATE_COLUMNS", "TEST_COLUMNS", "accuracy_gate", "cell_verdict", "degrade_test", "degrades_alternative",
-           "is_control", "paired_values", "se_from_interval"]
+__all__ = ["GATE_COLUMNS", "TEST_COLUMNS", "accuracy_gate", "cell_verdict", "claim_methods", "degrade_test",
+           "degrades_alternative", "is_control", "paired_values", "se_from_interval"]
 
 #: Columns :func:`accuracy_gate` fills (on a pruned cell's accuracy row of the study table).
 GATE_COLUMNS = ("gains", "losses", "ni_low", "noninferior", "majority_share", "balanced_accuracy", "collapsed",
@@ -135,6 +136,29 @@ def cell_verdict(collapse: str, keeps_accuracy: bool, degraded: list[str], margi
     if not keeps_accuracy:
         return f"not shown to keep accuracy (margin {margin:g})"
     return f"keeps accuracy; degrades: {', '.join(degraded)}" if degraded else "keeps accuracy; no degradation shown"
+
+
+def claim_methods(methods) -> list[str]:
+    """The attribution methods whose faithfulness rows are claims, from the methods a table holds.
+
+    The faithfulness claim is a method's score *over its permuted baseline*
+    (``<method>_minus_permuted``, issue 28): a pruned model that ignores its input lowers the raw
+    soft scores of any ranking, and the permuted baseline (which masks as much as the method) moves
+    with it. So where a method has that row, it is the claim and the raw method and
+    ``permuted(<method>)`` are exploratory; a method without permuted baselines is its own claim.
+    The random ranking is never a claim.
+
+    >>> claim_methods(["input_x_gradient", "permuted(input_x_gradient)", "input_x_gradient_minus_permuted",
+    ...                "random", "saliency"])
+    ['input_x_gradient_minus_permuted', 'saliency']
+    """
+    names = {str(m) for m in methods}
+    out = []
+    for m in sorted(names):
+        if m == "random" or m.startswith("permuted(") or m.endswith("_minus_permuted"):
+            continue
+        out.append(minus_permuted_name(m) if minus_permuted_name(m) in names else m)
+    return out
 
 
 def is_control(selection: str) -> bool:

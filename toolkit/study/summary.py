@@ -30,7 +30,7 @@ from ..decisions import error_budget, gated_family
 from ..metrics import Metric, get_metric, metric_names
 from ..validation import InputError, as_bool, check_choice
 from .config import CORRECTIONS, claim_metrics
-from .decide import cell_verdict, is_control
+from .decide import cell_verdict, claim_methods, is_control
 
 __all__ = ["ClaimColumns", "Summary", "claim_tests", "measured_metrics", "summary"]
 
@@ -160,7 +160,9 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
 
     Args:
         method: the attribution method whose faithfulness columns the table shows (default: the
-            first); every non-random method's claims are tested.
+            first claim method, :func:`toolkit.study.decide.claim_methods`: ``<method>_minus_permuted``
+            where the study ran permuted baselines). Every non-random method's rows are tested; the
+            claim methods' are primary, the raw method's and the permuted baseline's exploratory.
         correction: the primary family's adjustment, ``"holm"`` or ``"bh"``.
         alpha: level of each family.
         claims: the claims as registered metric names (``StudyConfig.claims``); the premise
@@ -183,8 +185,9 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
     premise = next((m for m in calibration if m.test == "noninferiority"), None)
     faith = faithfulness[0].name if faithfulness else None  # the method choice follows the first one
     methods = sorted({m.split(":", 1)[1] for m in table.metric if faith and m.startswith(f"{faith}:")} - {"random"})
+    claimed = claim_methods(methods)  # a method over its permuted baseline where the table has it
     if method is None:
-        method = methods[0] if methods else "random"
+        method = claimed[0] if claimed else "random"
     claims = list(calibration) + list(faithfulness)
     shown_as = {(f"{m.name}:{method}" if m.family == "faithfulness" else m.name): m.short for m in claims}
     wanted = dict(shown_as)
@@ -208,7 +211,10 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
     if len(acc):
         change_metrics = [m.name for m in calibration if m.test != "noninferiority"]
         change_metrics += [f"{m.name}:{x}" for m in faithfulness for x in methods]
-        primary = set(change_metrics)  # every change claim is a primary claim where the gate admits it
+        # primary where the gate admits it: calibration, and faithfulness of the claim methods (raw scores and
+        # permuted baselines are tested too, as exploratory rows)
+        primary = {m.name for m in calibration if m.test != "noninferiority"}
+        primary |= {f"{m.name}:{x}" for m in faithfulness for x in claimed}
         tests = claim_tests(table, change_metrics, primary, keys=keys, alpha=alpha, correction=correction)
         gate = acc[keys + ["ni_low", "noninferior", "collapsed", "collapse_reasons", "margin"]].copy()
         gate["keeps_accuracy"] = as_bool(gate["noninferior"])
