@@ -118,11 +118,23 @@ def test_sweep_table_values_and_changes_by_hand(synthetic):
     by_hand = sum(np.mean(idx == b) * abs(np.mean(y[idx == b]) - np.mean(q[idx == b])) for b in range(15)
                   if np.any(idx == b))
     assert _row(table, 1, "positive_ece").value == pytest.approx(by_hand, abs=1e-12)
-    # Murphy: BS = REL - RES + UNC, UNC = sum_c o_c (1 - o_c) from the base rate alone
+    # Murphy, binned by hand (15 equal-width bins per class): REL = sum_k n_k/n (f_k - o_k)^2, RES = sum_k
+    # n_k/n (o_k - o)^2; BS = REL - RES + UNC up to the within-bin terms, UNC = sum_c o_c (1 - o_c)
+    rel_hand = res_hand = 0.0
+    for c in (0, 1):
+        f, o = pruned[:, c], (y == c).astype(float)
+        key = np.minimum((f * 15).astype(int), 14)
+        for b in np.unique(key):
+            inside = key == b
+            rel_hand += inside.mean() * (f[inside].mean() - o[inside].mean()) ** 2
+            res_hand += inside.mean() * (o[inside].mean() - o.mean()) ** 2
     base = np.mean(y)
     unc = 2 * base * (1 - base)
     rel, res = _row(table, 1, "brier_reliability").value, _row(table, 1, "brier_resolution").value
-    assert rel - res + unc == pytest.approx(brier, abs=1e-12) and rel >= 0 and res >= 0
+    assert rel == pytest.approx(rel_hand, abs=1e-12) and res == pytest.approx(res_hand, abs=1e-12)
+    assert rel - res + unc == pytest.approx(brier, abs=0.02)
+    # the split splits: with every forecast its own group, REL would be the Brier score itself
+    assert rel < brier - 0.05 and res < unc
     for metric in ("accuracy", "calibration_gap", "ece", "smooth_ece", "ece_temperature_scaled", "brier",
                    "brier_reliability", "brier_resolution", "positive_ece", "positive_rate", "label_mass"):
         row = _row(table, 1, metric)

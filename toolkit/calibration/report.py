@@ -106,8 +106,10 @@ def calibration_profile(data: Data, labels: ArrayLike | None = None, *, n_bins: 
 
     Columns: ``n``, ``accuracy``, ``confidence`` (mean top-label confidence), ``calibration_gap``
     (confidence - accuracy: > 0 over-, < 0 underconfident), ``ece``, ``smooth_ece``, ``brier`` with
-    ``brier_reliability``, ``brier_resolution``, ``brier_uncertainty`` (Murphy, exact over distinct
-    forecasts: :func:`brier_decomposition`), ``nll``; for a binary task ``positive_ece`` (ECE of
+    ``brier_reliability``, ``brier_resolution``, ``brier_uncertainty`` (Murphy, forecasts grouped
+    into the ``n_bins`` equal-width bins of ECE: :func:`brier_decomposition`; grouped by distinct
+    values, continuous forecasts are each their own group and the split degenerates to
+    reliability = Brier, resolution = uncertainty), ``nll``; for a binary task ``positive_ece`` (ECE of
     p(positive), class 1), ``positive_rate`` (share predicted class 1) and ``positive_share`` (share
     labelled class 1), NaN otherwise; ``label_mass`` (mean label-verbalizer mass) when ``data`` is a
     predict() DataFrame with that column, else NaN.
@@ -120,7 +122,7 @@ def calibration_profile(data: Data, labels: ArrayLike | None = None, *, n_bins: 
     """
     check_n_bins(n_bins)
     p, y = probs_and_labels(data, labels)
-    murphy = brier_decomposition(p, y)
+    murphy = brier_decomposition(p, y, n_bins=n_bins)
     binary = p.shape[1] == 2
     row = {
         "n": p.shape[0],

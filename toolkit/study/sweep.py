@@ -416,13 +416,18 @@ def _mean_first(m: np.ndarray, y: np.ndarray) -> float:
 
 
 def _reliability(p: np.ndarray, y: np.ndarray) -> float:
-    """Murphy's reliability term of the Brier score (exact over distinct forecasts; lower is better)."""
-    return brier_decomposition(p, y).reliability
+    """Murphy's reliability term of the Brier score, forecasts in ECE's 15 equal-width bins (lower is better).
+
+    Binned, not grouped by distinct values: a language model's probabilities are all distinct, and
+    one group per forecast makes reliability equal the Brier score itself (and resolution the
+    uncertainty), which splits nothing.
+    """
+    return brier_decomposition(p, y, n_bins=15).reliability
 
 
 def _resolution(p: np.ndarray, y: np.ndarray) -> float:
-    """Murphy's resolution term of the Brier score (higher is better)."""
-    return brier_decomposition(p, y).resolution
+    """Murphy's resolution term of the Brier score, forecasts in 15 equal-width bins (higher is better)."""
+    return brier_decomposition(p, y, n_bins=15).resolution
 
 
 def _positive_ece(p: np.ndarray, y: np.ndarray) -> float:
