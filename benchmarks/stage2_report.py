@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from toolkit.calibration import brier_decomposition  # noqa: E402
 from toolkit.decisions import NONINFERIORITY_MARGINS, gated_family  # noqa: E402
 from toolkit.faithfulness import soft_ratio_of_means  # noqa: E402
 from toolkit.metrics import get_metric  # noqa: E402
@@ -217,6 +218,26 @@ def glance(audit: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["model", "dataset", "shots", "selection"])
 
 
+def murphy_table(studies) -> pd.DataFrame:
+    """Per importance selection at k*: the Brier change split into Murphy's reliability and resolution
+    changes (15 equal-width bins, :func:`toolkit.calibration.brier_decomposition`; descriptive). A
+    Brier rise with no reliability rise is lost discrimination, not lost calibration."""
+    rows = []
+    for name, _, records in studies:
+        ref = next(r for r in records if r["k"] == 0)
+        y = np.asarray(ref["labels"], dtype=int)
+        base = brier_decomposition(np.asarray(ref["probs"], dtype=float), y, n_bins=15)
+        for r in records:
+            if r["k"] == 0 or is_control(r["selection"]):
+                continue
+            d = brier_decomposition(np.asarray(r["probs"], dtype=float), y, n_bins=15)
+            rows.append({"study": name, "selection": r["selection"], "k": r["k"],
+                         "Δ Brier": d.brier - base.brier, "Δ reliability": d.reliability - base.reliability,
+                         "Δ resolution": d.resolution - base.resolution,
+                         "Δ residual": d.residual - base.residual})
+    return pd.DataFrame(rows)
+
+
 def _ci(est: float, lo: float, hi: float) -> str:
     return f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(est) else "-"
 
@@ -295,6 +316,13 @@ def report(studies, missing, audit: pd.DataFrame, controls: pd.DataFrame, rom: p
                   f"{int(c.refused.sum())} refused.", "",
                   _md(c[["study", "selection", "k", "draws", "draws_collapsed", "metric", "n", "difference [95% CI]",
                          "test", "p", "p_adj", "rejected"]]), ""]
+    split = murphy_table(studies)
+    if len(split):
+        lines += ["## Brier's change, split (descriptive)", "",
+                  "Brier = reliability - resolution + uncertainty (+ the within-bin residual; Murphy 1973, 15 "
+                  "equal-width bins). Uncertainty is the data's and does not move; a Brier rise with reliability flat "
+                  "and resolution down is lost discrimination at kept accuracy, not miscalibration.", "",
+                  _md(split), ""]
     if len(rom):
         r = rom[(rom.k == 0) | ~rom.selection.map(is_control)].copy()
         for col in ("soft_comprehensiveness_rom", "soft_sufficiency_rom"):
