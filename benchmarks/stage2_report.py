@@ -178,7 +178,7 @@ def effects_figure(audit: pd.DataFrame, path: Path) -> list[str]:
     height = fig.get_size_inches()[1]
     fig.suptitle("Stage 2 (test split): paired change pruned - unpruned at k*, 95% CI (unadjusted)\nblue: keeps accuracy "
                  "(margin 0.05); red: not shown to keep; grey: collapsed; x: mean of the 3 random-layer draws at that k",
-                 fontsize="small", y=1 + 0.55 / height)
+                 fontsize="small", y=1 + 0.2 / height)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return claims
