@@ -110,7 +110,7 @@ def cells_table(audit: pd.DataFrame) -> pd.DataFrame:
         acc = g[g.metric == "accuracy"].iloc[0]
         row = dict(zip(keys, key)) | {"n": int(acc.n), "d_accuracy": acc.estimate, "ni_low": acc.ci_low}
         row |= {f"keeps_{m:g}": bool(acc[f"keeps_accuracy_{m:g}"]) for m in NONINFERIORITY_MARGINS}
-        row |= {"collapsed": bool(acc.collapsed), "control": is_control(key[4])}
+        row |= {"collapsed": bool(acc.collapsed), "control": bool(acc.control)}
         for _, t in g[g.primary_claim.astype(bool)].iterrows():
             s = t.metric.split(":", 1)[0]
             row |= {f"d_{s}": t.estimate, f"{s}_low": t.ci_low, f"{s}_high": t.ci_high, f"{s}_n": int(t.n),
@@ -358,15 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     audit = stage2_audit(studies)
     audit.to_csv(out / "stage2_audit.csv", index=False)
     cells_table(audit).to_csv(out / "stage2_cells.csv", index=False)
-    controls = pd.concat([random_control(recs, n_boot=config.n_boot, seed=config.seed).assign(study=name)
-                          for name, config, recs in studies], ignore_index=True)
-    if len(controls):  # one BH family over every study's comparisons
-        from toolkit.decisions import gated_family as _family
-
-        redo = _family(controls.drop(columns=["family", "p_min", "threshold", "refused", "reason", "m", "p_adj",
-                                              "rejected", "method"]).assign(primary_claim=False, gate=False),
-                       exploratory="bh").drop(columns=["primary_claim", "gate"])
-        controls = redo[["study", *[c for c in redo.columns if c != "study"]]]
+    # one call over every study's records: one BH family over all the comparisons (each study is one
+    # (model, dataset, shots), the key random_control groups by)
+    config = studies[0][1]
+    study_of = {(r["model"], r["dataset"], r.get("shots", 0)): name for name, _, recs in studies for r in recs}
+    controls = random_control([r for _, _, recs in studies for r in recs], n_boot=config.n_boot, seed=config.seed)
+    if len(controls):
+        controls.insert(0, "study", [study_of[k] for k in zip(controls.model, controls.dataset, controls.shots)])
     controls.to_csv(out / "stage2_controls.csv", index=False)
     frame = heatmap_frame(audit)
     ax = verdict_heatmap(frame)

@@ -38,7 +38,7 @@ from ..decisions import MAX_EXACT_PAIRS, collapse_reasons, gated_family, sign_fl
 from ..metrics import get_metric, metric_names
 from ..stats import paired_bootstrap
 from ..validation import InputError, check_float
-from .decide import claim_methods, is_control, se_from_interval
+from .decide import claim_methods, is_control, prediction_spread, se_from_interval
 from .table import record_frame
 
 __all__ = ["CALIBRATION", "random_control"]
@@ -56,11 +56,9 @@ def _pooled(fn):
 
 def _collapsed(rec: dict) -> bool:
     frame = record_frame(rec)
-    pred, labels = frame["pred"].to_numpy(), frame["label"].to_numpy()
     n_classes = len(rec["label_names"])
-    share = float(np.bincount(pred, minlength=n_classes).max() / len(pred))
-    ba = float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)]))
-    return bool(collapse_reasons(share, ba, n_classes))
+    return bool(collapse_reasons(*prediction_spread(frame["pred"].to_numpy(), frame["label"].to_numpy(), n_classes),
+                                 n_classes))
 
 
 def _faithfulness_rows(sel: dict, draws: Sequence[dict]) -> list[dict]:

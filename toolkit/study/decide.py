@@ -29,7 +29,7 @@ from ..metrics import get_metric, metric_names
 from ..validation import InputError
 
 __all__ = ["GATE_COLUMNS", "TEST_COLUMNS", "accuracy_gate", "cell_verdict", "claim_methods", "degrade_test",
-           "degrades_alternative", "is_control", "paired_values", "se_from_interval"]
+           "degrades_alternative", "is_control", "paired_values", "prediction_spread", "se_from_interval"]
 
 #: Columns :func:`accuracy_gate` fills (on a pruned cell's accuracy row of the study table).
 GATE_COLUMNS = ("gains", "losses", "ni_low", "noninferior", "majority_share", "balanced_accuracy", "collapsed",
@@ -53,13 +53,20 @@ def accuracy_gate(correct_ref: np.ndarray, correct: np.ndarray, pred: np.ndarray
     n = int(ca.size)
     gains, losses = int(np.sum(~ca & cb)), int(np.sum(ca & ~cb))
     ni = noninferiority_from_counts(gains, losses, n, margin, alpha)
-    share = float(np.bincount(pred, minlength=n_classes).max() / n)
-    ba = float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)]))
+    share, ba = prediction_spread(pred, labels, n_classes)
     mass = float(np.mean(label_mass)) if label_mass is not None else float("nan")
     reasons = collapse_reasons(share, ba, n_classes, mass)
     return dict(n=n, gains=gains, losses=losses, d_accuracy=ni.estimate, ni_low=ni.low,
                 noninferior=bool(ni.noninferior), majority_share=share, balanced_accuracy=ba, mean_label_mass=mass,
                 collapsed=bool(reasons), collapse_reasons=", ".join(reasons))
+
+
+def prediction_spread(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """The collapse rules' inputs: the share of the most predicted class and the balanced accuracy."""
+    pred, labels = np.asarray(pred, dtype=int), np.asarray(labels, dtype=int)
+    share = float(np.bincount(pred, minlength=n_classes).max() / pred.size)
+    ba = float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)]))
+    return share, ba
 
 
 def degrades_alternative(metric: str) -> str:
