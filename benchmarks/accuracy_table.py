@@ -22,8 +22,8 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from toolkit import list_datasets, load_dataset, load_model, predict
-from toolkit.manifest import build_manifest, read_result_manifests, write_result_manifest
-from toolkit.timing import Clock
+from toolkit.models.manifest import build_manifest, read_result_manifests, write_result_manifest
+from toolkit.pruning.timing import Clock
 
 
 def main() -> None:

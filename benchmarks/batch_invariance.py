@@ -5,7 +5,7 @@ Usage: python benchmarks/batch_invariance.py [--models smollm2-135m gemma3-270m]
 
 For each bundled model, `n` UCI Yelp test sentences of mixed length (evenly spaced in the
 length order of the test split, 1-32 words) are scored with the dataset's own prompt at each
-batch size, on both scoring paths of `toolkit.scoring`:
+batch size, on both scoring paths of `toolkit.models.scoring`:
 
 * ``single``: one-token verbalizers (the dataset's task): the shared prompt prefix is computed once
   as a KV cache and the rows are right-padded after it;
@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from toolkit.data import load_dataset
-from toolkit.manifest import build_manifest, write_result_manifest
-from toolkit.models import load_model
-from toolkit.scoring import frame_probs, predict
+from toolkit.data.datasets import load_dataset
+from toolkit.models.manifest import build_manifest, write_result_manifest
+from toolkit.models.loading import load_model
+from toolkit.models.scoring import frame_probs, predict
 
 
 def mixed_length_sentences(n: int):

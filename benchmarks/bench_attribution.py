@@ -22,7 +22,7 @@ import torch
 
 from toolkit import load_dataset, load_model
 from toolkit.attribution import attribute
-from toolkit.timing import time_interleaved
+from toolkit.pruning.timing import time_interleaved
 
 METHODS = {
     "saliency": {},

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from toolkit.calibration import accuracy, brier, classwise_ece, debiased_l2_ce, ece, nll, smooth_ece
-from toolkit.stats import bootstrap_ci
-from toolkit.timing import time_interleaved
+from toolkit.metrics.calibration import accuracy, brier, classwise_ece, debiased_l2_ce, ece, nll, smooth_ece
+from toolkit.decisions.stats import bootstrap_ci
+from toolkit.pruning.timing import time_interleaved
 
 
 def _synthetic(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

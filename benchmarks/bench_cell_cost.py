@@ -29,11 +29,11 @@ import time
 
 import numpy as np
 
-from toolkit import faithfulness as F
+from toolkit.metrics import faithfulness as F
 from toolkit.attribution import attribute
-from toolkit.data import load_dataset
-from toolkit.models import load_model
-from toolkit.scoring import predict
+from toolkit.data.datasets import load_dataset
+from toolkit.models.loading import load_model
+from toolkit.models.scoring import predict
 
 BUCKETS = {"<=8": (1, 8), "9-16": (9, 16), "17-32": (17, 32)}
 METHODS = ("saliency", "input_x_gradient")

@@ -29,8 +29,8 @@ import zlib
 
 import torch
 
-from toolkit.executors import Resources, run_cells
-from toolkit.store import CellStore
+from toolkit.study.executors import Resources, run_cells
+from toolkit._core.store import CellStore
 
 MODELS = ("tiny-a", "tiny-b")
 KEYS = [f"{m}|toy|sel|{k}" for m in MODELS for k in range(6)]

@@ -7,7 +7,7 @@ and the set-level faithfulness request.
 SmolLM2-135M, CPU, float32, UCI Yelp test sentences, as notebook 02 builds the explorer. What a click
 on "evaluate" runs in the kernel (`PruningExplorer.update`) is timed for `--repeats` different
 3-layer sets never evaluated before (so nothing comes from the cache), at each evaluation size;
-the median gets a percentile bootstrap 95% CI (`toolkit.stats.bootstrap_ci`). First visual
+the median gets a percentile bootstrap 95% CI (`toolkit.decisions.stats.bootstrap_ci`). First visual
 feedback is the time from the click handler's start to the button turning disabled ("evaluating...");
 cached re-pick is toggling back to a set evaluated before until its result is shown. The browser
 adds a comm round trip on top (tests/browser prints what a real click in Chromium took).
@@ -31,9 +31,10 @@ import numpy as np
 import torch
 
 from toolkit import attention_importance, load_dataset, load_model
-from toolkit.stats import bootstrap_ci
-from toolkit.pruned_faithfulness import sentence_comprehensiveness
-from toolkit.widgets import PruningExplorer, explain_example
+from toolkit.decisions.stats import bootstrap_ci
+from toolkit.explorer.faithfulness import sentence_comprehensiveness
+from toolkit.explorer.widgets import PruningExplorer
+from toolkit.explorer.steps import explain_example
 
 TARGETS = {"click_to_result_s": 3.0, "first_feedback_s": 0.2, "cached_repick_s": 0.1}
 # On request (a button): no interactivity target, reported as measured.

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from toolkit import faithfulness as F
-from toolkit.faithfulness.erasure import Pool
-from toolkit.data import get_task, load_dataset
-from toolkit.models import load_model
-from toolkit.timing import time_interleaved
+from toolkit.metrics import faithfulness as F
+from toolkit.metrics.faithfulness.erasure import Pool
+from toolkit.data.datasets import get_task, load_dataset
+from toolkit.models.loading import load_model
+from toolkit.pruning.timing import time_interleaved
 
 
 BOUNDS = ["bound_method", "comprehensiveness_lower", "comprehensiveness_upper",

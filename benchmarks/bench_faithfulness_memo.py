@@ -10,7 +10,7 @@ see the same background load:
 - ``separate``: the metrics called one by one, as a user composes them - per method ``naopc`` and
   ``decision_flip``, then ``random_baseline`` - each scoring its own variants (``memo=False``):
   the bounds are searched once per call, shared variants scored again;
-- ``separate+memo``: the same calls on one :class:`toolkit.faithfulness.ScoreMemo` (the default
+- ``separate+memo``: the same calls on one :class:`toolkit.metrics.faithfulness.ScoreMemo` (the default
   of ``model_scorer``): a variant is scored once per model state, whichever call asks first;
 - ``report``: one ``faithfulness_report`` call (what the study runs): one deduplicated pool;
 - ``report, AOPC only``: the same with ``naopc=False`` (no bound search).
@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from toolkit import faithfulness as F
-from toolkit.data import load_dataset
-from toolkit.models import load_model
-from toolkit.timing import Clock
+from toolkit.metrics import faithfulness as F
+from toolkit.data.datasets import load_dataset
+from toolkit.models.loading import load_model
+from toolkit.pruning.timing import Clock
 
 WAYS = ("separate", "separate+memo", "report", "report, AOPC only")
 METHODS = ("saliency", "input_x_gradient")

@@ -27,11 +27,12 @@ import argparse
 import pandas as pd
 import torch
 
-from toolkit.data import load_dataset
-from toolkit.efficiency import efficiency_table, importance_overhead, paired_saving_ci
-from toolkit.importance import attention_importance, select_layers
-from toolkit.models import load_model
-from toolkit.timing import Clock
+from toolkit.data.datasets import load_dataset
+from toolkit.pruning.efficiency import efficiency_table, importance_overhead
+from toolkit.pruning.timing import paired_saving_ci
+from toolkit.pruning.importance import attention_importance, select_layers
+from toolkit.models.loading import load_model
+from toolkit.pruning.timing import Clock
 
 
 def verdict(ok: bool) -> str:

@@ -18,10 +18,10 @@ import argparse
 import numpy as np
 import torch
 
-from toolkit.data import load_dataset
-from toolkit.models import load_model
-from toolkit.scoring import predict
-from toolkit.timing import time_interleaved
+from toolkit.data.datasets import load_dataset
+from toolkit.models.loading import load_model
+from toolkit.models.scoring import predict
+from toolkit.pruning.timing import time_interleaved
 
 PROB_ATOL = 1e-4  # fp32; batched vs single rows differ only by padding-order rounding (observed ~1e-6)
 

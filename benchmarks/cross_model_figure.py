@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from toolkit.manifest import folder_manifests, group_manifests, write_result_manifest
-from toolkit.plots import metric_vs_pruning
-from toolkit.report import per_selection
+from toolkit.models.manifest import folder_manifests, group_manifests, write_result_manifest
+from toolkit.study.plots import metric_vs_pruning
+from toolkit.study.report import per_selection
 
 
 def main() -> None:

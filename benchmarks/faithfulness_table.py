@@ -36,10 +36,11 @@ from toolkit import (
     load_model,
     select_layers,
 )
-from toolkit.faithfulness import METRICS, aggregate, model_scorer
-from toolkit.manifest import build_manifest, manifest_diff, read_result_manifests, write_result_manifest
-from toolkit.stats import paired_bootstrap
-from toolkit.timing import Clock
+from toolkit.metrics.faithfulness import aggregate, model_scorer
+from toolkit.metrics.registry import metric_names
+from toolkit.models.manifest import build_manifest, manifest_diff, read_result_manifests, write_result_manifest
+from toolkit.decisions.stats import paired_bootstrap
+from toolkit.pruning.timing import Clock
 
 DATASETS = ("uci_amazon", "uci_imdb", "uci_yelp")
 FAST = {"saliency", "input_x_gradient", "integrated_gradients"}
@@ -138,7 +139,7 @@ def main() -> None:
     table = pd.DataFrame([r for k, rows in done.items() if k.endswith(suffix) for r in rows])  # file order: CIs repeat
     stats = aggregate(table, n_boot=args.n_boot, by=("state", "method"))
     result = stats[["state", "method", "n_examples"]].copy()
-    for m in METRICS:
+    for m in metric_names("faithfulness"):
         result[m] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if v == v else "n/a"
                      for v, lo, hi in zip(stats[m], stats[f"{m}_low"], stats[f"{m}_high"])]
     result["n_flipped"] = stats["n_fraction_flip"]
@@ -159,7 +160,7 @@ def paired_deltas(table: pd.DataFrame, ref: str, other: str, *, n_boot: int) -> 
         a = table[(table.state == ref) & (table.method == method)].set_index("example")
         b = table[(table.state == other) & (table.method == method)].set_index("example")
         row = {"method": method}
-        for m in METRICS:
+        for m in metric_names("faithfulness"):
             both = pd.concat([a[m], b[m]], axis=1, keys=["a", "b"]).dropna()
             if len(both) == 0:
                 row[m] = "n/a"

@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from toolkit import attention_importance, drop_attention, load_dataset, load_model, predict, select_layers
-from toolkit.stats import mean_ci, paired_bootstrap
-from toolkit.timing import Clock
+from toolkit.decisions.stats import mean_ci, paired_bootstrap
+from toolkit.pruning.timing import Clock
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ test of the replication), and writes to --out:
 - ``counts.md``: verdict counts by model, dataset, selection and claim; the statement of the tests;
   the resolution of each claim (:func:`toolkit.study.plan` with the spread of these cells); the
   shots per pair; faithfulness per length bucket; the cost per cell;
-- ``verdict_heatmap.png``: every verdict (:func:`toolkit.plots.verdict_heatmap`);
+- ``verdict_heatmap.png``: every verdict (:func:`toolkit.study.plots.verdict_heatmap`);
 - ``by_length.csv``: :func:`toolkit.study.faithfulness_by_length`;
 - ``audit.csv``: one row per (pruned cell, metric) with every test's inputs (effect, CI, one-sided
   p, n, discordant counts, collapse statistics) and the gated verdicts derived from them
@@ -32,8 +32,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from toolkit.metrics import get_metric  # noqa: E402
-from toolkit.plots import verdict_heatmap  # noqa: E402
+from toolkit.metrics.registry import get_metric  # noqa: E402
+from toolkit.study.plots import verdict_heatmap  # noqa: E402
 from toolkit.study import (  # noqa: E402
     StudyConfig,
     audit_table,

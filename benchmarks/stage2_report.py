@@ -19,7 +19,7 @@ records with this checkout's code (:func:`toolkit.study.audit_table`) and writes
 - ``stage2_controls.csv``: each importance selection against its pooled random-layer draws at
   the same k (:func:`toolkit.study.random_control`; exploratory, two-sided, BH over the table);
 - ``stage2_rom.csv``: per cell, the soft metrics of the method and of its permuted baseline as
-  ratios of means over the sentences (:func:`toolkit.faithfulness.soft_ratio_of_means`), and the room;
+  ratios of means over the sentences (:func:`toolkit.metrics.faithfulness.soft_ratio_of_means`), and the room;
 - ``stage2_heatmap.png``: the verdict of every selection at k*;
 - ``stage2_effects.png``: the primary claims' paired changes at k* with their 95% CIs, beside the
   random draws' mean change;
@@ -39,11 +39,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from toolkit.calibration import brier_decomposition  # noqa: E402
+from toolkit.metrics.calibration import brier_decomposition  # noqa: E402
 from toolkit.decisions import NONINFERIORITY_MARGINS, gated_family  # noqa: E402
-from toolkit.faithfulness import soft_ratio_of_means  # noqa: E402
-from toolkit.metrics import get_metric  # noqa: E402
-from toolkit.plots import verdict_heatmap  # noqa: E402
+from toolkit.metrics.faithfulness import soft_ratio_of_means  # noqa: E402
+from toolkit.metrics.registry import get_metric  # noqa: E402
+from toolkit.study.plots import verdict_heatmap  # noqa: E402
 from toolkit.study import StudyConfig, audit_table, claim_metrics, load_results, random_control, recompute  # noqa: E402
 from toolkit.study import study_cells  # noqa: E402
 from toolkit.study.decide import is_control  # noqa: E402
@@ -122,7 +122,7 @@ def cells_table(audit: pd.DataFrame) -> pd.DataFrame:
 
 
 def heatmap_frame(audit: pd.DataFrame) -> pd.DataFrame:
-    """The importance selections at k*, in the shape :func:`toolkit.plots.verdict_heatmap` draws."""
+    """The importance selections at k*, in the shape :func:`toolkit.study.plots.verdict_heatmap` draws."""
     out = []
     for (study, selection), g in audit.groupby(["study", "selection"], sort=False):
         if is_control(selection):
@@ -186,7 +186,7 @@ def effects_figure(audit: pd.DataFrame, path: Path) -> list[str]:
 
 def rom_table(studies) -> pd.DataFrame:
     """Per cell and ranking (the method, its permuted baseline): the soft metrics as ratios of means
-    over the explained sentences (:func:`toolkit.faithfulness.soft_ratio_of_means`, bootstrap CI), and the room."""
+    over the explained sentences (:func:`toolkit.metrics.faithfulness.soft_ratio_of_means`, bootstrap CI), and the room."""
     rows = []
     for name, config, records in studies:
         for r in records:
@@ -220,7 +220,7 @@ def glance(audit: pd.DataFrame) -> pd.DataFrame:
 
 def murphy_table(studies) -> pd.DataFrame:
     """Per importance selection at k*: the Brier change split into Murphy's reliability and resolution
-    changes (15 equal-width bins, :func:`toolkit.calibration.brier_decomposition`; descriptive). A
+    changes (15 equal-width bins, :func:`toolkit.metrics.calibration.brier_decomposition`; descriptive). A
     Brier rise with no reliability rise is lost discrimination, not lost calibration."""
     rows = []
     for name, _, records in studies:
@@ -330,7 +330,7 @@ def report(studies, missing, audit: pd.DataFrame, controls: pd.DataFrame, rom: p
                 _ci(e, lo, hi).lstrip("+") for e, lo, hi in zip(r[col], r[f"{col}_low"], r[f"{col}_high"])]
         lines += ["## Soft metrics normalised as ratios of means (descriptive)", "",
                   "NC = mean comprehensiveness / mean room, NS = mean (sufficiency - 1 + room) / mean room, room = "
-                  "p(y^|x) - p(y^|0) per sentence (`toolkit.faithfulness.soft_ratio_of_means`); the method beside its "
+                  "p(y^|x) - p(y^|0) per sentence (`toolkit.metrics.faithfulness.soft_ratio_of_means`); the method beside its "
                   "permuted baseline (the same masking amount) in the unpruned cell and at each selection's k*. A pruned "
                   "model with less room moves both alike: the separation of the method from its permutations is the "
                   "explanation's share.", "",

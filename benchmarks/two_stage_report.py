@@ -34,8 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from toolkit.plots import sweep_curves  # noqa: E402
-from toolkit.store import CellStore  # noqa: E402
+from toolkit.study.plots import sweep_curves  # noqa: E402
+from toolkit._core.store import CellStore  # noqa: E402
 from toolkit.study.run import model_depth  # noqa: E402
 from toolkit.study.sweep import SweepConfig, k_star, sweep_cells, sweep_table  # noqa: E402
 

@@ -29,9 +29,11 @@ from toolkit.attribution.fast import _pack_rows, _shared_prefix
 from toolkit.attribution.inseq_backend import _CACHE_ATTR, _shim_ipython_display
 from toolkit.attribution.prepare import prepare_items
 from toolkit.attribution.results import words_from_tokens
-from toolkit.data import Example, Task, dataset_from_records, get_task
-from toolkit.pruning import drop_attention, prune_attention
-from toolkit.scoring import label_probs, render_prompt
+from toolkit.data.task import Example, Task
+from toolkit.data.datasets import dataset_from_records, get_task
+from toolkit.pruning.attention import drop_attention, prune_attention
+from toolkit.models.scoring import label_probs
+from toolkit.data.prompts import render_prompt
 
 SMOLLM2_VOCAB = 49152
 EXAMPLES = [
@@ -59,7 +61,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tok():
     """The real SmolLM2 tokenizer (BPE with leading-space tokens and a chat template)."""
-    from toolkit.models import cache_dir, load_model, prepare_tokenizer
+    from toolkit.models.loading import cache_dir, load_model, prepare_tokenizer
 
     folder = cache_dir() / "smollm2-135m"
     if (folder / "SOURCE.json").exists():
@@ -108,7 +110,7 @@ def no_hooks_left(model: torch.nn.Module) -> bool:
 
 # ----------------------------------------------------------------------------- words and tokens
 def test_split_words_spans_and_agreement_with_faithfulness():
-    from toolkit.faithfulness import split_words as words_only
+    from toolkit.metrics.faithfulness import split_words as words_only
 
     text = "  A great\tmovie,\n truly.  日本 "
     got = A.split_words(text)

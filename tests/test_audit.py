@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from toolkit.cli import main
+from toolkit.__main__ import main
 from toolkit.decisions import noninferiority_from_counts
 from toolkit.study import INPUT_COLUMNS, audit_table, cell_verdicts, recompute
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 N = 400
 

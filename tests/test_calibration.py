@@ -1,4 +1,4 @@
-"""Tests for toolkit.calibration against hand computations, brute force and other libraries.
+"""Tests for toolkit.metrics.calibration against hand computations, brute force and other libraries.
 
 References: torchmetrics (ECE l1/l2/max, equal-width bins), the authors' package of Kumar et al.
 2019 (`uncertainty-calibration`, module `calibration`: equal-width/equal-mass ECE, debiased L2,
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from toolkit.calibration import (
+from toolkit.metrics.calibration import (
     TemperatureScaler,
     accuracy,
     accuracy_coverage,
@@ -35,7 +35,7 @@ from toolkit.calibration import (
     smooth_ece_bandwidth,
     with_temperature,
 )
-from toolkit.stats import resample_counts
+from toolkit.decisions.stats import resample_counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,7 +596,7 @@ def test_bad_options_name_the_allowed_values():
 
 
 # ---- signed gap, predicted-positive rate, Murphy's decomposition, ECE of p(positive) ------------
-from toolkit.calibration import (  # noqa: E402
+from toolkit.metrics.calibration import (  # noqa: E402
     brier_decomposition,
     calibration_gap,
     positive_class_ece,
@@ -665,7 +665,7 @@ def test_positive_class_ece_by_hand_and_as_one_class_of_classwise():
 
 
 def test_calibration_profile_agrees_with_each_metric():
-    from toolkit.calibration import calibration_profile
+    from toolkit.metrics.calibration import calibration_profile
 
     rng = np.random.default_rng(4)
     q = rng.dirichlet([2, 2], 300)

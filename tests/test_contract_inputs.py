@@ -18,12 +18,12 @@ import pytest
 
 from tiny import sentiment_task, tiny_model, tiny_tokenizer
 from toolkit import attention_importance, predict, select_layers
-from toolkit.data import Example
-from toolkit.scoring import label_probs
-from toolkit.cli import main
-from toolkit.report import MAX_TAG, artifact_tag, write_report
+from toolkit.data.task import Example
+from toolkit.models.scoring import label_probs
+from toolkit.__main__ import main
+from toolkit.study.report import MAX_TAG, artifact_tag, write_report
 from toolkit.study import StudyConfig, StudyIncomplete, Summary, run_study
-from toolkit.validation import InputError, InputTypeError
+from toolkit._core.validation import InputError, InputTypeError
 
 TASK = sentiment_task("tiny")
 TEXTS = ["the movie was very good .", "i hated the food"]

@@ -20,10 +20,11 @@ from transformers import PreTrainedTokenizerFast
 
 from tiny import tiny_model, tiny_tokenizer
 from toolkit import load_model, n_parameters, prune_attention, save_pruned
-from toolkit.adapters import attention_modules
-from toolkit.cli import main
-from toolkit.folders import write_folder
-from toolkit.pruning import PRUNING_SPEC, PrunedAttention, read_pruning_spec
+from toolkit.models.adapters import attention_modules
+from toolkit.__main__ import main
+from toolkit._core.folders import write_folder
+from toolkit.pruning.attention import PRUNING_SPEC, read_pruning_spec
+from toolkit.models.pruned_arch import PrunedAttention
 
 PRUNED = [1, 3]
 
@@ -89,13 +90,13 @@ def no_mps(monkeypatch):
 
 
 def hub_down(monkeypatch):
-    monkeypatch.setattr("toolkit.models._hub_unreachable", lambda timeout=3.0: "no connection (test)")
-    monkeypatch.setattr("toolkit.models.try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr("toolkit.models.loading._hub_unreachable", lambda timeout=3.0: "no connection (test)")
+    monkeypatch.setattr("toolkit.models.loading.try_to_load_from_cache", lambda *a, **k: None)
 
 
 def hub_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("toolkit.models.try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr("toolkit.models.loading.try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setattr(httpx, "head", lambda *a, **k: pytest.fail("the hub was contacted in offline mode"))
 
 
@@ -371,7 +372,7 @@ def test_prune_command_refuses_an_existing_folder_before_loading(tmp_path, monke
 # The hub: one quick reachability check, the local cache when it is down
 # --------------------------------------------------------------------------------------------------
 def test_hub_check_is_one_quick_request(monkeypatch):
-    from toolkit.models import _hub_unreachable
+    from toolkit.models.loading import _hub_unreachable
 
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(variable, raising=False)
@@ -395,9 +396,9 @@ def test_unreachable_hub_reads_a_cached_model_locally(monkeypatch):
         seen.update(kwargs)
         raise OSError("stop here")
 
-    monkeypatch.setattr("toolkit.models._hub_unreachable", lambda timeout=3.0: "test")
-    monkeypatch.setattr("toolkit.models.try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
-    monkeypatch.setattr("toolkit.models.AutoConfig.from_pretrained", config)
+    monkeypatch.setattr("toolkit.models.loading._hub_unreachable", lambda timeout=3.0: "test")
+    monkeypatch.setattr("toolkit.models.loading.try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
+    monkeypatch.setattr("toolkit.models.loading.AutoConfig.from_pretrained", config)
     with pytest.raises(ValueError, match="stop here"):
         load_model("org/cached-model")
     assert seen["local_files_only"] is True and seen["trust_remote_code"] is False
@@ -406,7 +407,7 @@ def test_unreachable_hub_reads_a_cached_model_locally(monkeypatch):
 def test_device_is_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
     path = plain_folder(tmp_path)
     no_cuda(monkeypatch)
-    monkeypatch.setattr("toolkit.models.AutoTokenizer.from_pretrained", lambda *a, **k: pytest.fail("loaded"))
-    monkeypatch.setattr("toolkit.models.AutoModelForCausalLM.from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    monkeypatch.setattr("toolkit.models.loading.AutoTokenizer.from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    monkeypatch.setattr("toolkit.models.loading.AutoModelForCausalLM.from_pretrained", lambda *a, **k: pytest.fail("loaded"))
     with pytest.raises(ValueError, match="CUDA is not available"):
         load_model(path, device="cuda")

@@ -20,7 +20,7 @@ from course_answers import paired_accuracy_ci
 from toolkit.course import NOTEBOOKS, Case, CheckResult, Exercise, ExerciseFailed, check, exercise, list_exercises
 from toolkit.course import register_exercise
 from toolkit.course.checking import scalar
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 NAMES = list(list_exercises()["name"])
 MUTANT_CASES = [(name, label, fn) for name, rows in MUTANTS.items() for label, fn in rows]

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from toolkit.course.build import (
+from tools.course.build import (
     HIDDEN_MARKERS,
     SOLUTION_MARKERS,
     answer_key,
@@ -26,7 +26,7 @@ from toolkit.course.build import (
     student_notebook,
     study_facts,
 )
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))
@@ -203,7 +203,7 @@ def test_study_facts_reads_the_committed_table():
 
 
 def test_offline_slides_name_what_is_missing_without_npm(tmp_path, monkeypatch):
-    from toolkit.course.vendor import vendor_web_libraries
+    from tools.course.vendor import vendor_web_libraries
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
     with pytest.raises(InputError, match="need npm"):
@@ -214,7 +214,7 @@ def test_vendored_tarball_keeps_only_the_listed_members(tmp_path):
     import io
     import tarfile
 
-    from toolkit.course.vendor import extract_package
+    from tools.course.vendor import extract_package
 
     tgz = tmp_path / "pkg.tgz"
     with tarfile.open(tgz, "w:gz") as tar:

@@ -24,7 +24,7 @@ import nbformat
 import pytest
 
 from toolkit.course import exercise
-from toolkit.course.build import build_student, cell_tags
+from tools.course.build import build_student, cell_tags
 from toolkit.course.grading import (
     COURSE_ID,
     annotate_notebook,
@@ -94,7 +94,7 @@ def test_every_solution_checker_and_answer_cell_is_an_nbgrader_cell(path):
 
 
 def test_a_misplaced_tag_is_an_input_error():
-    from toolkit.validation import InputError
+    from toolkit._core.validation import InputError
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["checker"]})]
@@ -310,7 +310,7 @@ def test_the_forbidden_names_are_derived_from_the_solutions():
     assert set(ANSWER_FUNCTIONS) == set(EXERCISES)
     assert {"scipy.stats.t", "scipy.stats.t.sf", "toolkit.decisions.paired_tost"} <= ANSWER_FUNCTIONS["paired_tost"]
     assert "toolkit.decisions.adjust_pvalues" in ANSWER_FUNCTIONS["holm"]
-    assert "toolkit.calibration.brier" in ANSWER_FUNCTIONS["brier"]
+    assert "toolkit.metrics.calibration.brier" in ANSWER_FUNCTIONS["brier"]
     assert "scipy.optimize.minimize_scalar" in ANSWER_FUNCTIONS["fit_temperature"]
     assert all(ANSWER_FUNCTIONS.values()), [n for n, p in ANSWER_FUNCTIONS.items() if not p]
 
@@ -321,8 +321,8 @@ def test_the_forbidden_names_are_derived_from_the_solutions():
     assert hits("`scipy.stats.t(df=n - 1)`", "scipy.stats.t", "paired_tost")
     assert hits("call toolkit.decisions.adjust_pvalues(p, 'holm')", "toolkit.decisions.adjust_pvalues", "holm")
     assert hits("(`scipy.special.logsumexp`)", "scipy.special.logsumexp", "fit_temperature")
-    assert hits("as tk.calibration.brier does", "toolkit.calibration.brier", "brier")
-    assert not hits("Write `brier(probs, labels)`; sum over classes", "toolkit.calibration.brier", "brier")
+    assert hits("as tk.metrics.calibration.brier does", "toolkit.metrics.calibration.brier", "brier")
+    assert not hits("Write `brier(probs, labels)`; sum over classes", "toolkit.metrics.calibration.brier", "brier")
     assert not hits("Student's t with n - 1 degrees of freedom", "scipy.stats.t", "paired_tost")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from toolkit.course.build import build_student
+from tools.course.build import build_student
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))

@@ -1,4 +1,4 @@
-"""Tests for toolkit.data and data/build_data.py.
+"""Tests for toolkit.data.datasets and data/build_data.py.
 
 Counts are checked against an independent recount of the JSONL files with the json module, not
 only against the loader itself.
@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit import data as tdata
-from toolkit.data import (
+from toolkit.data import datasets as tdata
+from toolkit.data.datasets import (
     SPLITS,
     Dataset,
-    Example,
-    Task,
     dataset_from_records,
     demonstrations,
     get_task,
@@ -29,6 +27,7 @@ from toolkit.data import (
     load_dataset,
     register_dataset,
 )
+from toolkit.data.task import Example, Task
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
@@ -395,7 +394,7 @@ def test_stratified_subsample(build):
 
 
 def test_chance_models_read_the_measured_table(tmp_path, monkeypatch):
-    import toolkit.data as D
+    import toolkit.data.datasets as D
 
     rows = [  # model m1 is above chance on yelp only with demonstrations; m2 nowhere on yelp
         "model,dataset,shots,n,accuracy,low,high,majority,above_chance",

@@ -36,7 +36,7 @@ from toolkit.decisions import (
     paired_tost,
     power_table,
 )
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 SM_METHOD = {"holm": "holm", "bh": "fdr_bh"}
 

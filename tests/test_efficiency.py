@@ -17,24 +17,20 @@ from transformers import BertConfig, LlamaConfig
 
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import drop_attention, n_parameters, prune_attention
-from toolkit.efficiency import (
+from toolkit.pruning.efficiency import (
     TABLE_COLUMNS,
     _input_ids,
     _median_times,
-    attention_flop_share,
     efficiency_table,
-    flop_ideal_saving,
-    flops_per_token,
-    forward_flops,
     importance_overhead,
     kv_cache_bytes,
     measure_latency,
     model_bytes,
-    paired_saving_ci,
-    time_interleaved,
 )
-from toolkit.models import adapter_for
-from toolkit.timing import paired_saving as _paired_saving
+from toolkit.pruning.flops import attention_flop_share, flop_ideal_saving, flops_per_token, forward_flops
+from toolkit.pruning.timing import paired_saving_ci, time_interleaved
+from toolkit.models.adapters import adapter_for
+from toolkit.pruning.timing import paired_saving as _paired_saving
 
 B, S = 2, 9
 # Gemma 2/3 tiny models slide a window of 4 over the cache: in decoding those layers keep fewer

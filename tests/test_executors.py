@@ -1,4 +1,4 @@
-"""run_cells on the local, Ray and SLURM (submitit's local executor) engines (toolkit/executors.py).
+"""run_cells on the local, Ray and SLURM (submitit's local executor) engines (toolkit/study/executors.py).
 
 A 12-cell toy study (2 models x 6 cells): each "model" is an 8x8 matrix seeded by its name, loaded
 once per task; each cell a tiny torch computation seeded by the cell key, so every engine must give
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.executors import EXECUTORS, Resources, RunReport, run_cells
-from toolkit.store import CellStore, cell_id
+from toolkit.study.executors import EXECUTORS, Resources, RunReport, run_cells
+from toolkit._core.store import CellStore, cell_id
 from toolkit.study import Cell
 
 MODELS = ("tiny-a", "tiny-b")

@@ -21,12 +21,12 @@ from transformers import AutoModelForCausalLM
 from plain_hf_load import in_fresh_process
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import drop_attention, export_zeroed, load_model, prune_attention, save_pruned
-from toolkit.adapters import ADAPTERS, decoder_layers
-from toolkit.checkpoints import BASE_MODEL_TYPE_KEY
-from toolkit.cli import main
-from toolkit.export import ZEROED_KEY, zeroed_parameters
-from toolkit.pruning import PRUNING_SPEC
-from toolkit.validation import InputError, InputTypeError
+from toolkit.models.adapters import ADAPTERS, decoder_layers
+from toolkit.models.checkpoints import BASE_MODEL_TYPE_KEY
+from toolkit.__main__ import main
+from toolkit.pruning.export import ZEROED_KEY, zeroed_parameters
+from toolkit.pruning.attention import PRUNING_SPEC
+from toolkit._core.validation import InputError, InputTypeError
 
 # fp32. Exported vs drop: the same sums except attention (+0 vs skipped) and transformers' default
 # attention kernel (sdpa) in the fresh process vs eager here; observed max 1.5e-7 on the tiny models.

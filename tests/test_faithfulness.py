@@ -1,4 +1,4 @@
-"""Tests of toolkit.faithfulness on transparent scorers whose word importances are known.
+"""Tests of toolkit.metrics.faithfulness on transparent scorers whose word importances are known.
 
 Independent references: hand arithmetic on a 4-word logistic model, brute force over all
 permutations, and plain-Python re-implementations of the definitions written in the tests.
@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toolkit import faithfulness as F
-from toolkit.faithfulness.erasure import Pool, check_words, options
+from toolkit.metrics import faithfulness as F
+from toolkit.metrics.registry import metric_names
+from toolkit.metrics.faithfulness.erasure import Pool, check_words, options
 
 # ----------------------------------------------------------------------------- transparent scorers
 
@@ -362,14 +363,14 @@ def test_decision_flip_matches_a_loop_over_k():
 
 
 def stub_stats(monkeypatch):
-    """A stand-in toolkit.stats (mean_ci -> Interval) for tests about batching, not about CIs."""
+    """A stand-in toolkit.decisions.stats (mean_ci -> Interval) for tests about batching, not about CIs."""
     Interval = types.SimpleNamespace
 
     def mean_ci(values, *, n_boot, alpha, seed):
         m = float(np.mean(values))
         return Interval(estimate=m, low=m, high=m, alpha=alpha, n_boot=n_boot)
 
-    monkeypatch.setitem(sys.modules, "toolkit.stats", types.SimpleNamespace(mean_ci=mean_ci))
+    monkeypatch.setitem(sys.modules, "toolkit.decisions.stats", types.SimpleNamespace(mean_ci=mean_ci))
 
 
 def test_scorer_is_called_once_for_short_texts_with_deduplicated_variants(monkeypatch):
@@ -418,25 +419,25 @@ def test_aggregate_groups_rows_gathered_over_calls():
     # Rows of two "chunks" with a state column: means per (state, method) equal numpy's nanmean.
     rng = np.random.default_rng(0)
     rows = pd.DataFrame({"state": ["a"] * 6 + ["b"] * 6, "method": ["m", "m", "m", "r", "r", "r"] * 2,
-                         **{m: rng.random(12) for m in F.METRICS}})
+                         **{m: rng.random(12) for m in metric_names("faithfulness")}})
     rows.loc[0, "fraction_flip"] = np.nan
     out = F.aggregate(rows, n_boot=50, by=("state", "method"))
     assert list(out[["state", "method"]].itertuples(index=False, name=None)) == [("a", "m"), ("a", "r"), ("b", "m"), ("b", "r")]
     for (state, method), g in rows.groupby(["state", "method"]):
         got = out[(out.state == state) & (out.method == method)].iloc[0]
-        for m in F.METRICS:
+        for m in metric_names("faithfulness"):
             assert got[m] == pytest.approx(np.nanmean(g[m]))
             assert got[f"{m}_low"] <= got[m] <= got[f"{m}_high"]
     assert out.loc[0, "n_fraction_flip"] == 2 and out.loc[0, "n_examples"] == 3
 
 def test_faithfulness_report_rows_and_aggregate():
-    pytest.importorskip("toolkit.stats")
+    pytest.importorskip("toolkit.decisions.stats")
     scorer, words, exact = random_logistic_problem(10, 6, seed=6)
     per, agg = F.faithfulness_report(scorer, words, {"exact": exact, "reversed": [-a for a in exact]},
                                      n_random=4, seed=0, n_boot=200)
     assert len(per) == 10 * 3 and set(per["method"]) == {"exact", "reversed", "random"}
     assert list(agg["method"]) == ["exact", "reversed", "random"]
-    for m in F.METRICS:
+    for m in metric_names("faithfulness"):
         assert {m, f"{m}_low", f"{m}_high", f"n_{m}"} <= set(agg.columns)
     means = per.groupby("method")["aopc_comprehensiveness"].mean()
     row = agg.set_index("method")
@@ -505,9 +506,9 @@ def test_model_scorer_joins_words_with_single_spaces(monkeypatch):
         calls.append((model, tokenizer, task, list(texts), batch_size, progress))
         return np.tile([0.25, 0.75], (len(texts), 1))
 
-    fake = types.ModuleType("toolkit.scoring")
+    fake = types.ModuleType("toolkit.models.scoring")
     fake.label_probs = label_probs
-    monkeypatch.setitem(sys.modules, "toolkit.scoring", fake)
+    monkeypatch.setitem(sys.modules, "toolkit.models.scoring", fake)
     scorer = F.model_scorer("m", "t", "task", batch_size=4)
     out = scorer([["Not", "bad,", "really"], []])
     assert out.shape == (2, 2)
@@ -522,9 +523,9 @@ def test_smollm2_on_uci_sentences():
     """Occlusion (leave-one-out) attributions on SmolLM2 for 3 short UCI sentences (~2-4 min on 2 cores)."""
     import torch
 
-    data = pytest.importorskip("toolkit.data")
-    scoring = pytest.importorskip("toolkit.scoring")
-    models = pytest.importorskip("toolkit.models")
+    data = pytest.importorskip("toolkit.data.datasets")
+    scoring = pytest.importorskip("toolkit.models.scoring")
+    models = pytest.importorskip("toolkit.models.loading")
     torch.set_num_threads(2)
     model, tokenizer = models.load_model("smollm2-135m")
     dataset = data.load_dataset("uci_yelp", n=60)
@@ -626,7 +627,7 @@ def test_naopc_false_is_aopc_only_and_scores_fewer_variants():
 def _tiny_setup():
     from tiny import tiny_model, tiny_tokenizer
 
-    from toolkit.data import Example, Task
+    from toolkit.data.task import Example, Task
 
     task = Task("tiny", "is the review good or bad ?", ("negative", "positive"), ("bad", "good"),
                 input_name="review", use_chat_template=False)
@@ -644,7 +645,7 @@ def test_model_faithfulness_memo_matches_no_memo_and_tracks_model_state():
     """
     import torch
 
-    from toolkit.pruning import drop_attention
+    from toolkit.pruning.attention import drop_attention
 
     model, tok, task, examples = _tiny_setup()
     F.clear_memo()
@@ -676,7 +677,7 @@ def test_model_faithfulness_memo_matches_no_memo_and_tracks_model_state():
 @pytest.mark.parametrize("bundled", ["smollm2", "gemma3"])
 def test_memo_on_real_sentences_matches_no_memo(bundled, request):
     """Three short UCI sentences on each bundled model: a warm memo gives the unmemoised report."""
-    from toolkit.data import load_dataset
+    from toolkit.data.datasets import load_dataset
 
     model, tok = request.getfixturevalue(bundled)
     data = load_dataset("uci_yelp", n=40, split="test")

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toolkit import faithfulness as F
-from toolkit.faithfulness.erasure import check_words
-from toolkit.faithfulness.metrics import permuted_jobs
-from toolkit.faithfulness.soft import keep_probabilities
-from toolkit.validation import InputError
+from toolkit.metrics import faithfulness as F
+from toolkit.metrics.faithfulness.erasure import check_words
+from toolkit.metrics.faithfulness.metrics import permuted_jobs
+from toolkit.metrics.faithfulness.soft import keep_probabilities
+from toolkit._core.validation import InputError
 
 TEXTS = ["the food was great", "not very good service and the plot was awful", "i hated it", "fine"]
 METRICS = ["aopc_comprehensiveness", "aopc_sufficiency", "flip_rate", "soft_comprehensiveness", "soft_sufficiency"]

@@ -1,4 +1,4 @@
-"""Soft comprehensiveness and sufficiency (toolkit.faithfulness.soft) against a by-hand Monte Carlo.
+"""Soft comprehensiveness and sufficiency (toolkit.metrics.faithfulness.soft) against a by-hand Monte Carlo.
 
 The reference below re-does every step in plain torch on a tiny random model: one unpadded,
 uncached forward per mask draw, the masks drawn by the documented rule, the formulas of
@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit import faithfulness as F
-from toolkit.prompts import encode_example, verbalizer_ids
-from toolkit.validation import InputError
+from toolkit.metrics import faithfulness as F
+from toolkit.data.prompts import encode_example, verbalizer_ids
+from toolkit._core.validation import InputError
 
 TEXTS = ["the food was great", "not very good service and the plot was awful", "i hated it"]
 
@@ -84,7 +84,7 @@ def test_keep_everything_and_keep_nothing_are_the_limits(setup, tiny_task):
     model, tok = setup
     words = F.Variant(TEXTS[0].split(), TEXTS[0], TEXTS[0])
     probs = F.masked_label_probs(model, tok, tiny_task, [F.Masked(words, [1.0] * 4, ()), F.Masked(words, [0.0] * 4, ())])
-    from toolkit.scoring import label_probs
+    from toolkit.models.scoring import label_probs
 
     assert probs[0] == pytest.approx(label_probs(model, tok, tiny_task, [TEXTS[0]])[0], abs=1e-6)
     assert probs[1] == pytest.approx(_by_hand_prob(model, tok, tiny_task, TEXTS[0], np.zeros(4), None), abs=1e-6)
@@ -149,8 +149,8 @@ def test_masked_path_reproduces_label_probs_on_real_models(bundled, shots, reque
     the soft metrics of two sentences are bounded and move with the mask."""
     import dataclasses
 
-    from toolkit.data import load_dataset
-    from toolkit.scoring import label_probs
+    from toolkit.data.datasets import load_dataset
+    from toolkit.models.scoring import label_probs
 
     model, tok = request.getfixturevalue(bundled)
     data = load_dataset("uci_yelp", n=20, split="test")

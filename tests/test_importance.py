@@ -11,7 +11,7 @@ import torch
 
 from tiny import tiny_model, tiny_tokenizer
 from toolkit import attention_importance, choose_layers, drop_attention, select_layers
-from toolkit.models import decoder_layers
+from toolkit.models.adapters import decoder_layers
 
 TEXTS = ["the movie was very good .", "i hated the food", "service was not bad and the plot great !"]
 
@@ -146,8 +146,8 @@ def test_choose_layers_bad_input():
 
 def test_array_level_scores_by_hand():
     """cos = 0, -1, 1 on three tokens: importance 1 - 0 = 1, angles (1/2 + 1 + 0) / 3 = 1/2."""
-    from toolkit.importance import angular_distance, cosine_importance
-    from toolkit.validation import InputError
+    from toolkit.pruning.importance import angular_distance, cosine_importance
+    from toolkit._core.validation import InputError
 
     x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
     y = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [0.0, 5.0]])
@@ -160,7 +160,7 @@ def test_array_level_scores_by_hand():
 
 def test_array_level_scores_equal_the_hooked_scores_on_one_text():
     """The public array functions and attention_importance's hooks compute the same number (one home)."""
-    from toolkit.importance import angular_distance, cosine_importance
+    from toolkit.pruning.importance import angular_distance, cosine_importance
 
     model, tok = tiny_model(), tiny_tokenizer()
     text, layer = TEXTS[2], 1

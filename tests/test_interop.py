@@ -27,9 +27,9 @@ from lmeval_task.make_rows import FILE as ROWS_FILE
 from lmeval_task.make_rows import text as rendered_rows
 from plain_hf_load import in_fresh_process
 from toolkit import drop_attention, export_zeroed, load_model, prune_attention, save_pruned
-from toolkit.data import get_task
-from toolkit.scoring import label_logprobs
-from toolkit.prompts import special_prefix
+from toolkit.data.datasets import get_task
+from toolkit.models.scoring import label_logprobs
+from toolkit.data.prompts import special_prefix
 
 HERE = Path(__file__).parent
 # Layers dropped per bundled model: SmolLM2's are those of issue 20; Gemma's three spread-out sliding layers.

@@ -2,18 +2,24 @@
 
 Parses every module of ``toolkit/`` (ast, no import) and collects the edges of relative and
 absolute ``toolkit`` imports, including those inside function bodies: a late import that closes
-a cycle is still a cycle. ``from .x import _name`` across modules is a private name that has
-become shared and needs a public name and one home.
+a cycle is still a cycle. Importing ``toolkit.a.b`` from outside ``toolkit.a`` also runs
+``toolkit/a/__init__.py``, so that is an edge too. ``from .x import _name`` across modules is a
+private name that has become shared and needs a public name and one home.
+
+The rooms (the folders of ``toolkit/``) have floors, drawn in docs/architecture.md: a room imports
+only rooms on lower floors, and the page's tree is the package's tree.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "toolkit"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 
 def _modules() -> dict[str, Path]:
@@ -55,6 +61,13 @@ def _imports(mods: dict[str, Path]) -> tuple[dict[str, set[str]], list[str]]:
                 # importing a package's own submodule from inside it is not an edge to the package
                 if target in mods and target != name and not name.startswith(target + "."):
                     edges[name].add(target)
+    for name, targets in edges.items():  # importing toolkit.a.b runs toolkit/a/__init__.py first
+        for target in list(targets):
+            parts = target.split(".")
+            for n in range(2, len(parts)):
+                parent = ".".join(parts[:n])
+                if parent in mods and not name.startswith(parent + ".") and name != parent:
+                    targets.add(parent)
     return edges, private
 
 
@@ -86,8 +99,72 @@ def test_the_checker_sees_cycles_and_private_imports():
 
 def test_no_import_cycle():
     edges, _ = _imports(_modules())
-    assert edges["toolkit.models"] >= {"toolkit.pruning", "toolkit.adapters"}  # the parser sees real edges
+    assert edges["toolkit.pruning.attention"] >= {"toolkit.models.loading", "toolkit.models.adapters"}  # real edges
     assert _cycles(edges) == []
+
+
+def _floors() -> dict[str, int]:
+    """Room -> floor, from the numbered list of docs/architecture.md ("1. `_core/` - ...")."""
+    floors = {}
+    for line in ARCHITECTURE.read_text().splitlines():
+        m = re.match(r"(\d+)\. (.*?) - ", line)
+        if m:
+            for room in re.findall(r"`([\w.]+)/?`", m.group(2)):
+                floors[room.removesuffix(".py")] = int(m.group(1))
+    return floors
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _arrows_up(edges: dict[str, set[str]], floors: dict[str, int]) -> list[str]:
+    return sorted(
+        f"{a} -> {b}" for a, targets in edges.items() for b in targets
+        if _room(a) != _room(b) and floors[_room(a)] <= floors[_room(b)]
+    )
+
+
+def test_rooms_import_only_lower_floors():
+    floors = _floors()
+    rooms = {p.name.removesuffix(".py") for p in PACKAGE.iterdir() if p.name != "__pycache__"}
+    assert set(floors) == rooms, "docs/architecture.md's floors list every room of toolkit/ once"
+    edges, _ = _imports(_modules())
+    assert _arrows_up(edges, floors) == []
+    # the checker sees an arrow up
+    assert _arrows_up({"toolkit.models.loading": {"toolkit.study.run"}}, floors) == ["toolkit.models.loading -> toolkit.study.run"]
+
+
+def _drawn_tree() -> set[str]:
+    """The paths the page's ``text`` tree block draws, relative to toolkit/."""
+    block = ARCHITECTURE.read_text().split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert block[0] == "toolkit/"
+    paths, stack = set(), []
+    for line in block[1:]:
+        m = re.match(r"^((?:│   |    )*)(?:├── |└── )(\S+)", line)
+        assert m, f"not a tree line: {line!r}"
+        depth = len(m.group(1)) // 4
+        stack[depth:] = [m.group(2).rstrip("/")]
+        paths.add("/".join(stack))
+    return paths
+
+
+def test_architecture_page_draws_the_tree():
+    actual = {
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*")
+        if "__pycache__" not in p.parts and (p.is_dir() or p.suffix == ".py")
+        and not (p.name == "__init__.py" and p.parent != PACKAGE)
+    }
+    drawn = _drawn_tree()
+    assert sorted(actual - drawn) == [], "in toolkit/ but not drawn in docs/architecture.md"
+    assert sorted(drawn - actual) == [], "drawn in docs/architecture.md but not in toolkit/"
+
+
+def test_top_level_has_at_most_twelve_entries():
+    entries = sorted(p.name for p in PACKAGE.iterdir() if p.name != "__pycache__")
+    assert len(entries) <= 12, entries
 
 
 def test_no_private_name_imported_across_modules():
@@ -100,7 +177,7 @@ def test_importing_toolkit_imports_no_inseq_and_sets_no_matplotlib_backend():
         "import sys, matplotlib\n"
         "calls = []\n"
         "matplotlib.use = lambda *a, **k: calls.append(a)\n"
-        "import toolkit, toolkit.report, toolkit.attribution, toolkit.study\n"
+        "import toolkit, toolkit.study.report, toolkit.attribution, toolkit.study\n"
         "assert 'inseq' not in sys.modules, 'importing toolkit imported inseq'\n"
         "assert calls == [], f'matplotlib.use called at import: {calls}'\n"
     )

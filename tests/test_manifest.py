@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-import toolkit.manifest as mf
+import toolkit.models.manifest as mf
 from test_study import write_fixture
 from tiny import TINY_TASK, tiny_model, tiny_tokenizer
 from toolkit import load_model, prune_attention, register_dataset, save_pruned
-from toolkit.data import Example, demonstrations, get_task
-from toolkit.cli import main
-from toolkit.manifest import (
+from toolkit.data.task import Example
+from toolkit.data.datasets import demonstrations, get_task
+from toolkit.__main__ import main
+from toolkit.models.manifest import (
     Manifest,
     MixedManifestError,
     build_manifest,
@@ -27,11 +28,11 @@ from toolkit.manifest import (
     manifest_diff,
     read_manifest,
     read_result_manifests,
-    weights_digest,
     write_manifest,
     write_result_manifest,
 )
-from toolkit.store import CellStore
+from toolkit._core.digests import weights_digest
+from toolkit._core.store import CellStore
 from toolkit.study import StudyConfig, load_results, run_study, tidy_table
 
 TASK = TINY_TASK

@@ -15,10 +15,10 @@ from torch import nn
 
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import list_models, load_model
-from toolkit.adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
-from toolkit.adapters import attention_modules, attn_norm_names
-from toolkit.folders import write_folder
-from toolkit.models import BUILTIN_MODELS
+from toolkit.models.adapters import ADAPTERS, Adapter, adapter_for, decoder_layers, register_adapter
+from toolkit.models.adapters import attention_modules, attn_norm_names
+from toolkit._core.folders import write_folder
+from toolkit.models.loading import BUILTIN_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,10 +197,10 @@ def forbid_work_after_the_check(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("reached past the installed-package check")
 
-    monkeypatch.setattr("toolkit.models._bundled_gguf", fail)
-    monkeypatch.setattr("toolkit.models._convert_gguf", fail)
-    monkeypatch.setattr("toolkit.models.AutoTokenizer.from_pretrained", fail)
-    monkeypatch.setattr("toolkit.models.AutoModelForCausalLM.from_pretrained", fail)
+    monkeypatch.setattr("toolkit.models.loading._bundled_gguf", fail)
+    monkeypatch.setattr("toolkit.models.loading._convert_gguf", fail)
+    monkeypatch.setattr("toolkit.models.loading.AutoTokenizer.from_pretrained", fail)
+    monkeypatch.setattr("toolkit.models.loading.AutoModelForCausalLM.from_pretrained", fail)
 
 
 @pytest.mark.parametrize(
@@ -266,7 +266,7 @@ def test_gemma_writes_only_under_toolkit_cache(monkeypatch, tmp_path):
         tiny_tokenizer().save_pretrained(target)
         (target / "SOURCE.json").write_text(json.dumps(provenance))
 
-    monkeypatch.setattr("toolkit.models._convert_gguf", convert)
+    monkeypatch.setattr("toolkit.models.loading._convert_gguf", convert)
     model, _ = load_model("gemma3-270m")
     assert type(model).__name__ == "Gemma3ForCausalLM"
     assert len(assembled) == 1 and assembled[0].is_relative_to(cache)

@@ -1,4 +1,4 @@
-"""Tests for toolkit.plots (Agg backend): Axes out, the right artists, no global state changed."""
+"""Tests for toolkit.study.plots (Agg backend): Axes out, the right artists, no global state changed."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
-from toolkit.calibration import reliability_table  # noqa: E402
-from toolkit import plots  # noqa: E402
-from toolkit.plots import metric_vs_pruning, reliability_diagram  # noqa: E402
+from toolkit.metrics.calibration import reliability_table  # noqa: E402
+from toolkit.study import plots  # noqa: E402
+from toolkit.study.plots import metric_vs_pruning, reliability_diagram  # noqa: E402
 from toolkit.study import Summary  # noqa: E402
 
 
@@ -143,7 +143,7 @@ def test_importance_profile_draws_one_bar_per_layer_and_one_line_per_metric():
     import numpy as np
     import pandas as pd
 
-    from toolkit.plots import importance_profile
+    from toolkit.study.plots import importance_profile
 
     before = dict(matplotlib.rcParams)
     ax = importance_profile(pd.Series(np.linspace(0, 1, 7), name="cosine"))

@@ -1,4 +1,4 @@
-"""Tests of toolkit.prompts: the one encoding path, and that every consumer feeds the model its ids.
+"""Tests of toolkit.data.prompts: the one encoding path, and that every consumer feeds the model its ids.
 
 Conformance: for every supported architecture (tiny random configs) x a tokenizer that adds a BOS
 and one that does not x plain, chat-template and k-shot prompts, the token ids that ``predict``,
@@ -20,10 +20,11 @@ import torch
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 
 from toolkit import attribution as A
-from toolkit import faithfulness as F
-from toolkit.data import Example, Task, get_task
-from toolkit.faithfulness.erasure import check_words
-from toolkit.prompts import (
+from toolkit.metrics import faithfulness as F
+from toolkit.data.task import Example, Task
+from toolkit.data.datasets import get_task
+from toolkit.metrics.faithfulness.erasure import check_words
+from toolkit.data.prompts import (
     encode_example,
     encode_text,
     erase_words,
@@ -34,7 +35,7 @@ from toolkit.prompts import (
     verbalizer_ids,
     word_spans,
 )
-from toolkit.scoring import predict
+from toolkit.models.scoring import predict
 
 TINY_TASK = Task("tiny", "is the review good or bad ?", ("negative", "positive"), ("bad", "good"),
                  input_name="review", use_chat_template=False)
@@ -248,9 +249,3 @@ def test_bundled_models_feed_the_same_ids(name, prompt, request):
         assert (prompt_ids[0] == tok.bos_token_id) is (name == "gemma3-270m")
     assert not prompt_ids[0] == prompt_ids[1] == tok.bos_token_id  # never a second BOS
     check_conformance(model, tok, task, examples, atol=1e-5)
-
-
-def test_render_prompt_is_the_one_of_scoring():
-    import toolkit
-
-    assert toolkit.scoring.render_prompt is render_prompt

@@ -1,4 +1,4 @@
-"""The KV cache of a model with dropped attention layers (`toolkit.pruned_arch.NoKVLayer`).
+"""The KV cache of a model with dropped attention layers (`toolkit.models.pruned_arch.NoKVLayer`).
 
 The reference is a forward with no cache at all: decoding step by step through the cache must give
 the logits of one uncached forward over the whole sequence, whichever layers are dropped (layer 0 and
@@ -18,7 +18,7 @@ from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from tiny import CONFIGS, tiny_model
 from toolkit import drop_attention, prune_attention
-from toolkit.pruned_arch import NoKVLayer
+from toolkit.models.pruned_arch import NoKVLayer
 
 # fp32 on 32-wide tiny models; the cached and uncached routes sum the same terms in another order
 # (observed max difference 2e-7).

@@ -1,8 +1,8 @@
-"""toolkit.pruned_faithfulness against independent computations on a tiny model.
+"""toolkit.explorer.faithfulness against independent computations on a tiny model.
 
 References: a by-hand erasure (delete the top-k words, score the shortened texts with
-`toolkit.scoring.label_probs`), `toolkit.faithfulness` called directly with a memo-free scorer,
-and `toolkit.stats.paired_bootstrap` with a plain (index-resampling) mean.
+`toolkit.models.scoring.label_probs`), `toolkit.metrics.faithfulness` called directly with a memo-free scorer,
+and `toolkit.decisions.stats.paired_bootstrap` with a plain (index-resampling) mean.
 
 Tolerance: the same float32 forwards in batches of different composition (left padding) differ
 by rounding only; observed < 1e-6 on probabilities, so atol=1e-5.
@@ -17,18 +17,18 @@ import pytest
 
 from tiny import sentiment_task, tiny_model, tiny_tokenizer
 from toolkit import drop_attention
-from toolkit.data import dataset_from_records
-from toolkit.pruning import dropped_layers
+from toolkit.data.datasets import dataset_from_records
+from toolkit.models.adapters import dropped_layers
 from toolkit.attribution import attribute
-from toolkit.faithfulness import FRACTIONS, comprehensiveness, model_scorer, naopc
-from toolkit.pruned_faithfulness import (
+from toolkit.metrics.faithfulness import FRACTIONS, comprehensiveness, model_scorer, naopc
+from toolkit.explorer.faithfulness import (
     compare_comprehensiveness,
     sentence_comprehensiveness,
     set_comprehensiveness,
 )
-from toolkit.scoring import label_probs
-from toolkit.stats import paired_bootstrap
-from toolkit.validation import InputError
+from toolkit.models.scoring import label_probs
+from toolkit.decisions.stats import paired_bootstrap
+from toolkit._core.validation import InputError
 
 TASK = sentiment_task("tiny_pf")
 RECORDS = [

@@ -11,9 +11,9 @@ import torch
 
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import drop_attention, load_model, n_parameters, prune_attention, save_pruned
-from toolkit.pruning import dropped_layers
-from toolkit.models import attention_modules, decoder_layers
-from toolkit.pruning import PrunedAttention
+from toolkit.models.adapters import dropped_layers
+from toolkit.models.adapters import attention_modules, decoder_layers
+from toolkit.models.pruned_arch import PrunedAttention
 
 # fp32; zeroing o_proj and skipping attention give the same residual stream, observed max diff 0.
 ATOL = 1e-5
@@ -81,7 +81,7 @@ def test_structural_prune_matches_drop_and_saves_parameters(arch):
     # exactly the attention (and attention-only norms) of two layers were removed
     fresh = tiny_model(arch)
     attn_params = sum(p.numel() for i in (1, 3) for p in attention_modules(fresh)[i].parameters())
-    from toolkit.adapters import attn_norm_names
+    from toolkit.models.adapters import attn_norm_names
 
     norm_params = sum(
         p.numel() for i in (1, 3) for n in attn_norm_names(fresh) for p in getattr(decoder_layers(fresh)[i], n).parameters()

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 import toolkit
-from toolkit.cli import main
-from toolkit.validation import InputError
+from toolkit.__main__ import main
+from toolkit._core.validation import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "toolkit"
@@ -70,7 +70,7 @@ PUBLIC_API = [
 
 # `raise ValueError(` allowed where a function's error is not the user's to fix (function -> count). One:
 # NoKVLayer.crop answers transformers' cache API (a positive count breaks transformers' contract, and
-# DynamicLayer.crop raises ValueError there too); toolkit.pruned_arch imports no toolkit module, since
+# DynamicLayer.crop raises ValueError there too); toolkit.models.pruned_arch imports no toolkit module, since
 # checkpoints carry it verbatim. A new `raise ValueError(` anywhere else fails the test below.
 PENDING_VALUE_ERRORS: dict[str, int] = {"NoKVLayer.crop": 1}
 
@@ -142,10 +142,10 @@ def test_every_public_name_resolves_and_says_what_it_is():
 
 
 def test_dropped_names_still_import_from_their_modules():
-    from toolkit.adapters import register_adapter
-    from toolkit.calibration import brier
-    from toolkit.faithfulness import naopc
-    from toolkit.scoring import label_probs
+    from toolkit.models.adapters import register_adapter
+    from toolkit.metrics.calibration import brier
+    from toolkit.metrics.faithfulness import naopc
+    from toolkit.models.scoring import label_probs
 
     assert all(callable(f) for f in (register_adapter, brier, naopc, label_probs))
     with pytest.raises(AttributeError, match="has no attribute 'brier'"):
@@ -195,13 +195,13 @@ def test_no_new_plain_value_error():
     new = {scope: n for scope, n in counts.items() if n > PENDING_VALUE_ERRORS.get(scope, 0)}
     where = [f"{f}:{line} in {scope}" for f, line, scope in _value_error_sites() if scope in new]
     assert not new, (
-        "raise InputError (toolkit.validation) for a mistake the user can fix, not ValueError: " + ", ".join(where)
+        "raise InputError (toolkit._core.validation) for a mistake the user can fix, not ValueError: " + ", ".join(where)
     )
 
 
 def test_input_error_is_a_value_error_with_typed_kinds():
-    from toolkit.manifest import MixedManifestError
-    from toolkit.validation import InputFileExistsError, InputFileNotFoundError, InputTypeError
+    from toolkit.models.manifest import MixedManifestError
+    from toolkit._core.validation import InputFileExistsError, InputFileNotFoundError, InputTypeError
 
     assert issubclass(InputError, ValueError)
     for kind, builtin in ((InputTypeError, TypeError), (InputFileNotFoundError, FileNotFoundError),
@@ -210,7 +210,7 @@ def test_input_error_is_a_value_error_with_typed_kinds():
 
 
 def test_the_argument_checks_speak_one_wording():
-    from toolkit.validation import check_choice, check_float, check_int, check_probability
+    from toolkit._core.validation import check_choice, check_float, check_int, check_probability
 
     cases = [
         (lambda: check_int(0, "batch_size", 1), "batch_size must be an integer >= 1, got 0"),

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toolkit.adapters import decoder_layers
-from toolkit.metrics import (
+from toolkit.models.adapters import decoder_layers
+from toolkit.metrics.registry import (
     Metric,
     get_metric,
     headline_metrics,
@@ -30,7 +30,7 @@ from toolkit.metrics import (
     registered,
     unregister_metric,
 )
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -71,7 +71,7 @@ def tiny_study(tmp_path_factory):
     import matplotlib.pyplot as plt
 
     from toolkit import Task, register_dataset
-    from toolkit.plots import claims_plot
+    from toolkit.study.plots import claims_plot
     from toolkit.study import StudyConfig, plan, run_study, summary
 
     tmp = tmp_path_factory.mktemp("registry")
@@ -266,7 +266,7 @@ def test_tiny_study_is_unchanged_by_the_refactor(tmp_path):
 
 def test_golden_study_fails_when_a_metric_changes(tmp_path, monkeypatch):
     """The tolerance still catches a real change: a paired bootstrap that resamples one arm only."""
-    from toolkit import stats
+    from toolkit.decisions import stats
     from toolkit.study import table
 
     def one_arm_bootstrap(metric_fn, arrays_a, arrays_b, *, n_boot=1000, alpha=0.05, seed=0):

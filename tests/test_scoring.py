@@ -8,9 +8,10 @@ import torch
 
 from tiny import tiny_model, tiny_tokenizer
 from toolkit import Task, predict
-from toolkit.data import Example
-from toolkit.scoring import label_probs, render_prompt, verbalizer_ids
-from toolkit.scoring import encode_prompts
+from toolkit.data.task import Example
+from toolkit.models.scoring import label_probs
+from toolkit.data.prompts import render_prompt, verbalizer_ids
+from toolkit.models.scoring import encode_prompts
 
 EXAMPLES = [
     Example("a", "the movie was very good .", 1),

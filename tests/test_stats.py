@@ -1,11 +1,11 @@
-"""Tests for toolkit.stats: percentile bootstrap, paired bootstrap, resample counts."""
+"""Tests for toolkit.decisions.stats: percentile bootstrap, paired bootstrap, resample counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from toolkit.stats import Interval, bootstrap_ci, mean_ci, paired_bootstrap, resample_counts
+from toolkit.decisions.stats import Interval, bootstrap_ci, mean_ci, paired_bootstrap, resample_counts
 
 
 def _weighted_mean(v, *, weights=None):

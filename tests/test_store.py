@@ -1,4 +1,4 @@
-"""CellStore: concurrent writers, dead workers, torn and foreign files, failures (toolkit/store.py)."""
+"""CellStore: concurrent writers, dead workers, torn and foreign files, failures (toolkit/_core/store.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.store import CellStore, Owner, cell_id
+from toolkit._core.store import CellStore, Owner, cell_id
 
 FORK = mp.get_context("fork")  # fast start; the children only use the store and the stdlib
 KEYS = [f"model|data|sel|{i}" for i in range(20)]

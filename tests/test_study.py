@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tiny import tiny_model, tiny_tokenizer
-from toolkit.store import CellStore
+from toolkit._core.store import CellStore
 from toolkit.study import StudyConfig, plan, status, study_cells, summary
 
 WORDS = "good bad great awful movie food service plot liked hated not very".split()

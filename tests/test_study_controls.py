@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from toolkit.study.controls import random_control
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 N = 200
 

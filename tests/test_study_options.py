@@ -19,10 +19,10 @@ import pytest
 import toolkit.study.cells as cells_module
 from tiny import tiny_model, tiny_tokenizer
 from toolkit import Task, load_dataset, register_dataset
-from toolkit.metrics import Metric, registered
-from toolkit.prompts import split_words
-from toolkit.stats import mean_ci
-from toolkit.store import CellStore
+from toolkit.metrics.registry import Metric, registered
+from toolkit.data.prompts import split_words
+from toolkit.decisions.stats import mean_ci
+from toolkit._core.store import CellStore
 from toolkit.study import (
     StudyConfig,
     bucket_labels,
@@ -37,7 +37,7 @@ from toolkit.study import (
     study_shots,
     summary,
 )
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 WORDS = "good bad great awful movie food service plot liked hated not very".split()
 DATASET = "options_sent"
@@ -293,7 +293,7 @@ def test_claims_replace_the_headline_metrics_in_the_summary_plan_and_report(buck
 
 
 def test_best_shots_of_the_bundled_accuracy_file(monkeypatch):
-    from toolkit.data import best_shots
+    from toolkit.data.datasets import best_shots
 
     monkeypatch.delenv("TOOLKIT_DATA_DIR", raising=False)
     best = best_shots()
@@ -313,7 +313,7 @@ def test_soft_claims_need_soft_and_naopc_n_counts_only_bounded_buckets(fixture):
 
 def test_classroom_is_a_study_profile_everywhere_it_is_documented():
     """TOOLKIT_PROFILE speaks one vocabulary: the notebooks' classroom is the CLI's and the config's."""
-    from toolkit.cli import build_parser
+    from toolkit.__main__ import build_parser
     from toolkit.study import PROFILES, StudyConfig
 
     assert {"ci", "classroom", "full"} <= set(PROFILES)

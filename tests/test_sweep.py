@@ -26,7 +26,7 @@ from toolkit.study.sweep import (
     sweep_cells,
     sweep_table,
 )
-from toolkit.validation import InputError
+from toolkit._core.validation import InputError
 
 WORDS = "good bad great awful movie food service plot liked hated not very".split()
 
@@ -299,7 +299,7 @@ def tiny_sweep(tmp_path_factory):
 def test_tiny_sweep_scores_only_validation_examples(tiny_sweep):
     config, table, _, _, lines = tiny_sweep
     validation = {json.loads(x)["id"] for x in lines if json.loads(x)["split"] == "validation"}
-    from toolkit.store import CellStore
+    from toolkit._core.store import CellStore
 
     records = CellStore(config.run_dir()).records()
     assert len(records) == 2 * (1 + 2 * 2)
@@ -313,7 +313,7 @@ def test_tiny_sweep_scores_only_validation_examples(tiny_sweep):
 
 def test_tiny_sweep_layers_are_nested_and_accuracy_matches_the_records(tiny_sweep):
     config, table, *_ = tiny_sweep
-    from toolkit.store import CellStore
+    from toolkit._core.store import CellStore
 
     records = CellStore(config.run_dir()).records()
     for (sel, shots) in [("cosine", 0), ("loss_delta", 1)]:
@@ -336,8 +336,8 @@ def test_tiny_sweep_resumes_without_recomputing(tiny_sweep):
 
 
 def test_tiny_sweep_records_carry_manifests_and_a_mixed_resume_is_refused(tiny_sweep):
-    from toolkit.manifest import MixedManifestError
-    from toolkit.store import CellStore
+    from toolkit.models.manifest import MixedManifestError
+    from toolkit._core.store import CellStore
 
     config, table, loader, _, _ = tiny_sweep
     store = CellStore(config.run_dir())
@@ -370,7 +370,7 @@ def test_sweep_curves_draw_the_curve_as_measured(synthetic, tmp_path):
 
     import matplotlib.pyplot as plt
 
-    from toolkit.plots import sweep_curves
+    from toolkit.study.plots import sweep_curves
 
     table = synthetic[0]
     axes = sweep_curves(table, metrics=("accuracy", "ece"))
@@ -385,7 +385,7 @@ def test_sweep_curves_draw_the_curve_as_measured(synthetic, tmp_path):
 
 
 def test_cli_sweep_writes_table_kstar_figure_and_stage2_configs(tiny_sweep, tmp_path, capsys):
-    from toolkit.cli import main
+    from toolkit.__main__ import main
 
     config = tiny_sweep[0]
     model_dir = tmp_path / "tiny"

@@ -9,9 +9,9 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from toolkit.plots import verdict_heatmap
+from toolkit.study.plots import verdict_heatmap
 from toolkit.study import OUTCOMES, Summary, verdict_counts, verdicts
-from toolkit.validation import InputError, InputTypeError
+from toolkit._core.validation import InputError, InputTypeError
 
 
 def _summary() -> Summary:

@@ -8,22 +8,14 @@ import pytest
 
 from tiny import sentiment_task, tiny_model, tiny_tokenizer
 from toolkit import drop_attention, predict, select_layers
-from toolkit.data import dataset_from_records
-from toolkit.pruning import dropped_layers
-from toolkit import widgets as tw
-from toolkit.calibration import ece
-from toolkit.stats import paired_bootstrap
-from toolkit.widgets import (
-    LayerPicker,
-    PruningExplorer,
-    check_droppable,
-    colour_legend_html,
-    compare_to_reference,
-    evaluate_layers,
-    importance_colours,
-    least_important,
-    score_layers,
-)
+from toolkit.data.datasets import dataset_from_records
+from toolkit.models.adapters import dropped_layers
+from toolkit.explorer import widgets as tw
+from toolkit.metrics.calibration import ece
+from toolkit.decisions.stats import paired_bootstrap
+from toolkit.explorer.widgets import LayerPicker, PruningExplorer
+from toolkit.explorer.steps import check_droppable, compare_to_reference, evaluate_layers, least_important, score_layers
+from toolkit.explorer.html import colour_legend_html, importance_colours
 
 TASK = sentiment_task("tiny_w")
 RECORDS = [
@@ -195,7 +187,7 @@ def test_explorer_pickers_sentence_and_static_copy(setup):
 # ----------------------------------------------------------------------------- faithfulness
 def test_explorer_shows_the_sentences_comprehensiveness_before_and_after(setup):
     from toolkit.attribution import attribute
-    from toolkit.pruned_faithfulness import sentence_comprehensiveness
+    from toolkit.explorer.faithfulness import sentence_comprehensiveness
 
     model, tok, data = setup
     explorer = PruningExplorer(model, tok, data, IMPORTANCE, example=3)
@@ -217,7 +209,7 @@ def test_explorer_shows_the_sentences_comprehensiveness_before_and_after(setup):
 
 
 def test_explorer_faithfulness_button_busy_cache_and_numbers(setup, monkeypatch):
-    from toolkit.pruned_faithfulness import compare_comprehensiveness, set_comprehensiveness
+    from toolkit.explorer.faithfulness import compare_comprehensiveness, set_comprehensiveness
 
     model, tok, data = setup
     explorer = PruningExplorer(model, tok, data, IMPORTANCE, n_boot=300, seed=2)

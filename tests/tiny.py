@@ -102,7 +102,7 @@ def sentiment_task(name: str = "tiny_sentiment"):
     Plain prompt (no chat template), labels and verbalizers ``("negative", "positive")``: every word of
     its prompt is in the tiny tokenizer's vocabulary. The ``tiny_task`` fixture (conftest.py) is this task.
     """
-    from toolkit.data import Task
+    from toolkit.data.task import Task
 
     return Task(name=name, instruction="sentiment of this review ?", label_names=("negative", "positive"),
                 verbalizers=("negative", "positive"), input_name="review", use_chat_template=False)

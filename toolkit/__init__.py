@@ -2,23 +2,26 @@
 
 The public API: 30 names, in pipeline order. Load a model and data, score labels, rank and drop
 attention layers, explain predictions, measure faithfulness and calibration, run a study, draw it.
-Every other name imports from its module (``toolkit.calibration.brier``,
-``toolkit.faithfulness.naopc``, ``toolkit.adapters.register_adapter``, ...), which lists its
+Every other name imports from its module (``toolkit.metrics.calibration.brier``,
+``toolkit.metrics.faithfulness.naopc``, ``toolkit.models.adapters.register_adapter``, ...), which lists its
 own names in ``__all__``.
 """
 
-from . import calibration, efficiency, faithfulness, plots, stats, study
-from .calibration import TemperatureScaler, calibration_report, compare_calibration, ece
-from .data import Task, list_datasets, load_dataset, register_dataset
-from .export import export_zeroed
-from .faithfulness import faithfulness_report, model_faithfulness
-from .importance import attention_importance, choose_layers, select_layers
-from .models import list_models, load_model
-from .plots import metric_vs_pruning, reliability_diagram
-from .pruning import drop_attention, load_pruned, n_parameters, prune_attention, save_pruned
-from .scoring import predict
+from . import decisions, study
+from ._core.validation import InputError
+from .data.task import Task
+from .data.datasets import list_datasets, load_dataset, register_dataset
+from .metrics import calibration, faithfulness
+from .metrics.calibration import TemperatureScaler, calibration_report, compare_calibration, ece
+from .metrics.faithfulness import faithfulness_report, model_faithfulness
+from .models.loading import list_models, load_model
+from .models.scoring import predict
+from .pruning import efficiency
+from .pruning.attention import drop_attention, load_pruned, n_parameters, prune_attention, save_pruned
+from .pruning.export import export_zeroed
+from .pruning.importance import attention_importance, choose_layers, select_layers
 from .study import StudyConfig, run_study, summary
-from .validation import InputError
+from .study.plots import metric_vs_pruning, reliability_diagram
 
 # Attribution names load on first use (inseq itself only when an inseq wrapper is built).
 _LAZY = {

@@ -6,7 +6,7 @@
    the solution (from the source notebook) as typed input, both cells run again, and the checker
    must pass: no error output.
 2. Notebook 04 executed under the ci profile, turned into reveal.js slides by
-   ``toolkit.course.build.build_slides``; Chromium opens the HTML file and finds its first figure,
+   ``tools.course.build.build_slides``; Chromium opens the HTML file and finds its first figure,
    a loaded PNG inside a slide section. The slides are built ``offline=True`` (reveal.js, require.js,
    jQuery and MathJax copied into the slides folder by npm), so the test also sees reveal.js start
    (``.reveal.ready``) and MathJax typeset the primer's formulas, from ``file://`` with no CDN.
@@ -84,7 +84,7 @@ def test_exercise_round_trip_in_the_student_build(browser, tmp_path):
         from toolkit.course import check  # noqa: F401
     except ImportError as err:
         pytest.skip(f"toolkit.course.check is missing ({err}); it comes with the exercises branch")
-    from toolkit.course.build import build_student
+    from tools.course.build import build_student
 
     student = next(p for p in build_student(SOURCE.parent, tmp_path / "student") if p.name == SOURCE.name)
     nb = nbformat.read(student, as_version=4)
@@ -128,7 +128,7 @@ def test_exercise_round_trip_in_the_student_build(browser, tmp_path):
 
 
 def test_slides_open_and_show_their_first_figure(browser, tmp_path, monkeypatch):
-    from toolkit.course.build import build_slides, execute_notebooks
+    from tools.course.build import build_slides, execute_notebooks
 
     try:
         from toolkit.course import check  # noqa: F401

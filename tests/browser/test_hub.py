@@ -93,7 +93,7 @@ def _release_repo(root: Path) -> Path:
 
 def _solution(notebook: str, name: str) -> str:
     """The instructor's solution cell for exercise `name` (notebooks/<notebook>.ipynb), its markers dropped."""
-    from toolkit.course.build import SOLUTION_MARKERS, cell_tags
+    from tools.course.build import SOLUTION_MARKERS, cell_tags
 
     cells = nbformat.read(REPO / "notebooks" / f"{notebook}.ipynb", as_version=4).cells
     found = [c.source for c in cells if "solution" in cell_tags(c) and f"def {name}(" in c.source]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from toolkit import load_dataset
-from toolkit.scoring import render_prompt
+from toolkit.data.prompts import render_prompt
 
 N_ROWS = 32  # a label-stratified subsample (load_dataset n=32, seed 0): 16 per class
 FILE = Path(__file__).with_name("uci_yelp_plain.jsonl")

@@ -1,7 +1,7 @@
 """Word attributions of a prompted classifier's prediction: inseq methods plus a batched fast path.
 
 What is explained: for each example, the model's predicted label y^ (argmax over the label
-verbalizers, exactly as :func:`toolkit.scoring.label_probs` scores them) and, as the attributed quantity,
+verbalizers, exactly as :func:`toolkit.models.scoring.label_probs` scores them) and, as the attributed quantity,
 inseq's default step function: the probability of y^'s first verbalizer token at the answer
 position, over the full vocabulary,
 
@@ -13,7 +13,7 @@ Instruction, chat-template and demonstration tokens stay in the prompt but are n
 token belongs to the word holding its first non-space character (byte-level BPE tokens carry their
 leading space); a word no token starts in scores 0.
 
-Tokens are those of :func:`toolkit.prompts.encode_example`, the encoding every consumer shares
+Tokens are those of :func:`toolkit.data.prompts.encode_example`, the encoding every consumer shares
 (the tokenizer's own BOS for a plain prompt, the chat template's special tokens for a chat prompt);
 the inseq backend checks that inseq tokenised the prompt to exactly these ids. Each
 :class:`Attribution` records them and ``predict``'s probability of the label it explains.
@@ -64,8 +64,9 @@ from typing import Any
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data import Dataset, Example, Task
-from ..validation import InputError, check_int
+from ..data.datasets import Dataset
+from ..data.task import Example, Task
+from .._core.validation import InputError, check_int
 from .display import LEGENDS, attribution_legend_html, attributions_html, scores_are_signed, show_attributions
 from .fast import IG_RULES, fast_token_scores, ig_quadrature
 from .inseq_backend import inseq_accepted_kwargs, inseq_model, inseq_token_scores

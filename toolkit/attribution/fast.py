@@ -2,7 +2,7 @@
 
 IG's interpolation steps become rows beside the examples; rows of similar length share one
 forward + backward; the prompt prefix shared by all rows runs once per batch and step into a KV
-cache (:func:`toolkit.scoring.prefix_cache`) that every row continues.
+cache (:func:`toolkit.models.scoring.prefix_cache`) that every row continues.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..scoring import common_prefix_length, prefix_cache
-from ..validation import InputError, check_int
+from ..models.scoring import common_prefix_length, prefix_cache
+from .._core.validation import InputError, check_int
 from .prepare import Item
 from .registry import AttributionMethod
 

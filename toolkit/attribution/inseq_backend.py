@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..adapters import decoder_layers
-from ..pruning import dropped_layers
-from ..validation import InputError
+from ..models.adapters import decoder_layers
+from ..models.adapters import dropped_layers
+from .._core.validation import InputError
 from .prepare import Item, check_eager
 from .registry import ATTRIBUTION_METHODS, AttributionMethod
 
@@ -178,7 +178,7 @@ def inseq_token_scores(
     got = [t.id for t in seq.target]
     if got != list(item.ids) + [item.target_id]:
         raise RuntimeError(
-            f"inseq tokenised example {item.example_id!r} differently from toolkit.prompts.encode_example: "
+            f"inseq tokenised example {item.example_id!r} differently from toolkit.data.prompts.encode_example: "
             f"{got} vs {list(item.ids) + [item.target_id]}. inseq adds the tokenizer's special tokens to the prompt "
             f"and needs the answer {item.target_text!r} to extend the prompt's tokens by one; use backend='fast' "
             "or a task whose verbalizers tokenise as one token after the prompt"

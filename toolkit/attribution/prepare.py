@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data import Dataset, Example, Task, as_examples
-from ..prompts import EncodedPrompt, context_length, encode_examples, task_demos, verbalizer_ids, word_spans
-from ..scoring import label_probs
-from ..validation import InputError
+from ..data.datasets import Dataset, as_examples
+from ..data.task import Example, Task
+from ..data.prompts import EncodedPrompt, context_length, encode_examples, task_demos, verbalizer_ids, word_spans
+from ..models.scoring import label_probs
+from .._core.validation import InputError
 
 __all__ = [
     "Item",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..validation import InputError, check_choice
+from .._core.validation import InputError, check_choice
 
 __all__ = [
     "ATTRIBUTION_METHODS",

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..prompts import word_spans
-from ..validation import InputError
+from ..data.prompts import word_spans
+from .._core.validation import InputError
 
 __all__ = [
     "Attribution",
@@ -21,9 +21,9 @@ __all__ = [
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
-    """The words of ``text`` with their character spans (:func:`toolkit.prompts.word_spans`).
+    """The words of ``text`` with their character spans (:func:`toolkit.data.prompts.word_spans`).
 
-    The same words as ``toolkit.faithfulness.split_words`` (which returns the strings only), so
+    The same words as ``toolkit.metrics.faithfulness.split_words`` (which returns the strings only), so
     an :class:`Attribution`'s scores line up with the words that faithfulness metrics erase.
 
     Returns:

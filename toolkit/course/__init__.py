@@ -4,7 +4,7 @@ Use from a notebook::
 
     from toolkit.course import check, exercise, list_exercises
     print(exercise("ece").stub)      # the code cell to fill in (signature, docstring, NotImplementedError)
-    check("ece", ece)                # runs your ece on every case and compares with toolkit.calibration.ece
+    check("ece", ece)                # runs your ece on every case and compares with toolkit.metrics.calibration.ece
 
 ``check`` returns a result shown as a green "all N cases passed", or raises :class:`ExerciseFailed`
 (an AssertionError that Jupyter shows without a traceback) naming the case and its inputs, the

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from ..calibration import TemperatureScaler, brier, ece, nll
+from ..metrics.calibration import TemperatureScaler, brier, ece, nll
 from .checking import Case, Exercise, scalar
 
 __all__ = [
@@ -75,7 +75,7 @@ ECE = Exercise(
     Bin m (m = 1..M) holds the confidences in ((m-1)/M, m/M]: a value on an edge goes to the
     LOWER bin, and a confidence of exactly 1.0 to the last bin. acc(B_m) = mean of `correct`
     in the bin, conf(B_m) = mean confidence in it; empty bins contribute nothing.
-    https://arxiv.org/abs/1706.04599 ; as toolkit.calibration.ece.
+    https://arxiv.org/abs/1706.04599 ; as toolkit.metrics.calibration.ece.
 
     Args:
         confidence: float array (n,), the top-label probability of each prediction, in (0, 1].
@@ -93,7 +93,7 @@ ECE = Exercise(
     cases=_ece_cases,
     reference=_ece_reference,
     compare=scalar(atol=1e-9),
-    compared_with="toolkit.calibration.ece",
+    compared_with="toolkit.metrics.calibration.ece",
     tolerance="abs tolerance 1e-9 (float64 sums over at most 300 values)",
 )
 
@@ -134,7 +134,7 @@ BRIER = Exercise(
 
         BS = (1/n) sum_i sum_c (p_ic - 1[y_i = c])^2
 
-    Brier 1950, Monthly Weather Review 78(1); as toolkit.calibration.brier. (Sum over ALL
+    Brier 1950, Monthly Weather Review 78(1); as toolkit.metrics.calibration.brier. (Sum over ALL
     classes, mean over examples.)
 
     Args:
@@ -152,7 +152,7 @@ BRIER = Exercise(
     cases=lambda: _prob_cases(zero_on_label=False),
     reference=lambda probs, labels: float(brier(probs, labels)),
     compare=scalar(atol=1e-12),
-    compared_with="toolkit.calibration.brier",
+    compared_with="toolkit.metrics.calibration.brier",
     tolerance="abs tolerance 1e-12 (float64)",
 )
 
@@ -169,7 +169,7 @@ NLL = Exercise(
         NLL = -(1/n) sum_i log max(p_{i, y_i}, 1e-15)
 
     The floor keeps a zero probability finite (at most 34.5 nats per example). Guo et al. 2017,
-    Sec. 2; as toolkit.calibration.nll.
+    Sec. 2; as toolkit.metrics.calibration.nll.
 
     Args:
         probs: float array (n, C), rows sum to 1.
@@ -185,7 +185,7 @@ NLL = Exercise(
     cases=lambda: _prob_cases(zero_on_label=True),
     reference=lambda probs, labels: float(nll(probs, labels)),
     compare=scalar(atol=1e-12, rtol=1e-12),
-    compared_with="toolkit.calibration.nll",
+    compared_with="toolkit.metrics.calibration.nll",
     tolerance="abs 1e-12 + rel 1e-12 (float64)",
 )
 
@@ -224,7 +224,7 @@ TEMPERATURE = Exercise(
         T^ = argmin_T  -(1/n) sum_i log softmax(z_i / T)_{y_i},   T in [0.01, 100]
 
     Fit on held-out data; dividing by T never changes the argmax, so accuracy cannot guide the
-    fit. As toolkit.calibration.TemperatureScaler().fit(logits, labels).temperature_.
+    fit. As toolkit.metrics.calibration.TemperatureScaler().fit(logits, labels).temperature_.
 
     Args:
         logits: float array (n, C).
@@ -247,7 +247,7 @@ TEMPERATURE = Exercise(
     ],
     reference=_temperature_reference,
     compare=scalar(rtol=T_RTOL),
-    compared_with="toolkit.calibration.TemperatureScaler",
+    compared_with="toolkit.metrics.calibration.TemperatureScaler",
     tolerance=f"relative tolerance {T_RTOL:g}: the optimisers' convergence (both fit the same convex objective)",
 )
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..validation import InputError, InputTypeError, check_int, is_int
+from .._core.validation import InputError, InputTypeError, check_int, is_int
 
 __all__ = [
     "NOTEBOOKS",
@@ -53,7 +53,7 @@ __all__ = [
 
 NOTEBOOKS = ("01_layer_importance", "02_pruning", "03_faithfulness", "04_calibration", "05_study")
 
-_TOOLKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TOOLKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # toolkit/
 _LIBRARY_DIRS = tuple(
     os.path.abspath(p) for p in {sysconfig.get_path(k) for k in ("stdlib", "purelib", "platlib")} if p
 )

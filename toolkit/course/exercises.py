@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..validation import InputError, InputTypeError
+from .._core.validation import InputError, InputTypeError
 from . import calibration_exercises, faithfulness_exercises, importance_exercises, pruning_exercises, study_exercises
 from .checking import NOTEBOOKS, CheckResult, Exercise, run_checks
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..faithfulness import FRACTIONS, aopc, comprehensiveness, k_for_fraction, naopc_from_bounds, ranking
+from ..metrics.faithfulness import FRACTIONS, aopc, comprehensiveness, k_for_fraction, naopc_from_bounds, ranking
 from .checking import Case, Exercise, exact_int, exact_ints, scalar, scalar_or_array
 
 __all__ = [
@@ -63,7 +63,7 @@ K_FOR_FRACTION = Exercise(
         k = max(1, ceil(fraction * n_words)),  with fraction * n_words rounded to 9 decimals first
 
     At least one word; rounding first keeps float noise (0.14 * 50 = 7.000000000000001) from
-    adding a word. As toolkit.faithfulness.k_for_fraction.
+    adding a word. As toolkit.metrics.faithfulness.k_for_fraction.
 
     Args:
         fraction: in (0, 1], e.g. 0.1 for 10% of the words.
@@ -79,7 +79,7 @@ K_FOR_FRACTION = Exercise(
     cases=_k_cases,
     reference=k_for_fraction,
     compare=exact_int(),
-    compared_with="toolkit.faithfulness.k_for_fraction",
+    compared_with="toolkit.metrics.faithfulness.k_for_fraction",
     tolerance="exact (an integer)",
 )
 
@@ -108,7 +108,7 @@ RANKING = Exercise(
     """Word indices by descending attribution score, ties broken by position (earlier first).
 
     The order in which ERASER erases words: the first k entries are the top-k rationale.
-    As toolkit.faithfulness.ranking (a stable sort of -attribution).
+    As toolkit.metrics.faithfulness.ranking (a stable sort of -attribution).
 
     Args:
         attribution: float array (n_words,), higher = more important (signed: use the value, not |value|).
@@ -123,7 +123,7 @@ RANKING = Exercise(
     cases=_ranking_cases,
     reference=ranking,
     compare=exact_ints("an int array of word indices"),
-    compared_with="toolkit.faithfulness.ranking",
+    compared_with="toolkit.metrics.faithfulness.ranking",
     tolerance="exact (integers)",
 )
 
@@ -176,7 +176,7 @@ COMPREHENSIVENESS = Exercise(
 
     y^ is the label predicted on the full input; both arguments are probabilities of that same
     label. DeYoung et al. 2020, "ERASER", https://arxiv.org/abs/1911.03429 . Elementwise: floats
-    or numpy arrays (numpy broadcasting), as toolkit.faithfulness.comprehensiveness computes it.
+    or numpy arrays (numpy broadcasting), as toolkit.metrics.faithfulness.comprehensiveness computes it.
 
     Args:
         p_full: p(y^ | x), a float or an array.
@@ -192,7 +192,7 @@ COMPREHENSIVENESS = Exercise(
     cases=_comp_cases,
     reference=_comp_reference,
     compare=scalar_or_array(atol=1e-12),
-    compared_with="toolkit.faithfulness.comprehensiveness (with a scorer returning these probabilities)",
+    compared_with="toolkit.metrics.faithfulness.comprehensiveness (with a scorer returning these probabilities)",
     tolerance="abs tolerance 1e-12 (one float64 subtraction)",
 )
 
@@ -229,7 +229,7 @@ AOPC = Exercise(
         AOPC = (1/|F|) sum_{f in F} comp_{k(f)},   F = {1, 5, 10, 20, 50}%
 
     `curve` holds comp_{k(f)} at the five fractions. ERASER's paper prints 1/(|F| + 1); its
-    released scorer (rationale_benchmark/metrics.py) and toolkit.faithfulness.aopc average over the
+    released scorer (rationale_benchmark/metrics.py) and toolkit.metrics.faithfulness.aopc average over the
     |F| fractions. DeYoung et al. 2020, https://arxiv.org/abs/1911.03429 .
 
     Args:
@@ -251,7 +251,7 @@ AOPC = Exercise(
     ],
     reference=_aopc_reference,
     compare=scalar(atol=1e-12),
-    compared_with="toolkit.faithfulness.aopc (with a scorer realising this curve on a 100-word example)",
+    compared_with="toolkit.metrics.faithfulness.aopc (with a scorer realising this curve on a 100-word example)",
     tolerance="abs tolerance 1e-12 (float64 differences of probabilities)",
 )
 
@@ -289,7 +289,7 @@ NAOPC = Exercise(
 
     lower / upper are the AOPCs of the least / most faithful orderings of the same input, so
     NAOPC is comparable across inputs and models (pruned vs unpruned). Flat bounds: no ordering
-    beats another, NaN rather than a division by ~0. As toolkit.faithfulness.naopc_from_bounds.
+    beats another, NaN rather than a division by ~0. As toolkit.metrics.faithfulness.naopc_from_bounds.
 
     Args:
         aopc, lower, upper: floats, or float arrays (n,) (one value per example).
@@ -304,7 +304,7 @@ NAOPC = Exercise(
     cases=_naopc_cases,
     reference=naopc_from_bounds,
     compare=scalar_or_array(atol=1e-12, rtol=1e-9),
-    compared_with="toolkit.faithfulness.naopc_from_bounds (what toolkit.faithfulness.naopc uses)",
+    compared_with="toolkit.metrics.faithfulness.naopc_from_bounds (what toolkit.metrics.faithfulness.naopc uses)",
     tolerance="abs 1e-12 + rel 1e-9 (float64 division)",
 )
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import nbformat
 
-from ..validation import InputError
-from .build import (
+from .._core.validation import InputError
+from tools.course.build import (
     ANSWER_TAG,
     ASSERTS_TAG,
     HIDDEN_MARKERS,
@@ -187,7 +187,7 @@ c = get_config()  # noqa: F821 - nbgrader defines it
 c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.root = {root!r}
 c.Exchange.root = {exchange!r}
-# the stubs the toolkit's own student build writes (toolkit/course/build.py)
+# the stubs the toolkit's own student build writes (tools/course/build.py)
 c.ClearSolutions.code_stub = {{"python": {code_stub!r}}}
 c.ClearSolutions.text_stub = {text_stub!r}
 # notebooks load a real model and run for minutes under the full profile: nbgrader's 30 s per cell is too little
@@ -372,7 +372,7 @@ def build_release(notebooks: Path, out: Path, *, wheel: bool = True, archive: bo
     Returns:
         ``out``.
     """
-    from ..models import BUILTIN_MODELS
+    from ..models.loading import BUILTIN_MODELS
     from .checking import DEFAULT_CASE_TIME_LIMIT
 
     repo = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..importance import angular_distance, cosine_importance, select_layers
+from ..pruning.importance import angular_distance, cosine_importance, select_layers
 from .checking import Case, Exercise, exact_ints, scalar
 
 __all__ = [
@@ -82,7 +82,7 @@ COSINE = Exercise(
     cases=_stream_cases,
     reference=cosine_importance,
     compare=scalar(atol=STREAM_ATOL),
-    compared_with="toolkit.importance.cosine_importance (the per-token cosine attention_importance uses)",
+    compared_with="toolkit.pruning.importance.cosine_importance (the per-token cosine attention_importance uses)",
     tolerance=f"abs tolerance {STREAM_ATOL:g}: float32 rounding is ~1e-7",
 )
 
@@ -116,7 +116,7 @@ ANGULAR = Exercise(
     cases=_stream_cases,
     reference=angular_distance,
     compare=scalar(atol=ANGLE_ATOL),
-    compared_with="toolkit.importance.angular_distance (the per-token angle attention_importance uses)",
+    compared_with="toolkit.pruning.importance.angular_distance (the per-token angle attention_importance uses)",
     tolerance=(
         f"abs tolerance {ANGLE_ATOL:g}: arccos is steep near cos = 1, so a float32 rounding error e ~ 1e-7 of a "
         "cosine becomes an angle error of up to sqrt(2 e) / pi ~ 1.6e-4 (y = x gives ~6e-5, not 0)"
@@ -167,7 +167,7 @@ SELECT = Exercise(
     cases=_select_cases,
     reference=_select_reference,
     compare=exact_ints("a list of layer indices"),
-    compared_with="toolkit.importance.select_layers",
+    compared_with="toolkit.pruning.importance.select_layers",
     tolerance="exact (integers)",
 )
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 
-from ..pruning import drop_attention, n_parameters, prune_attention
-from ..stats import paired_bootstrap
+from ..pruning.attention import drop_attention, n_parameters, prune_attention
+from ..decisions.stats import paired_bootstrap
 from .checking import Case, Exercise, Mismatch, exact_int, fields, floats, scalar, student_code
 
 __all__ = [
@@ -204,7 +204,7 @@ PAIRED_CI = Exercise(
     cases=_ci_cases,
     reference=_ci_reference,
     compare=fields(("low", scalar(atol=CI_ATOL)), ("high", scalar(atol=CI_ATOL))),
-    compared_with=f"toolkit.stats.paired_bootstrap (n_boot={REFERENCE_BOOT}, seed 0)",
+    compared_with=f"toolkit.decisions.stats.paired_bootstrap (n_boot={REFERENCE_BOOT}, seed 0)",
     tolerance=(
         f"abs tolerance {CI_ATOL:g}: your resamples differ from the toolkit's, so the quantiles carry Monte "
         "Carlo error (about one step of 1/n = 0.0025 at B = 4000)"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..validation import InputError, check_int
+from .._core.validation import InputError, check_int
 
 __all__ = [
     "CHANCE_TOLERANCE",

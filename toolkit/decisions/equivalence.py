@@ -19,7 +19,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
-from ..validation import InputError, check_choice, check_float, check_int
+from .._core.validation import InputError, check_choice, check_float, check_int
 
 __all__ = [
     "ACCURACY_METHODS",

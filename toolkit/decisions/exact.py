@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..validation import InputError, check_choice, check_int
+from .._core.validation import InputError, check_choice, check_int
 
 __all__ = [
     "ALTERNATIVES",

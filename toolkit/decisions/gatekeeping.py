@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..validation import InputError, InputTypeError, check_choice, check_float
+from .._core.validation import InputError, InputTypeError, check_choice, check_float
 from .exact import smallest_p
 from .multiplicity import ADJUSTMENTS, adjust_pvalues
 

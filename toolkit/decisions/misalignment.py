@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..validation import InputError, InputTypeError
+from .._core.validation import InputError, InputTypeError
 from .multiplicity import error_budget
 
 __all__ = [

@@ -15,7 +15,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from ..validation import InputError, InputTypeError, check_choice, check_float, check_int
+from .._core.validation import InputError, InputTypeError, check_choice, check_float, check_int
 
 __all__ = [
     "ADJUSTMENTS",

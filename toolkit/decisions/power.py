@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from ..validation import InputError, InputTypeError, check_choice, check_float, check_int
+from .._core.validation import InputError, InputTypeError, check_choice, check_float, check_int
 
 __all__ = [
     "POWER_METHODS",
@@ -191,7 +191,7 @@ def ci_halfwidth(n: int, sd: float, alpha: float = 0.05, method: str = "t") -> f
         normal: z_{1-alpha/2} sd / sqrt(n);    t: t_{1-alpha/2, n-1} sd / sqrt(n)
 
     For accuracy, sd = sqrt(psi - d^2) (psi the discordance rate), ~ sqrt(psi) near d = 0.
-    The paired bootstrap interval of :mod:`toolkit.stats` has about the normal width.
+    The paired bootstrap interval of :mod:`toolkit.decisions.stats` has about the normal width.
 
     Args:
         n, sd, alpha, method: as in :func:`mde_paired`.

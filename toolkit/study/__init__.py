@@ -12,7 +12,7 @@ Modules, in dependency order: ``config`` (:class:`StudyConfig`) <- ``cells`` (th
 random-layer draws, from the records) needs ``decide`` and ``table``; ``sweep`` (stage 1 of the two-stage design: every k
 on validation, k*, and the stage-2 configs) needs only ``config``. Which metrics the table holds,
 which are claims and how they are shown comes
-from the metric registry (:mod:`toolkit.metrics`). Every public name is re-exported here.
+from the metric registry (:mod:`toolkit.metrics.registry`). Every public name is re-exported here.
 """
 
 from .audit import CELL_KEYS, DEFAULT_PRIMARY, INPUT_COLUMNS, audit_table, cell_verdicts, recompute

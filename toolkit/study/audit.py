@@ -27,10 +27,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..calibration import compare_calibration
+from ..metrics.calibration import compare_calibration
 from ..decisions import NONINFERIORITY_MARGINS, collapse_reasons, gated_family, noninferiority_from_counts
-from ..metrics import get_metric, metric_names
-from ..validation import InputError, check_float
+from ..metrics.registry import get_metric, metric_names
+from .._core.validation import InputError, check_float
 from .cells import Cell
 from .decide import accuracy_gate, cell_verdict, claim_methods, degrade_test, is_control, paired_values
 from .table import record_frame

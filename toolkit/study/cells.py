@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..adapters import decoder_layers
-from ..calibration import TemperatureScaler, ece
-from ..data import best_shots, chance_models, demonstrations, get_task, load_dataset
-from ..faithfulness import model_faithfulness
-from ..importance import attention_importance, choose_layers, importance_metric, select_layers
-from ..prompts import split_words
-from ..pruning import drop_attention
-from ..scoring import frame_logprobs, frame_probs, predict
+from ..models.adapters import decoder_layers
+from ..metrics.calibration import TemperatureScaler, ece
+from ..data.datasets import best_shots, chance_models, demonstrations, get_task, load_dataset
+from ..metrics.faithfulness import model_faithfulness
+from ..pruning.importance import attention_importance, choose_layers, importance_metric, select_layers
+from ..data.prompts import split_words
+from ..pruning.attention import drop_attention
+from ..models.scoring import frame_logprobs, frame_probs, predict
 from .config import StudyConfig, bucket_labels, resolve_level
-from ..validation import InputError
+from .._core.validation import InputError
 
 __all__ = ["Cell", "base_selection", "run_cell", "study_cells", "study_data", "study_pairs", "study_shots"]
 
@@ -47,7 +47,7 @@ class Cell:
 
 def study_pairs(config: StudyConfig) -> list[tuple[str, str]]:
     """The (model, dataset) pairs of the grid, in run order: all of them, or with ``skip_at_chance``
-    those where the model is not at chance (:func:`toolkit.data.chance_models`).
+    those where the model is not at chance (:func:`toolkit.data.datasets.chance_models`).
 
     Raises:
         InputError: ``skip_at_chance`` leaves no pair.
@@ -67,7 +67,7 @@ def study_shots(config: StudyConfig) -> dict[tuple[str, str], int]:
     """The k-shot demonstrations per (model, dataset) pair of the grid (``StudyConfig.shots`` resolved).
 
     An int k >= 1 applies to every pair; 0 (the default) leaves each dataset's task as registered
-    (its ``n_shot``: 0 for every bundled dataset); ``"auto"`` takes :func:`toolkit.data.best_shots`
+    (its ``n_shot``: 0 for every bundled dataset); ``"auto"`` takes :func:`toolkit.data.datasets.best_shots`
     (the above-chance setting with the highest accuracy in ``data/bundled_accuracy.csv``), 0 for a
     pair without one. A report states them from here.
     """
@@ -131,7 +131,7 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
     Returns:
         dict: cell, model, dataset, selection, level, k, shots, layers, importance, ids, labels, probs,
         label_names, label_mass, temperature, ece_scaled, faithfulness (per-example rows of
-        :func:`toolkit.faithfulness.model_faithfulness`; with ``length_buckets`` each has its
+        :func:`toolkit.metrics.faithfulness.model_faithfulness`; with ``length_buckets`` each has its
         ``length_bucket`` label), seconds.
     """
     t0 = time.perf_counter()

@@ -13,10 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from ..executors import EXECUTORS, Resources
-from ..importance import SELECTION_STRATEGIES
-from ..metrics import Metric, family_metric, get_metric, headline_metrics, metric_names
-from ..validation import InputError, InputTypeError, check_choice, check_int, check_probability, is_int, short_repr
+from .executors import EXECUTORS, Resources
+from ..pruning.importance import SELECTION_STRATEGIES
+from ..metrics.registry import Metric, family_metric, get_metric, headline_metrics, metric_names
+from .._core.validation import (
+    InputError,
+    InputTypeError,
+    check_choice,
+    check_int,
+    check_probability,
+    is_int,
+    short_repr,
+)
 
 __all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
            "parse_config_text", "resolve_level"]
@@ -46,7 +54,7 @@ class StudyConfig:
         levels: how many attention layers to drop: an int is k layers (0 = the unpruned reference);
             a float in (0, 1) is a fraction of the model's depth, k = round(f * n_layers) (at least 1),
             so one config spans models of different depth (see :func:`resolve_level`).
-        selections: how the k layers are chosen: registered importance metrics (:mod:`toolkit.metrics`).
+        selections: how the k layers are chosen: registered importance metrics (:mod:`toolkit.metrics.registry`).
         strategy: `one_shot` or `iterative` selection.
         methods: attribution methods for faithfulness.
         attribution_backend: `fast` (batched gradients) or `inseq`.
@@ -64,7 +72,7 @@ class StudyConfig:
             accuracy in ``data/bundled_accuracy.csv`` (tie: fewer shots), 0 for a pair without a row
             or without an above-chance row (see :func:`toolkit.study.study_shots`).
         skip_at_chance: leave out every (model, dataset) pair at which the model is at chance
-            (:func:`toolkit.data.chance_models`); an error if no cell is left.
+            (:func:`toolkit.data.datasets.chance_models`); an error if no cell is left.
         length_buckets: ascending word-count upper bounds, e.g. ``(8, 16, 32)``: buckets <= 8,
             9-16 and 17-32 words. Given, each cell explains the first n_faithfulness test examples
             of each bucket (``max_words`` is then not used; longer examples are left out), every
@@ -75,9 +83,9 @@ class StudyConfig:
             ``("ece", "smooth_ece", "naopc_comprehensiveness")``): the summary's column groups, the
             change tests counted in m, the plan's rows and the claims figure. The equivalence claim
             (accuracy, the ``tost`` metric) is always included, first. Empty (default): the
-            registry's headline metrics (:func:`toolkit.metrics.headline_metrics`).
+            registry's headline metrics (:func:`toolkit.metrics.registry.headline_metrics`).
         soft: also measure soft comprehensiveness and sufficiency (Bernoulli masks on the token
-            embeddings, :mod:`toolkit.faithfulness.soft`), ``soft_samples`` mask draws each.
+            embeddings, :mod:`toolkit.metrics.faithfulness.soft`), ``soft_samples`` mask draws each.
         soft_samples: Monte Carlo mask draws per sentence, ranking and soft metric.
         naopc_max_words: search the NAOPC bounds only of sentences of at most this many words
             (None: all); a longer sentence keeps AOPC, decision flip and the soft metrics, its NAOPC
@@ -109,7 +117,7 @@ class StudyConfig:
         correction: multiplicity correction of the change tests: ``holm`` (familywise) or ``bh``
             (Benjamini-Hochberg, false discovery rate).
         executor: where cells run: ``local`` (this process), ``ray`` or ``slurm``.
-        resources: what each worker task asks of the engine (:class:`toolkit.executors.Resources`).
+        resources: what each worker task asks of the engine (:class:`toolkit.study.executors.Resources`).
         device, dtype, device_map: passed to :func:`toolkit.load_model` for every model;
             ``model_options`` overrides them per model (e.g. ``{"org/big": {"device_map": "auto"}}``).
 
@@ -446,7 +454,7 @@ def claim_metrics(claims: Sequence[str] = (), *, measured: Collection[str] | Non
         claims: registered calibration or faithfulness metric names (``StudyConfig.claims``). The
             equivalence claim (the ``tost`` metric, accuracy) is always included, first; the others
             keep their order within each family. Empty: the registry's headline metrics
-            (:func:`toolkit.metrics.headline_metrics`) among ``measured``.
+            (:func:`toolkit.metrics.registry.headline_metrics`) among ``measured``.
         measured: the metric names a study table holds (None: not checked).
         what: how an error names ``claims``.
 

@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..calibration import report_metrics
+from ..metrics.calibration import report_metrics
 from ..decisions import MAX_EXACT_PAIRS, collapse_reasons, gated_family, sign_flip_test
-from ..metrics import get_metric, metric_names
-from ..stats import paired_bootstrap
-from ..validation import InputError, check_float
+from ..metrics.registry import get_metric, metric_names
+from ..decisions.stats import paired_bootstrap
+from .._core.validation import InputError, check_float
 from .decide import claim_methods, is_control, prediction_spread, se_from_interval
 from .table import record_frame
 

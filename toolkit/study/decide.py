@@ -23,10 +23,10 @@ import pandas as pd
 from scipy import stats
 
 from ..decisions import MAX_EXACT_PAIRS, collapse_reasons, noninferiority_from_counts, sign_flip_test
-from ..faithfulness import minus_permuted_name
-from ..importance import importance_metric
-from ..metrics import get_metric, metric_names
-from ..validation import InputError
+from ..metrics.faithfulness import minus_permuted_name
+from ..pruning.importance import importance_metric
+from ..metrics.registry import get_metric, metric_names
+from .._core.validation import InputError
 
 __all__ = ["GATE_COLUMNS", "TEST_COLUMNS", "accuracy_gate", "cell_verdict", "claim_methods", "degrade_test",
            "degrades_alternative", "is_control", "paired_values", "prediction_spread", "se_from_interval"]

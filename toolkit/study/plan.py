@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from ..decisions import power_table, smallest_p
-from ..metrics import family_metric, list_metrics, metric_names
-from ..store import CellStore
-from ..validation import InputError
+from ..metrics.registry import family_metric, list_metrics, metric_names
+from .._core.store import CellStore
+from .._core.validation import InputError
 from .cells import Cell, study_cells, study_shots
 from .config import StudyConfig, claim_metrics
 from .decide import is_control

@@ -13,17 +13,18 @@ import pandas as pd
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from ..adapters import decoder_layers
-from ..attribution import check_method
-from ..checkpoints import stock_config
-from ..data import DatasetSpec, get_task, restore_datasets, user_datasets
-from ..executors import RunReport, run_cells
-from ..manifest import MODEL_FIELDS, TOKENIZER_FIELDS, Manifest, build_manifest, check_resume, weights_digest
-from ..models import BUILTIN_MODELS, cache_dir, load_model
-from ..pruning import PRUNING_SPEC
-from ..report import write_report
-from ..store import CellStore
-from ..validation import InputError, InputTypeError, is_int
+from ..models.adapters import decoder_layers
+from ..attribution.registry import check_method
+from ..models.checkpoints import stock_config
+from ..data.datasets import DatasetSpec, get_task, restore_datasets, user_datasets
+from .executors import RunReport, run_cells
+from ..models.manifest import MODEL_FIELDS, TOKENIZER_FIELDS, Manifest, build_manifest, check_resume
+from .._core.digests import weights_digest
+from ..models.loading import BUILTIN_MODELS, cache_dir, load_model
+from ..pruning.attention import PRUNING_SPEC
+from .report import write_report
+from .._core.store import CellStore
+from .._core.validation import InputError, InputTypeError, is_int
 from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_shots
 from .audit import audit_table
 from .config import StudyConfig, claim_metrics
@@ -45,7 +46,7 @@ def _study_work(
 
     ``datasets``: the user datasets the driver registered (a worker process starts without them).
     ``weights``: the weights digest per model, hashed once by the driver (None: hash here).
-    Every record carries the manifest it was computed under (:mod:`toolkit.manifest`).
+    Every record carries the manifest it was computed under (:mod:`toolkit.models.manifest`).
     """
     restore_datasets(datasets)
     model, tok = load_model(model_name, **config.load_options(model_name))
@@ -131,7 +132,7 @@ def run_study(
 ) -> pd.DataFrame:
     """Run (or resume) a study on ``config.executor`` and return its tidy table.
 
-    Cells are claimed and saved one file each as they finish (:class:`toolkit.store.CellStore`), so
+    Cells are claimed and saved one file each as they finish (:class:`toolkit._core.store.CellStore`), so
     a killed run, another process or another machine on a shared filesystem resumes without losing
     or repeating a cell; the table is built from the records in grid order and is the same on every
     engine. A failing cell is recorded with its traceback and does not stop the others.
@@ -148,7 +149,7 @@ def run_study(
 
     A resumed study with cells left to compute checks first that its finished cells were computed
     under this run's manifest (library versions, toolkit code, model weights, tokenizer, prompt,
-    batch size, seeds; see :mod:`toolkit.manifest`) and refuses otherwise, unless ``allow_mixed``
+    batch size, seeds; see :mod:`toolkit.models.manifest`) and refuses otherwise, unless ``allow_mixed``
     (a finished study only rebuilds its table and report: nothing would mix). Each record stores
     its manifest (``python -m toolkit manifest <run_dir>`` prints them); ``table.csv`` does not.
     With ``config.length_buckets``, ``faithfulness_by_length.csv`` beside it holds

@@ -15,7 +15,7 @@ study's table alone (:mod:`toolkit.study.decide` computed them):
    exploratory: Benjamini-Hochberg, and labelled so.
 
 A metric registered as a headline claim becomes a column group here, a row of
-:func:`toolkit.study.plan` and a panel of :func:`toolkit.plots.claims_plot`, with no other edit.
+:func:`toolkit.study.plan` and a panel of :func:`toolkit.study.plots.claims_plot`, with no other edit.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from ..decisions import error_budget, gated_family
-from ..metrics import Metric, get_metric, metric_names
-from ..validation import InputError, as_bool, check_choice
+from ..metrics.registry import Metric, get_metric, metric_names
+from .._core.validation import InputError, as_bool, check_choice
 from .config import CORRECTIONS, claim_metrics
 from .decide import cell_verdict, claim_methods, is_control
 

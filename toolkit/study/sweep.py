@@ -14,7 +14,7 @@ probabilities come from a T fitted on it. Layer importance is read on the TRAIN 
 k-shot demonstration pool), also for loss_delta, so the validation examples that decide k* never
 choose the layers.
 
-Cells persist one file each in a :class:`toolkit.store.CellStore` under
+Cells persist one file each in a :class:`toolkit._core.store.CellStore` under
 ``<output_dir>/sweep-<digest>/`` as they finish; rerunning resumes. The digest holds only what
 changes a cell's numbers (n_eval, n_importance, seed, batch_size), and each cell's key names its
 model, dataset, selection, shots and k: a larger grid (another model, a larger ``k_max``) reuses
@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..adapters import decoder_layers
-from ..calibration import (
+from ..models.adapters import decoder_layers
+from ..metrics.calibration import (
     TemperatureScaler,
     brier_decomposition,
     calibration_report,
@@ -48,17 +48,18 @@ from ..calibration import (
     ece,
     positive_class_ece,
 )
-from ..data import best_shots, chance_models, demonstrations, get_task, load_dataset
+from ..data.datasets import best_shots, chance_models, demonstrations, get_task, load_dataset
 from ..decisions import accuracy_noninferiority, collapsed
-from ..importance import attention_importance, importance_metric, select_layers
-from ..manifest import Manifest, check_resume, weights_digest
-from ..metrics import list_metrics
-from ..models import load_model
-from ..pruning import drop_attention
-from ..scoring import frame_logprobs, frame_probs, predict
-from ..stats import bootstrap_ci, paired_bootstrap
-from ..store import CellStore
-from ..validation import InputError, as_bool, check_choice, check_int, check_probability, is_int, short_repr
+from ..pruning.importance import attention_importance, importance_metric, select_layers
+from ..models.manifest import Manifest, check_resume
+from .._core.digests import weights_digest
+from ..metrics.registry import list_metrics
+from ..models.loading import load_model
+from ..pruning.attention import drop_attention
+from ..models.scoring import frame_logprobs, frame_probs, predict
+from ..decisions.stats import bootstrap_ci, paired_bootstrap
+from .._core.store import CellStore
+from .._core.validation import InputError, as_bool, check_choice, check_int, check_probability, is_int, short_repr
 from .config import StudyConfig, claim_metrics, parse_config_text
 from .decide import se_from_interval
 from .plan import plan, planned_metrics
@@ -87,7 +88,7 @@ class SweepConfig:
         models, datasets: as :class:`~toolkit.study.StudyConfig`.
         selections: importance metrics that choose the layers (one-shot: the k least important).
         shots: the prompt settings, a factor: ints (demonstrations per prompt) and/or ``"auto"``
-            (per model and dataset the best above-chance setting, :func:`toolkit.data.best_shots`);
+            (per model and dataset the best above-chance setting, :func:`toolkit.data.datasets.best_shots`);
             settings that resolve to the same number are run once.
         k_max: largest k swept (None: floor(L / 3) for each model of depth L).
         n_eval: validation examples scored per cell (at most the split's size).
@@ -102,7 +103,7 @@ class SweepConfig:
         stage2: :class:`~toolkit.study.StudyConfig` fields for the stage-2 studies (e.g.
             ``n_eval``, ``methods``, ``soft``, ``n_permutations``); models, datasets, levels,
             selections and shots are set from the sweep.
-        skip_at_chance: leave out (model, dataset) pairs at chance (:func:`toolkit.data.chance_models`).
+        skip_at_chance: leave out (model, dataset) pairs at chance (:func:`toolkit.data.datasets.chance_models`).
         output_dir: the sweep's folder is ``<output_dir>/sweep-<digest>``.
 
     Only n_eval, n_importance, seed and batch_size enter :meth:`digest`.
@@ -323,7 +324,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, model_loader: Any =
               allow_mixed: bool = False) -> pd.DataFrame:
     """Run (or resume) the sweep locally and return :func:`sweep_table`; writes ``sweep.csv`` and ``kstar.csv``.
 
-    Every record carries the manifest it was computed under (:mod:`toolkit.manifest`: library
+    Every record carries the manifest it was computed under (:mod:`toolkit.models.manifest`: library
     versions, toolkit code, weights, tokenizer, prompt, batch size, seed). Before a model computes
     a cell, the finished cells of that model are checked against this run's manifest, as
     :func:`toolkit.study.run_study` does: a resumed sweep never mixes code or library versions in

@@ -5,30 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..calibration import calibration_report, compare_calibration
+from ..metrics.calibration import calibration_report, compare_calibration
 from ..decisions import accuracy_tost
-from ..metrics import get_metric, list_metrics, metric_names
-from ..scoring import prediction_frame
-from ..stats import mean_ci, paired_bootstrap
-from ..store import CellStore
+from ..metrics.registry import get_metric, list_metrics, metric_names
+from ..models.scoring import prediction_frame
+from ..decisions.stats import mean_ci, paired_bootstrap
+from .._core.store import CellStore
 from .cells import Cell, study_cells
 from .config import StudyConfig
 from .decide import GATE_COLUMNS, TEST_COLUMNS, accuracy_gate, degrade_test, paired_values, se_from_interval
-from ..validation import InputError, check_int
+from .._core.validation import InputError, check_int
 
 __all__ = ["faithfulness_by_length", "load_results", "record_frame", "report_frames", "tidy_table"]
 
 
 
 def record_frame(record: dict) -> pd.DataFrame:
-    """The prediction frame of one persisted cell (as :func:`toolkit.scoring.predict` returned it)."""
+    """The prediction frame of one persisted cell (as :func:`toolkit.models.scoring.predict` returned it)."""
     return prediction_frame(record["ids"], record["labels"], record["probs"], record["label_names"], record["label_mass"])
 
 
 def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
     """One row per (cell, metric): value, CI, and the paired difference against the unpruned cell.
 
-    Rows per cell: each registered calibration metric (:mod:`toolkit.metrics`, registry order; the
+    Rows per cell: each registered calibration metric (:mod:`toolkit.metrics.registry`, registry order; the
     ``tost`` metric - accuracy - with the TOST columns on pruned cells), ece_temperature_scaled,
     temperature, label_mass, then ``<faithfulness metric>:<method>`` per attribution method (and
     ``random``) for each registered faithfulness metric the cells measured.
@@ -140,12 +140,12 @@ def faithfulness_by_length(records: list[dict] | StudyConfig, *, n_boot: int = 5
 
         delta = (1/n_p) sum_i (m_pruned(x_i) - m_unpruned(x_i))
 
-    with its percentile bootstrap interval (:func:`toolkit.stats.mean_ci` of the differences; the
+    with its percentile bootstrap interval (:func:`toolkit.decisions.stats.mean_ci` of the differences; the
     same resampled sentences for both cells). The study's claims stay pooled over all sentences.
 
     Args:
         records: the persisted cells (:func:`load_results`), or a config whose cells to load.
-        n_boot, alpha, seed: of the bootstrap (:func:`toolkit.stats.mean_ci`).
+        n_boot, alpha, seed: of the bootstrap (:func:`toolkit.decisions.stats.mean_ci`).
 
     Returns:
         DataFrame with columns model, dataset, selection, level, k, method, length_bucket, metric,

@@ -6,7 +6,7 @@ their gated families) and says it in words: whether accuracy was kept, whether t
 collapsed, which claims were shown to degrade and in which family (primary: the cell keeps
 accuracy; exploratory: otherwise), and whether the cell is misaligned (keeps accuracy while a
 primary claim degrades: the seed claim). Counting verdicts over models, datasets, selections and
-metrics describes how far a claim replicates; the heatmap (:func:`toolkit.plots.verdict_heatmap`)
+metrics describes how far a claim replicates; the heatmap (:func:`toolkit.study.plots.verdict_heatmap`)
 shows every verdict at once.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..decisions import NONINFERIORITY_MARGINS
-from ..validation import InputError, InputTypeError, as_bool
+from .._core.validation import InputError, InputTypeError, as_bool
 
 __all__ = ["OUTCOMES", "verdict_counts", "verdicts"]
 

@@ -1,0 +1,243 @@
+"""The metric registry: one entry per metric, read by every table, summary, plan, plot and listing.
+
+An entry (:class:`Metric`) says what a metric is (name, function, family), how to read it
+(``higher_is_better``), which paired test stands behind a "changed" claim about it (``test``),
+whether that claim is a headline of the study (``headline``) and how it is displayed (``label``,
+``fmt``, ``short``). Three families:
+
+- ``calibration``: ``fn(probs, labels, *, weights=None[, n_bins])`` -> float, or one value per row
+  of resample ``weights`` (the vectorised bootstrap of :mod:`toolkit.decisions.stats`). Every entry is a
+  column of :func:`toolkit.metrics.calibration.calibration_report` and a row of the study's table.
+- ``faithfulness``: ``fn(table)`` -> one value per example, from the erasure engine's per-example
+  table (its columns: ``aopc_comprehensiveness``, ``aopc_sufficiency``, the bounds
+  ``comprehensiveness_lower`` ... and ``flipped``); ``needs`` names the engine parts it reads
+  (``curves``, ``flips``, ``bounds``, ``soft``). Every entry is a column of
+  :func:`toolkit.metrics.faithfulness.faithfulness_report` and a row ``<name>:<method>`` of the study's table.
+- ``importance``: ``fn(inputs)`` -> one score per decoder layer (low = first to drop), with
+  :class:`toolkit.pruning.importance.ImportanceInputs`; a selection of the study.
+
+The built-in entries are registered beside their functions (calibration in
+:mod:`toolkit.metrics.calibration.report`, faithfulness in :mod:`toolkit.metrics.faithfulness`, importance in
+:mod:`toolkit.pruning.importance`); a new metric is one :func:`register_metric` call, anywhere. The
+registry is an explicit dict, as inseq's and lm-evaluation-harness's (``@register_metric``) are;
+a name is registered once (a second registration is an error, not a silent overwrite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._core.validation import InputError, InputTypeError, check_choice, short_repr
+
+__all__ = [
+    "FAMILIES",
+    "TESTS",
+    "Metric",
+    "family_metric",
+    "get_metric",
+    "headline_metrics",
+    "list_metrics",
+    "metric_names",
+    "register_metric",
+    "registered",
+    "unregister_metric",
+]
+
+FAMILIES = ("importance", "faithfulness", "calibration")
+TESTS = {
+    "noninferiority": "paired non-inferiority of per-example correctness against the unpruned model (one-sided "
+                      "Tango score bound above -margin): the premise 'keeps accuracy' that gates the other claims",
+    "paired_bootstrap": "paired bootstrap difference against the unpruned model, normal approximation "
+                        "(se from its 95% interval), multiplicity-adjusted",
+    "paired_t": "paired t test of the per-example difference against the unpruned model, multiplicity-adjusted",
+}
+_TESTS_OF = {"calibration": ("noninferiority", "paired_bootstrap"), "faithfulness": ("paired_t",), "importance": ()}
+ENGINE_PARTS = ("curves", "flips", "bounds", "soft")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: what it computes, how to read it, the test behind a claim about it, how it is shown.
+
+    Attributes:
+        name: the registry key and the study table's metric name (faithfulness: ``<name>:<method>``).
+        fn: the function (its signature per family: see the module docstring).
+        family: ``importance``, ``faithfulness`` or ``calibration``.
+        higher_is_better: True, False, or None where neither (importance scores, a temperature).
+        test: the paired test behind a "degrades" (or, ``noninferiority``, "keeps") claim: a key of :data:`TESTS`.
+        headline: the claim is one of the study's headline claims: a summary column group, a change
+            test of the primary family (or, ``noninferiority``, the gate), a plan row and a claims panel.
+        label: how a title names it (``ECE``); default ``name``.
+        fmt: format of one value (``.3f``).
+        short: its column prefix in the summary (``naopc`` -> ``naopc``, ``d_naopc``, ...); default ``name``.
+        superseded_by: a headline only in a study that did not measure this other metric (AOPC stands
+            in for NAOPC in a study without the bound search).
+        also_show: (table metric, summary column) pairs shown beside this metric's columns in the
+            summary (ECE: the temperature-scaled ECE).
+        plot: a panel of the report's metrics-vs-pruning figure.
+        explorer: a row of the explorer's comparison with the unpruned model (calibration).
+        needs: faithfulness: the engine parts ``fn`` reads (``curves``, ``flips``, ``bounds``, ``soft``); a study
+            without the bound search (``naopc=False``) does not measure metrics that need ``bounds``.
+        needs_labels: importance: it needs labelled examples (``task=`` and ``labels=``).
+        control: importance: a control (seeded random scores), not a ranking of the model; one-shot
+            only, and no importance profile is drawn for it.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    family: str
+    higher_is_better: bool | None = None
+    test: str | None = None
+    headline: bool = False
+    label: str = ""
+    fmt: str = ".3f"
+    short: str = ""
+    superseded_by: str | None = None
+    also_show: tuple[tuple[str, str], ...] = ()
+    plot: bool = False
+    explorer: bool = False
+    needs: frozenset[str] = field(default_factory=frozenset)
+    needs_labels: bool = False
+    control: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or ":" in self.name or self.name != self.name.strip():
+            raise InputError(f"metric name {short_repr(self.name)} is invalid; expected a non-empty str without ':'")
+        if not callable(self.fn):
+            raise InputTypeError(f"metric {self.name!r}: fn={short_repr(self.fn)} is not callable")
+        check_choice(self.family, "metric family", FAMILIES)
+        if self.test is not None and self.test not in _TESTS_OF[self.family]:
+            raise InputError(f"metric {self.name!r}: test={self.test!r} is not a test of the {self.family} family; "
+                             f"allowed: {list(_TESTS_OF[self.family]) or 'none (importance metrics make no claim)'}")
+        if self.headline and self.test is None:
+            raise InputError(f"metric {self.name!r} is a headline claim without a test; give test= one of "
+                             f"{list(_TESTS_OF[self.family])}")
+        if self.higher_is_better not in (True, False, None):
+            raise InputTypeError(f"metric {self.name!r}: higher_is_better={short_repr(self.higher_is_better)}; "
+                                 "expected True, False or None")
+        object.__setattr__(self, "label", self.label or self.name)
+        object.__setattr__(self, "short", self.short or self.name)
+        object.__setattr__(self, "needs", frozenset(self.needs))
+        object.__setattr__(self, "also_show", tuple(tuple(pair) for pair in self.also_show))
+        bad = sorted(self.needs - set(ENGINE_PARTS))
+        if bad or (self.needs and self.family != "faithfulness"):
+            raise InputError(f"metric {self.name!r}: needs={sorted(self.needs)}; allowed for faithfulness metrics: "
+                             f"{list(ENGINE_PARTS)}")
+        if (self.needs_labels or self.control) and self.family != "importance":
+            raise InputError(f"metric {self.name!r}: needs_labels and control are for importance metrics")
+
+    @property
+    def better(self) -> str:
+        """``higher``, ``lower`` or ``-`` (neither)."""
+        return {True: "higher", False: "lower", None: "-"}[self.higher_is_better]
+
+    def format(self, value: float) -> str:
+        """One value as the metric is displayed."""
+        return format(value, self.fmt)
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric | str | None = None, fn: Callable[..., Any] | None = None, **fields: Any):
+    """Add a metric to the registry; a name already registered is refused (no silent overwrite).
+
+    Three spellings: ``register_metric(Metric(...))``; ``register_metric("name", fn, family=...,
+    ...)``; or as a decorator, ``@register_metric("name", family=..., higher_is_better=...)``
+    over the function (lm-evaluation-harness's form).
+
+    Returns:
+        The registered :class:`Metric` (the decorator returns the function unchanged).
+
+    Raises:
+        InputError: the name is already registered, or the entry is invalid (see :class:`Metric`).
+    """
+    if isinstance(metric, Metric):
+        if fn is not None or fields:
+            raise InputError("register_metric(Metric(...)) takes no other arguments")
+        if metric.name in _REGISTRY:
+            raise InputError(f"metric {metric.name!r} is already registered (family {_REGISTRY[metric.name].family}); "
+                             "choose another name, or unregister_metric it first")
+        _REGISTRY[metric.name] = metric
+        return metric
+    if not isinstance(metric, str):
+        raise InputTypeError(f"register_metric takes a Metric or a name, got {short_repr(metric)}")
+    if fn is None:
+        def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
+            register_metric(Metric(metric, function, **fields))
+            return function
+
+        return decorator
+    return register_metric(Metric(metric, fn, **fields))
+
+
+def unregister_metric(name: str) -> Metric:
+    """Remove a metric from the registry and return its entry (an unknown name is an InputError)."""
+    entry = get_metric(name)
+    del _REGISTRY[name]
+    return entry
+
+
+@contextmanager
+def registered(*metrics: Metric) -> Iterator[tuple[Metric, ...]]:
+    """Register ``metrics`` for the duration of a ``with`` block; they are removed again in ``finally``."""
+    done: list[Metric] = []
+    try:
+        for metric in metrics:
+            done.append(register_metric(metric))
+        yield tuple(done)
+    finally:
+        for metric in reversed(done):
+            _REGISTRY.pop(metric.name, None)
+
+
+def get_metric(name: str) -> Metric:
+    """The registered entry named ``name``.
+
+    Raises:
+        InputError: no such metric; the message lists the registered names.
+    """
+    if name not in _REGISTRY:
+        raise InputError(f"unknown metric {short_repr(name)}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def family_metric(name: str, family: str, what: str | None = None) -> Metric:
+    """The registered ``family`` metric ``name``.
+
+    Raises:
+        InputError: ``unknown <what> '<name>'; expected one of [...]`` (the family's registered names).
+    """
+    check_choice(name, what or f"{family} metric", metric_names(family))
+    return _REGISTRY[name]
+
+
+def list_metrics(family: str | None = None) -> tuple[Metric, ...]:
+    """The registered metrics (of one ``family``), in registration order: the order of every table."""
+    if family is not None:
+        check_choice(family, "metric family", FAMILIES)
+    return tuple(m for m in _REGISTRY.values() if family is None or m.family == family)
+
+
+def metric_names(family: str | None = None) -> tuple[str, ...]:
+    """The names of :func:`list_metrics` (``family``)."""
+    return tuple(m.name for m in list_metrics(family))
+
+
+def headline_metrics(family: str | None = None, *, measured: Collection[str] | None = None,
+                     test: str | None = None) -> tuple[Metric, ...]:
+    """The headline claims (of one ``family``, with one ``test``) among the metrics a study ``measured``.
+
+    An entry with ``superseded_by`` is a headline only where that metric was not measured: this
+    is the one place that decides "NAOPC, or AOPC in a study without the bound search".
+
+    Args:
+        measured: names of the metrics at hand (None: every registered one).
+    """
+    have = set(metric_names()) if measured is None else set(measured)
+    return tuple(m for m in list_metrics(family) if m.headline and m.name in have
+                 and (test is None or m.test == test)
+                 and (m.superseded_by is None or m.superseded_by not in have))
