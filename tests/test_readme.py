@@ -127,3 +127,17 @@ def test_readme_keeps_the_two_commands():
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_link_resolves(path):
     assert broken_links(path) == []
+
+
+def test_install_text_is_written_once():
+    """The set-up text lives in the README (between its --8<-- install markers); docs include it, never copy it."""
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- --8<-- [start:install] -->", "<!-- --8<-- [end:install] -->"
+    assert readme.count(start) == readme.count(end) == 1
+    section = readme.split(start)[1].split(end)[0]
+    assert "make study" in section and "make test" in section
+    assert "](" not in section, "a link in the shared install text would break where the docs include it"
+    assert '--8<-- "README.md:install"' in (ROOT / "docs" / "guide" / "getting-started.md").read_text()
+    signature = "Both create `.venv/` if missing"
+    copies = [p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md") if signature in p.read_text()]
+    assert copies == [], f"install text copied instead of included: {copies}"
