@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 from tiny import tiny_config, tiny_tokenizer
 
@@ -59,19 +59,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def tok():
-    """The real SmolLM2 tokenizer (BPE with leading-space tokens and a chat template)."""
-    from toolkit.models.loading import cache_dir, load_model, prepare_tokenizer
-
-    folder = cache_dir() / "smollm2-135m"
-    if (folder / "SOURCE.json").exists():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        prepare_tokenizer(tokenizer)
-        return tokenizer
-    try:
-        return load_model("smollm2-135m")[1]
-    except ValueError as err:  # pragma: no cover - package missing
-        pytest.skip(f"SmolLM2 tokenizer unavailable: {err}")
+def tok(smollm2_tokenizer):
+    """The real SmolLM2 tokenizer (tests/conftest.py): a test using it is a `model` test."""
+    return smollm2_tokenizer
 
 
 def smol_tiny(layers: int = 3, seed: int = 0) -> torch.nn.Module:
@@ -551,7 +541,7 @@ def test_inseq_show_works_under_ipython_9(monkeypatch, model, tok, task):
 
 
 # ----------------------------------------------------------------------------- the real model
-@pytest.mark.slow
+@pytest.mark.model
 def test_smollm2_fast_equals_inseq_and_excludes_the_template(smollm2):
     real, tokenizer = smollm2
     task = get_task("uci_imdb")

@@ -5,8 +5,8 @@ runs on the course folder; the release (and the student build) holds no solution
 output or instructor note anywhere, and defaults to the classroom profile; every hint speaks the types
 the stub hands over.
 
-Slow tests (``slow``: the notebooks load the bundled model): the nbgrader round trip per notebook, run
-by nbgrader itself (``autograde``, ``generate_feedback``) under TOOLKIT_PROFILE=ci: the solutions get
+Notebook tests (``notebook``: nbgrader executes the notebooks, which load the bundled model): the
+nbgrader round trip per notebook, run by nbgrader itself (``autograde``, ``generate_feedback``) under TOOLKIT_PROFILE=ci: the solutions get
 every automatic point, the untouched release 0 without an error, one wrong implementation partial points
 with its failing case named in the feedback HTML.
 """
@@ -344,7 +344,7 @@ def test_no_hint_names_a_function_that_computes_the_answer(name):
     assert not named, f"{name}: hints name functions that compute the answer: {named}"
 
 
-# ----------------------------------------------------------------------------- round trip (slow)
+# ----------------------------------------------------------------------------- round trip (notebook)
 
 
 def _submit(course: Path, student: str, stem: str, nb: nbformat.NotebookNode) -> None:
@@ -388,7 +388,7 @@ _CHOSEN = os.environ.get("COURSE_ROUND_TRIP", "04_calibration")
 ROUND_TRIP = list(WRONG) if _CHOSEN == "all" else [s.strip() for s in _CHOSEN.split(",") if s.strip()]
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
 @pytest.mark.parametrize("stem", ROUND_TRIP)
 def test_nbgrader_round_trip(stem, tmp_path, monkeypatch):
     monkeypatch.setenv("TOOLKIT_PROFILE", "ci")

@@ -35,7 +35,7 @@ print("ran", first, "cells; toolkit from", toolkit.__file__)
 """
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
 def test_a_fresh_venv_from_the_release_alone_reaches_the_first_checker(tmp_path):
     out = build_release(REPO / "notebooks", tmp_path / "attn-prune-course", archive=False)
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}

@@ -27,7 +27,7 @@ def _checker_package():
         pytest.skip(f"toolkit.course.check is missing ({err}); it comes with the exercises branch")
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_student_notebook_fails_only_in_its_checkers(path, tmp_path, monkeypatch):
     _checker_package()

@@ -2,7 +2,8 @@
 
 A 12-cell toy study (2 models x 6 cells): each "model" is an 8x8 matrix seeded by its name, loaded
 once per task; each cell a tiny torch computation seeded by the cell key, so every engine must give
-the very same records. Ray and submitit tests are skipped when the extra is not installed.
+the very same records. Ray and submitit tests are `cluster` tests (the ray_runtime fixture brings the
+mark; tests/conftest.py), skipped when the extra is not installed.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ def test_resume_across_executors_local_then_ray(tmp_path, ray_runtime):
 
 
 # ---- slurm (submitit's local executor) -------------------------------------------------------------------
+@pytest.mark.cluster
 def test_submitit_local_gives_the_same_records_as_local(tmp_path, by_value):
     pytest.importorskip("submitit")
     store = CellStore(tmp_path / "run")

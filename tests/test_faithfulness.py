@@ -518,7 +518,7 @@ def test_model_scorer_joins_words_with_single_spaces(monkeypatch):
 # ----------------------------------------------------------------------------- real model
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_smollm2_on_uci_sentences():
     """Occlusion (leave-one-out) attributions on SmolLM2 for 3 short UCI sentences (~2-4 min on 2 cores)."""
     import torch
@@ -673,7 +673,7 @@ def test_model_faithfulness_memo_matches_no_memo_and_tracks_model_state():
     assert len(F.model_scorer(model, tok, task).memo) == 0
 
 
-@pytest.mark.slow
+@pytest.mark.model
 @pytest.mark.parametrize("bundled", ["smollm2", "gemma3"])
 def test_memo_on_real_sentences_matches_no_memo(bundled, request):
     """Three short UCI sentences on each bundled model: a warm memo gives the unmemoised report."""

@@ -140,7 +140,7 @@ def test_text_only_scorer_is_refused(tiny_task):
         F.soft_erasure(scorer, TEXTS, [np.ones(len(t.split())) for t in TEXTS])
 
 
-@pytest.mark.slow
+@pytest.mark.model
 @pytest.mark.parametrize("bundled", ["smollm2", "gemma3"])
 @pytest.mark.parametrize("shots", [0, 4])
 def test_masked_path_reproduces_label_probs_on_real_models(bundled, shots, request):

@@ -76,7 +76,7 @@ def bundled(request, tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_bundled_exports_equal_drop_in_plain_transformers(bundled):
     model, tok, layers = bundled.model, bundled.tok, bundled.layers
     x = tok([PROMPT], return_tensors="pt").input_ids
@@ -128,7 +128,7 @@ def run_lmeval(jobs: list[dict], tmp: Path) -> dict:
     return json.loads(result_file.read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_lmeval_loglikelihoods_equal_the_toolkit(bundled):
     pytest.importorskip("lm_eval")
     model, tok = bundled.model, bundled.tok

@@ -136,7 +136,7 @@ def test_load_model_dtype_string_is_checked(tmp_path):
     assert half.dtype == torch.bfloat16
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_bundled_smollm2(smollm2):
     model, tok = smollm2
     assert type(model).__name__ == "LlamaForCausalLM"
@@ -301,7 +301,7 @@ def test_install_commands_agree_everywhere():
     assert sorted(requires) == sorted(gemma.requirements[1:])
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_bundled_gemma3(gemma3):
     model, tok = gemma3
     assert type(model).__name__ == "Gemma3ForCausalLM"

@@ -5,7 +5,7 @@ and one that does not x plain, chat-template and k-shot prompts, the token ids t
 both attribution backends and the faithfulness scorer (no word erased) feed the model are read off
 the embedding layer and must be identical; the probability an attribution records must equal
 ``predict``'s and an independent unpadded forward on the ids (atol 1e-5: float32, observed <= 1e-7).
-The same on the bundled SmolLM2 (no BOS) and Gemma-3-270M (BOS) in the slow tests.
+The same on the bundled SmolLM2 (no BOS) and Gemma-3-270M (BOS) in the `model` tests.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def test_every_consumer_feeds_the_same_ids(architecture, bos, prompt):
     check_conformance(model, tok, task, EXAMPLES, inseq=architecture in ("LlamaForCausalLM", "GPT2LMHeadModel"))
 
 
-@pytest.mark.slow
+@pytest.mark.model
 @pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
 @pytest.mark.parametrize("prompt", ["plain", "chat", "kshot"])
 def test_bundled_models_feed_the_same_ids(name, prompt, request):

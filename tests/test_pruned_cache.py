@@ -149,7 +149,7 @@ def test_transformers_still_has_the_names_we_use():
         assert callable(getattr(NoKVLayer(), name)), name
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_bundled_model_generates_the_same_with_and_without_the_cache(smollm2):
     """SmolLM2 with attention layers 0 and 29 (first and last) dropped: greedy decoding through the KV
     cache gives the tokens of decoding with no cache (each step one full forward)."""

@@ -230,7 +230,7 @@ def test_save_inside_drop_block_is_refused(tmp_path):
         save_pruned(model, tmp_path)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_smollm2_drop_matches_zeroed_projection_and_pruned_export(smollm2, tmp_path):
     model, tok = smollm2
     x = tok(["The food was great and the staff friendly."], return_tensors="pt").input_ids

@@ -118,7 +118,7 @@ def test_empty_inputs_are_refused(tiny_task):
         predict(model, tok, EXAMPLES)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_smollm2_batched_equals_single_and_beats_chance(smollm2):
     from toolkit import load_dataset
 
@@ -197,11 +197,11 @@ def _check_batch_invariance(model, tok):
     np.testing.assert_allclose(one[[f"p_{n}" for n in task.label_names]].to_numpy(), ref, atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_smollm2_probabilities_do_not_depend_on_the_batch_size(smollm2):
     _check_batch_invariance(*smollm2)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_gemma3_probabilities_do_not_depend_on_the_batch_size(gemma3):
     _check_batch_invariance(*gemma3)

@@ -27,7 +27,7 @@ import pytest
 from chromium import SHOTS, chromium
 from lab_server import REPO, jupyter_lab
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser]
 
 SOURCE = REPO / "notebooks" / "04_calibration.ipynb"
 EXERCISE = "ece"

@@ -40,7 +40,7 @@ from chromium import SHOTS, chromium, require_browser
 from lab_server import REPO, SETTINGS
 from servers import contained_env, free_port, serving
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser]
 
 CONFIG = REPO / "deploy" / "jupyterhub_config.py"
 PASSWORD = "class-test"

@@ -23,7 +23,7 @@ import pytest
 from chromium import SHOTS, chromium, require_browser
 from lab_server import REPO, jupyter_lab
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser]
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # Figures (rendered PNG outputs) each notebook must show after Run All.

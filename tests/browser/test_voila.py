@@ -19,7 +19,7 @@ from chromium import SHOTS, chromium, require_browser
 from lab_server import REPO
 from servers import contained_env, free_port, serving
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser]
 
 APP = REPO / "apps" / "explorer.ipynb"
 # The model loads and the importance and the unpruned result are computed while the page renders:
