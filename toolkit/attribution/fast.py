@@ -2,12 +2,12 @@
 
 IG's interpolation steps become rows beside the examples; rows of similar length share one
 forward + backward; the prompt prefix shared by all rows runs once per batch and step into a KV
-cache (:func:`toolkit.models.scoring.prefix_cache`) that every row continues.
+cache (:func:`toolkit.models.scoring.prefix_cache`) that every row continues
+(:func:`toolkit.models.forward.continue_prefix`).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..models.forward import continue_prefix
 from ..models.scoring import common_prefix_length, prefix_cache
 from .._core.validation import InputError, check_int
 from .prepare import Item
@@ -90,45 +91,24 @@ def _target_prob_grads(
     model: PreTrainedModel,
     suffix: list[torch.Tensor],
     targets: torch.Tensor,
-    prefix_len: int,
     cache: Any,
-    cache_rows: torch.Tensor | None,
+    cache_rows: torch.Tensor,
 ) -> list[torch.Tensor]:
-    """d p(target_r | row r) / d suffix_r for each row r: one right-padded forward and backward.
+    """d p(target_r | row r) / d suffix_r for each row r: one forward continuing the prefix, one backward.
 
     Args:
         suffix: per row, the input embeddings after the shared prefix, (L_r, H) each.
         targets: (R,) target token per row.
-        prefix_len: P, the number of cached prefix positions before every row.
-        cache: the prefix KV cache, or None when P == 0.
+        cache: the prefix KV cache, or None when there is no shared prefix.
         cache_rows: which cache row each row continues.
     """
-    rows, hidden = len(suffix), suffix[0].shape[-1]
-    lengths = torch.tensor([s.shape[0] for s in suffix])
-    width = int(lengths.max())
-    device = suffix[0].device
-    x = suffix[0].new_zeros(rows, width, hidden)
-    mask = torch.zeros(rows, prefix_len + width, dtype=torch.long, device=device)
-    mask[:, :prefix_len] = 1
-    for r, s in enumerate(suffix):
-        x[r, : s.shape[0]] = s
-        mask[r, prefix_len : prefix_len + s.shape[0]] = 1
-    x.requires_grad_(True)
-    position_ids = (prefix_len + torch.arange(width, device=device)).expand(rows, width)
-    last = (lengths - 1).to(device).unsqueeze(1)
-    kwargs: dict[str, Any] = {}
-    if cache is not None:
-        kwargs["cache"] = copy.deepcopy(cache)
-        kwargs["cache"].batch_select_indices(cache_rows.to(device))
-        kwargs["use_cache"] = True
-    else:
-        kwargs["use_cache"] = False
+    leaves = [s.detach().requires_grad_(True) for s in suffix]
     with torch.enable_grad():
-        logits = model(inputs_embeds=x, attention_mask=mask, position_ids=position_ids, logits_to_keep=last, **kwargs).logits
-        probs = torch.softmax(logits[:, -1, :].float(), dim=-1)
-        picked = probs.gather(1, targets.to(device).view(-1, 1)).sum()
-        (grad,) = torch.autograd.grad(picked, x)
-    return [grad[r, : int(lengths[r])].detach() for r in range(rows)]
+        logits = continue_prefix(model, leaves, cache, cache_rows=cache_rows)
+        probs = torch.softmax(logits, dim=-1)
+        picked = probs.gather(1, targets.to(logits.device).view(-1, 1)).sum()
+        grads = torch.autograd.grad(picked, leaves)
+    return [g.detach() for g in grads]
 
 
 def _pack_rows(lengths: Sequence[int], budget: int) -> list[list[int]]:
@@ -191,7 +171,7 @@ def _fast_batch(
         part = [rows[r] for r in group]
         suffix = [base[b][p:] + float(alphas[s]) * delta[b][p:] for s, b in part]
         targets = torch.tensor([items[b].target_id for _, b in part])
-        grads = _target_prob_grads(model, suffix, targets, p, cache, torch.tensor([s for s, _ in part]))
+        grads = _target_prob_grads(model, suffix, targets, cache, torch.tensor([s for s, _ in part]))
         for (s, b), g in zip(part, grads):
             total[b] += float(weights[s]) * g
     out = []

@@ -8,7 +8,6 @@ the end of the prompt, restricted to the label verbalizers.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..data.datasets import Dataset, as_examples
 from ..data.task import Example, Task
 from ..data.prompts import context_length, encode_examples, encode_text, verbalizer_ids
 from .._core.validation import InputError, InputTypeError, check_int, check_text_list, is_int, short_repr
+from .forward import continue_prefix
 
 __all__ = [
     "LOG_FLOOR",
@@ -119,7 +119,7 @@ def _score_prompts(
         if single:
             rows = [token_ids[i][prefix_len:] for i in idx]
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            logits = _last_logits(model, rows, prefix_len, cache, pad, device)
+            logits = continue_prefix(model, rows, cache, pad_id=pad)
             loglik[idx] = torch.log_softmax(logits, dim=-1)[:, label_tok].double().cpu().numpy()
         else:
             batch = [token_ids[i] for i in idx]
@@ -145,7 +145,8 @@ def common_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
 
 def prefix_cache(model: PreTrainedModel, *, input_ids: torch.Tensor | None = None,
                  inputs_embeds: torch.Tensor | None = None) -> Any:
-    """KV cache of a shared prompt prefix, computed once, without gradients; rows continue it later.
+    """KV cache of a shared prompt prefix, computed once, without gradients; rows continue it later
+    (:func:`toolkit.models.forward.continue_prefix`).
 
     Give exactly one of ``input_ids`` (R, P) or ``inputs_embeds`` (R, P, H): R rows of P prefix
     positions, all real tokens (mask of ones, positions 0..P-1). Only the last position's logits
@@ -165,46 +166,6 @@ def prefix_cache(model: PreTrainedModel, *, input_ids: torch.Tensor | None = Non
     with torch.no_grad():
         out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **kwargs)
     return out.cache
-
-
-def _last_logits(
-    model: PreTrainedModel,
-    rows: Sequence[Sequence[int]],
-    prefix_len: int,
-    cache: Any,
-    pad_id: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """Next-token logits after each row (prefix + row), one forward over the batch.
-
-    Rows are right-padded after the shared prefix: padding comes after every real token, so no
-    real token sees it (causal attention) and each row's tokens sit right after the prefix. (Left
-    padding between prefix and row would shift the row inside a sliding attention window -
-    Gemma 2/3, Mistral - and change its scores.) Logits are computed only at the rows' last positions.
-    """
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(list(r))
-        mask[i, : len(r)] = 1
-    position_ids = (prefix_len + torch.arange(width)).expand(len(rows), width)
-    last = torch.tensor([len(r) - 1 for r in rows])
-    keep = torch.unique(last)  # sorted; rows are sorted by length, so few distinct positions
-    if cache is not None:
-        cache = copy.deepcopy(cache)
-        cache.batch_repeat_interleave(len(rows))
-        mask = torch.cat([torch.ones((len(rows), prefix_len), dtype=torch.long), mask], dim=1)
-    out = model(
-        input_ids=ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=position_ids.to(device),
-        cache=cache,
-        use_cache=cache is not None,
-        logits_to_keep=keep.to(device),
-    )
-    column = torch.searchsorted(keep, last).to(device)
-    return out.logits[torch.arange(len(rows), device=device), column, :].float()
 
 
 def _sequence_loglik(

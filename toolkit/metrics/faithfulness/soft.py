@@ -35,7 +35,6 @@ erased ones, so they are batched, deduplicated and memoised per model state the 
 
 from __future__ import annotations
 
-import copy
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -118,8 +117,8 @@ def masked_label_probs(model: Any, tokenizer: Any, task: Any, variants: Sequence
     ids ``label_probs`` scores), its tokens are embedded with the model's input embeddings, the
     example's tokens multiplied by :func:`embedding_mask`, and the next-token logits of the label
     verbalizers' tokens give p(c | x') = softmax over the labels. The prompt prefix shared by every
-    row (up to the first example token) runs once into a KV cache; rows are right-padded after it,
-    as :func:`toolkit.models.scoring.label_probs` does.
+    row (up to the first example token) runs once into a KV cache that every row continues
+    (:func:`toolkit.models.forward.continue_prefix`, as :func:`toolkit.models.scoring.label_probs` does).
 
     Raises:
         InputError: a verbalizer of more than one token (the soft metrics read one next-token
@@ -128,6 +127,7 @@ def masked_label_probs(model: Any, tokenizer: Any, task: Any, variants: Sequence
     import torch
 
     from ...data.prompts import context_length, encode_example, task_demos, verbalizer_ids
+    from ...models.forward import continue_prefix
     from ...models.scoring import common_prefix_length, prefix_cache
 
     verbalizers = verbalizer_ids(task, tokenizer)
@@ -169,31 +169,6 @@ def masked_label_probs(model: Any, tokenizer: Any, task: Any, variants: Sequence
                     x = x.clone()
                     x[torch.from_numpy(mine).to(device)] *= m
                 rows.append(x[prefix:])
-            out[idx] = _label_softmax(model, rows, prefix, cache, label_tok)
+            logits = continue_prefix(model, rows, cache)[:, label_tok]
+            out[idx] = torch.softmax(logits, dim=-1).double().cpu().numpy()
     return out
-
-
-def _label_softmax(model: Any, rows: list, prefix: int, cache: Any, label_tok: Any) -> np.ndarray:
-    """softmax over the label tokens of the next-token logits after each row of embeddings."""
-    import torch
-
-    n, width, hidden = len(rows), max(r.shape[0] for r in rows), rows[0].shape[-1]
-    device = rows[0].device
-    x = rows[0].new_zeros(n, width, hidden)
-    mask = torch.zeros(n, prefix + width, dtype=torch.long, device=device)
-    mask[:, :prefix] = 1
-    for r, row in enumerate(rows):
-        x[r, : row.shape[0]] = row
-        mask[r, prefix : prefix + row.shape[0]] = 1
-    position_ids = (prefix + torch.arange(width, device=device)).expand(n, width)
-    last = torch.tensor([r.shape[0] - 1 for r in rows], device=device)
-    keep = torch.unique(last)
-    kwargs: dict[str, Any] = {"use_cache": cache is not None}
-    if cache is not None:
-        kwargs["cache"] = copy.deepcopy(cache)
-        kwargs["cache"].batch_repeat_interleave(n)
-    logits = model(inputs_embeds=x, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep,
-                   **kwargs).logits
-    column = torch.searchsorted(keep, last)
-    picked = logits[torch.arange(n, device=device), column, :].float()[:, label_tok]
-    return torch.softmax(picked, dim=-1).double().cpu().numpy()
