@@ -183,3 +183,29 @@ def test_importing_toolkit_imports_no_inseq_and_sets_no_matplotlib_backend():
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+# A room whose test file keeps an older name while another change edits it: room -> that file. Each
+# entry must still exist; rename it to tests/test_<room>_<topic>.py and drop the entry when that lands.
+TESTS_AWAITING_A_ROOM_NAME = {"metrics": "test_registry.py"}  # -> test_metrics_registry.py
+
+
+def test_every_room_and_package_has_a_test_file_named_after_it():
+    """toolkit/<room>/ (and toolkit/metrics/<package>/) has tests/test_<name>.py or tests/test_<name>_<topic>.py
+    (`_core` -> test_core*.py)."""
+    tests = PACKAGE.parent / "tests"
+    names = {p.name for p in tests.glob("test_*.py")}
+    missing = []
+    for init in sorted(PACKAGE.glob("**/__init__.py")):
+        if init.parent == PACKAGE or "__pycache__" in init.parts:
+            continue
+        name = init.parent.name.lstrip("_")
+        if f"test_{name}.py" in names or any(n.startswith(f"test_{name}_") for n in names):
+            continue
+        if TESTS_AWAITING_A_ROOM_NAME.get(name) in names:
+            continue
+        missing.append(f"{init.parent.relative_to(PACKAGE.parent)}: tests/test_{name}.py or tests/test_{name}_<topic>.py")
+    assert missing == [], missing
+    named = [room for room in TESTS_AWAITING_A_ROOM_NAME if f"test_{room}.py" in names
+             or any(n.startswith(f"test_{room}_") for n in names)]
+    assert named == [], f"drop {named} from TESTS_AWAITING_A_ROOM_NAME: the room has its own test file now"
