@@ -89,7 +89,8 @@ def gemma3():
 
 
 # ---- the tiers: marks from fixtures and places ------------------------------------------------------------
-def pytest_collection_modifyitems(config, items):
+def mark_by_need(items) -> None:
+    """Add the tier marks a test's fixtures and place imply (tests/test_tiers.py checks the rules)."""
     for item in items:
         path = Path(str(item.path))
         if path.suffix == ".ipynb":  # nbmake: `pytest notebooks --nbmake`
@@ -104,6 +105,10 @@ def pytest_collection_modifyitems(config, items):
         executor = callspec.params.get("executor") if callspec is not None else None
         if names & CLUSTER_FIXTURES or (isinstance(executor, str) and executor in CLUSTER_EXECUTORS):
             item.add_marker(pytest.mark.cluster)
+
+
+def pytest_collection_modifyitems(config, items):
+    mark_by_need(items)
 
 
 # ---- the guard: a test that needs something but is unmarked fails -------------------------------------------
@@ -121,6 +126,7 @@ class _NeedsGuard:
     def __init__(self) -> None:
         self.marks: frozenset[str] | None = None  # the running test's marks; None between tests
         self.real_cache: Path | None = None
+        self.mark_by_need = mark_by_need  # the marking rules, for tests/test_tiers.py
 
     # which marks the running test has
     def allows(self, need: str) -> bool:
@@ -161,11 +167,17 @@ class _NeedsGuard:
         from_pretrained._needs_guard = True
         from_pretrained.__wrapped__ = func
         from_pretrained.__doc__ = func.__doc__
-        setattr(cls, "from_pretrained", classmethod(from_pretrained))
+        cls.from_pretrained = classmethod(from_pretrained)
 
     def arm_transformers(self, module) -> None:
         # AutoConfig is left alone: a config is no model.
-        from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+        from transformers import (
+            AutoModel,
+            AutoModelForCausalLM,
+            AutoTokenizer,
+            PreTrainedModel,
+            PreTrainedTokenizerBase,
+        )
         from transformers.models.auto.auto_factory import _BaseAutoModelClass
 
         for cls in (PreTrainedModel, PreTrainedTokenizerBase, AutoTokenizer, _BaseAutoModelClass, AutoModel,

@@ -7,14 +7,12 @@ with a folder that does not exist) before a model, a Ray runtime or a submitit j
 
 from __future__ import annotations
 
-import sys
 import types
 from pathlib import Path
 
 import pytest
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
 from tiny import tiny_model, tiny_tokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 Failed = pytest.fail.Exception
 
@@ -80,8 +78,7 @@ def test_an_unmarked_test_cannot_start_a_submitit_executor(tmp_path):
 
 
 def test_marks_follow_fixtures_and_places(needs_guard):
-    conftest = sys.modules[type(needs_guard).__module__]
-    tests = Path(conftest.__file__).parent
+    tests = Path(__file__).parent
 
     def item(path, fixtures=(), **params):
         marks = []
@@ -98,7 +95,7 @@ def test_marks_follow_fixtures_and_places(needs_guard):
         "nbmake": item(tests.parent / "notebooks" / "01_layer_importance.ipynb"),
         "plain": item(tests / "test_x.py", ["tiny_task"]),
     }
-    conftest.pytest_collection_modifyitems(None, list(items.values()))
+    needs_guard.mark_by_need(list(items.values()))
     got = {name: sorted(m.name for m in it.marks) for name, it in items.items()}
     assert got == {"model": ["model"], "gemma": ["model"], "ray": ["cluster"], "slurm": ["cluster"], "local": [],
                    "browser": ["browser"], "nbmake": ["notebook"], "plain": []}
