@@ -17,7 +17,7 @@ import pytest
 
 from toolkit.metrics import faithfulness as F
 from toolkit.metrics.registry import metric_names
-from toolkit.metrics.faithfulness.erasure import Pool, check_words, options
+from toolkit.metrics.faithfulness.erasure import ErasureOptions, Pool, check_words
 
 # ----------------------------------------------------------------------------- transparent scorers
 
@@ -166,11 +166,11 @@ def test_full_text_sufficiency_is_zero_and_erasing_nothing_is_zero_comprehensive
     assert (curves["sufficiency"] == 0.0).all()  # keeping all words is the full text: exactly 0
     # k = 0 is not on any fraction grid; the engine takes it and must erase nothing for comp
     # (a slice like order[-0:] would erase everything) and keep nothing for suff.
-    opts = options((0.5,), "delete", "...")
+    opts = ErasureOptions(fractions=(0.5,))
     pool = Pool(scorer)
     (w,) = check_words([words[0]])
     order = F.ranking(exact[0])
-    comp0, suff0 = opts.erasure.apply(w, order[:0]), opts.erasure.keep(w, order[:0])
+    comp0, suff0 = opts.eraser.apply(w, order[:0]), opts.eraser.keep(w, order[:0])
     assert comp0 == w and suff0 == ()
     p = scorer([w])[0]
     assert p[p.argmax()] - scorer([list(comp0)])[0][p.argmax()] == 0.0

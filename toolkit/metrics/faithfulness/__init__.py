@@ -27,6 +27,10 @@ Conventions shared by every function here (documented once):
   :func:`model_state`), so a second call on the same sentences - another metric, another method,
   the random baseline, the bounds - scores only what is new. ``naopc=False`` skips the bound search
   (AOPC and decision flip only): the cheaper option when NAOPC is not needed.
+- Options: :class:`ErasureOptions` holds how the engine erases (fractions, erasure, replacement)
+  and which of its parts run (``naopc`` and the bound limits, ``soft`` and its draws); the report,
+  :func:`model_faithfulness` and a study pass it whole. A metric names the engine parts it reads
+  (``Metric.needs``); a new part is one :func:`register_engine_part` call.
 
 Modules, in dependency order: ``erasure`` (the example type, checks, the erasure and the
 deduplicating pool) <- ``memo`` (scored variants per model state), ``bounds`` (exact and beam
@@ -39,21 +43,39 @@ AOPC bounds) <- ``metrics`` (the engine and the metric functions) <- ``report``
 from ..registry import metric_names
 from ...data.prompts import split_words  # re-exported: the erasure metrics define a word as split_words does
 from .bounds import FLAT_BOUNDS_TOL, naopc_from_bounds
-from .erasure import BEAM_WIDTH, EXACT_MAX_WORDS, FRACTIONS, Examples, Scorer, Variant, k_for_fraction, ranking
+from .erasure import (
+    BEAM_WIDTH,
+    EXACT_MAX_WORDS,
+    FRACTIONS,
+    ErasureOptions,
+    Examples,
+    Scorer,
+    Variant,
+    k_for_fraction,
+    ranking,
+)
 from .memo import MEMO_STATES, ScoreMemo, clear_memo, memoize, model_state
 from .metrics import (
+    ENGINE,
     RANDOM,
+    EnginePart,
+    EngineRun,
     aopc,
     aopc_bounds,
     comprehensiveness,
     decision_flip,
+    engine_parts,
     erasure_curves,
+    list_engine_parts,
+    measures,
     naopc,
     permutation,
     permuted_name,
     random_baseline,
+    register_engine_part,
     soft_erasure,
     sufficiency,
+    unregister_engine_part,
 )
 from .model import model_faithfulness, model_scorer
 from .report import aggregate, faithfulness_report, minus_permuted, minus_permuted_name, soft_ratio_of_means
@@ -61,6 +83,7 @@ from .soft import SOFT_SAMPLES, Masked, embedding_mask, keep_probabilities, mask
 
 __all__ = [
     "BEAM_WIDTH",
+    "ENGINE",
     "EXACT_MAX_WORDS",
     "FLAT_BOUNDS_TOL",
     "FRACTIONS",
@@ -72,10 +95,16 @@ __all__ = [
     "clear_memo",
     "comprehensiveness",
     "decision_flip",
+    "EnginePart",
+    "EngineRun",
+    "engine_parts",
     "erasure_curves",
+    "ErasureOptions",
     "Examples",
     "faithfulness_report",
     "k_for_fraction",
+    "list_engine_parts",
+    "measures",
     "memoize",
     "model_faithfulness",
     "model_scorer",
@@ -89,6 +118,7 @@ __all__ = [
     "soft_ratio_of_means",
     "random_baseline",
     "ranking",
+    "register_engine_part",
     "Masked",
     "SOFT_SAMPLES",
     "embedding_mask",
@@ -100,6 +130,7 @@ __all__ = [
     "Scorer",
     "split_words",
     "sufficiency",
+    "unregister_engine_part",
     "Variant",
 ]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .erasure import Options, Pool, Variant, k_for_fraction
+from .erasure import ErasureOptions, Pool, Variant, k_for_fraction
 
 __all__ = [
     "Beam",
@@ -77,13 +77,13 @@ def _chain_extremes(
 class ExactBounds:
     """Every subset of each level's size scored once; the chain DP replaces the n! orderings."""
 
-    def __init__(self, pool: Pool, words: Variant, opts: Options) -> None:
+    def __init__(self, pool: Pool, words: Variant, opts: ErasureOptions) -> None:
         self.levels, self.weights = _levels(len(words), opts.fractions)
         self.ids = {}
         for k in self.levels:
             for c in itertools.combinations(range(len(words)), k):
                 s = frozenset(c)
-                self.ids[s] = (pool.add(opts.erasure.apply(words, s)), pool.add(opts.erasure.keep(words, s)))
+                self.ids[s] = (pool.add(opts.eraser.apply(words, s)), pool.add(opts.eraser.keep(words, s)))
 
     def bounds(self, pool: Pool, p_full: float, label: int) -> dict[str, float]:
         comp = {s: p_full - pool[i][label] for s, (i, _) in self.ids.items()}
@@ -102,7 +102,7 @@ class Beam:
     returns is a real ordering, so its max is <= the exact max and its min >= the exact min.
     """
 
-    def __init__(self, words: Variant, opts: Options, metric: str, sign: int, p_full: float, label: int) -> None:
+    def __init__(self, words: Variant, opts: ErasureOptions, metric: str, sign: int, p_full: float, label: int) -> None:
         self.words, self.opts, self.metric, self.sign = words, opts, metric, sign
         self.p_full, self.label = p_full, label
         levels, weights = _levels(len(words), opts.fractions)
@@ -117,7 +117,7 @@ class Beam:
         return not math.isnan(self.value)
 
     def request(self, pool: Pool) -> None:
-        erase = self.opts.erasure.apply if self.metric == "comprehensiveness" else self.opts.erasure.keep
+        erase = self.opts.eraser.apply if self.metric == "comprehensiveness" else self.opts.eraser.keep
         self.pending = [
             (s | {i}, a, pool.add(erase(self.words, s | {i})))
             for s, a in self.beam

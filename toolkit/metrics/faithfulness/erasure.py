@@ -1,5 +1,6 @@
 """Erasing words and scoring the erased variants: the example type, the argument checks, the
-fraction grid, the erasure itself and the deduplicating pool that scores a batch in one call.
+fraction grid, the erasure itself, the deduplicating pool that scores a batch in one call, and
+:class:`ErasureOptions`: the engine's options as one object.
 
 Conventions (``words``, ``attributions``, k for a fraction, erasure modes): :mod:`toolkit.metrics.faithfulness`.
 The checks and the pool are shared by the sibling modules (bounds, metrics, report).
@@ -7,9 +8,11 @@ The checks and the pool are shared by the sibling modules (bounds, metrics, repo
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,10 +23,11 @@ from ..._core.validation import InputError, check_int
 __all__ = [
     "BEAM_WIDTH",
     "EXACT_MAX_WORDS",
+    "ErasureOptions",
     "Examples",
     "FRACTIONS",
-    "Options",
     "Pool",
+    "SOFT_SAMPLES",
     "Scorer",
     "Variant",
     "check_attributions",
@@ -31,7 +35,6 @@ __all__ = [
     "check_words",
     "checked_probs",
     "k_for_fraction",
-    "options",
     "ranking",
 ]
 
@@ -210,28 +213,93 @@ class Pool:
         return self._probs[idx]
 
 
-@dataclass(frozen=True)
-class Options:
-    """The checked options of one metric call: fraction grid, erasure and bound-search limits."""
+SOFT_SAMPLES = 8
+"""Monte Carlo draws of the embedding mask per (example, ranking) and soft metric (re-exported by ``soft``)."""
 
-    fractions: tuple[float, ...]
-    erasure: _Erasure
+
+@dataclass(frozen=True)
+class ErasureOptions:
+    """How the erasure engine erases and which of its optional parts it runs: one object, passed whole.
+
+    :func:`~toolkit.metrics.faithfulness.faithfulness_report`, :func:`~toolkit.metrics.faithfulness.model_faithfulness`,
+    :func:`~toolkit.metrics.faithfulness.random_baseline` and :attr:`toolkit.study.StudyConfig.erasure` take it
+    (those functions also take its fields as keywords, each replacing the options' own). Every field is checked
+    when the object is made (InputError naming the bad one).
+
+    Attributes:
+        fractions: fractions of the words erased for the curves, in (0, 1] (ERASER's by default).
+        erasure: ``"delete"`` the erased words, or ``"replace"`` each by ``replacement``.
+        replacement: the token put in place of an erased word when ``erasure="replace"``.
+        naopc: run the engine part ``bounds`` (the AOPC bound search NAOPC needs; the dominant cost).
+        exact_max_words: longest text whose bounds are solved exactly (longer ones: beam search).
+        beam_width: chains kept per step of the bound beam search (1 = greedy).
+        naopc_max_words: longest text whose bounds are searched at all (None: every text); a longer
+            text's NAOPC is NaN (bound_method "none").
+        soft: run the engine part ``soft`` (masked-embedding variants; the scorer must accept them).
+        soft_samples: Monte Carlo mask draws per (example, ranking) and soft metric.
+        soft_seed: seed of the mask draws (with each text's crc32 and the draw index).
+        part_options: options of engine parts registered outside the toolkit, by name (a part reads
+            its own entry; see :func:`~toolkit.metrics.faithfulness.metrics.register_engine_part`).
+    """
+
+    fractions: tuple[float, ...] = FRACTIONS
+    erasure: str = "delete"
+    replacement: str = "..."
+    naopc: bool = True
     exact_max_words: int = EXACT_MAX_WORDS
     beam_width: int = BEAM_WIDTH
-    soft_samples: int = 8
+    naopc_max_words: int | None = None
+    soft: bool = False
+    soft_samples: int = SOFT_SAMPLES
     soft_seed: int = 0
-    bound_max_words: int | None = None  # longest text whose bounds are searched (None: every text)
+    part_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _Erasure.of(self.erasure, self.replacement)
+        set_ = object.__setattr__
+        set_(self, "fractions", _check_fractions(self.fractions))
+        set_(self, "naopc", check_flag(self.naopc, "naopc"))
+        set_(self, "soft", check_flag(self.soft, "soft"))
+        set_(self, "exact_max_words", check_int(self.exact_max_words, "exact_max_words", 0))
+        set_(self, "beam_width", check_int(self.beam_width, "beam_width", 1))
+        if self.naopc_max_words is not None:
+            set_(self, "naopc_max_words", check_int(self.naopc_max_words, "naopc_max_words", 1))
+        set_(self, "soft_samples", check_int(self.soft_samples, "soft_samples", 1))
+        set_(self, "soft_seed", check_int(self.soft_seed, "soft_seed", 0))
+        if not isinstance(self.part_options, Mapping):
+            raise InputError(f"part_options={self.part_options!r}; expected engine part name -> its options")
+        set_(self, "part_options", dict(self.part_options))
+
+    @staticmethod
+    def of(options: ErasureOptions | None = None, **fields: Any) -> ErasureOptions:
+        """``options`` (default: the defaults) with ``fields`` replaced; an unknown field is an InputError."""
+        if options is None:
+            options = ErasureOptions()
+        elif not isinstance(options, ErasureOptions):
+            raise InputError(f"options={options!r}; expected an ErasureOptions")
+        known = [f.name for f in dataclasses.fields(ErasureOptions)]
+        unknown = sorted(set(fields) - set(known))
+        if unknown:
+            raise InputError(f"unknown erasure option(s) {unknown}; ErasureOptions fields: {known}")
+        return dataclasses.replace(options, **fields) if fields else options
+
+    def enabled(self, switch: str | None) -> bool:
+        """Whether the switch of an engine part is on: None (no switch: always), a bool field (``naopc``,
+        ``soft``), else ``part_options[switch]`` (default off)."""
+        if switch is None:
+            return True
+        if switch in _FLAG_FIELDS:
+            return bool(getattr(self, switch))
+        return bool(self.part_options.get(switch, False))
+
+    def searches_bounds(self, n_words: int) -> bool:
+        """Whether the bound search runs on a text of ``n_words`` words (``naopc`` and ``naopc_max_words``)."""
+        return self.naopc and (self.naopc_max_words is None or n_words <= self.naopc_max_words)
+
+    @functools.cached_property
+    def eraser(self) -> _Erasure:
+        """The erasure itself: ``apply(words, erased)`` and ``keep(words, kept)``."""
+        return _Erasure(self.erasure, self.replacement)
 
 
-def options(fractions, erasure, replacement, exact_max_words=EXACT_MAX_WORDS, beam_width=BEAM_WIDTH,
-            soft_samples=8, soft_seed=0, bound_max_words=None) -> Options:
-    """The :class:`Options` of a call, each argument checked (ValueError naming a bad one)."""
-    return Options(
-        _check_fractions(fractions),
-        _Erasure.of(erasure, replacement),
-        check_int(exact_max_words, "exact_max_words", 0),
-        check_int(beam_width, "beam_width", 1),
-        check_int(soft_samples, "soft_samples", 1),
-        check_int(soft_seed, "soft_seed", 0),
-        None if bound_max_words is None else check_int(bound_max_words, "naopc_max_words", 1),
-    )
+_FLAG_FIELDS = ("naopc", "soft")

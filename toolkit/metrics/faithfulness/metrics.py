@@ -2,9 +2,12 @@
 normalised AOPC, decision flip and a random-ranking baseline.
 
 Every metric takes a :data:`~toolkit.metrics.faithfulness.erasure.Scorer`; conventions (``words``,
-``attributions``, k, erasure, batching): :mod:`toolkit.metrics.faithfulness`. :func:`evaluate` queues every
-erased variant a call needs, scores them in one scorer call (plus one per beam step) and reads
-the tables; :func:`metric_table` and :func:`average_rankings` turn them into per-ranking and
+``attributions``, k, erasure, batching): :mod:`toolkit.metrics.faithfulness`. The engine is a list of
+parts (:class:`EnginePart`: ``curves``, ``bounds``, ``flips``, ``soft``; a new one is one
+:func:`register_engine_part` call): :func:`evaluate` lets each part it runs queue its variants,
+scores them in one scorer call (plus one per beam step) and lets each read its rows. A part runs
+when a registered metric needs it (``Metric.needs``) and the call's
+:class:`~toolkit.metrics.faithfulness.erasure.ErasureOptions` switch it on (:func:`engine_parts`); :func:`metric_table` and :func:`average_rankings` turn them into per-ranking and
 per-example metric rows, one column per registered faithfulness metric (:mod:`toolkit.metrics.registry`;
 the built-in entries are registered here; :mod:`toolkit.metrics.faithfulness.report` uses them).
 """
@@ -13,36 +16,40 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..._core.registry import Registry
+from .. import registry as metric_registry
 from ..registry import Metric, list_metrics, metric_names, register_metric
-from ..._core.validation import InputError, check_int
+from ..._core.validation import InputError, check_int, short_repr
 from .bounds import FLAT_BOUNDS_TOL, Beam, ExactBounds, naopc_from_bounds
 from .erasure import (
     BEAM_WIDTH,
     EXACT_MAX_WORDS,
     FRACTIONS,
+    SOFT_SAMPLES,
+    ErasureOptions,
     Examples,
-    Options,
     Pool,
     Scorer,
     Variant,
     check_attributions,
-    check_flag,
     check_words,
     k_for_fraction,
-    options,
     ranking,
 )
-from .soft import SOFT_SAMPLES, Masked, keep_probabilities, mask_seed
+from .soft import Masked, keep_probabilities, mask_seed
 
 __all__ = [
+    "ENGINE",
     "RANDOM",
+    "EnginePart",
+    "EngineRun",
     "aopc",
     "aopc_bounds",
     "average_rankings",
@@ -50,6 +57,9 @@ __all__ = [
     "decision_flip",
     "engine_parts",
     "erasure_curves",
+    "list_engine_parts",
+    "measures",
+    "missing_part",
     "evaluate",
     "jobs_for",
     "metric_table",
@@ -59,8 +69,10 @@ __all__ = [
     "permuted_jobs",
     "permuted_name",
     "random_jobs",
+    "register_engine_part",
     "soft_erasure",
     "sufficiency",
+    "unregister_engine_part",
 ]
 
 RANDOM = "random"
@@ -79,12 +91,14 @@ class _Job:
 # ----------------------------------------------------------------------------- engine
 
 
-@dataclass
-class _Results:
-    curves: pd.DataFrame | None
-    flips: pd.DataFrame | None
-    bounds: pd.DataFrame | None
-    soft: pd.DataFrame | None = None
+_KEYS = ["example", "method", "ranking"]
+_BOUND_COLS = ["bound_method", "comprehensiveness_lower", "comprehensiveness_upper",
+               "sufficiency_lower", "sufficiency_upper"]
+
+
+def _bounded(opts: ErasureOptions, n_words: int) -> bool:
+    """A text of ``n_words`` words is within ``naopc_max_words`` (its bounds are searched)."""
+    return opts.naopc_max_words is None or n_words <= opts.naopc_max_words
 
 
 @dataclass(frozen=True)
@@ -132,12 +146,11 @@ def _flip_rows(pool: Pool, full: _Full, jobs: list[_Job], ids: list) -> pd.DataF
 
 
 def _bound_rows(pool: Pool, full: _Full, words: list[Variant], exact: dict[int, ExactBounds],
-                opts: Options) -> pd.DataFrame:
+                opts: ErasureOptions) -> pd.DataFrame:
     """Exact bounds from the scored subsets; beam searches for the rest, all examples in step."""
     found = {i: {"bound_method": "exact", **b.bounds(pool, full.p_y[i], full.labels[i])} for i, b in exact.items()}
-    limit = opts.bound_max_words
     for i, w in enumerate(words):
-        if i not in exact and limit is not None and len(w) > limit:  # not searched: NAOPC NaN
+        if i not in exact and not _bounded(opts, len(w)):  # not searched: NAOPC NaN
             found[i] = {"bound_method": "none", **{c: math.nan for c in _BOUND_COLS[1:]}}
     beams = {
         i: {f"{m}_{side}": Beam(w, opts, m, sign, full.p_y[i], full.labels[i])
@@ -175,49 +188,225 @@ def _soft_rows(pool: Pool, full: _Full, jobs: list[_Job], ids: list, zero_ids: l
 _SOFT_COLS = ["soft_comp", "soft_suff", "soft_room", "soft_comp_norm", "soft_suff_norm"]
 
 
+@dataclass
+class EngineRun:
+    """One call of the engine (:func:`evaluate`), as an engine part's ``queue`` and ``read`` see it.
+
+    Attributes:
+        scorer: the scorer of the call.
+        pool: the deduplicating queue: ``pool.add(variant)`` -> an id; after the flush ``pool[id]``
+            is the variant's class probabilities (a part that searches may add and ``pool.flush()``
+            again in its ``read``).
+        words: the examples, one :class:`~toolkit.metrics.faithfulness.erasure.Variant` each.
+        jobs: the rankings to evaluate; each has ``example`` (index into ``words``), ``method``,
+            ``ranking`` (-1 for a given attribution), ``order`` (word indices, most important first)
+            and ``scores`` (the word scores behind the order).
+        options: the :class:`~toolkit.metrics.faithfulness.erasure.ErasureOptions` of the call
+            (``options.eraser.apply(words, erased)`` erases as the call asks).
+        curve_metrics: the curves whose erased variants the ``curves`` part scores.
+        full: after the first flush, what the unerased texts say: ``labels`` (y^ per example),
+            ``p_y`` (p(y^|x) per example) and ``row(job)`` (a job's leading columns).
+    """
+
+    scorer: Scorer
+    pool: Pool
+    words: list[Variant]
+    jobs: list[_Job]
+    options: ErasureOptions
+    curve_metrics: tuple[str, ...] = ("comprehensiveness", "sufficiency")
+    full: _Full | None = None
+
+
+@dataclass(frozen=True)
+class EnginePart:
+    """One part of the erasure engine: the variants it queues and the rows it reads from their scores.
+
+    Metrics declare the parts they read (``Metric.needs``); the engine runs a part only when a
+    registered faithfulness metric needs it and its ``switch`` is on in the call's options
+    (:func:`engine_parts`).
+
+    Attributes:
+        name: the name metrics' ``needs`` use.
+        queue: ``queue(run)`` adds the part's variants to ``run.pool`` (before the one flush) and
+            returns whatever ``read`` needs (its ids).
+        read: ``read(run, queued)`` -> a DataFrame: per ranking (columns example, method, ranking
+            and ``columns``), or whatever ``merge`` takes.
+        columns: the columns of its frame that join the per-ranking table (the metrics read them).
+        switch: the :class:`ErasureOptions` switch that turns it on (``naopc``, ``soft``, or a key of
+            ``part_options``); None: on whenever a registered metric needs it.
+        what: how a message names it (``the bound search``).
+        merge: ``merge(table, frame)`` -> the per-ranking table with the part's columns (default: a
+            left join on example, method, ranking).
+        kept: columns that stay in the per-ranking and per-example tables (the others are dropped
+            once the metrics are computed), with their value when the part did not run.
+    """
+
+    name: str
+    queue: Callable[[EngineRun], Any]
+    read: Callable[[EngineRun, Any], pd.DataFrame]
+    columns: tuple[str, ...] = ()
+    switch: str | None = None
+    what: str = ""
+    merge: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame] | None = None
+    kept: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise InputError(f"engine part name {short_repr(self.name)} is invalid; expected an identifier")
+        for attr in ("queue", "read"):
+            if not callable(getattr(self, attr)):
+                raise InputError(f"engine part {self.name!r}: {attr} is not callable")
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "what", self.what or f"the engine part {self.name!r}")
+        object.__setattr__(self, "kept", dict(self.kept))
+
+
+ENGINE: Registry[EnginePart] = Registry("engine part")
+"""The erasure engine's parts by name, in registration order (the order they queue and join the table)."""
+
+
+def register_engine_part(name: str, queue: Callable[[EngineRun], Any], read: Callable[[EngineRun, Any], pd.DataFrame],
+                         *, replace: bool = False, **fields: Any) -> EnginePart:
+    """Add a part to the erasure engine (``fields``: those of :class:`EnginePart`) and return it; a
+    name already registered is refused unless ``replace=True``.
+
+    After it, a faithfulness metric may name it in ``needs`` (``register_metric(..., needs={name})``)
+    and every engine call (:func:`faithfulness_report`, :func:`model_faithfulness`, a study's cells)
+    runs it when such a metric is registered and its switch is on. ``with ENGINE.restored(): ...``
+    undoes the registration.
+    """
+    part = ENGINE.register(name, EnginePart(name, queue, read, **fields), replace=replace)
+    _allow_needs(tuple(dict.fromkeys((*metric_registry.ENGINE_PARTS, name))))
+    return part
+
+
+def unregister_engine_part(name: str) -> EnginePart:
+    """Remove an engine part and return it; refused while a registered metric needs it."""
+    part = ENGINE.get(name)
+    users = [m.name for m in list_metrics("faithfulness") if name in m.needs]
+    if users:
+        raise InputError(f"engine part {name!r} is needed by the registered metrics {users}; unregister them first")
+    _allow_needs(tuple(p for p in metric_registry.ENGINE_PARTS if p != name))
+    ENGINE.unregister(name)
+    return part
+
+
+def _allow_needs(names: tuple[str, ...]) -> None:
+    """The engine parts a faithfulness ``Metric.needs`` may name: the metric registry checks them
+    against its ``ENGINE_PARTS`` (it sits below this module and cannot ask it), so a registered
+    part is added there, and to the per-family table that holds the same names."""
+    metric_registry.ENGINE_PARTS = names
+    needs_of = getattr(metric_registry, "_NEEDS_OF", None)
+    if isinstance(needs_of, dict):
+        needs_of["faithfulness"] = names
+
+
+def list_engine_parts() -> tuple[EnginePart, ...]:
+    """The registered engine parts, in registration order (the order their columns join the table)."""
+    return ENGINE.values()
+
+
+def engine_parts(options: ErasureOptions | None = None) -> tuple[str, ...]:
+    """The parts an engine call with ``options`` runs: ``curves`` (always: the per-ranking rows come
+    from it), and each other part that a registered faithfulness metric needs and whose switch is on."""
+    options = ErasureOptions.of(options)
+    needs = set().union(*(m.needs for m in list_metrics("faithfulness")))
+    return tuple(p.name for p in ENGINE.values()
+                 if p.name == "curves" or (p.name in needs and options.enabled(p.switch)))
+
+
+def missing_part(metric: Metric, options: ErasureOptions | None = None) -> EnginePart | None:
+    """The first engine part ``metric`` needs that ``options`` leave off (None: it is measured)."""
+    options = ErasureOptions.of(options)
+    for name in sorted(metric.needs):
+        if name not in ENGINE:
+            raise InputError(f"metric {metric.name!r} needs the engine part {name!r}, which is not registered")
+        if not options.enabled(ENGINE.get(name).switch):
+            return ENGINE.get(name)
+    return None
+
+
+def measures(metric: Metric, options: ErasureOptions | None = None) -> bool:
+    """Whether an engine call with ``options`` measures ``metric`` (every part it needs runs; other
+    families' metrics: True)."""
+    return missing_part(metric, options) is None
+
+
 def evaluate(
-    scorer: Scorer, words: list[Variant], jobs: list[_Job], opts: Options,
-    *, curves: bool = False, flips: bool = False, bounds: bool = False, soft: bool = False,
-    curve_metrics: tuple[str, ...] = ("comprehensiveness", "sufficiency"),
-) -> _Results:
-    """Queue every variant asked for, score them in one call (+ beam steps), read the tables.
+    scorer: Scorer, words: list[Variant], jobs: list[_Job], opts: ErasureOptions, parts: Collection[str] = ("curves",),
+    *, curve_metrics: tuple[str, ...] = ("comprehensiveness", "sufficiency"),
+) -> dict[str, pd.DataFrame]:
+    """Queue every variant the ``parts`` ask for, score them in one call (+ a part's own steps), read their rows.
 
     ``curve_metrics``: the curves whose variants are scored (the other's columns are NaN).
-    ``soft``: the masked variants of the soft metrics (the scorer must accept them).
+
+    Returns:
+        Engine part name -> its rows, for each of ``parts``.
     """
-    if soft and not getattr(scorer, "accepts_masks", False):
+    unknown = [p for p in parts if p not in ENGINE]
+    if unknown:
+        raise InputError(f"unknown engine part(s) {unknown}; registered: {list(ENGINE.names())}")
+    pool = Pool(scorer)
+    run = EngineRun(scorer, pool, words, list(jobs), opts, tuple(curve_metrics))
+    full_ids = [pool.add(w) for w in words]
+    queued = {p.name: p.queue(run) for p in ENGINE.values() if p.name in parts}
+    pool.flush()
+    run.full = _Full.read(pool, full_ids, words)
+    return {name: ENGINE.get(name).read(run, state) for name, state in queued.items()}
+
+
+# ----------------------------------------------------------------------------- the built-in parts
+
+
+def _queue_curves(run: EngineRun) -> list:
+    comp, suff = "comprehensiveness" in run.curve_metrics, "sufficiency" in run.curve_metrics
+    erasure, ids = run.options.eraser, []
+    for job in run.jobs:
+        w, order = run.words[job.example], job.order
+        ks = [k_for_fraction(f, len(w)) for f in run.options.fractions]
+        ids.append([(k, run.pool.add(erasure.apply(w, order[:k])) if comp else None,
+                     run.pool.add(erasure.keep(w, order[:k])) if suff else None) for k in ks])
+    return ids
+
+
+def _queue_flips(run: EngineRun) -> list:
+    erasure = run.options.eraser
+    return [[run.pool.add(erasure.apply(run.words[job.example], job.order[:k]))
+             for k in range(1, len(run.words[job.example]) + 1)] for job in run.jobs]
+
+
+def _queue_bounds(run: EngineRun) -> dict[int, ExactBounds]:
+    opts = run.options
+    return {i: ExactBounds(run.pool, w, opts) for i, w in enumerate(run.words)
+            if len(w) <= opts.exact_max_words and _bounded(opts, len(w))}
+
+
+def _queue_soft(run: EngineRun) -> tuple[list, list[int]]:
+    if not getattr(run.scorer, "accepts_masks", False):
         raise InputError("the soft faithfulness metrics mask token embeddings, and this scorer scores texts only "
                          "(it has no accepts_masks = True); use toolkit.metrics.faithfulness.model_scorer, or soft=False")
-    comp, suff = "comprehensiveness" in curve_metrics, "sufficiency" in curve_metrics
-    pool, erasure = Pool(scorer), opts.erasure
-    full_ids = [pool.add(w) for w in words]
-    curve_ids, flip_ids = [], []
-    for job in jobs:
-        w, order = words[job.example], job.order
-        if curves:
-            ks = [k_for_fraction(f, len(w)) for f in opts.fractions]
-            curve_ids.append([(k, pool.add(erasure.apply(w, order[:k])) if comp else None,
-                               pool.add(erasure.keep(w, order[:k])) if suff else None) for k in ks])
-        if flips:
-            flip_ids.append([pool.add(erasure.apply(w, order[:k])) for k in range(1, len(w) + 1)])
-    soft_ids, zero_ids = [], []
-    if soft:
-        zero_ids = [pool.add(Masked(w, np.zeros(len(w)), ())) for w in words]
-        for job in jobs:
-            w, q = words[job.example], keep_probabilities(job.scores)
-            seeds = [mask_seed(opts.soft_seed, w.text, s) for s in range(opts.soft_samples)]
-            soft_ids.append([(pool.add(Masked(w, 1.0 - q, seed)), pool.add(Masked(w, q, seed))) for seed in seeds])
-    limit = len(max(words, key=len)) if opts.bound_max_words is None else opts.bound_max_words
-    exact = {i: ExactBounds(pool, w, opts) for i, w in enumerate(words)
-             if bounds and len(w) <= min(opts.exact_max_words, limit)}
-    pool.flush()
-    full = _Full.read(pool, full_ids, words)
-    return _Results(
-        _curve_rows(pool, full, jobs, curve_ids, opts.fractions) if curves else None,
-        _flip_rows(pool, full, jobs, flip_ids) if flips else None,
-        _bound_rows(pool, full, words, exact, opts) if bounds else None,
-        _soft_rows(pool, full, jobs, soft_ids, zero_ids) if soft else None,
-    )
+    opts, pool = run.options, run.pool
+    zero_ids = [pool.add(Masked(w, np.zeros(len(w)), ())) for w in run.words]
+    soft_ids = []
+    for job in run.jobs:
+        w, q = run.words[job.example], keep_probabilities(job.scores)
+        seeds = [mask_seed(opts.soft_seed, w.text, s) for s in range(opts.soft_samples)]
+        soft_ids.append([(pool.add(Masked(w, 1.0 - q, seed)), pool.add(Masked(w, q, seed))) for seed in seeds])
+    return soft_ids, zero_ids
+
+
+register_engine_part("curves", _queue_curves,
+                     lambda run, ids: _curve_rows(run.pool, run.full, run.jobs, ids, run.options.fractions),
+                     what="the erasure curves")
+register_engine_part("bounds", _queue_bounds,
+                     lambda run, exact: _bound_rows(run.pool, run.full, run.words, exact, run.options),
+                     columns=tuple(_BOUND_COLS), switch="naopc", what="the bound search",
+                     merge=lambda table, frame: _widen(table, frame),
+                     kept={c: "none" if c == "bound_method" else math.nan for c in _BOUND_COLS})
+register_engine_part("flips", _queue_flips, lambda run, ids: _flip_rows(run.pool, run.full, run.jobs, ids),
+                     columns=("flipped", "fraction"), what="the decision flip")
+register_engine_part("soft", _queue_soft, lambda run, ids: _soft_rows(run.pool, run.full, run.jobs, *ids),
+                     columns=tuple(_SOFT_COLS), switch="soft", what="soft erasure")
 
 
 def jobs_for(attributions: Sequence[np.ndarray], method: str) -> list[_Job]:
@@ -274,9 +463,6 @@ def permuted_jobs(words: list[Variant], attributions: Sequence[np.ndarray], meth
     return jobs
 
 
-_KEYS = ["example", "method", "ranking"]
-_BOUND_COLS = ["bound_method", "comprehensiveness_lower", "comprehensiveness_upper",
-               "sufficiency_lower", "sufficiency_upper"]
 
 
 def _aopc_table(curves: pd.DataFrame) -> pd.DataFrame:
@@ -366,16 +552,6 @@ register_metric(Metric("room", _soft("soft_room"), "faithfulness", higher_is_bet
                        label="room p - p(0)", short="room", needs={"soft"}))
 
 
-def engine_parts(naopc: bool = True, soft: bool = False) -> dict[str, bool]:
-    """The :func:`evaluate` flags the registered faithfulness metrics need: ``curves`` (always: the
-    per-ranking rows come from them), ``flips``, ``bounds`` when ``naopc`` (the bound search) and
-    ``soft`` when ``soft`` (the masked-embedding variants)."""
-    needs = set().union(*(m.needs for m in list_metrics("faithfulness")))
-    return {"curves": True, "flips": "flips" in needs, "bounds": bool(naopc) and "bounds" in needs,
-            "soft": bool(soft) and "soft" in needs}
-
-
-
 # ----------------------------------------------------------------------------- public metrics
 
 
@@ -403,8 +579,8 @@ def erasure_curves(
     """
     words = check_words(words)
     attributions = check_attributions(attributions, words, "attributions")
-    opts = options(fractions, erasure, replacement)
-    curves = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True).curves
+    opts = ErasureOptions(fractions, erasure, replacement)
+    curves = evaluate(scorer, words, jobs_for(attributions, ""), opts, ("curves",))["curves"]
     return curves.drop(columns=["method", "ranking"]).reset_index(drop=True)
 
 
@@ -435,8 +611,8 @@ def _one_metric(
     """One metric's curve and AOPC; only that metric's erased variants are scored (half of erasure_curves')."""
     words = check_words(words)
     attributions = check_attributions(attributions, words, "attributions")
-    opts = options(fractions, erasure, replacement)
-    curves = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True, curve_metrics=(metric,)).curves
+    opts = ErasureOptions(fractions, erasure, replacement)
+    curves = evaluate(scorer, words, jobs_for(attributions, ""), opts, ("curves",), curve_metrics=(metric,))["curves"]
     wide = curves.pivot_table(index="example", columns="fraction", values=metric, sort=False)
     wide.columns = [f"{metric}@{f:g}" for f in wide.columns]
     head = curves.groupby("example", sort=False)[["n_words", "label", "p_full"]].first()
@@ -505,8 +681,8 @@ def aopc_bounds(
         comprehensiveness_lower, comprehensiveness_upper, sufficiency_lower, sufficiency_upper.
     """
     words = check_words(words)
-    opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
-    return evaluate(scorer, words, [], opts, bounds=True).bounds
+    opts = ErasureOptions(fractions, erasure, replacement, exact_max_words=exact_max_words, beam_width=beam_width)
+    return evaluate(scorer, words, [], opts, ("bounds",))["bounds"]
 
 
 def naopc(
@@ -532,9 +708,9 @@ def naopc(
     """
     words = check_words(words)
     attributions = check_attributions(attributions, words, "attributions")
-    opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
-    res = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True, bounds=True)
-    table = _widen(_aopc_table(res.curves), res.bounds)
+    opts = ErasureOptions(fractions, erasure, replacement, exact_max_words=exact_max_words, beam_width=beam_width)
+    res = evaluate(scorer, words, jobs_for(attributions, ""), opts, ("curves", "bounds"))
+    table = _widen(_aopc_table(res["curves"]), res["bounds"])
     table = table.assign(naopc_comprehensiveness=_naopc("comprehensiveness")(table),
                          naopc_sufficiency=_naopc("sufficiency")(table))
     return table.drop(columns=["method", "ranking"])
@@ -557,8 +733,8 @@ def decision_flip(
     """
     words = check_words(words)
     attributions = check_attributions(attributions, words, "attributions")
-    opts = options(FRACTIONS, erasure, replacement)
-    flips = evaluate(scorer, words, jobs_for(attributions, ""), opts, flips=True).flips
+    opts = ErasureOptions(FRACTIONS, erasure, replacement)
+    flips = evaluate(scorer, words, jobs_for(attributions, ""), opts, ("flips",))["flips"]
     return flips.drop(columns=["method", "ranking"])
 
 
@@ -587,69 +763,70 @@ def soft_erasure(
     """
     words = check_words(words)
     attributions = check_attributions(attributions, words, "attributions")
-    opts = options(FRACTIONS, "delete", "...", soft_samples=n_samples, soft_seed=seed)
-    res = evaluate(scorer, words, jobs_for(attributions, ""), opts, curves=True, curve_metrics=(), soft=True)
-    table = _aopc_table(res.curves).merge(res.soft, on=_KEYS, how="left")
+    opts = ErasureOptions(soft=True, soft_samples=n_samples, soft_seed=seed)
+    res = evaluate(scorer, words, jobs_for(attributions, ""), opts, ("curves", "soft"), curve_metrics=())
+    table = _aopc_table(res["curves"]).merge(res["soft"], on=_KEYS, how="left")
     names = ["soft_comprehensiveness", "soft_sufficiency", "room", "soft_comprehensiveness_normalised",
              "soft_sufficiency_normalised"]
     table = table.rename(columns=dict(zip(_SOFT_COLS, names)))
     return table[["example", "n_words", "label", "p_full", *names]]
 
 
-def metric_table(res: _Results) -> pd.DataFrame:
+def metric_table(res: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per-ranking rows: the engine's columns, then one column per registered faithfulness metric.
 
+    Args:
+        res: :func:`evaluate`'s rows per engine part (``curves`` among them).
+
     Returns:
-        One row per (example, method, ranking): n_words, label, p_full, the bound columns
-        (bound_method "none" and NaN bounds without the bound search), then each registered
-        faithfulness metric in registry order (NaN where the engine part it needs was not run).
+        One row per (example, method, ranking): n_words, label, p_full, each part's ``kept``
+        columns (the bound columns: bound_method "none" and NaN bounds without the bound search),
+        then each registered faithfulness metric in registry order (NaN where an engine part it
+        needs did not run).
     """
-    table = _aopc_table(res.curves)
-    parts = {"curves"}
-    if res.bounds is None:
-        table = table.assign(bound_method="none", **{c: math.nan for c in _BOUND_COLS[1:]})
-    else:
-        table = _widen(table, res.bounds)
-        parts.add("bounds")
-    engine_columns = []
-    if res.flips is not None:
-        table = table.merge(res.flips[_KEYS + ["flipped", "fraction"]], on=_KEYS, how="left")
-        engine_columns = ["flipped", "fraction"]
-        parts.add("flips")
-    if res.soft is not None:
-        table = table.merge(res.soft, on=_KEYS, how="left")
-        engine_columns += _SOFT_COLS
-        parts.add("soft")
+    table = _aopc_table(res["curves"])
+    ran, engine_columns = {"curves"}, []
+    for part in ENGINE.values():
+        if part.name == "curves":
+            continue
+        if part.name not in res:
+            table = table.assign(**part.kept)
+            continue
+        frame = res[part.name]
+        table = (part.merge(table, frame) if part.merge is not None
+                 else table.merge(frame[_KEYS + list(part.columns)], on=_KEYS, how="left"))
+        engine_columns += [c for c in part.columns if c not in part.kept]
+        ran.add(part.name)
     for metric in list_metrics("faithfulness"):
-        table[metric.name] = metric.fn(table) if metric.needs <= parts else math.nan
+        table[metric.name] = metric.fn(table) if metric.needs <= ran else math.nan
     return table.drop(columns=[c for c in engine_columns if c not in metric_names("faithfulness")])
 
 
 def average_rankings(table: pd.DataFrame) -> pd.DataFrame:
     """Mean over a method's rankings per example (fraction_flip over the rankings that flipped)."""
-    first = ["n_words", "label", "p_full", *_BOUND_COLS]
+    first = ["n_words", "label", "p_full", *(c for part in ENGINE.values() for c in part.kept)]
     agg = {c: (c, "first") for c in first} | {m: (m, "mean") for m in metric_names("faithfulness") if m in table}
     out = table.groupby(["example", "method"], sort=False).agg(**agg, n_rankings=("ranking", "size"))
     return out.reset_index()
 
 
 def random_baseline(
-    scorer: Scorer, words: Examples,
-    *, n_rankings: int = 10, seed: int = 0, per_ranking: bool = False, naopc: bool = True,
-    fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
-    exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
+    scorer: Scorer, words: Examples, options: ErasureOptions | None = None,
+    *, n_rankings: int = 10, seed: int = 0, per_ranking: bool = False, **erasure_options: Any,
 ) -> pd.DataFrame:
     """The metrics of R seeded random rankings, the chance level to read a method's scores against.
 
-    Example i draws its R rankings from ``np.random.default_rng([seed, i])``. Other arguments as
-    :func:`erasure_curves` and :func:`aopc_bounds`.
+    Example i draws its R rankings from ``np.random.default_rng([seed, i])``.
 
     Args:
+        options: the engine's options (:class:`~toolkit.metrics.faithfulness.erasure.ErasureOptions`;
+            default: its defaults); ``naopc=False`` skips the bound search (the dominant cost): the
+            NAOPC columns are NaN and bound_method is "none".
         n_rankings: R, random rankings per example.
         seed: seed of the rankings.
         per_ranking: return one row per (example, ranking) instead of the per-example mean.
-        naopc: compute the NAOPC bounds; False skips the bound search (the dominant cost): the
-            NAOPC columns are NaN and bound_method is "none".
+        erasure_options: ErasureOptions fields (``naopc=False``, ``fractions=...``), each replacing
+            that of ``options``.
 
     Returns:
         One row per example (or per (example, ranking)): example, method ("random"), n_words,
@@ -660,7 +837,7 @@ def random_baseline(
     """
     words = check_words(words)
     n_rankings = check_int(n_rankings, "n_rankings", 1)
-    opts = options(fractions, erasure, replacement, exact_max_words, beam_width)
+    opts = ErasureOptions.of(options, **erasure_options)
     jobs = random_jobs(words, n_rankings, seed)
-    table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc))))
+    table = metric_table(evaluate(scorer, words, jobs, opts, engine_parts(opts)))
     return table if per_ranking else average_rankings(table)

@@ -12,10 +12,10 @@ import pandas as pd
 
 from ...attribution import attribute
 from ..._core.validation import InputError, check_int
-from .erasure import Scorer, Variant
+from .erasure import ErasureOptions, Scorer, Variant
 from .memo import ScoreMemo, memo_for, memoize, model_state
 from .report import faithfulness_report
-from .soft import SOFT_SAMPLES, Masked, masked_label_probs
+from .soft import Masked, masked_label_probs
 
 __all__ = [
     "model_faithfulness",
@@ -79,6 +79,7 @@ def model_faithfulness(
     task: Any,
     examples: Sequence[Any],
     methods: Sequence[str],
+    options: ErasureOptions | None = None,
     *,
     backend: str = "fast",
     batch_size: int = 16,
@@ -86,14 +87,10 @@ def model_faithfulness(
     seed: int = 0,
     n_boot: int = 1000,
     alpha: float = 0.05,
-    naopc: bool = True,
-    soft: bool = False,
-    soft_samples: int = SOFT_SAMPLES,
-    naopc_max_words: int | None = None,
     memo: bool | ScoreMemo = True,
-    soft_seed: int = 0,
     n_permutations: int = 0,
     permutation_seed: int = 0,
+    **erasure_options: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Explain ``examples`` with each attribution method and measure the erasure faithfulness of each.
 
@@ -108,23 +105,24 @@ def model_faithfulness(
         methods: attribution method names, e.g. ``("saliency", "input_x_gradient")``.
         backend: attribution backend, ``"fast"`` or ``"inseq"``.
         batch_size: examples per forward pass, for attributions and scoring alike.
-        n_random, seed, n_boot, alpha, naopc, soft, soft_samples, soft_seed, naopc_max_words: as in
-            :func:`faithfulness_report`, and so are n_permutations and permutation_seed
-            (the soft metrics' masks are seeded by the text, not by ``seed``: a pruned model and
-            its unpruned reference see the same masks).
+        options, erasure_options: the engine's
+            :class:`~toolkit.metrics.faithfulness.erasure.ErasureOptions`, passed whole to
+            :func:`faithfulness_report` (the soft metrics' masks are seeded by the text and
+            ``soft_seed``, not by ``seed``: a pruned model and its unpruned reference see the same masks).
+        n_random, seed, n_boot, alpha, n_permutations, permutation_seed: as in :func:`faithfulness_report`.
         memo: as in :func:`model_scorer` (default: remembered per model state, so a second call
             on the same sentences and model state scores only new variants).
 
     Returns:
         ``(per_example, aggregate)`` as :func:`faithfulness_report` returns them.
     """
+    options = ErasureOptions.of(options, **erasure_options)  # checked before the attributions are computed
     attributions = {
         m: attribute(model, tokenizer, task, examples, method=m, backend=backend, batch_size=batch_size) for m in methods
     }
     scorer = model_scorer(model, tokenizer, task, batch_size=batch_size, memo=memo)
     return faithfulness_report(
         scorer, [e.text for e in examples], {m: [a.scores for a in attributions[m]] for m in methods},
-        n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha, naopc=naopc, soft=soft, soft_samples=soft_samples,
-        naopc_max_words=naopc_max_words, soft_seed=soft_seed, n_permutations=n_permutations,
+        options, n_random=n_random, seed=seed, n_boot=n_boot, alpha=alpha, n_permutations=n_permutations,
         permutation_seed=permutation_seed,
-    )  # fmt: skip
+    )

@@ -12,20 +12,9 @@ import numpy as np
 import pandas as pd
 
 from ..._core.validation import InputError, check_int
-from .erasure import (
-    BEAM_WIDTH,
-    EXACT_MAX_WORDS,
-    FRACTIONS,
-    Examples,
-    Scorer,
-    check_attributions,
-    check_flag,
-    check_words,
-    options,
-)
+from .erasure import ErasureOptions, Examples, Scorer, check_attributions, check_words
 from ..registry import metric_names
 from ...decisions.stats import bootstrap_ci
-from .soft import SOFT_SAMPLES
 from .metrics import (
     RANDOM,
     average_rankings,
@@ -49,11 +38,9 @@ __all__ = [
 
 def faithfulness_report(
     scorer: Scorer, words: Examples, attributions: Mapping[str, Sequence[np.ndarray]],
-    *, n_random: int = 10, seed: int = 0, n_boot: int = 1000, alpha: float = 0.05, naopc: bool = True,
-    fractions: Sequence[float] = FRACTIONS, erasure: str = "delete", replacement: str = "...",
-    exact_max_words: int = EXACT_MAX_WORDS, beam_width: int = BEAM_WIDTH,
-    soft: bool = False, soft_samples: int = SOFT_SAMPLES, soft_seed: int = 0, naopc_max_words: int | None = None,
-    n_permutations: int = 0, permutation_seed: int = 0,
+    options: ErasureOptions | None = None,
+    *, n_random: int = 10, seed: int = 0, n_boot: int = 1000, alpha: float = 0.05,
+    n_permutations: int = 0, permutation_seed: int = 0, **erasure_options: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """AOPC, NAOPC and decision flip of each attribution method beside a random baseline.
 
@@ -66,26 +53,30 @@ def faithfulness_report(
 
     Args:
         attributions: method name -> one score array per example ("random" is reserved).
+        options: how the engine erases and which of its parts run
+            (:class:`~toolkit.metrics.faithfulness.erasure.ErasureOptions`; default: its defaults).
+            ``naopc``: compute the NAOPC bounds (shared by all rankings of a sentence); False is the
+            cheaper AOPC-only run: no bound search, NAOPC columns NaN, bound_method "none".
+            ``soft``: also the soft comprehensiveness and sufficiency
+            (:mod:`toolkit.metrics.faithfulness.soft`; the scorer must accept masked embeddings, as
+            :func:`model_scorer`'s does), each a Monte Carlo mean over ``soft_samples`` mask draws
+            seeded by ``soft_seed`` and the text. ``naopc_max_words``: search the bounds only of
+            texts of at most this many words (None: every text); a longer text's NAOPC is NaN
+            (bound_method "none"). The beam search costs about 1.5 n^2 variants per text of n
+            words, scored in n / 2 sequential steps: 3200 variants, 326 s on 2 idle CPU cores with
+            SmolLM2, for 4 texts of ~22 words.
         n_random: random rankings per example (0 leaves the baseline out).
         seed: seed of the random rankings and of the bootstrap.
         n_boot: bootstrap resamples.
         alpha: 1 - confidence level of the intervals.
-        naopc: compute the NAOPC bounds (shared by all rankings of a sentence); False is the
-            cheaper AOPC-only run: no bound search, NAOPC columns NaN, bound_method "none".
-        soft: also the soft comprehensiveness and sufficiency (:mod:`toolkit.metrics.faithfulness.soft`;
-            the scorer must accept masked embeddings, as :func:`model_scorer`'s does), each a Monte
-            Carlo mean over ``soft_samples`` mask draws seeded by ``soft_seed`` and the text.
-        naopc_max_words: search the bounds only of texts of at most this many words (None: every
-            text); a longer text's NAOPC is NaN (bound_method "none"). The beam search costs
-            about 1.5 n^2 variants per text of n words, scored in n / 2 sequential steps: 3200
-            variants, 326 s on 2 idle CPU cores with SmolLM2, for 4 texts of ~22 words.
         n_permutations: permuted baselines per method (0: none): each permutes the method's own
             scores over the words (:func:`~toolkit.metrics.faithfulness.metrics.permuted_jobs`), so it erases
             and masks exactly as much as the method. Adds per example the method
             ``permuted(<method>)`` (mean over the permutations) and ``<method>_minus_permuted``
             (:func:`minus_permuted`: the method's metric minus its permuted baseline's).
         permutation_seed: seed of the permutations (with each text's crc32).
-        Others: as :func:`erasure_curves` and :func:`aopc_bounds`.
+        erasure_options: ErasureOptions fields as keywords (``naopc=False``, ``soft=True``), each
+            replacing that of ``options``.
 
     Returns:
         (per_example, aggregate). per_example: one row per (example, method) with the columns of
@@ -100,8 +91,7 @@ def faithfulness_report(
     if RANDOM in attributions:
         raise InputError(f"method name {RANDOM!r} is reserved for the random baseline; rename it")
     n_random = check_int(n_random, "n_random", 0)
-    opts = options(fractions, erasure, replacement, exact_max_words, beam_width, soft_samples, soft_seed,
-                   naopc_max_words)
+    opts = ErasureOptions.of(options, **erasure_options)
     n_permutations = check_int(n_permutations, "n_permutations", 0)
     permutation_seed = check_int(permutation_seed, "permutation_seed", 0)
     jobs = []
@@ -110,7 +100,7 @@ def faithfulness_report(
         jobs += jobs_for(checked, str(name))
         jobs += permuted_jobs(words, checked, str(name), n_permutations, permutation_seed)
     jobs += random_jobs(words, n_random, seed)
-    table = metric_table(evaluate(scorer, words, jobs, opts, **engine_parts(check_flag(naopc), check_flag(soft, "soft"))))
+    table = metric_table(evaluate(scorer, words, jobs, opts, engine_parts(opts)))
     per_example = average_rankings(table)
     if n_permutations:
         per_example = pd.concat([per_example, *(minus_permuted(per_example, str(m)) for m in attributions)],
