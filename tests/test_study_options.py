@@ -173,7 +173,7 @@ def test_shots_reach_predictions_importance_faithfulness_and_the_manifest(fixtur
 
     def spy_faithfulness(model, tok, task, *args, **kw):
         seen["faithfulness"].append(task.n_shot)
-        seen["soft"].append(kw.get("soft"))
+        seen["soft"].append(kw["options"].soft)  # the study's ErasureOptions, passed whole
         return faithfulness(model, tok, task, *args, **kw)
 
     monkeypatch.setattr(cells_module, "attention_importance", spy_importance)

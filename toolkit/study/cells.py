@@ -19,6 +19,7 @@ from ..models.adapters import decoder_layers
 from ..metrics.calibration import TemperatureScaler, ece
 from ..data.datasets import best_shots, chance_models, demonstrations, get_task, load_dataset
 from ..metrics.faithfulness import model_faithfulness
+from ..metrics.registry import register_metric
 from ..pruning.importance import attention_importance, choose_layers, importance_metric, select_layers
 from ..data.prompts import split_words
 from ..pruning.attention import drop_attention
@@ -139,18 +140,16 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
     seed = cell.seed(config.seed)
     test, val = data["test"], data["validation"]
     faith_examples, buckets = _faithfulness_examples(cell, config, test.examples)
-    soft = {"soft": True, "soft_samples": config.soft_samples} if config.soft else {}
-    if config.soft and config.soft_seed is not None:
-        soft["soft_seed"] = config.soft_seed
+    permuted = {}
     if config.n_permutations:  # seeded by the study seed and the text: the same in every cell
-        soft |= {"n_permutations": config.n_permutations, "permutation_seed": config.seed}
+        permuted = {"n_permutations": config.n_permutations, "permutation_seed": config.seed}
     with drop_attention(model, layers):
         pred = predict(model, tok, test, batch_size=config.batch_size, progress=False)
         val_pred = predict(model, tok, val, batch_size=config.batch_size, progress=False)
         per_example, _ = model_faithfulness(
-            model, tok, test.task, faith_examples, config.methods, backend=config.attribution_backend,
-            batch_size=config.batch_size, n_random=config.n_random, seed=seed, n_boot=config.n_boot,
-            naopc=config.naopc, naopc_max_words=config.naopc_max_words, **soft,
+            model, tok, test.task, faith_examples, config.methods, options=config.erasure,
+            backend=config.attribution_backend, batch_size=config.batch_size, n_random=config.n_random, seed=seed,
+            n_boot=config.n_boot, **permuted,
         )
     if buckets is not None:  # the engine's `example` is the index into faith_examples
         per_example["length_bucket"] = [buckets[i] for i in per_example["example"]]
@@ -179,6 +178,27 @@ def run_cell(cell: Cell, config: StudyConfig, model, tok, data: dict, importance
     }
 
 
+
+
+# What a cell's record holds beside its predictions, as rows of the study's table: calibration
+# entries of the metric registry whose function reads the record (``fn(record)``), so not columns of
+# calibration_report; shown after the calibration metrics, without a CI or a test.
+def _ece_temperature_scaled(record: dict) -> float:
+    return float(record["ece_scaled"])
+
+
+def _temperature(record: dict) -> float:
+    return float(record["temperature"])
+
+
+def _label_mass(record: dict) -> float:
+    return float(np.mean(record["label_mass"]))
+
+
+register_metric("ece_temperature_scaled", _ece_temperature_scaled, family="calibration", higher_is_better=False,
+                label="ECE after temperature scaling", short="ece_ts")
+register_metric("temperature", _temperature, family="calibration", label="temperature")
+register_metric("label_mass", _label_mass, family="calibration", label="label-verbalizer mass")
 
 
 def _faithfulness_examples(cell: Cell, config: StudyConfig, examples) -> tuple[list, list[str] | None]:

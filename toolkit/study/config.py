@@ -15,6 +15,8 @@ import numpy as np
 
 from .executors import EXECUTORS, Resources
 from ..pruning.importance import SELECTION_STRATEGIES
+from ..metrics.faithfulness.erasure import ErasureOptions
+from ..metrics.faithfulness.metrics import missing_part
 from ..metrics.registry import Metric, family_metric, get_metric, headline_metrics, metric_names
 from .._core.validation import (
     InputError,
@@ -26,7 +28,7 @@ from .._core.validation import (
     short_repr,
 )
 
-__all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
+__all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "ERASURE_KEYS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
            "parse_config_text", "resolve_level"]
 
 # One vocabulary with the notebooks' TOOLKIT_PROFILE (ci | classroom | full): `classroom` is the size a
@@ -35,6 +37,9 @@ PROFILES = ("full", "classroom", "quick", "ci")
 CORRECTIONS = ("holm", "bh")
 _Z975 = 1.959963984540054  # standard normal 97.5% quantile
 _NOT_IN_DIGEST = frozenset({"output_dir", "margin", "alpha", "correction", "executor", "resources", "claims"})
+ERASURE_KEYS = ("naopc", "naopc_max_words", "soft", "soft_samples", "soft_seed")
+"""The study options that are :class:`~toolkit.metrics.faithfulness.erasure.ErasureOptions` fields
+(:attr:`StudyConfig.erasure`); a file keeps them flat, as before the options object existed."""
 CLAIM_FAMILIES = ("calibration", "faithfulness")
 """The metric families whose registered metrics can be a study's claims (``StudyConfig.claims``)."""
 # Options added after the first studies ran: in the digest only when not at their default, so a
@@ -310,13 +315,19 @@ class StudyConfig:
             claims = (claims,)
         claims = tuple(claims)
         for metric in claim_metrics(claims, what="StudyConfig.claims") if claims else ():
-            if not self.naopc and "bounds" in metric.needs:
-                raise InputError(f"StudyConfig.claims holds {metric.name!r}, which needs the bound search; a study "
-                                 "with naopc=false does not measure it (set naopc: true, or claim an AOPC metric)")
-            if not self.soft and "soft" in metric.needs:
-                raise InputError(f"StudyConfig.claims holds {metric.name!r}, a soft erasure metric; a study with "
-                                 "soft=false does not measure it (set soft: true, or drop the claim)")
+            part = missing_part(metric, self.erasure)
+            if part is not None:
+                raise InputError(f"StudyConfig.claims holds {metric.name!r}, which needs {part.what}; a study with "
+                                 f"{part.switch}=false does not measure it (set {part.switch}: true, or drop the claim)")
         object.__setattr__(self, "claims", claims)
+
+    @property
+    def erasure(self) -> ErasureOptions:
+        """The erasure engine's options of every cell, passed whole to
+        :func:`~toolkit.metrics.faithfulness.model_faithfulness`: the config's flat keys
+        (:data:`ERASURE_KEYS`: ``naopc``, ``naopc_max_words``, ``soft``, ``soft_samples``, ``soft_seed``)
+        as :class:`~toolkit.metrics.faithfulness.erasure.ErasureOptions` fields (a None key: the field's default)."""
+        return ErasureOptions(**{k: getattr(self, k) for k in ERASURE_KEYS if getattr(self, k) is not None})
 
     def load_options(self, model: str) -> dict[str, Any]:
         """Keyword arguments of :func:`toolkit.load_model` for ``model``."""

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..decisions import power_table, smallest_p
+from ..metrics.faithfulness.metrics import engine_parts, measures
 from ..metrics.registry import family_metric, list_metrics, metric_names
 from .._core.store import CellStore
 from .._core.validation import InputError
@@ -50,7 +51,7 @@ def _cell_cost(cell: Cell, config: StudyConfig, shots: int = 0) -> float:
     seconds = _SECONDS_PER_SENTENCE * (config.n_eval + config.n_validation)
     seconds += _SECONDS_PER_ATTRIBUTION * n_sentences * len(config.methods)
     seconds += _SECONDS_PER_ERASURE_RANKING * n_sentences * words * (len(config.methods) + config.n_random)
-    if config.naopc:
+    if "bounds" in engine_parts(config.erasure):
         seconds += _SECONDS_PER_BOUNDS * n_sentences * words
     return seconds * (1 + shots / 2)
 
@@ -154,10 +155,10 @@ def plan(config: StudyConfig, *, power: float = 0.8, pilot: dict[str, float] | N
     m_tests = max(1, n_pruned * per_cell)
     test_alpha = config.alpha / m_tests
     n_faith = config.n_faithfulness * max(1, len(config.length_buckets))  # pooled claims: every bucket's sentences
-    n_bounded = n_faith  # NAOPC: only the buckets that hold sentences of <= naopc_max_words words
-    if config.naopc_max_words is not None and config.length_buckets:
+    n_bounded = n_faith  # NAOPC: only the buckets that hold sentences whose bounds are searched
+    if config.length_buckets:
         lowest = (1,) + tuple(b + 1 for b in config.length_buckets[:-1])
-        n_bounded = config.n_faithfulness * sum(lo <= config.naopc_max_words for lo in lowest)
+        n_bounded = config.n_faithfulness * sum(config.erasure.searches_bounds(lo) for lo in lowest)
     acc = power_table(pd.DataFrame([{"metric": equivalence.short, "n": config.n_eval, "p_disc": p_disc}]),
                       alpha=config.alpha, power=power, margin=config.margin)
     wanted = pd.DataFrame([
@@ -189,8 +190,7 @@ def plan(config: StudyConfig, *, power: float = 0.8, pilot: dict[str, float] | N
 
 def planned_metrics(config: StudyConfig) -> set[str]:
     """The registered metrics a study of ``config`` measures: every calibration metric, and the
-    faithfulness metrics its engine computes (none that needs the bound search when ``naopc=False``,
-    none of the soft metrics unless ``soft``)."""
-    faithfulness = {m.name for m in list_metrics("faithfulness")
-                    if (config.naopc or "bounds" not in m.needs) and (config.soft or "soft" not in m.needs)}
+    faithfulness metrics its engine computes with ``config.erasure`` (:func:`~toolkit.metrics.faithfulness.measures`:
+    none that needs the bound search when ``naopc=False``, none of the soft metrics unless ``soft``)."""
+    faithfulness = {m.name for m in list_metrics("faithfulness") if measures(m, config.erasure)}
     return set(metric_names("calibration")) | faithfulness

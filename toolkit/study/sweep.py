@@ -47,13 +47,13 @@ from ..metrics.calibration import (
     compare_calibration,
     ece,
     positive_class_ece,
+    report_metrics,
 )
 from ..data.datasets import best_shots, chance_models, demonstrations, get_task, load_dataset
 from ..decisions import accuracy_noninferiority, collapsed
 from ..pruning.importance import attention_importance, importance_metric, select_layers
 from ..models.manifest import Manifest, check_resume
 from .._core.digests import weights_digest
-from ..metrics.registry import list_metrics
 from ..models.loading import load_model
 from ..pruning.attention import drop_attention
 from ..models.scoring import frame_logprobs, frame_probs, predict
@@ -460,7 +460,7 @@ def sweep_table(records: Sequence[dict], config: SweepConfig) -> pd.DataFrame:
              "brier_reliability": ("probs", _reliability), "brier_resolution": ("probs", _resolution),
              "positive_ece": ("probs", _positive_ece), "positive_rate": ("probs", _positive_rate),
              "label_mass": ("label_mass", _mean_first)}
-    registered = [m.name for m in list_metrics("calibration")]
+    registered = list(report_metrics())  # the calibration metrics of probabilities and labels
     order = list(SWEEP_METRICS) + [m for m in registered if m not in SWEEP_METRICS]
     refs = {(r["model"], r["dataset"], r["shots"]): r for r in records if r["k"] == 0}
     rows = []

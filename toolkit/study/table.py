@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics.calibration import calibration_report, compare_calibration
+from ..metrics.calibration import calibration_report, compare_calibration, report_metrics
 from ..decisions import accuracy_tost
 from ..metrics.registry import get_metric, list_metrics, metric_names
 from ..models.scoring import prediction_frame
@@ -28,9 +28,11 @@ def record_frame(record: dict) -> pd.DataFrame:
 def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
     """One row per (cell, metric): value, CI, and the paired difference against the unpruned cell.
 
-    Rows per cell: each registered calibration metric (:mod:`toolkit.metrics.registry`, registry order; the
-    ``tost`` metric - accuracy - with the TOST columns on pruned cells), ece_temperature_scaled,
-    temperature, label_mass, then ``<faithfulness metric>:<method>`` per attribution method (and
+    Rows per cell: each registered calibration metric of probabilities and labels
+    (:mod:`toolkit.metrics.registry`, registry order; the ``tost`` metric - accuracy - with the TOST
+    columns on pruned cells), then those that read the cell's record (``fn(record)``, without CI or
+    test: ece_temperature_scaled, temperature, label_mass, registered in :mod:`toolkit.study.cells`),
+    then ``<faithfulness metric>:<method>`` per attribution method (and
     ``random``) for each registered faithfulness metric the cells measured.
 
     Every verdict rests on columns of this table (:mod:`toolkit.study.decide`): a pruned cell's
@@ -49,6 +51,8 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
     """
     rows: list[dict] = []
     faithfulness = [m.name for m in list_metrics("faithfulness")]
+    prediction_metrics = report_metrics()  # functions of probabilities and labels: calibration_report's columns
+    record_metrics = [m for m in list_metrics("calibration") if m.name not in prediction_metrics]
     refs = {(r["model"], r["dataset"]): r for r in records if r["k"] == 0}
     for r in records:
         level = r.get("level", r["k"])
@@ -68,6 +72,8 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
         )
         pruned = ref is not None and r["k"] > 0
         for entry in list_metrics("calibration"):
+            if entry.name not in prediction_metrics:
+                continue
             metric = entry.name
             row = dict(base, metric=metric, value=float(report[metric]), low=float(report[f"{metric}_low"]),
                        high=float(report[f"{metric}_high"]), n=len(pred))
@@ -88,11 +94,8 @@ def tidy_table(records: list[dict], config: StudyConfig) -> pd.DataFrame:
                                      margin=config.margin, alpha=config.alpha)
                 row.update({c: gate[c] for c in GATE_COLUMNS})
             rows.append(row)
-        n = len(pred)
-        rows.append(dict(base, metric="ece_temperature_scaled", value=r["ece_scaled"], low=np.nan, high=np.nan, n=n))
-        rows.append(dict(base, metric="temperature", value=r["temperature"], low=np.nan, high=np.nan, n=n))
-        rows.append(dict(base, metric="label_mass", value=float(np.mean(r["label_mass"])), low=np.nan, high=np.nan,
-                         n=n))
+        for entry in record_metrics:  # what the cell persisted beside its predictions (temperature, ...)
+            rows.append(dict(base, metric=entry.name, value=float(entry.fn(r)), low=np.nan, high=np.nan, n=len(pred)))
         faith = pd.DataFrame(r["faithfulness"])
         ref_faith = pd.DataFrame(ref["faithfulness"]) if ref is not None else None
         for method, group in faith.groupby("method", sort=True):

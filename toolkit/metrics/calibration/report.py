@@ -55,10 +55,18 @@ register_metric(Metric("nll", nll, "calibration", higher_is_better=False, test="
 
 def report_metrics(n_bins: int = 15) -> dict[str, Callable[..., float | NDArray[np.float64]]]:
     """The registered calibration metrics (:func:`toolkit.metrics.registry.list_metrics`), ``n_bins`` bound where
-    a metric takes it: name -> ``fn(probs, labels, *, weights=None)``, in registration order."""
+    a metric takes it: name -> ``fn(probs, labels, *, weights=None)``, in registration order.
+
+    An entry whose function takes one ``record`` (``fn(record)``: a value a study cell computed
+    and persisted, e.g. its fitted temperature) is not a function of probabilities and labels: it
+    is a row of the study's table (:func:`toolkit.study.tidy_table`), not of these reports.
+    """
     out = {}
     for metric in list_metrics("calibration"):
-        takes_bins = "n_bins" in inspect.signature(metric.fn).parameters
+        parameters = inspect.signature(metric.fn).parameters
+        if list(parameters) == ["record"]:
+            continue
+        takes_bins = "n_bins" in parameters
         out[metric.name] = functools.partial(metric.fn, n_bins=n_bins) if takes_bins else metric.fn
     return out
 
