@@ -18,6 +18,7 @@ import pytest
 
 from toolkit.data import datasets as tdata
 from toolkit.data.datasets import (
+    DATASETS,
     SPLITS,
     Dataset,
     dataset_from_records,
@@ -48,10 +49,8 @@ def raw_records(name: str) -> list[dict]:
 @pytest.fixture
 def registry():
     """Restore the dataset registry after a test that registers datasets."""
-    saved = dict(tdata._REGISTRY)
-    yield tdata._REGISTRY
-    tdata._REGISTRY.clear()
-    tdata._REGISTRY.update(saved)
+    with DATASETS.restored():
+        yield DATASETS
 
 
 @pytest.fixture
@@ -303,11 +302,11 @@ def test_register_load_and_overwrite_refusal(registry, tmp_path, toy_task):
     assert (row.labels, row.source, row.licence) == ("bad, good", "hand-made", "CC0")
     assert load_dataset("toy", split="train").texts == [r["text"] for r in rows if r["split"] == "train"]
 
-    with pytest.raises(ValueError, match=r"dataset 'toy' is already registered; pass overwrite=True"):
+    with pytest.raises(ValueError, match=r"dataset 'toy' is already registered; pass replace=True"):
         register_dataset("toy", path, toy_task)
     with pytest.raises(ValueError, match=r"dataset 'uci_imdb' is already registered"):
         register_dataset("uci_imdb", path, dataclasses.replace(toy_task, name="uci_imdb"))
-    register_dataset("toy", write_jsonl(tmp_path / "toy2.jsonl", rows[:4]), toy_task, overwrite=True)
+    register_dataset("toy", write_jsonl(tmp_path / "toy2.jsonl", rows[:4]), toy_task, replace=True)
     assert len(load_dataset("toy")) == 4
 
 
@@ -317,7 +316,7 @@ def test_register_rejects_missing_file_bad_records_and_name_mismatch(registry, t
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "label": 5}])
     with pytest.raises(ValueError, match=r"'label' 5"):
         register_dataset("toy", bad, toy_task)
-    assert "toy" not in tdata._REGISTRY
+    assert "toy" not in DATASETS
     with pytest.raises(ValueError, match=r"does not match dataset name 'toy2'"):
         register_dataset("toy2", bad, toy_task)
 

@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM
 from plain_hf_load import in_fresh_process
 from tiny import CONFIGS, tiny_model, tiny_tokenizer
 from toolkit import drop_attention, export_zeroed, load_model, prune_attention, save_pruned
-from toolkit.models.adapters import ADAPTERS, decoder_layers
+from toolkit.models.adapters import ADAPTERS, decoder_layers, register_adapter
 from toolkit.models.checkpoints import BASE_MODEL_TYPE_KEY
 from toolkit.__main__ import main
 from toolkit.pruning.export import ZEROED_KEY, zeroed_parameters
@@ -158,7 +158,7 @@ def test_empty_layer_list_exports_an_unmodified_copy(tmp_path):
     assert ZEROED_KEY not in json.loads((path / "config.json").read_text())
 
 
-def test_export_refuses_what_it_cannot_write_exactly(tmp_path, monkeypatch):
+def test_export_refuses_what_it_cannot_write_exactly(tmp_path):
     model = tiny_model()
     with pytest.raises(RuntimeError, match="needs the unpruned model"):
         export_zeroed(prune_attention(tiny_model(), [0]), [0], tmp_path / "a")
@@ -170,14 +170,17 @@ def test_export_refuses_what_it_cannot_write_exactly(tmp_path, monkeypatch):
     (tmp_path / "d" / "x.txt").write_text("keep")
     with pytest.raises(FileExistsError, match="exists and is not empty"):
         export_zeroed(model, [0], tmp_path / "d")
-    monkeypatch.setitem(ADAPTERS, "LlamaForCausalLM", dataclasses.replace(ADAPTERS["LlamaForCausalLM"], out_proj=None))
-    with pytest.raises(InputError, match="cannot export LlamaForCausalLM in the zeroed format"):
-        export_zeroed(model, [0], tmp_path / "e")
-    # An adapter row naming the wrong projection: the self-check against drop_attention refuses it.
-    monkeypatch.setitem(ADAPTERS, "LlamaForCausalLM", dataclasses.replace(ADAPTERS["LlamaForCausalLM"], out_proj="q_proj"))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(InputError, match="does not equal dropping its attention"):
-        export_zeroed(model, [0], tmp_path / "f")
+    llama = ADAPTERS.get("LlamaForCausalLM")
+    with ADAPTERS.restored():
+        register_adapter("LlamaForCausalLM", dataclasses.replace(llama, out_proj=None), replace=True)
+        with pytest.raises(InputError, match="cannot export LlamaForCausalLM in the zeroed format"):
+            export_zeroed(model, [0], tmp_path / "e")
+        # An adapter row naming the wrong projection: the self-check against drop_attention refuses it.
+        register_adapter("LlamaForCausalLM", dataclasses.replace(llama, out_proj="q_proj"), replace=True)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(InputError, match="does not equal dropping its attention"):
+            export_zeroed(model, [0], tmp_path / "f")
+    assert ADAPTERS.get("LlamaForCausalLM") is llama
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # restored after the failure
     assert not any(p.name.startswith(("e", "f", ".f")) for p in tmp_path.iterdir())  # nothing written
 

@@ -157,7 +157,7 @@ def test_save_pruned_writes_a_manifest_load_model_still_checks(tmp_path):
 
 def _study(tmp_path: Path, name: str) -> StudyConfig:
     model_dir, data = write_fixture(tmp_path)
-    register_dataset(name, data, dataclasses.replace(TASK, name=name), overwrite=True)
+    register_dataset(name, data, dataclasses.replace(TASK, name=name), replace=True)
     return StudyConfig(models=(str(model_dir),), datasets=(name,), levels=(0, 1), selections=("cosine",),
                        methods=("saliency",), n_eval=8, n_validation=6, n_importance=4, n_faithfulness=2,
                        n_random=1, n_boot=20, batch_size=4, naopc=False, output_dir=str(tmp_path / "out"))

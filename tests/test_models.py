@@ -62,13 +62,12 @@ def test_unsupported_architecture_lists_supported():
 
 
 def test_register_adapter_refuses_overwrite():
-    with pytest.raises(ValueError, match="already registered"):
-        register_adapter("LlamaForCausalLM", ADAPTERS["LlamaForCausalLM"])
-    register_adapter("MyLM", Adapter(layers="a", attention="b", attn_norm=None, final_norm="c", embed="d"))
-    try:
+    with pytest.raises(ValueError, match="architecture 'LlamaForCausalLM' is already registered; pass replace=True"):
+        register_adapter("LlamaForCausalLM", ADAPTERS.get("LlamaForCausalLM"))
+    with ADAPTERS.restored():
+        register_adapter("MyLM", Adapter(layers="a", attention="b", attn_norm=None, final_norm="c", embed="d"))
         assert "MyLM" in ADAPTERS
-    finally:
-        del ADAPTERS["MyLM"]
+    assert "MyLM" not in ADAPTERS
 
 
 def test_opt_post_norm_variant_keeps_its_norm():

@@ -1,4 +1,8 @@
-"""The metric registry: a metric registered here, in the test, reaches every consumer with no other edit.
+"""The registries: the generic Registry[T], and a metric registered in the test reaching every consumer.
+
+``toolkit._core.registry.Registry`` is checked against each case of its one policy (a duplicate
+refused with a message that says ``replace=True``, a replacement, an unknown name listing the
+registered ones, the undo that restores a replaced entry), and every registry of the toolkit is one.
 
 One metric per family is registered inside the test (never in the package) - a calibration metric
 (overconfidence), a faithfulness metric (comprehensiveness minus sufficiency) and an importance
@@ -21,16 +25,17 @@ import pytest
 
 from toolkit.models.adapters import decoder_layers
 from toolkit.metrics.registry import (
+    METRICS,
     Metric,
     get_metric,
     headline_metrics,
     list_metrics,
     metric_names,
     register_metric,
-    registered,
     unregister_metric,
 )
-from toolkit._core.validation import InputError
+from toolkit._core.registry import Registry
+from toolkit._core.validation import InputError, InputTypeError
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -64,13 +69,14 @@ TEST_METRICS = (
 def tiny_study(tmp_path_factory):
     """A tiny local study run with the three test metrics registered, and what each consumer made of them.
 
-    Everything that reads the registry runs inside the ``with``: the metrics are unregistered
+    Everything that reads the registry runs inside the ``with``: the metrics and the dataset are unregistered
     before any test of this module runs, so the other tests see the package's registry only.
     """
     from tiny import tiny_model, tiny_tokenizer
     import matplotlib.pyplot as plt
 
     from toolkit import Task, register_dataset
+    from toolkit.data.datasets import DATASETS
     from toolkit.study.plots import claims_plot
     from toolkit.study import StudyConfig, plan, run_study, summary
 
@@ -85,11 +91,13 @@ def tiny_study(tmp_path_factory):
         lines.append(json.dumps({"id": f"r-{i}", "text": " ".join(text), "label": i % 2,
                                  "split": ["train", "validation", "test"][i % 3]}))
     (tmp / "data.jsonl").write_text("\n".join(lines) + "\n")
-    register_dataset("registry_sent", tmp / "data.jsonl", Task(
-        name="registry_sent", instruction="sentiment of this review ?", label_names=("negative", "positive"),
-        verbalizers=("negative", "positive"), input_name="review", use_chat_template=False))
     before = metric_names()
-    with registered(*TEST_METRICS):
+    with METRICS.restored(), DATASETS.restored():
+        register_dataset("registry_sent", tmp / "data.jsonl", Task(
+            name="registry_sent", instruction="sentiment of this review ?", label_names=("negative", "positive"),
+            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False))
+        for metric in TEST_METRICS:
+            register_metric(metric)
         config = StudyConfig(models=(str(tmp / "model"),), datasets=("registry_sent",), levels=(0, 1, 2),
                              selections=("cosine", "t_reverse"), methods=("saliency",), n_eval=8, n_validation=6,
                              n_importance=4, n_faithfulness=3, n_random=1, n_boot=50, batch_size=4,
@@ -174,13 +182,112 @@ def test_registration_is_checked_and_undone():
         get_metric("t_decorated")
 
 
-def test_the_headline_faithfulness_metric_is_decided_by_the_registry():
-    both = {"aopc_comprehensiveness", "naopc_comprehensiveness"}
-    assert [m.name for m in headline_metrics("faithfulness", measured=both)] == ["naopc_comprehensiveness"]
-    assert [m.name for m in headline_metrics("faithfulness", measured={"aopc_comprehensiveness"})] == [
-        "aopc_comprehensiveness"]
+def test_the_default_faithfulness_claim_is_naopc_or_its_stand_in():
+    from toolkit.study.config import STAND_INS, claim_metrics
+
+    both = {"accuracy", "ece", "aopc_comprehensiveness", "naopc_comprehensiveness"}
+    assert [m.name for m in headline_metrics("faithfulness", measured=both)] == [
+        "aopc_comprehensiveness", "naopc_comprehensiveness"]  # the registry: every headline entry
+    assert [m.name for m in claim_metrics(measured=both)] == ["accuracy", "ece", "naopc_comprehensiveness"]
+    assert [m.name for m in claim_metrics(measured=both - {"naopc_comprehensiveness"})] == [
+        "accuracy", "ece", "aopc_comprehensiveness"]  # a study without the bound search
+    assert [m.name for m in claim_metrics()] == ["accuracy", "ece", "naopc_comprehensiveness"]
+    assert STAND_INS == {"aopc_comprehensiveness": "naopc_comprehensiveness"}
     assert [m.name for m in headline_metrics("calibration")] == ["accuracy", "ece"]
     assert {m.family for m in list_metrics()} == {"importance", "faithfulness", "calibration"}
+
+
+def test_metric_needs_are_checked_per_family():
+    assert get_metric("loss_delta").needs == {"labels"} and get_metric("random").control
+    assert get_metric("naopc_comprehensiveness").needs == {"curves", "bounds"}
+    with pytest.raises(InputError, match=r"needs=\['labels'\]; allowed for faithfulness metrics"):
+        Metric("x", _comp_minus_suff, "faithfulness", needs={"labels"})
+    with pytest.raises(InputError, match="allowed for calibration metrics: none"):
+        Metric("x", _overconfidence, "calibration", needs={"curves"})
+    with pytest.raises(InputTypeError, match="is one str"):
+        Metric("x", _comp_minus_suff, "faithfulness", needs="curves")
+    with pytest.raises(InputError, match="control is for importance metrics"):
+        Metric("x", _overconfidence, "calibration", control=True)
+
+
+def test_register_metric_replaces_only_when_asked():
+    ece = get_metric("ece")
+    with METRICS.restored():
+        louder = register_metric(Metric("ece", _overconfidence, "calibration", higher_is_better=False,
+                                        test="paired_bootstrap", headline=True, label="ECE"), replace=True)
+        assert get_metric("ece") is louder and metric_names().index("ece") == 1  # replaced in place
+    assert get_metric("ece") is ece
+
+
+# ---- the generic Registry -----------------------------------------------------------------------------
+def _letters() -> Registry[int]:
+    return Registry("letter", {"a": 1, "b": 2})
+
+
+def test_registry_refuses_a_duplicate_and_says_how_to_replace():
+    letters = _letters()
+    with pytest.raises(InputError, match=r"^letter 'a' is already registered; pass replace=True to replace it$"):
+        letters.register("a", 10)
+    assert letters.get("a") == 1
+    assert letters.register("a", 10, replace=True) == 10
+    assert letters.get("a") == 10 and letters.names() == ("a", "b")  # a replacement keeps its place
+    with pytest.raises(InputTypeError, match="a letter name must be a non-empty str"):
+        letters.register("", 3)
+
+
+def test_registry_get_of_an_unknown_name_lists_the_registered_ones():
+    letters = _letters()
+    with pytest.raises(InputError, match=r"^unknown letter 'c'; expected one of \['a', 'b'\]$"):
+        letters.get("c")
+    with pytest.raises(InputError, match=r"unknown letter \['a'\]"):
+        letters.get(["a"])  # not hashable: the same error, not a TypeError
+    with pytest.raises(InputError, match="unknown letter 'c'"):
+        letters.unregister("c")
+
+
+def test_registry_reads_in_registration_order():
+    letters = _letters()
+    letters.register("0", 0)
+    assert letters.names() == ("a", "b", "0") and list(letters) == ["a", "b", "0"] and len(letters) == 3
+    assert letters.items() == (("a", 1), ("b", 2), ("0", 0)) and letters.values() == (1, 2, 0)
+    assert "a" in letters and "z" not in letters and 1 not in letters
+    assert letters.unregister("a") == 1 and letters.names() == ("b", "0")
+    assert "letter" in repr(letters)
+
+
+def test_registry_restored_undoes_everything_in_the_block():
+    letters = _letters()
+    with letters.restored() as same:
+        assert same is letters
+        letters.register("a", 10, replace=True)  # a replaced entry
+        letters.unregister("b")  # a removed one
+        letters.register("c", 3)  # a new one
+        assert letters.items() == (("a", 10), ("c", 3))
+    assert letters.items() == (("a", 1), ("b", 2))  # the exact previous state, order included
+    with pytest.raises(RuntimeError), letters.restored():
+        letters.register("d", 4)
+        raise RuntimeError("a failing block")
+    assert letters.names() == ("a", "b")  # undone on an error too
+
+
+def test_every_registry_of_the_toolkit_is_one_registry():
+    from toolkit.attribution.registry import ATTRIBUTION_METHODS
+    from toolkit.course.exercises import EXERCISES
+    from toolkit.data.datasets import DATASETS
+    from toolkit.models.adapters import ADAPTERS
+    from toolkit.models.loading import FOLDER_LOADERS
+    from toolkit.models.checkpoints import PRUNING_SPEC
+
+    registries = {"dataset": DATASETS, "metric": METRICS, "architecture": ADAPTERS,
+                  "attribution method": ATTRIBUTION_METHODS, "exercise": EXERCISES, "folder format": FOLDER_LOADERS}
+    for kind, registry in registries.items():
+        assert isinstance(registry, Registry) and registry.kind == kind and len(registry) > 0
+        with pytest.raises(InputError, match=f"unknown {kind} 'nope'; expected one of"):
+            registry.get("nope")
+        first = registry.names()[0]
+        with pytest.raises(InputError, match=f"{kind} '{first}' is already registered; pass replace=True"):
+            registry.register(first, registry.get(first))
+    assert PRUNING_SPEC in FOLDER_LOADERS
 
 
 # Golden numbers are compared to float32 noise, not to the last bit. The model computes in float32

@@ -19,7 +19,7 @@ import pytest
 import toolkit.study.cells as cells_module
 from tiny import tiny_model, tiny_tokenizer
 from toolkit import Task, load_dataset, register_dataset
-from toolkit.metrics.registry import Metric, registered
+from toolkit.metrics.registry import METRICS, Metric, register_metric
 from toolkit.data.prompts import split_words
 from toolkit.decisions.stats import mean_ci
 from toolkit._core.store import CellStore
@@ -48,7 +48,7 @@ def _comp_minus_suff(table: pd.DataFrame) -> pd.Series:
     return table["aopc_comprehensiveness"] - table["aopc_sufficiency"]
 
 
-# A throwaway faithfulness claim (the soft_* metrics are registered elsewhere): only inside `registered`.
+# A throwaway faithfulness claim (the soft_* metrics are registered elsewhere): only inside `METRICS.restored()`.
 T_CLAIM = Metric("t_claim_gap", _comp_minus_suff, "faithfulness", higher_is_better=True, test="paired_t",
                  label="comp - suff", short="t_gap", needs={"curves"})
 
@@ -68,7 +68,7 @@ def fixture(tmp_path_factory) -> dict:
     (tmp / "data.jsonl").write_text("\n".join(lines) + "\n")
     register_dataset(DATASET, tmp / "data.jsonl", Task(
         name=DATASET, instruction="sentiment of this review ?", label_names=("negative", "positive"),
-        verbalizers=("negative", "positive"), input_name="review", use_chat_template=False), overwrite=True)
+        verbalizers=("negative", "positive"), input_name="review", use_chat_template=False), replace=True)
     return {"tmp": tmp, "model": str(tmp / "model")}
 
 
@@ -206,7 +206,8 @@ def bucket_study(fixture):
     """Buckets (4, 8) with n_faithfulness=3 each (the first holds 2 of the 12 test sentences: a
     warning; 7 are longer than 8 words: left out), max_words=2 (not used), and the claims
     accuracy, brier and the throwaway t_claim_gap."""
-    with registered(T_CLAIM):
+    with METRICS.restored():
+        register_metric(T_CLAIM)
         config = _config(fixture, length_buckets=(4, 8), n_faithfulness=3, max_words=2,
                          claims=("t_claim_gap", "brier"), output_dir=str(fixture["tmp"] / "buckets"))
         with pytest.warns(UserWarning, match=r"length bucket\(s\) \{'<=4': 2\} hold fewer than n_faithfulness=3"):

@@ -193,7 +193,7 @@ def _cmd_importance(args: argparse.Namespace) -> int:
     model, tok = load_model(args.model)
     columns = {}
     for metric in args.metric:
-        kwargs = dict(task=ds.task, labels=ds.labels) if importance_metric(metric).needs_labels else {}
+        kwargs = dict(task=ds.task, labels=ds.labels) if "labels" in importance_metric(metric).needs else {}
         columns[metric] = attention_importance(model, tok, ds.texts, metric=metric, progress=True, **kwargs)
     table = pd.DataFrame(columns)
     print(table.round(4).to_string())
@@ -318,12 +318,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from . import list_datasets, list_models
     from .attribution import list_attribution_methods
     from .metrics.registry import FAMILIES, list_metrics, metric_names
+    from .study.config import STAND_INS
 
     print("models:", ", ".join(list_models()), "(or any HF id / local folder)")
     print("importance metrics:", ", ".join(metric_names("importance")))
     print("attribution methods:", ", ".join(list_attribution_methods()))
     for family in FAMILIES[1:]:  # importance above, as the study's selections
-        shown = [m.name + (f" (headline{f' where {m.superseded_by} is not measured' if m.superseded_by else ''})"
+        shown = [m.name + (f" (headline{f' where {STAND_INS[m.name]} is not measured' if m.name in STAND_INS else ''})"
                            if m.headline else "") for m in list_metrics(family)]
         print(f"{family} metrics:", ", ".join(shown))
     print("\ndatasets:")

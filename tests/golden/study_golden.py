@@ -38,6 +38,7 @@ def study_outputs(workdir: Path) -> dict[str, str]:
 
     from tiny import tiny_model, tiny_tokenizer
     from toolkit import Task, register_dataset
+    from toolkit.data.datasets import DATASETS
     from toolkit.study import StudyConfig, plan, run_study, summary
 
     torch.set_num_threads(1)
@@ -58,25 +59,26 @@ def study_outputs(workdir: Path) -> dict[str, str]:
             split = ["train", "validation", "test"][i % 3]
             lines.append(_json.dumps({"id": f"t-{i}", "text": " ".join(text), "label": label, "split": split}))
         Path("golden.jsonl").write_text("\n".join(lines) + "\n")
-        register_dataset("golden_sent", "golden.jsonl", Task(
-            name="golden_sent", instruction="sentiment of this review ?", label_names=("negative", "positive"),
-            verbalizers=("negative", "positive"), input_name="review", use_chat_template=False), overwrite=True)
-        out: dict[str, str] = {}
-        for name, opts in STUDIES.items():
-            config = StudyConfig(models=("model",), datasets=("golden_sent",), methods=("saliency",), n_eval=8,
-                                 n_validation=6, n_importance=4, n_faithfulness=3, n_boot=50, batch_size=4,
-                                 output_dir=f"out_{name}", **opts)
-            table = run_study(config, progress=False, report=True)
-            run_dir = config.run_dir()
-            head = summary(table, correction=config.correction, alpha=config.alpha)
-            out[f"{name}_table.csv"] = (run_dir / "table.csv").read_text()
-            out[f"{name}_report.md"] = (run_dir / "report.md").read_text()
-            out[f"{name}_summary.csv"] = _frame_of(head).to_csv(index=False)
-            out[f"{name}_statement.json"] = _json.dumps(_statement(head), indent=1, sort_keys=True) + "\n"
-            p = plan(config)
-            out[f"{name}_plan.csv"] = p.to_csv(index=False)
-            out[f"{name}_plan.json"] = _json.dumps({"m": int(p.attrs["m"]), "margin": p.attrs["margin"]}) + "\n"
-        return out
+        with DATASETS.restored():  # golden_sent is registered for these studies only
+            register_dataset("golden_sent", "golden.jsonl", Task(
+                name="golden_sent", instruction="sentiment of this review ?", label_names=("negative", "positive"),
+                verbalizers=("negative", "positive"), input_name="review", use_chat_template=False), replace=True)
+            out: dict[str, str] = {}
+            for name, opts in STUDIES.items():
+                config = StudyConfig(models=("model",), datasets=("golden_sent",), methods=("saliency",), n_eval=8,
+                                     n_validation=6, n_importance=4, n_faithfulness=3, n_boot=50, batch_size=4,
+                                     output_dir=f"out_{name}", **opts)
+                table = run_study(config, progress=False, report=True)
+                run_dir = config.run_dir()
+                head = summary(table, correction=config.correction, alpha=config.alpha)
+                out[f"{name}_table.csv"] = (run_dir / "table.csv").read_text()
+                out[f"{name}_report.md"] = (run_dir / "report.md").read_text()
+                out[f"{name}_summary.csv"] = _frame_of(head).to_csv(index=False)
+                out[f"{name}_statement.json"] = _json.dumps(_statement(head), indent=1, sort_keys=True) + "\n"
+                p = plan(config)
+                out[f"{name}_plan.csv"] = p.to_csv(index=False)
+                out[f"{name}_plan.json"] = _json.dumps({"m": int(p.attrs["m"]), "margin": p.attrs["margin"]}) + "\n"
+            return out
     finally:
         os.chdir(old)
 

@@ -47,7 +47,7 @@ LEGENDS: dict[bool, str] = {
 def scores_are_signed(attribution: Attribution) -> bool:
     """The registry's ``signed`` field of the attribution's method; for an unregistered method,
     whether any score is negative."""
-    spec = ATTRIBUTION_METHODS.get(attribution.method)
+    spec = ATTRIBUTION_METHODS.get(attribution.method) if attribution.method in ATTRIBUTION_METHODS else None
     if spec is not None:
         return spec.signed
     return bool(np.any(np.asarray(attribution.scores) < 0))

@@ -89,7 +89,7 @@ def inseq_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, meth
     import inseq
 
     _shim_ipython_display()  # inseq's .show() on this wrapper's outputs needs it under IPython 9
-    name = ATTRIBUTION_METHODS[method].inseq_name if method in ATTRIBUTION_METHODS else method
+    name = ATTRIBUTION_METHODS.get(method).inseq_name if method in ATTRIBUTION_METHODS else method
     available = inseq.list_feature_attribution_methods()
     if name not in available:
         raise InputError(f"unknown inseq method {name!r}; inseq 0.7.1 offers {sorted(available)}")

@@ -1,7 +1,7 @@
 """The registry of attribution methods: what each is called in inseq and how its scores are reduced.
 
-An explicit dict (``ATTRIBUTION_METHODS``) with ``register_attribution_method`` beside it, and the
-checks of a (method, backend, options) request that both backends share.
+A :class:`toolkit._core.registry.Registry` (``ATTRIBUTION_METHODS``) with ``register_attribution_method``
+beside it, and the checks of a (method, backend, options) request that both backends share.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._core.validation import InputError, check_choice
+from .._core.registry import Registry
+from .._core.validation import InputError, InputTypeError, check_choice
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -62,7 +63,7 @@ _UNSIGNED_REDUCTIONS = ("l2", "mean", "mean_kept_layers")
 FAST_METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients")
 
 
-ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {
+ATTRIBUTION_METHODS: Registry[AttributionMethod] = Registry("attribution method", {
     "saliency": AttributionMethod("saliency", "l2", fast_kwargs=()),
     "input_x_gradient": AttributionMethod("input_x_gradient", "l2", fast_kwargs=()),
     "integrated_gradients": AttributionMethod("integrated_gradients", "l2", fast_kwargs=("n_steps", "rule")),
@@ -76,7 +77,7 @@ ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {
     "input_x_gradient_signed": AttributionMethod("input_x_gradient", "sum", fast_kwargs=(), signed=True),
     "integrated_gradients_signed": AttributionMethod(
         "integrated_gradients", "sum", fast_kwargs=("n_steps", "rule"), signed=True),
-}
+})
 
 
 def list_attribution_methods(backend: str | None = None) -> list[str]:
@@ -86,10 +87,14 @@ def list_attribution_methods(backend: str | None = None) -> list[str]:
     return sorted(n for n, m in ATTRIBUTION_METHODS.items() if backend != "fast" or m.fast_kwargs is not None)
 
 
-def register_attribution_method(name: str, method: AttributionMethod, *, overwrite: bool = False) -> None:
-    """Add an inseq method under ``name`` (e.g. ``AttributionMethod("gradient_shap", "l2")``)."""
-    if name in ATTRIBUTION_METHODS and not overwrite:
-        raise InputError(f"attribution method {name!r} is already registered; pass overwrite=True to replace it")
+def register_attribution_method(name: str, method: AttributionMethod, *,
+                                replace: bool = False) -> AttributionMethod:
+    """Add an inseq method under ``name`` (e.g. ``AttributionMethod("gradient_shap", "l2")``); returns ``method``.
+
+    A name already registered is refused (InputError) unless ``replace=True``.
+    """
+    if not isinstance(method, AttributionMethod):
+        raise InputTypeError(f"register_attribution_method needs an AttributionMethod, got {type(method).__name__}")
     if method.reduce not in _REDUCTIONS:
         raise InputError(f"unknown reduce {method.reduce!r}; expected one of {list(_REDUCTIONS)}")
     if method.signed and method.reduce in _UNSIGNED_REDUCTIONS:
@@ -98,14 +103,14 @@ def register_attribution_method(name: str, method: AttributionMethod, *, overwri
         raise InputError(f"the fast backend implements only {', '.join(FAST_METHODS)}, not {method.inseq_name!r}")
     if method.fast_kwargs is not None and method.reduce not in ("l2", "sum"):
         raise InputError(f"the fast backend reduces by 'l2' or 'sum', not {method.reduce!r}")
-    ATTRIBUTION_METHODS[name] = method
+    return ATTRIBUTION_METHODS.register(name, method, replace=replace)
 
 
 def is_signed(method: str) -> bool:
     """Whether ``method``'s scores are signed (see :attr:`AttributionMethod.signed`); unknown names raise."""
     if method not in ATTRIBUTION_METHODS:
         raise InputError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
-    return ATTRIBUTION_METHODS[method].signed
+    return ATTRIBUTION_METHODS.get(method).signed
 
 
 def check_backend(backend: str) -> None:
@@ -116,7 +121,7 @@ def check_method(method: str, backend: str) -> AttributionMethod:
     check_backend(backend)
     if method not in ATTRIBUTION_METHODS:
         raise InputError(f"unknown method {method!r}; expected one of {list_attribution_methods()}")
-    spec = ATTRIBUTION_METHODS[method]
+    spec = ATTRIBUTION_METHODS.get(method)
     if backend == "fast" and spec.fast_kwargs is None:
         raise InputError(
             f"method {method!r} has no fast backend; backend='fast' supports {list_attribution_methods('fast')}, "

@@ -1,8 +1,9 @@
 """The registry of exercises: ``check``, ``exercise``, ``list_exercises``, ``register_exercise``.
 
 The built-in exercises live in one module per notebook (``importance_exercises`` ..
-``study_exercises``); they are registered here in notebook order. A registry refuses to replace
-an exercise silently (pass ``replace=True`` to mean it).
+``study_exercises``); they are registered here in notebook order. ``EXERCISES`` is a
+:class:`toolkit._core.registry.Registry`: it refuses to replace an exercise silently (pass
+``replace=True`` to mean it).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 
 import pandas as pd
 
+from .._core.registry import Registry
 from .._core.validation import InputError, InputTypeError
 from . import calibration_exercises, faithfulness_exercises, importance_exercises, pruning_exercises, study_exercises
 from .checking import NOTEBOOKS, CheckResult, Exercise, run_checks
 
 __all__ = ["EXERCISES", "check", "exercise", "list_exercises", "register_exercise"]
 
-EXERCISES: dict[str, Exercise] = {}
+EXERCISES: Registry[Exercise] = Registry("exercise")
 """Every registered exercise by name, in registration order."""
 
 LIST_COLUMNS = ("name", "notebook", "title", "difficulty", "importance", "minutes", "signature")
@@ -28,17 +30,12 @@ def register_exercise(record: Exercise, *, replace: bool = False) -> Exercise:
     """Add an exercise to the registry; an existing name is an error unless ``replace=True``."""
     if not isinstance(record, Exercise):
         raise InputTypeError(f"register_exercise needs an Exercise record, got {type(record).__name__}")
-    if record.name in EXERCISES and not replace:
-        raise InputError(f"an exercise named {record.name!r} is already registered; pass replace=True to replace it")
-    EXERCISES[record.name] = record
-    return record
+    return EXERCISES.register(record.name, record, replace=replace)
 
 
 def exercise(name: str) -> Exercise:
     """The :class:`Exercise` record registered under ``name``."""
-    if name not in EXERCISES:
-        raise InputError(f"unknown exercise {name!r}; expected one of {sorted(EXERCISES)}")
-    return EXERCISES[name]
+    return EXERCISES.get(name)
 
 
 def list_exercises(notebook: str | None = None) -> pd.DataFrame:

@@ -9,8 +9,9 @@ answer word (verbalizer) per label. The scoring code renders::
     {input_name}: {text}
     Answer with one word: {verbalizers joined with " or "}.
 
-Datasets live in an explicit registry (name -> file, task, source, licence); `register_dataset`
-adds a user's JSONL beside the bundled ones and refuses to overwrite a name silently.
+Datasets live in a registry (`DATASETS`, a :class:`toolkit._core.registry.Registry`: name -> file,
+task, source, licence); `register_dataset` adds a user's JSONL beside the bundled ones and refuses a
+name already registered unless ``replace=True``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from .task import Example, Task
+from .._core.registry import Registry
 from .._core.validation import InputError, InputFileNotFoundError, InputTypeError, check_int, is_int, short_repr
 
 __all__ = [
+    "DATASETS",
     "SPLITS",
     "Dataset",
     "as_examples",
@@ -211,7 +214,8 @@ _BUNDLED: dict[str, DatasetSpec] = {
         "Apache-2.0 (BIG-bench)"),
 }
 
-_REGISTRY: dict[str, DatasetSpec] = dict(_BUNDLED)
+DATASETS: Registry[DatasetSpec] = Registry("dataset", _BUNDLED)
+"""Every registered dataset by name: the bundled ones, then the user's (:func:`register_dataset`)."""
 
 
 def data_dir() -> Path:
@@ -221,9 +225,7 @@ def data_dir() -> Path:
 
 
 def _spec(name: str) -> DatasetSpec:
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise InputError(f"unknown dataset {name!r}; expected one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return DATASETS.get(name)
 
 
 def _path(spec: DatasetSpec) -> Path:
@@ -236,7 +238,7 @@ def get_task(name: str) -> Task:
 
 
 def register_dataset(name: str, path: str | os.PathLike, task: Task, *, source: str = "", licence: str = "",
-                     overwrite: bool = False) -> None:
+                     replace: bool = False) -> None:
     """Add a user JSONL file to the registry (validated now, loaded lazily by `load_dataset`).
 
     Each line is an object with ``text`` (str) and ``label`` (class id or one of ``task.label_names``);
@@ -244,13 +246,11 @@ def register_dataset(name: str, path: str | os.PathLike, task: Task, *, source: 
     records without one are only in ``split=None`` loads) and any extra fields (kept in ``Example.meta``).
 
     Raises:
-        InputError: ``name`` already registered and not ``overwrite``; ``task.name != name``; bad records.
+        InputError: ``name`` already registered and not ``replace``; ``task.name != name``; bad records.
         FileNotFoundError: ``path`` does not exist.
     """
     if not isinstance(name, str) or not name:
         raise InputError(f"dataset name must be a non-empty string, got {name!r}")
-    if name in _REGISTRY and not overwrite:
-        raise InputError(f"dataset {name!r} is already registered; pass overwrite=True to replace it")
     if not isinstance(task, Task):
         raise InputError(f"task must be a toolkit.data.datasets.Task, got {type(task).__name__}")
     if task.name != name:
@@ -261,7 +261,7 @@ def register_dataset(name: str, path: str | os.PathLike, task: Task, *, source: 
         raise InputFileNotFoundError(f"dataset file {str(resolved)!r} does not exist")
     spec = DatasetSpec(resolved, task, source, licence)
     _examples(name, spec)  # validate before registering
-    _REGISTRY[name] = spec
+    DATASETS.register(name, spec, replace=replace)
 
 
 def user_datasets(names: Sequence[str]) -> dict[str, DatasetSpec]:
@@ -270,14 +270,14 @@ def user_datasets(names: Sequence[str]) -> dict[str, DatasetSpec]:
     A worker process (Ray, SLURM) starts with the bundled registry only; passing these to
     :func:`restore_datasets` there makes a user's datasets loadable on every worker.
     """
-    return {n: _REGISTRY[n] for n in names if n in _REGISTRY and n not in _BUNDLED}
+    return {n: DATASETS.get(n) for n in names if n in DATASETS and n not in _BUNDLED}
 
 
 def restore_datasets(specs: Mapping[str, DatasetSpec]) -> None:
     """Register datasets from :func:`user_datasets` (the same file paths must be readable here)."""
     for name, spec in specs.items():
-        if _REGISTRY.get(name) != spec:
-            register_dataset(name, spec.path, spec.task, source=spec.source, licence=spec.licence, overwrite=True)
+        if name not in DATASETS or DATASETS.get(name) != spec:
+            register_dataset(name, spec.path, spec.task, source=spec.source, licence=spec.licence, replace=True)
 
 
 ACCURACY_FILE = "bundled_accuracy.csv"
@@ -330,7 +330,7 @@ def list_datasets() -> pd.DataFrame:
     """
     chance = chance_models()
     rows = []
-    for name, spec in _REGISTRY.items():
+    for name, spec in DATASETS.items():
         examples = _examples(name, spec)
         splits = [ex.meta.get("split") for ex in examples]
         rows.append({"name": name, "n": len(examples),

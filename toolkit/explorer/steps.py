@@ -19,7 +19,7 @@ from ..attribution import attribute, attributions_html
 from ..metrics.calibration import ece, probs_labels
 from ..data.datasets import Dataset
 from ..pruning.importance import select_layers
-from ..metrics.registry import Metric, list_metrics
+from ..metrics.registry import Metric, headline_metrics
 from .faithfulness import SentenceComprehensiveness, sentence_comprehensiveness
 from ..pruning.attention import drop_attention
 from ..models.scoring import predict
@@ -121,9 +121,9 @@ def explain_example(model, tokenizer, dataset: Dataset, layers: Sequence[int], e
 
 
 def explorer_metrics() -> tuple[Metric, ...]:
-    """The metrics the explorer compares with the unpruned model: registered calibration metrics
-    with ``explorer=True`` (:mod:`toolkit.metrics.registry`; built in: accuracy and ECE)."""
-    return tuple(m for m in list_metrics("calibration") if m.explorer)
+    """The metrics the explorer compares with the unpruned model: the calibration headline metrics
+    (:func:`toolkit.metrics.registry.headline_metrics`; built in: accuracy and ECE)."""
+    return headline_metrics("calibration")
 
 
 def compare_to_reference(scores: LayerScores, reference: LayerScores, *, n_boot: int = 1000, alpha: float = 0.05,

@@ -6,6 +6,7 @@ The registry's names are importable from here (``from toolkit.metrics import reg
 
 from .registry import (
     FAMILIES,
+    METRICS,
     TESTS,
     Metric,
     family_metric,
@@ -14,12 +15,12 @@ from .registry import (
     list_metrics,
     metric_names,
     register_metric,
-    registered,
     unregister_metric,
 )
 
 __all__ = [
     "FAMILIES",
+    "METRICS",
     "TESTS",
     "Metric",
     "family_metric",
@@ -28,6 +29,5 @@ __all__ = [
     "list_metrics",
     "metric_names",
     "register_metric",
-    "registered",
     "unregister_metric",
 ]

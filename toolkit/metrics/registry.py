@@ -2,8 +2,8 @@
 
 An entry (:class:`Metric`) says what a metric is (name, function, family), how to read it
 (``higher_is_better``), which paired test stands behind a "changed" claim about it (``test``),
-whether that claim is a headline of the study (``headline``) and how it is displayed (``label``,
-``fmt``, ``short``). Three families:
+whether that claim is a headline of the study (``headline``), how it is displayed (``label``,
+``short``, ``plot``) and what its function needs beyond its family's inputs (``needs``). Three families:
 
 - ``calibration``: ``fn(probs, labels, *, weights=None[, n_bins])`` -> float, or one value per row
   of resample ``weights`` (the vectorised bootstrap of :mod:`toolkit.decisions.stats`). Every entry is a
@@ -14,26 +14,29 @@ whether that claim is a headline of the study (``headline``) and how it is displ
   (``curves``, ``flips``, ``bounds``, ``soft``). Every entry is a column of
   :func:`toolkit.metrics.faithfulness.faithfulness_report` and a row ``<name>:<method>`` of the study's table.
 - ``importance``: ``fn(inputs)`` -> one score per decoder layer (low = first to drop), with
-  :class:`toolkit.pruning.importance.ImportanceInputs`; a selection of the study.
+  :class:`toolkit.pruning.importance.ImportanceInputs`; a selection of the study. ``needs``
+  ``labels``: it reads labelled examples (``task=`` and ``labels=``).
 
 The built-in entries are registered beside their functions (calibration in
 :mod:`toolkit.metrics.calibration.report`, faithfulness in :mod:`toolkit.metrics.faithfulness`, importance in
 :mod:`toolkit.pruning.importance`); a new metric is one :func:`register_metric` call, anywhere. The
-registry is an explicit dict, as inseq's and lm-evaluation-harness's (``@register_metric``) are;
-a name is registered once (a second registration is an error, not a silent overwrite).
+registry is ``METRICS``, a :class:`toolkit._core.registry.Registry` (lm-evaluation-harness's
+``@register_metric`` over one generic registry): a name already registered is refused unless
+``replace=True``, and ``with METRICS.restored(): ...`` undoes every registration made in the block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core.registry import Registry
 from .._core.validation import InputError, InputTypeError, check_choice, short_repr
 
 __all__ = [
     "FAMILIES",
+    "METRICS",
     "TESTS",
     "Metric",
     "family_metric",
@@ -42,7 +45,6 @@ __all__ = [
     "list_metrics",
     "metric_names",
     "register_metric",
-    "registered",
     "unregister_metric",
 ]
 
@@ -56,6 +58,8 @@ TESTS = {
 }
 _TESTS_OF = {"calibration": ("noninferiority", "paired_bootstrap"), "faithfulness": ("paired_t",), "importance": ()}
 ENGINE_PARTS = ("curves", "flips", "bounds", "soft")
+# What ``needs`` may name per family: the erasure engine's parts; an importance metric's labelled examples.
+_NEEDS_OF = {"calibration": (), "faithfulness": ENGINE_PARTS, "importance": ("labels",)}
 
 
 @dataclass(frozen=True)
@@ -71,19 +75,18 @@ class Metric:
         headline: the claim is one of the study's headline claims: a summary column group, a change
             test of the primary family (or, ``noninferiority``, the gate), a plan row and a claims panel.
         label: how a title names it (``ECE``); default ``name``.
-        fmt: format of one value (``.3f``).
         short: its column prefix in the summary (``naopc`` -> ``naopc``, ``d_naopc``, ...); default ``name``.
-        superseded_by: a headline only in a study that did not measure this other metric (AOPC stands
-            in for NAOPC in a study without the bound search).
-        also_show: (table metric, summary column) pairs shown beside this metric's columns in the
-            summary (ECE: the temperature-scaled ECE).
         plot: a panel of the report's metrics-vs-pruning figure.
-        explorer: a row of the explorer's comparison with the unpruned model (calibration).
-        needs: faithfulness: the engine parts ``fn`` reads (``curves``, ``flips``, ``bounds``, ``soft``); a study
-            without the bound search (``naopc=False``) does not measure metrics that need ``bounds``.
-        needs_labels: importance: it needs labelled examples (``task=`` and ``labels=``).
+        needs: what ``fn`` reads beyond its family's inputs. Faithfulness: the engine parts
+            (``curves``, ``flips``, ``bounds``, ``soft``); a study without the bound search
+            (``naopc=False``) does not measure metrics that need ``bounds``. Importance: ``labels``
+            (labelled examples: ``task=`` and ``labels=``).
         control: importance: a control (seeded random scores), not a ranking of the model; one-shot
             only, and no importance profile is drawn for it.
+
+    The explorer's comparison with the unpruned model shows the calibration headline metrics
+    (accuracy and ECE); AOPC standing in for NAOPC as a headline in a study without the bound
+    search is the study's rule (:data:`toolkit.study.config.STAND_INS`).
     """
 
     name: str
@@ -93,14 +96,9 @@ class Metric:
     test: str | None = None
     headline: bool = False
     label: str = ""
-    fmt: str = ".3f"
     short: str = ""
-    superseded_by: str | None = None
-    also_show: tuple[tuple[str, str], ...] = ()
     plot: bool = False
-    explorer: bool = False
     needs: frozenset[str] = field(default_factory=frozenset)
-    needs_labels: bool = False
     control: bool = False
 
     def __post_init__(self) -> None:
@@ -120,30 +118,28 @@ class Metric:
                                  "expected True, False or None")
         object.__setattr__(self, "label", self.label or self.name)
         object.__setattr__(self, "short", self.short or self.name)
+        if isinstance(self.needs, str):
+            raise InputTypeError(f"metric {self.name!r}: needs={self.needs!r} is one str; expected a set of names")
         object.__setattr__(self, "needs", frozenset(self.needs))
-        object.__setattr__(self, "also_show", tuple(tuple(pair) for pair in self.also_show))
-        bad = sorted(self.needs - set(ENGINE_PARTS))
-        if bad or (self.needs and self.family != "faithfulness"):
-            raise InputError(f"metric {self.name!r}: needs={sorted(self.needs)}; allowed for faithfulness metrics: "
-                             f"{list(ENGINE_PARTS)}")
-        if (self.needs_labels or self.control) and self.family != "importance":
-            raise InputError(f"metric {self.name!r}: needs_labels and control are for importance metrics")
+        if self.needs - set(_NEEDS_OF[self.family]):
+            raise InputError(f"metric {self.name!r}: needs={sorted(self.needs)}; allowed for {self.family} metrics: "
+                             f"{list(_NEEDS_OF[self.family]) or 'none'}")
+        if self.control and self.family != "importance":
+            raise InputError(f"metric {self.name!r}: control is for importance metrics")
 
     @property
     def better(self) -> str:
         """``higher``, ``lower`` or ``-`` (neither)."""
         return {True: "higher", False: "lower", None: "-"}[self.higher_is_better]
 
-    def format(self, value: float) -> str:
-        """One value as the metric is displayed."""
-        return format(value, self.fmt)
+
+METRICS: Registry[Metric] = Registry("metric")
+"""Every registered metric by name, in registration order: the order of every table."""
 
 
-_REGISTRY: dict[str, Metric] = {}
-
-
-def register_metric(metric: Metric | str | None = None, fn: Callable[..., Any] | None = None, **fields: Any):
-    """Add a metric to the registry; a name already registered is refused (no silent overwrite).
+def register_metric(metric: Metric | str | None = None, fn: Callable[..., Any] | None = None, *,
+                    replace: bool = False, **fields: Any):
+    """Add a metric to the registry; a name already registered is refused unless ``replace=True``.
 
     Three spellings: ``register_metric(Metric(...))``; ``register_metric("name", fn, family=...,
     ...)``; or as a decorator, ``@register_metric("name", family=..., higher_is_better=...)``
@@ -153,56 +149,36 @@ def register_metric(metric: Metric | str | None = None, fn: Callable[..., Any] |
         The registered :class:`Metric` (the decorator returns the function unchanged).
 
     Raises:
-        InputError: the name is already registered, or the entry is invalid (see :class:`Metric`).
+        InputError: the name is already registered and not ``replace``, or the entry is invalid
+            (see :class:`Metric`).
     """
     if isinstance(metric, Metric):
         if fn is not None or fields:
-            raise InputError("register_metric(Metric(...)) takes no other arguments")
-        if metric.name in _REGISTRY:
-            raise InputError(f"metric {metric.name!r} is already registered (family {_REGISTRY[metric.name].family}); "
-                             "choose another name, or unregister_metric it first")
-        _REGISTRY[metric.name] = metric
-        return metric
+            raise InputError("register_metric(Metric(...)) takes no other arguments than replace=")
+        return METRICS.register(metric.name, metric, replace=replace)
     if not isinstance(metric, str):
         raise InputTypeError(f"register_metric takes a Metric or a name, got {short_repr(metric)}")
     if fn is None:
         def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
-            register_metric(Metric(metric, function, **fields))
+            register_metric(Metric(metric, function, **fields), replace=replace)
             return function
 
         return decorator
-    return register_metric(Metric(metric, fn, **fields))
+    return register_metric(Metric(metric, fn, **fields), replace=replace)
 
 
 def unregister_metric(name: str) -> Metric:
     """Remove a metric from the registry and return its entry (an unknown name is an InputError)."""
-    entry = get_metric(name)
-    del _REGISTRY[name]
-    return entry
-
-
-@contextmanager
-def registered(*metrics: Metric) -> Iterator[tuple[Metric, ...]]:
-    """Register ``metrics`` for the duration of a ``with`` block; they are removed again in ``finally``."""
-    done: list[Metric] = []
-    try:
-        for metric in metrics:
-            done.append(register_metric(metric))
-        yield tuple(done)
-    finally:
-        for metric in reversed(done):
-            _REGISTRY.pop(metric.name, None)
+    return METRICS.unregister(name)
 
 
 def get_metric(name: str) -> Metric:
     """The registered entry named ``name``.
 
     Raises:
-        InputError: no such metric; the message lists the registered names.
+        InputError: ``unknown metric '<name>'; expected one of [...]`` (the registered names).
     """
-    if name not in _REGISTRY:
-        raise InputError(f"unknown metric {short_repr(name)}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return METRICS.get(name)
 
 
 def family_metric(name: str, family: str, what: str | None = None) -> Metric:
@@ -212,14 +188,14 @@ def family_metric(name: str, family: str, what: str | None = None) -> Metric:
         InputError: ``unknown <what> '<name>'; expected one of [...]`` (the family's registered names).
     """
     check_choice(name, what or f"{family} metric", metric_names(family))
-    return _REGISTRY[name]
+    return METRICS.get(name)
 
 
 def list_metrics(family: str | None = None) -> tuple[Metric, ...]:
     """The registered metrics (of one ``family``), in registration order: the order of every table."""
     if family is not None:
         check_choice(family, "metric family", FAMILIES)
-    return tuple(m for m in _REGISTRY.values() if family is None or m.family == family)
+    return tuple(m for m in METRICS.values() if family is None or m.family == family)
 
 
 def metric_names(family: str | None = None) -> tuple[str, ...]:
@@ -229,15 +205,14 @@ def metric_names(family: str | None = None) -> tuple[str, ...]:
 
 def headline_metrics(family: str | None = None, *, measured: Collection[str] | None = None,
                      test: str | None = None) -> tuple[Metric, ...]:
-    """The headline claims (of one ``family``, with one ``test``) among the metrics a study ``measured``.
+    """The headline metrics (of one ``family``, with one ``test``) among the metrics a study ``measured``.
 
-    An entry with ``superseded_by`` is a headline only where that metric was not measured: this
-    is the one place that decides "NAOPC, or AOPC in a study without the bound search".
+    Every one of them: which of NAOPC and AOPC is a study's default claim is the study's rule
+    (:func:`toolkit.study.config.claim_metrics`).
 
     Args:
         measured: names of the metrics at hand (None: every registered one).
     """
     have = set(metric_names()) if measured is None else set(measured)
     return tuple(m for m in list_metrics(family) if m.headline and m.name in have
-                 and (test is None or m.test == test)
-                 and (m.superseded_by is None or m.superseded_by not in have))
+                 and (test is None or m.test == test))

@@ -1,6 +1,7 @@
 """The architecture adapter table: where each architecture keeps what attention pruning touches.
 
-Architecture differences are rows of data in `ADAPTERS` (decoder layers, their attention sub-layers
+Architecture differences are rows of data in `ADAPTERS` (a :class:`toolkit._core.registry.Registry`
+keyed by the class name in ``config.architectures``: decoder layers, their attention sub-layers
 and the norms that serve only the attention), not `if arch == ...` code. Everything that edits or
 inspects layers (pruning, importance, attribution, efficiency) finds them through this module.
 """
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .._core.validation import InputError
+from .._core.registry import Registry
+from .._core.validation import InputError, InputTypeError
 from .pruned_arch import PrunedAttention
 
 __all__ = [
@@ -75,7 +77,7 @@ _GEMMA2_LIKE = Adapter(
     out_proj="o_proj",
 )
 
-ADAPTERS: dict[str, Adapter] = {
+ADAPTERS: Registry[Adapter] = Registry("architecture", {
     "LlamaForCausalLM": _LLAMA_LIKE,
     "MistralForCausalLM": _LLAMA_LIKE,
     "Qwen2ForCausalLM": _LLAMA_LIKE,
@@ -106,14 +108,17 @@ ADAPTERS: dict[str, Adapter] = {
         pre_norm_flag="do_layer_norm_before",
         out_proj="out_proj",
     ),
-}
+})
 
 
-def register_adapter(architecture: str, adapter: Adapter, *, overwrite: bool = False) -> None:
-    """Teach the toolkit a new architecture (the class name in `config.architectures`)."""
-    if architecture in ADAPTERS and not overwrite:
-        raise InputError(f"an adapter for {architecture!r} is already registered; pass overwrite=True to replace it")
-    ADAPTERS[architecture] = adapter
+def register_adapter(architecture: str, adapter: Adapter, *, replace: bool = False) -> Adapter:
+    """Teach the toolkit a new architecture (the class name in `config.architectures`); returns ``adapter``.
+
+    An architecture already registered is refused (InputError) unless ``replace=True``.
+    """
+    if not isinstance(adapter, Adapter):
+        raise InputTypeError(f"register_adapter needs an Adapter, got {type(adapter).__name__}")
+    return ADAPTERS.register(architecture, adapter, replace=replace)
 
 
 def _get(root: nn.Module, dotted: str) -> nn.Module:
@@ -131,7 +136,7 @@ def adapter_for(model: nn.Module) -> Adapter:
             f"unsupported architecture {name!r}; supported: {sorted(ADAPTERS)} "
             "(add one with toolkit.models.adapters.register_adapter)"
         )
-    return ADAPTERS[name]
+    return ADAPTERS.get(name)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

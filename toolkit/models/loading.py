@@ -34,6 +34,7 @@ from .adapters import (
 )
 from .checkpoints import PRUNING_SPEC, stock_config, stock_config_dict
 from .._core.folders import write_folder
+from .._core.registry import Registry
 from .._core.validation import InputError, InputTypeError, is_int
 
 # ADAPTERS ... register_adapter: re-exported from toolkit.models.adapters, where they live.
@@ -47,9 +48,9 @@ __all__ = [
 ]
 
 # Folder formats a higher room knows how to load: a marker file in the folder -> its loader, called as
-# loader(folder, dtype=..., device_map=...). toolkit.pruning.attention adds `pruning.json` -> load_pruned,
+# loader(folder, dtype=..., device_map=...). toolkit.pruning.attention registers `pruning.json` -> load_pruned,
 # so this room imports nothing from pruning.
-FOLDER_LOADERS: dict[str, Callable[..., PreTrainedModel]] = {}
+FOLDER_LOADERS: Registry[Callable[..., PreTrainedModel]] = Registry("folder format")
 
 log = logging.getLogger(__name__)
 
@@ -477,7 +478,7 @@ def load_model(
         raise InputError(f"could not load the tokenizer of {str(name_or_path)!r} from {source!r}: {err}") from err
     common.pop("config", None)
     if spec_path is not None and spec_path.exists():
-        model = FOLDER_LOADERS[PRUNING_SPEC](source, dtype=dtype, device_map=device_map)
+        model = FOLDER_LOADERS.get(PRUNING_SPEC)(source, dtype=dtype, device_map=device_map)
     else:
         try:
             model = AutoModelForCausalLM.from_pretrained(

@@ -460,4 +460,4 @@ def load_pruned(
     return prune_attention(model, layers)
 
 
-FOLDER_LOADERS[PRUNING_SPEC] = load_pruned  # load_model reads a save_pruned folder through this
+FOLDER_LOADERS.register(PRUNING_SPEC, load_pruned)  # load_model reads a save_pruned folder through this

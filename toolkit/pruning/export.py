@@ -56,8 +56,8 @@ def zeroed_parameters(model: PreTrainedModel, layers: Sequence[int]) -> dict[str
     if adapter.out_proj is None:
         raise InputError(
             f"cannot export {architecture} in the zeroed format: its adapter row names no attention output "
-            "projection (out_proj); register one with toolkit.models.adapters.register_adapter(..., overwrite=True) once zeroing it "
-            "is known to remove the attention exactly, or use the structural format (save_pruned)"
+            "projection (out_proj); register one with toolkit.models.adapters.register_adapter(..., replace=True) "
+            "once zeroing it is known to remove the attention exactly, or use the structural format (save_pruned)"
         )
     out: dict[str, nn.Parameter] = {}
     for i in checked_layers(model, layers):

@@ -379,7 +379,7 @@ def _random(inputs: ImportanceInputs) -> np.ndarray:
 register_metric(Metric("cosine", _similarity("cosine"), "importance", label="cosine (1 - cos(X, X + Attn))"))
 register_metric(Metric("angular", _similarity("angular"), "importance", label="angular distance"))
 register_metric(Metric("block_influence", _similarity("block_influence"), "importance", label="block influence"))
-register_metric(Metric("loss_delta", _loss_delta, "importance", label="loss increase", needs_labels=True))
+register_metric(Metric("loss_delta", _loss_delta, "importance", label="loss increase", needs={"labels"}))
 register_metric(Metric("random", _random, "importance", label="random (control)", control=True))
 
 

@@ -18,11 +18,12 @@ from the metric registry (:mod:`toolkit.metrics.registry`). Every public name is
 from .audit import CELL_KEYS, DEFAULT_PRIMARY, INPUT_COLUMNS, audit_table, cell_verdicts, recompute
 from .cells import Cell, run_cell, study_cells, study_data, study_pairs, study_shots
 from .controls import random_control
-from .config import CLAIM_FAMILIES, CORRECTIONS, PROFILES, StudyConfig, bucket_labels, claim_metrics, resolve_level
+from .config import (CLAIM_FAMILIES, CORRECTIONS, PROFILES, STAND_INS, StudyConfig, bucket_labels, claim_metrics,
+                     resolve_level)
 from .plan import PILOT_ASSUMPTIONS, plan, planned_metrics, status
 from .run import StudyIncomplete, check_study, model_depth, run_study
 from .sweep import KSTAR_RULES, SweepConfig, k_star, run_sweep, stage2_configs, sweep_table
-from .summary import ClaimColumns, Summary, measured_metrics, summary
+from .summary import SHOWN_BESIDE, ClaimColumns, Summary, measured_metrics, summary
 from .table import faithfulness_by_length, load_results, record_frame, report_frames, tidy_table
 from .verdicts import OUTCOMES, verdict_counts, verdicts
 
@@ -36,6 +37,8 @@ __all__ = [
     "OUTCOMES",
     "PILOT_ASSUMPTIONS",
     "PROFILES",
+    "SHOWN_BESIDE",
+    "STAND_INS",
     "Cell",
     "ClaimColumns",
     "StudyConfig",

@@ -109,7 +109,7 @@ def _layers_for(
         return [], None
     opts: dict[str, Any] = dict(batch_size=min(config.batch_size, 8), seed=cell.seed(config.seed))
     selection = importance_metric(base_selection(cell.selection))
-    if selection.needs_labels:
+    if "labels" in selection.needs:
         val = data["importance_labelled"]
         opts.update(task=val.task, labels=val.labels)
         texts = val.texts

@@ -28,8 +28,8 @@ from .._core.validation import (
     short_repr,
 )
 
-__all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "ERASURE_KEYS", "PROFILES", "StudyConfig", "bucket_labels", "claim_metrics",
-           "parse_config_text", "resolve_level"]
+__all__ = ["CLAIM_FAMILIES", "CORRECTIONS", "ERASURE_KEYS", "PROFILES", "STAND_INS", "StudyConfig", "bucket_labels",
+           "claim_metrics", "parse_config_text", "resolve_level"]
 
 # One vocabulary with the notebooks' TOOLKIT_PROFILE (ci | classroom | full): `classroom` is the size a
 # lab runs (notebook 05 runs this study under it); `quick` is its older name, kept as an alias.
@@ -42,6 +42,9 @@ ERASURE_KEYS = ("naopc", "naopc_max_words", "soft", "soft_samples", "soft_seed")
 (:attr:`StudyConfig.erasure`); a file keeps them flat, as before the options object existed."""
 CLAIM_FAMILIES = ("calibration", "faithfulness")
 """The metric families whose registered metrics can be a study's claims (``StudyConfig.claims``)."""
+STAND_INS: dict[str, str] = {"aopc_comprehensiveness": "naopc_comprehensiveness"}
+"""Headline metrics that are a default claim only where the metric they stand in for was not measured:
+AOPC stands in for NAOPC in a study without the bound search (``naopc=False``)."""
 # Options added after the first studies ran: in the digest only when not at their default, so a
 # config that does not set them keeps the hash (and the finished cells) it had before they existed.
 _DIGEST_IF_SET = {"shots": 0, "skip_at_chance": False, "length_buckets": (), "soft": False, "soft_samples": 8,
@@ -88,7 +91,7 @@ class StudyConfig:
             ``("ece", "smooth_ece", "naopc_comprehensiveness")``): the summary's column groups, the
             change tests counted in m, the plan's rows and the claims figure. The equivalence claim
             (accuracy, the ``tost`` metric) is always included, first. Empty (default): the
-            registry's headline metrics (:func:`toolkit.metrics.registry.headline_metrics`).
+            registry's headline metrics, NAOPC or its stand-in AOPC (:func:`claim_metrics`).
         soft: also measure soft comprehensiveness and sufficiency (Bernoulli masks on the token
             embeddings, :mod:`toolkit.metrics.faithfulness.soft`), ``soft_samples`` mask draws each.
         soft_samples: Monte Carlo mask draws per sentence, ranking and soft metric.
@@ -465,7 +468,8 @@ def claim_metrics(claims: Sequence[str] = (), *, measured: Collection[str] | Non
         claims: registered calibration or faithfulness metric names (``StudyConfig.claims``). The
             equivalence claim (the ``tost`` metric, accuracy) is always included, first; the others
             keep their order within each family. Empty: the registry's headline metrics
-            (:func:`toolkit.metrics.registry.headline_metrics`) among ``measured``.
+            (:func:`toolkit.metrics.registry.headline_metrics`) among ``measured``, less each
+            stand-in (:data:`STAND_INS`) whose metric was measured: NAOPC, or AOPC without the bound search.
         measured: the metric names a study table holds (None: not checked).
         what: how an error names ``claims``.
 
@@ -474,7 +478,9 @@ def claim_metrics(claims: Sequence[str] = (), *, measured: Collection[str] | Non
             (the message lists the allowed names), a duplicate, or a claim not ``measured``.
     """
     if not claims:
-        return headline_metrics("calibration", measured=measured) + headline_metrics("faithfulness", measured=measured)
+        have = set(metric_names()) if measured is None else set(measured)
+        return tuple(m for family in CLAIM_FAMILIES for m in headline_metrics(family, measured=measured)
+                     if STAND_INS.get(m.name) not in have)
     allowed = [n for family in CLAIM_FAMILIES for n in metric_names(family) if get_metric(n).test is not None]
     for name in claims:
         if not isinstance(name, str) or name not in allowed:

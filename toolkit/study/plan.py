@@ -85,7 +85,7 @@ def status(config: StudyConfig) -> pd.DataFrame:
                          state=state, seconds=seconds, estimated=estimated,
                          holder="" if not holder else f"{holder.get('host')}:{holder.get('pid')}"))
     out = pd.DataFrame(rows)
-    if any(family_metric(s, "importance").needs_labels for s in config.selections):  # loss_delta's ranking,
+    if any("labels" in family_metric(s, "importance").needs for s in config.selections):  # loss_delta's ranking,
         # once per model and dataset
         out.attrs["ranking_seconds"] = (_SECONDS_PER_LOSS_DELTA * _ASSUMED_LAYERS * config.n_importance
                                         * sum(1 + k / 2 for k in shots.values()))

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..metrics.registry import get_metric, headline_metrics, list_metrics
+from ..metrics.registry import get_metric, list_metrics
+from .config import claim_metrics
 from .plots import claims_plot, importance_profile, metric_vs_pruning, reliability_diagram
 from .._core.store import cell_id
 
@@ -117,8 +118,8 @@ def write_report(
         wide = per_selection(sub)
         measured = {m.split(":", 1)[0] for m in sub.metric.unique()}
         metrics = [m.name for m in list_metrics("calibration") if m.plot and m.name in measured]
-        for entry in headline_metrics("faithfulness", measured=measured):  # NAOPC, or AOPC in an AOPC-only study
-            if entry.plot:
+        for entry in claim_metrics(measured=measured):  # NAOPC, or AOPC in an AOPC-only study
+            if entry.family == "faithfulness" and entry.plot:
                 metrics += sorted(m for m in sub.metric.unique() if m.startswith(f"{entry.name}:"))[:3]
         ncols = min(3, len(metrics))
         nrows = -(-len(metrics) // ncols)
@@ -158,9 +159,9 @@ def write_report(
     for col in shown.columns:  # booleans as yes/no, not 1.0/0.0/nan
         if shown[col].dropna().map(type).isin([bool]).all() and shown[col].notna().any():
             shown[col] = shown[col].map({True: "yes", False: "no"}).fillna("")
-    faith = get_metric(summary.faithfulness_metric) if summary.faithfulness_metric else headline_metrics(
-        "faithfulness")[0]
-    claimed = [get_metric(name) for name in summary.claims] or list(headline_metrics())
+    faith = get_metric(summary.faithfulness_metric) if summary.faithfulness_metric else next(
+        m for m in claim_metrics() if m.family == "faithfulness")
+    claimed = [get_metric(name) for name in summary.claims] or list(claim_metrics())
     degrades = ", ".join(f"`{m.short}_degrades`" for m in claimed if m.test != "noninferiority")
     lines += ["## Summary", "",
               f"{faith.label} is for `{summary.method or None}`. Deltas (`d_`) are paired differences against the "

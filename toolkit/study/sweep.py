@@ -291,7 +291,7 @@ def sweep_cell(cell: SweepCell, config: SweepConfig, model: Any, tok: Any, data:
     importance = None
     layers: list[int] = []
     if cell.k:
-        labelled = importance_metric(cell.selection).needs_labels
+        labelled = "labels" in importance_metric(cell.selection).needs
         # a label-free metric reads the bare texts: the same ranking for every shots setting
         key = (cell.model, cell.dataset, cell.selection, cell.shots if labelled else None)
         if key not in importance_cache:

@@ -38,10 +38,9 @@ def _binned(norm: str = "l1", binning: str = "width") -> Callable[..., float | N
 # The calibration family of the metric registry, in the order of the report's columns and the study's
 # rows. A new calibration metric is one entry here (or a register_metric call anywhere).
 register_metric(Metric("accuracy", accuracy, "calibration", higher_is_better=True, test="noninferiority", headline=True,
-                       plot=True, explorer=True))
+                       plot=True))
 register_metric(Metric("ece", _binned(), "calibration", higher_is_better=False, test="paired_bootstrap",
-                       headline=True, label="ECE", also_show=(("ece_temperature_scaled", "ece_ts"),), plot=True,
-                       explorer=True))
+                       headline=True, label="ECE", plot=True))
 register_metric(Metric("mce", _binned(norm="max"), "calibration", higher_is_better=False, test="paired_bootstrap",
                        label="MCE"))
 register_metric(Metric("adaptive_ece", _binned(binning="mass"), "calibration", higher_is_better=False,

@@ -519,8 +519,8 @@ def _flip_rate(table: pd.DataFrame) -> pd.Series:
 
 
 register_metric(Metric("aopc_comprehensiveness", _curve_mean("comprehensiveness"), "faithfulness",
-                       higher_is_better=True, test="paired_t", headline=True, superseded_by="naopc_comprehensiveness",
-                       label="AOPC", short="aopc", plot=True, needs={"curves"}))
+                       higher_is_better=True, test="paired_t", headline=True, label="AOPC", short="aopc", plot=True,
+                       needs={"curves"}))
 register_metric(Metric("aopc_sufficiency", _curve_mean("sufficiency"), "faithfulness", higher_is_better=False,
                        test="paired_t", label="AOPC sufficiency", needs={"curves"}))
 register_metric(Metric("naopc_comprehensiveness", _naopc("comprehensiveness"), "faithfulness", higher_is_better=True,
