@@ -8,7 +8,100 @@ name already registered is refused unless ``replace=True``). One test function p
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
+import torch
+from tiny import tiny_config, tiny_tokenizer
+from transformers import LlamaForCausalLM
+
+
+def test_add_a_dataset(tmp_path):
+    from toolkit import Task, list_datasets, load_dataset, register_dataset
+    from toolkit.data.datasets import DATASETS
+
+    rows = [{"text": f"the food was {'good' if i % 2 else 'bad'}", "label": i % 2,
+             "split": ("train", "validation", "test")[i % 3]} for i in range(12)]
+    path = tmp_path / "my_reviews.jsonl"  # one JSON object per line: text, label, optional id / split
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = Task("my_reviews", "Is the sentiment of this review positive or negative?",
+                label_names=("negative", "positive"), verbalizers=("negative", "positive"), input_name="Review")
+    with DATASETS.restored():
+        register_dataset("my_reviews", path, task, source="hand-made", licence="CC0")  # validated now
+        test = load_dataset("my_reviews", split="test")
+        assert len(test) == 4 and list(test.labels) == [0, 1, 0, 1]
+        assert "my_reviews" in set(list_datasets().name)  # a StudyConfig(datasets=("my_reviews",)) can use it
+    assert "my_reviews" not in DATASETS
+
+
+def test_add_an_architecture():
+    from toolkit import attention_importance, drop_attention
+    from toolkit.models.adapters import ADAPTERS, adapter_for, register_adapter
+
+    class MyLlamaForCausalLM(LlamaForCausalLM):  # a Llama under another class name (a fine-tune's own class)
+        pass
+
+    model = MyLlamaForCausalLM(tiny_config()).eval()
+    with pytest.raises(ValueError, match="unsupported architecture 'MyLlamaForCausalLM'"):
+        adapter_for(model)
+    with ADAPTERS.restored():
+        register_adapter("MyLlamaForCausalLM", ADAPTERS.get("LlamaForCausalLM"))  # its parts: as Llama
+        scores = attention_importance(model, tiny_tokenizer(), ["good food", "bad plot"], metric="cosine")
+        assert len(scores) == 4  # one score per decoder layer
+        ids = torch.tensor([[5, 6, 7]])
+        with torch.no_grad(), drop_attention(model, [0]):
+            dropped = model(ids).logits
+        assert not torch.equal(dropped, model(ids).logits)
+    assert "MyLlamaForCausalLM" not in ADAPTERS
+
+
+def test_add_an_exercise():
+    from toolkit.course import (
+        EXERCISES,
+        Case,
+        Exercise,
+        ExerciseFailed,
+        check,
+        list_exercises,
+        register_exercise,
+    )
+    from toolkit.course.checking import scalar
+
+    mean_confidence = Exercise(
+        name="mean_confidence", notebook="04_calibration", title="The mean top-label confidence",
+        difficulty=1, importance=1, minutes=3,
+        signature='def mean_confidence(probs):\n    """The mean over rows of max_c probs[i, c]."""',
+        hint="Take the largest probability of each row, then their mean.",
+        cases=lambda: [Case("three rows", (np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.5]]),))],
+        reference=lambda probs: float(probs.max(axis=1).mean()),
+        compare=scalar(atol=1e-12), compared_with="numpy", tolerance="1e-12: one mean of three floats")
+    with EXERCISES.restored():
+        register_exercise(mean_confidence)
+        assert "mean_confidence" in set(list_exercises("04_calibration").name)
+        check("mean_confidence", lambda probs: probs.max(axis=1).mean())  # a right answer passes
+        with pytest.raises(ExerciseFailed, match="three rows"):
+            check("mean_confidence", lambda probs: probs.mean())  # a wrong one names the failing case
+    assert "mean_confidence" not in EXERCISES
+
+
+def test_add_a_metric():
+    from toolkit import calibration_report
+    from toolkit.metrics.registry import METRICS, Metric, register_metric
+
+    def overconfidence(probs, labels, *, weights=None):
+        """Mean top-label confidence minus accuracy; ``weights`` (B, n): one value per bootstrap resample."""
+        gap = probs.max(axis=1) - (probs.argmax(axis=1) == labels)
+        return float(gap.mean()) if weights is None else (weights @ gap) / weights.sum(axis=1)
+
+    probs, labels = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]), np.array([0, 1, 1, 1])
+    with METRICS.restored():
+        register_metric(Metric("overconfidence", overconfidence, "calibration", higher_is_better=False,
+                               test="paired_bootstrap", label="overconfidence"))
+        row = calibration_report(probs, labels, n_boot=50).iloc[0]  # and a row of every study's table
+        assert row["overconfidence"] == pytest.approx(0.75 - 0.5)  # mean confidence - accuracy
+        assert row["overconfidence_low"] <= row["overconfidence"] <= row["overconfidence_high"]
+    assert "overconfidence" not in METRICS
 
 
 def test_recipe_metric_with_a_new_engine_part():
