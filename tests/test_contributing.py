@@ -1,7 +1,7 @@
 """Recipes for contributors: how to add a dataset, an architecture, an exercise and a metric.
 
-Each test is one recipe that the contributor page quotes: it uses only public names, and it
-registers inside ``with <REGISTRY>.restored():`` so the registry is exactly as before when the
+Each test is one recipe that the contributor page (docs/contributing.md) includes by its section
+markers: it uses only public names, and it registers inside ``with <REGISTRY>.restored():`` so the registry is exactly as before when the
 block ends (every registry is a :class:`toolkit._core.registry.Registry`, with one policy: a
 name already registered is refused unless ``replace=True``). One test function per recipe.
 """
@@ -17,6 +17,7 @@ from tiny import tiny_config, tiny_tokenizer
 from transformers import LlamaForCausalLM
 
 
+# --8<-- [start:dataset]
 def test_add_a_dataset(tmp_path):
     from toolkit import Task, list_datasets, load_dataset, register_dataset
     from toolkit.data.datasets import DATASETS
@@ -33,8 +34,10 @@ def test_add_a_dataset(tmp_path):
         assert len(test) == 4 and list(test.labels) == [0, 1, 0, 1]
         assert "my_reviews" in set(list_datasets().name)  # a StudyConfig(datasets=("my_reviews",)) can use it
     assert "my_reviews" not in DATASETS
+# --8<-- [end:dataset]
 
 
+# --8<-- [start:adapter]
 def test_add_an_architecture():
     from toolkit import attention_importance, drop_attention
     from toolkit.models.adapters import ADAPTERS, adapter_for, register_adapter
@@ -54,8 +57,10 @@ def test_add_an_architecture():
             dropped = model(ids).logits
         assert not torch.equal(dropped, model(ids).logits)
     assert "MyLlamaForCausalLM" not in ADAPTERS
+# --8<-- [end:adapter]
 
 
+# --8<-- [start:exercise]
 def test_add_an_exercise():
     from toolkit.course import (
         EXERCISES,
@@ -83,8 +88,10 @@ def test_add_an_exercise():
         with pytest.raises(ExerciseFailed, match="three rows"):
             check("mean_confidence", lambda probs: probs.mean())  # a wrong one names the failing case
     assert "mean_confidence" not in EXERCISES
+# --8<-- [end:exercise]
 
 
+# --8<-- [start:metric]
 def test_add_a_metric():
     from toolkit import calibration_report
     from toolkit.metrics.registry import METRICS, Metric, register_metric
@@ -102,9 +109,11 @@ def test_add_a_metric():
         assert row["overconfidence"] == pytest.approx(0.75 - 0.5)  # mean confidence - accuracy
         assert row["overconfidence_low"] <= row["overconfidence"] <= row["overconfidence_high"]
     assert "overconfidence" not in METRICS
+# --8<-- [end:metric]
 
 
-def test_recipe_metric_with_a_new_engine_part():
+# --8<-- [start:engine_part]
+def test_add_a_metric_with_a_new_engine_part():
     """A faithfulness metric that needs a new part of the erasure engine: the part (what it queues, what
     it reads) and the metric are two register calls, switched on through ErasureOptions; no toolkit
     file changes. Here: p(y^) after erasing only each ranking's top k words, k an option of the part."""
@@ -160,3 +169,20 @@ def test_recipe_metric_with_a_new_engine_part():
     assert {"top_k_drop", "top_k_drop_low", "top_k_drop_high"} <= set(aggregate.columns)
     assert "p_top_k" not in per_example  # the part's own column stays inside the engine
     assert off.top_k_drop.isna().all()  # switched off: the part did not run, the metric is NaN
+# --8<-- [end:engine_part]
+
+
+def test_the_contributor_page_includes_every_recipe():
+    """docs/contributing.md shows each recipe by including its section of this file (so the page cannot drift)."""
+    import re
+    from pathlib import Path
+
+    here = Path(__file__)
+    page = (here.parents[1] / "docs" / "contributing.md").read_text()
+    included = re.findall(r'^--8<-- "tests/test_contributing.py:(\w+)"$', page, re.M)
+    text = here.read_text()
+    sections = re.findall(r"^# --8<-- \[start:(\w+)\]$", text, re.M)
+    assert sections == re.findall(r"^# --8<-- \[end:(\w+)\]$", text, re.M)
+    assert sorted(included) == sorted(sections) and len(sections) == 5
+    recipes = re.findall(r"^def (test_add_\w+)", text, re.M)
+    assert len(recipes) == len(sections), "every recipe test sits in a section the page includes"

@@ -1,6 +1,6 @@
 """The study options of the replication study: shots, skip_at_chance, length_buckets, claims and soft.
 
-Each option leaves the default study as it was (the digest here; tests/test_registry.py checks the
+Each option leaves the default study as it was (the digest here; tests/test_metrics_registry.py checks the
 golden tables, summary, plan and report) and changes what it says when set. Two tiny local studies
 (2 cells each) on a dataset with sentences of 2 to 12 words; the accuracy file that ``shots: auto``
 and ``skip_at_chance`` read is a small CSV in a temporary ``TOOLKIT_DATA_DIR``.

@@ -2,7 +2,7 @@
 
 `python tests/golden/study_golden.py` (from the repository root) rewrites ``tests/golden/study/``;
 it was run on main at commit 3925ff9 (before toolkit/study.py became a package), so
-tests/test_registry.py can check that the refactor changed no number, no column and no line of the
+tests/test_metrics_registry.py can check that the refactor changed no number, no column and no line of the
 report. Two studies: the tiny NAOPC study (two selections, levels 0-3) and an AOPC-only one.
 """
 

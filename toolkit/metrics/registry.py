@@ -35,6 +35,7 @@ from .._core.registry import Registry
 from .._core.validation import InputError, InputTypeError, check_choice, short_repr
 
 __all__ = [
+    "ALLOWED_NEEDS",
     "FAMILIES",
     "METRICS",
     "TESTS",
@@ -57,9 +58,15 @@ TESTS = {
     "paired_t": "paired t test of the per-example difference against the unpruned model, multiplicity-adjusted",
 }
 _TESTS_OF = {"calibration": ("noninferiority", "paired_bootstrap"), "faithfulness": ("paired_t",), "importance": ()}
-ENGINE_PARTS = ("curves", "flips", "bounds", "soft")
-# What ``needs`` may name per family: the erasure engine's parts; an importance metric's labelled examples.
-_NEEDS_OF = {"calibration": (), "faithfulness": ENGINE_PARTS, "importance": ("labels",)}
+# What ``needs`` may name, per family, asked when a Metric is made: an importance metric's labelled
+# examples; a faithfulness metric's erasure-engine parts, which the engine (a module above this one)
+# answers live by installing ``ENGINE.names`` here (toolkit.metrics.faithfulness.metrics), so a part
+# registered or undone there is allowed or refused here with no copy to keep in step.
+ALLOWED_NEEDS: dict[str, Callable[[], Collection[str]]] = {
+    "calibration": tuple,
+    "faithfulness": tuple,
+    "importance": lambda: ("labels",),
+}
 
 
 @dataclass(frozen=True)
@@ -121,9 +128,10 @@ class Metric:
         if isinstance(self.needs, str):
             raise InputTypeError(f"metric {self.name!r}: needs={self.needs!r} is one str; expected a set of names")
         object.__setattr__(self, "needs", frozenset(self.needs))
-        if self.needs - set(_NEEDS_OF[self.family]):
+        allowed = list(ALLOWED_NEEDS[self.family]())
+        if self.needs - set(allowed):
             raise InputError(f"metric {self.name!r}: needs={sorted(self.needs)}; allowed for {self.family} metrics: "
-                             f"{list(_NEEDS_OF[self.family]) or 'none'}")
+                             f"{allowed or 'none'}")
         if self.control and self.family != "importance":
             raise InputError(f"metric {self.name!r}: control is for importance metrics")
 

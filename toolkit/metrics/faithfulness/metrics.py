@@ -262,6 +262,7 @@ class EnginePart:
 
 
 ENGINE: Registry[EnginePart] = Registry("engine part")
+metric_registry.ALLOWED_NEEDS["faithfulness"] = ENGINE.names  # a faithfulness metric needs registered parts
 """The erasure engine's parts by name, in registration order (the order they queue and join the table)."""
 
 
@@ -275,9 +276,7 @@ def register_engine_part(name: str, queue: Callable[[EngineRun], Any], read: Cal
     runs it when such a metric is registered and its switch is on. ``with ENGINE.restored(): ...``
     undoes the registration.
     """
-    part = ENGINE.register(name, EnginePart(name, queue, read, **fields), replace=replace)
-    _allow_needs(tuple(dict.fromkeys((*metric_registry.ENGINE_PARTS, name))))
-    return part
+    return ENGINE.register(name, EnginePart(name, queue, read, **fields), replace=replace)
 
 
 def unregister_engine_part(name: str) -> EnginePart:
@@ -286,19 +285,8 @@ def unregister_engine_part(name: str) -> EnginePart:
     users = [m.name for m in list_metrics("faithfulness") if name in m.needs]
     if users:
         raise InputError(f"engine part {name!r} is needed by the registered metrics {users}; unregister them first")
-    _allow_needs(tuple(p for p in metric_registry.ENGINE_PARTS if p != name))
     ENGINE.unregister(name)
     return part
-
-
-def _allow_needs(names: tuple[str, ...]) -> None:
-    """The engine parts a faithfulness ``Metric.needs`` may name: the metric registry checks them
-    against its ``ENGINE_PARTS`` (it sits below this module and cannot ask it), so a registered
-    part is added there, and to the per-family table that holds the same names."""
-    metric_registry.ENGINE_PARTS = names
-    needs_of = getattr(metric_registry, "_NEEDS_OF", None)
-    if isinstance(needs_of, dict):
-        needs_of["faithfulness"] = names
 
 
 def list_engine_parts() -> tuple[EnginePart, ...]:
