@@ -16,7 +16,7 @@ import torch
 from tiny import CONFIGS, tiny_model
 from toolkit import drop_attention
 from toolkit.models.forward import continue_prefix
-from toolkit.models.scoring import prefix_cache
+from toolkit.models.forward import prefix_cache
 
 ATOL = 1e-5  # fp32 tiny models; the cached and uncached routes sum in another order (observed ~1e-7)
 L = 4  # layers of every tiny model

@@ -2,7 +2,7 @@
 
 IG's interpolation steps become rows beside the examples; rows of similar length share one
 forward + backward; the prompt prefix shared by all rows runs once per batch and step into a KV
-cache (:func:`toolkit.models.scoring.prefix_cache`) that every row continues
+cache (:func:`toolkit.models.forward.prefix_cache`) that every row continues
 (:func:`toolkit.models.forward.continue_prefix`).
 """
 
@@ -16,8 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..models.forward import continue_prefix
-from ..models.scoring import common_prefix_length, prefix_cache
+from ..models.forward import common_prefix_length, continue_prefix, prefix_cache
 from .._core.validation import InputError, check_int
 from .prepare import Item
 from .registry import AttributionMethod

@@ -4,7 +4,7 @@ Label scoring (:mod:`toolkit.models.scoring`), the fast attribution backend
 (:mod:`toolkit.attribution.fast`) and the soft erasure metrics
 (:mod:`toolkit.metrics.faithfulness.soft`) all ask one question of a batch: the next-token logits
 after each row, where every row is the same prompt prefix (already run into a cache by
-:func:`toolkit.models.scoring.prefix_cache`) followed by tokens of its own. :func:`continue_prefix`
+:func:`prefix_cache`) followed by tokens of its own. :func:`continue_prefix`
 answers it, and is the only place that builds that batch. What it must get right, and why:
 
 - **Right padding after the prefix.** Each row's tokens sit at positions ``P, P+1, ...`` right after
@@ -48,7 +48,7 @@ from transformers import PreTrainedModel
 
 from .._core.validation import InputError
 
-__all__ = ["continue_prefix"]
+__all__ = ["common_prefix_length", "continue_prefix", "prefix_cache"]
 
 
 def continue_prefix(
@@ -65,7 +65,7 @@ def continue_prefix(
         model: a causal LM, in the state (layers dropped or not) the cache was computed in.
         rows: each row's tokens after the prefix, at least one each: token ids (sequences of int or
             1-D integer tensors) or input embeddings ((L_r, H) float tensors, gradients kept).
-        cache: the prefix's KV cache (:func:`toolkit.models.scoring.prefix_cache`); not modified.
+        cache: the prefix's KV cache (:func:`prefix_cache`); not modified.
             None: no prefix, the rows are whole prompts.
         cache_rows: which row of the cache each row continues, (R,); default row 0 for every row.
         pad_id: the id written into the padding of token-id rows (masked: it changes no logit).
@@ -109,3 +109,40 @@ def continue_prefix(
             "install the locked transformers (requirements/lock.txt)"
         )
     return logits[:, 0, :].float()
+
+
+def common_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
+    n = min(len(t) for t in token_ids) - 1
+    first = token_ids[0]
+    for ids in token_ids[1:]:
+        k = 0
+        while k < n and ids[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def prefix_cache(model: PreTrainedModel, *, input_ids: torch.Tensor | None = None,
+                 inputs_embeds: torch.Tensor | None = None) -> Any:
+    """KV cache of a shared prompt prefix, computed once, without gradients; rows continue it later
+    (:func:`continue_prefix`).
+
+    Give exactly one of ``input_ids`` (R, P) or ``inputs_embeds`` (R, P, H): R rows of P prefix
+    positions, all real tokens (mask of ones, positions 0..P-1). Only the last position's logits
+    are computed. Used by scoring (token ids) and the fast attribution backend (embeddings of the
+    interpolation steps).
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+        raise InputError("pass exactly one of input_ids and inputs_embeds")
+    x = input_ids if input_ids is not None else inputs_embeds
+    rows, p = x.shape[:2]
+    kwargs: dict[str, Any] = {}
+    if inputs_embeds is not None:  # the scoring path has always called the model with ids alone
+        kwargs = dict(
+            attention_mask=torch.ones((rows, p), dtype=torch.long, device=x.device),
+            position_ids=torch.arange(p, device=x.device).expand(rows, p),
+        )
+    with torch.no_grad():
+        out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **kwargs)
+    return out.cache

@@ -9,7 +9,6 @@ the end of the prompt, restricted to the label verbalizers.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,11 +20,10 @@ from ..data.datasets import Dataset, as_examples
 from ..data.task import Example, Task
 from ..data.prompts import context_length, encode_examples, encode_text, verbalizer_ids
 from .._core.validation import InputError, InputTypeError, check_int, check_text_list, is_int, short_repr
-from .forward import continue_prefix
+from .forward import common_prefix_length, continue_prefix, prefix_cache
 
 __all__ = [
     "LOG_FLOOR",
-    "common_prefix_length",
     "encode_prompts",
     "encode_texts",
     "frame_logprobs",
@@ -34,7 +32,6 @@ __all__ = [
     "label_probs",
     "predict",
     "prediction_frame",
-    "prefix_cache",
     "probability_columns",
 ]
 
@@ -129,43 +126,6 @@ def _score_prompts(
     bar.close()
     mass = np.exp(loglik).sum(axis=1)
     return loglik, mass
-
-
-def common_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
-    n = min(len(t) for t in token_ids) - 1
-    first = token_ids[0]
-    for ids in token_ids[1:]:
-        k = 0
-        while k < n and ids[k] == first[k]:
-            k += 1
-        n = k
-    return max(n, 0)
-
-
-def prefix_cache(model: PreTrainedModel, *, input_ids: torch.Tensor | None = None,
-                 inputs_embeds: torch.Tensor | None = None) -> Any:
-    """KV cache of a shared prompt prefix, computed once, without gradients; rows continue it later
-    (:func:`toolkit.models.forward.continue_prefix`).
-
-    Give exactly one of ``input_ids`` (R, P) or ``inputs_embeds`` (R, P, H): R rows of P prefix
-    positions, all real tokens (mask of ones, positions 0..P-1). Only the last position's logits
-    are computed. Used by scoring (token ids) and the fast attribution backend (embeddings of the
-    interpolation steps).
-    """
-    if (input_ids is None) == (inputs_embeds is None):
-        raise InputError("pass exactly one of input_ids and inputs_embeds")
-    x = input_ids if input_ids is not None else inputs_embeds
-    rows, p = x.shape[:2]
-    kwargs: dict[str, Any] = {}
-    if inputs_embeds is not None:  # the scoring path has always called the model with ids alone
-        kwargs = dict(
-            attention_mask=torch.ones((rows, p), dtype=torch.long, device=x.device),
-            position_ids=torch.arange(p, device=x.device).expand(rows, p),
-        )
-    with torch.no_grad():
-        out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **kwargs)
-    return out.cache
 
 
 def _sequence_loglik(

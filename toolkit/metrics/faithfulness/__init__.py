@@ -40,13 +40,13 @@ AOPC bounds) <- ``metrics`` (the engine and the metric functions) <- ``report``
 ``toolkit.metrics.faithfulness.naopc`` is the same function as ``toolkit.metrics.faithfulness.metrics.naopc``.
 """
 
-from ..registry import metric_names
 from ...data.prompts import split_words  # re-exported: the erasure metrics define a word as split_words does
 from .bounds import FLAT_BOUNDS_TOL, naopc_from_bounds
 from .erasure import (
     BEAM_WIDTH,
     EXACT_MAX_WORDS,
     FRACTIONS,
+    SOFT_SAMPLES,
     ErasureOptions,
     Examples,
     Scorer,
@@ -79,7 +79,7 @@ from .metrics import (
 )
 from .model import model_faithfulness, model_scorer
 from .report import aggregate, faithfulness_report, minus_permuted, minus_permuted_name, soft_ratio_of_means
-from .soft import SOFT_SAMPLES, Masked, embedding_mask, keep_probabilities, mask_seed, masked_label_probs
+from .soft import Masked, embedding_mask, keep_probabilities, mask_seed, masked_label_probs
 
 __all__ = [
     "BEAM_WIDTH",

@@ -214,7 +214,7 @@ class Pool:
 
 
 SOFT_SAMPLES = 8
-"""Monte Carlo draws of the embedding mask per (example, ranking) and soft metric (re-exported by ``soft``)."""
+"""Monte Carlo draws of the embedding mask per (example, ranking) and soft metric."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ from ..._core.validation import InputError
 from .erasure import Variant
 
 __all__ = [
-    "SOFT_SAMPLES",
     "Masked",
     "embedding_mask",
     "keep_probabilities",
@@ -53,8 +52,6 @@ __all__ = [
     "masked_label_probs",
 ]
 
-SOFT_SAMPLES = 8
-"""Monte Carlo draws of the embedding mask per (example, ranking) and metric."""
 
 
 class Masked(Variant):
@@ -127,8 +124,7 @@ def masked_label_probs(model: Any, tokenizer: Any, task: Any, variants: Sequence
     import torch
 
     from ...data.prompts import context_length, encode_example, task_demos, verbalizer_ids
-    from ...models.forward import continue_prefix
-    from ...models.scoring import common_prefix_length, prefix_cache
+    from ...models.forward import common_prefix_length, continue_prefix, prefix_cache
 
     verbalizers = verbalizer_ids(task, tokenizer)
     if any(len(v) != 1 for v in verbalizers):
