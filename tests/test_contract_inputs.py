@@ -32,7 +32,8 @@ from toolkit.models.adapters import attention_modules
 from toolkit.models.pruned_arch import PrunedAttention
 from toolkit.models.scoring import label_probs
 from toolkit.__main__ import main
-from toolkit.pruning.attention import PRUNING_SPEC, read_pruning_spec
+from toolkit.models.checkpoints import PRUNING_SPEC
+from toolkit.pruning.attention import read_pruning_spec
 from toolkit.study.report import MAX_TAG, artifact_tag, write_report
 from toolkit.study import StudyConfig, StudyIncomplete, Summary, run_study
 from toolkit._core.folders import write_folder

@@ -25,7 +25,7 @@ from toolkit.models.adapters import ADAPTERS, decoder_layers, register_adapter
 from toolkit.models.checkpoints import BASE_MODEL_TYPE_KEY
 from toolkit.__main__ import main
 from toolkit.pruning.export import ZEROED_KEY, zeroed_parameters
-from toolkit.pruning.attention import PRUNING_SPEC
+from toolkit.models.checkpoints import PRUNING_SPEC
 from toolkit._core.validation import InputError, InputTypeError
 
 # fp32. Exported vs drop: the same sums except attention (+0 vs skipped) and transformers' default

@@ -209,3 +209,58 @@ def test_every_room_and_package_has_a_test_file_named_after_it():
     named = [room for room in TESTS_AWAITING_A_ROOM_NAME if f"test_{room}.py" in names
              or any(n.startswith(f"test_{room}_") for n in names)]
     assert named == [], f"drop {named} from TESTS_AWAITING_A_ROOM_NAME: the room has its own test file now"
+
+
+def _defined(tree: ast.Module) -> set[str]:
+    """Names a module defines at top level (not those it imports), plus those its ``__all__`` lists."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node in tree.body:
+            names.add(node.name)
+    for node in tree.body:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
+            if isinstance(sub, (ast.FunctionDef, ast.ClassDef)) and not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(sub.name)
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
+            names |= {ast.literal_eval(e) for e in node.value.elts}
+    return names
+
+
+def _alias_imports(files: list[Path], mods: dict[str, Path]) -> list[str]:
+    """``from toolkit.x import n`` where x neither defines n, lists it in __all__, nor has a submodule n."""
+    defined = {m: _defined(ast.parse(f.read_text())) for m, f in mods.items()}
+    name_of = {f: m for m, f in mods.items()}
+    found = []
+    for f in files:
+        here = name_of.get(f)
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level and here:  # a relative import inside the package
+                pkg = here if f.name == "__init__.py" else here.rsplit(".", 1)[0]
+                parts = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                target = ".".join(parts + ([node.module] if node.module else []))
+            elif not node.level:
+                target = node.module or ""
+            else:
+                continue
+            for alias in node.names:
+                if target in defined and alias.name not in defined[target] \
+                        and f"{target}.{alias.name}" not in mods and alias.name != "*":
+                    found.append(f"{f.name}:{node.lineno}: {target}.{alias.name}")
+    return found
+
+
+def test_names_import_from_their_home_not_through_an_alias(tmp_path):
+    """A moved name has one path (CHANGELOG.md): the package, tests, benchmarks and tools import it from the module
+    that defines it (or lists it in ``__all__``), never through another module that happens to import it."""
+    root = PACKAGE.parent
+    files = [p for d in ("toolkit", "tests", "benchmarks", "tools") for p in sorted((root / d).rglob("*.py"))]
+    mods = _modules()
+    assert _alias_imports(files, mods) == []
+    probe = tmp_path / "probe.py"  # the checker sees an alias: scoring imports Task, data.task defines it
+    probe.write_text("from toolkit.models.scoring import Task, predict\nfrom toolkit.data.task import Task\n")
+    assert _alias_imports([probe], mods) == ["probe.py:1: toolkit.models.scoring.Task"]

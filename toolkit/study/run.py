@@ -21,7 +21,7 @@ from .executors import RunReport, run_cells
 from ..models.manifest import MODEL_FIELDS, TOKENIZER_FIELDS, Manifest, build_manifest, check_resume
 from .._core.digests import weights_digest
 from ..models.loading import BUILTIN_MODELS, cache_dir, load_model
-from ..pruning.attention import PRUNING_SPEC
+from ..models.checkpoints import PRUNING_SPEC
 from .report import write_report
 from .._core.store import CellStore
 from .._core.validation import InputError, InputTypeError, is_int
