@@ -78,12 +78,7 @@ def _baseline_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, id
 
 def _shared_prefix(items: Sequence[Item]) -> int:
     """Length of the token prefix common to all rows that holds no ranked token (and leaves >= 1 token)."""
-    n = common_prefix_length([it.ids for it in items])
-    for it in items:
-        ranked = np.flatnonzero(it.token_word >= 0)
-        if ranked.size:
-            n = min(n, int(ranked[0]))
-    return n
+    return common_prefix_length([it.ids for it in items], [it.token_word for it in items])
 
 
 def _target_prob_grads(

@@ -43,6 +43,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel
 
@@ -111,8 +112,14 @@ def continue_prefix(
     return logits[:, 0, :].float()
 
 
-def common_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
+def common_prefix_length(token_ids: Sequence[Sequence[int]],
+                         token_words: Sequence[Sequence[int]] | None = None) -> int:
+    """Length of the token prefix shared by every prompt, leaving each at least one token of its own.
+
+    With ``token_words`` (per prompt, each token's word index, -1 outside the example text), the
+    prefix also ends before the first token of any example word: the words an explanation ranks or
+    a soft mask erases stay in the rows, where they can differ (fast attribution, soft erasure).
+    """
     n = min(len(t) for t in token_ids) - 1
     first = token_ids[0]
     for ids in token_ids[1:]:
@@ -120,6 +127,10 @@ def common_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
         while k < n and ids[k] == first[k]:
             k += 1
         n = k
+    for words in token_words or ():
+        ranked = np.flatnonzero(np.asarray(words) >= 0)
+        if ranked.size:
+            n = min(n, int(ranked[0]))
     return max(n, 0)
 
 

@@ -262,8 +262,8 @@ class EnginePart:
 
 
 ENGINE: Registry[EnginePart] = Registry("engine part")
-metric_registry.ALLOWED_NEEDS["faithfulness"] = ENGINE.names  # a faithfulness metric needs registered parts
 """The erasure engine's parts by name, in registration order (the order they queue and join the table)."""
+metric_registry.ALLOWED_NEEDS["faithfulness"] = ENGINE.names  # a faithfulness metric needs registered parts
 
 
 def register_engine_part(name: str, queue: Callable[[EngineRun], Any], read: Callable[[EngineRun, Any], pd.DataFrame],
@@ -506,6 +506,15 @@ def _flip_rate(table: pd.DataFrame) -> pd.Series:
     return table["flipped"].astype(float)
 
 
+def _soft(column: str):
+    def soft_metric(table: pd.DataFrame) -> pd.Series:
+        return table[column]
+
+    soft_metric.__name__ = {"soft_comp": "soft_comprehensiveness", "soft_suff": "soft_sufficiency",
+                            "soft_room": "room"}[column]
+    return soft_metric
+
+
 register_metric(Metric("aopc_comprehensiveness", _curve_mean("comprehensiveness"), "faithfulness",
                        higher_is_better=True, test="paired_t", headline=True, label="AOPC", short="aopc", plot=True,
                        needs={"curves"}))
@@ -518,15 +527,6 @@ register_metric(Metric("naopc_sufficiency", _naopc("sufficiency"), "faithfulness
                        test="paired_t", label="NAOPC sufficiency", needs={"curves", "bounds"}))
 register_metric(Metric("fraction_flip", _fraction_flip, "faithfulness", higher_is_better=False, test="paired_t",
                        label="fraction erased to flip", needs={"flips"}))
-def _soft(column: str):
-    def soft_metric(table: pd.DataFrame) -> pd.Series:
-        return table[column]
-
-    soft_metric.__name__ = {"soft_comp": "soft_comprehensiveness", "soft_suff": "soft_sufficiency",
-                            "soft_room": "room"}[column]
-    return soft_metric
-
-
 register_metric(Metric("flip_rate", _flip_rate, "faithfulness", higher_is_better=True, test="paired_t",
                        label="decision flip rate", needs={"flips"}))
 register_metric(Metric("soft_comprehensiveness", _soft("soft_comp"), "faithfulness", higher_is_better=True,

@@ -138,11 +138,7 @@ def masked_label_probs(model: Any, tokenizer: Any, task: Any, variants: Sequence
         if v.text not in encoded:
             encoded[v.text] = encode_example(tokenizer, task, v.text, demos=demos, max_length=context_length(model))
     ids = [encoded[v.text].ids for v in variants]
-    prefix = common_prefix_length(ids)
-    for v in variants:
-        ranked = np.flatnonzero(encoded[v.text].token_word >= 0)
-        if ranked.size:
-            prefix = min(prefix, int(ranked[0]))
+    prefix = common_prefix_length(ids, [encoded[v.text].token_word for v in variants])  # masks start after it
     label_tok = torch.tensor([v[0] for v in verbalizers], device=device)
     out = np.zeros((len(variants), len(verbalizers)))
     with torch.no_grad():
