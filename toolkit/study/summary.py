@@ -34,8 +34,8 @@ from .decide import cell_verdict, claim_methods, is_control
 
 __all__ = ["SHOWN_BESIDE", "ClaimColumns", "Summary", "claim_tests", "measured_metrics", "summary"]
 
-SHOWN_BESIDE: dict[str, tuple[tuple[str, str], ...]] = {"ece": (("ece_temperature_scaled", "ece_ts"),)}
-"""Table rows shown beside a claim's columns in the summary, as (table metric, summary column) pairs:
+SHOWN_BESIDE: dict[str, tuple[str, ...]] = {"ece": ("ece_temperature_scaled",)}
+"""Registered metrics shown beside a claim's columns in the summary, each under its ``short`` name:
 ECE is followed by the ECE after temperature scaling (``ece_ts``)."""
 
 
@@ -196,7 +196,7 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
     shown_as = {(f"{m.name}:{method}" if m.family == "faithfulness" else m.name): m.short for m in claims}
     wanted = dict(shown_as)
     for m in claims:
-        wanted.update(dict(SHOWN_BESIDE.get(m.name, ())))
+        wanted.update({name: get_metric(name).short for name in SHOWN_BESIDE.get(m.name, ())})
     keys = ["model", "dataset", "selection", "k", "layers"]
     if "level" in table and any(isinstance(v, float) and not float(v).is_integer() for v in table["level"]):
         keys.insert(3, "level")  # fractions of the depth: show them beside the k they meant per model
@@ -274,7 +274,7 @@ def summary(table: pd.DataFrame, *, method: str | None = None, correction: str =
             columns += [s, f"d_{s}", "ni_low", "keeps_accuracy", "collapsed"]
         else:
             columns += [s, f"d_{s}", f"{s}_low", f"{s}_high", f"{s}_p_adj", f"{s}_degrades"]
-        columns += [column for _, column in SHOWN_BESIDE.get(m.name, ())]
+        columns += [get_metric(name).short for name in SHOWN_BESIDE.get(m.name, ())]
     cols = keys + [c for c in columns + ["misaligned", "verdict"] if c in out]
     return Summary(
         table=out[cols].reset_index(drop=True),
