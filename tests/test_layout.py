@@ -31,22 +31,29 @@ def _modules() -> dict[str, Path]:
     return mods
 
 
+def _from_target(module: str | None, f: Path, node: ast.ImportFrom) -> str | None:
+    """The absolute module a ``from ... import`` names, seen from ``module`` (file ``f``); None for a
+    relative import outside the package."""
+    if not node.level:
+        return node.module or ""
+    if module is None:
+        return None
+    pkg = module if f.name == "__init__.py" else module.rsplit(".", 1)[0]
+    base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(mods: dict[str, Path]) -> tuple[dict[str, set[str]], list[str]]:
     """Import edges between toolkit modules, and the private names imported across modules."""
     edges: dict[str, set[str]] = {m: set() for m in mods}
     private: list[str] = []
     for name, f in mods.items():
-        pkg = name if f.name == "__init__.py" else name.rsplit(".", 1)[0]
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
             if isinstance(node, ast.Import):
                 targets = [(a.name, None) for a in node.names if a.name.split(".")[0] == "toolkit"]
             elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                elif node.module and node.module.split(".")[0] == "toolkit":
-                    target = node.module
-                else:
+                target = _from_target(name, f, node)
+                if target.split(".")[0] != "toolkit":
                     continue
                 targets = [(target, a.name) for a in node.names]
             else:
@@ -237,15 +244,7 @@ def _alias_imports(files: list[Path], mods: dict[str, Path]) -> list[str]:
     for f in files:
         here = name_of.get(f)
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if not isinstance(node, ast.ImportFrom):
-                continue
-            if node.level and here:  # a relative import inside the package
-                pkg = here if f.name == "__init__.py" else here.rsplit(".", 1)[0]
-                parts = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
-                target = ".".join(parts + ([node.module] if node.module else []))
-            elif not node.level:
-                target = node.module or ""
-            else:
+            if not isinstance(node, ast.ImportFrom) or (target := _from_target(here, f, node)) is None:
                 continue
             for alias in node.names:
                 if target in defined and alias.name not in defined[target] \
